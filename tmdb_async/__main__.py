@@ -1,0 +1,8 @@
+"""``python -m tmdb_async``: see :mod:`tmdb_async.cli`."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

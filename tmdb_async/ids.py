@@ -1,0 +1,222 @@
+"""Reading ids: stream a CSV (or a Distributed Map batch) into unique IMDb ids.
+
+The Compass files are large (~165 MB), '|'-separated, one row per artist, so the same id
+repeats on many consecutive rows. This module streams bytes line by line (memory stays flat),
+finds the id column and delimiter from the header, validates each id, and yields each
+distinct id value once, numbered in first-seen order. ``offset``/``limit`` slice that
+numbering, so one file can be split into batches that never overlap.
+
+Records are one per physical line: a quoted field may contain the delimiter, not a newline
+(the Compass export never does). That keeps line numbers exact in error messages.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+
+from .errors import InputError
+
+ID_COLUMNS = ("id", "imdb_id", "tconst")
+DELIMITERS = ("|", ",", ";", "\t")
+MAX_LINE_BYTES = 1 << 20  # a line longer than 1 MiB is not a CSV row of this data set
+IMDB_ID = re.compile(r"^tt\d{7,}$")
+_NULL = "\\N"
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True)
+class IdEntry:
+    """One distinct value of the id column.
+
+    ``position`` numbers distinct values from 0 in first-seen order over the whole source
+    (before ``offset``), so it is stable for a given file and names the batch it belongs to.
+    ``problem`` is ``None`` for a valid IMDb id, else why it is not one.
+    """
+
+    position: int
+    imdb_id: str
+    line: int
+    problem: str | None = None
+
+
+@dataclass(slots=True)
+class ReadStats:
+    """What the reader saw; filled in as it goes."""
+
+    rows: int = 0
+    distinct: int = 0
+    exhausted: bool = False
+
+
+def _describe_delimiter(delimiter: str) -> str:
+    return "tab" if delimiter == "\t" else repr(delimiter)
+
+
+def _find_id_column(header: str, where: str) -> tuple[str, int, int]:
+    """Return (delimiter, id column index, number of columns) for a header line."""
+    for delimiter in DELIMITERS:
+        names = [name.strip().strip('"').lower() for name in header.split(delimiter)]
+        for wanted in ID_COLUMNS:
+            if wanted in names:
+                return delimiter, names.index(wanted), len(names)
+    shown = header if len(header) <= 60 else header[:57] + "..."
+    if not any(delimiter in header for delimiter in DELIMITERS):
+        raise InputError(
+            f"{where}: line 1: unknown delimiter: the header {shown!r} has no '|', ',', ';' "
+            f"or tab and no id column ({', '.join(ID_COLUMNS)})"
+        )
+    raise InputError(
+        f"{where}: line 1: no id column: the header {shown!r} has none of {', '.join(ID_COLUMNS)}"
+    )
+
+
+def check_id(value: str) -> str | None:
+    """Why ``value`` is not an IMDb title id, or ``None`` when it is one."""
+    if value == "" or value == _NULL:
+        return "empty id"
+    if not IMDB_ID.match(value):
+        return "not an IMDb title id (tt + 7 or more digits)"
+    return None
+
+
+async def _lines(chunks: AsyncIterable[bytes], where: str) -> AsyncIterator[tuple[int, bytes]]:
+    """Split a byte stream into (line number, line without EOL), refusing absurd lines."""
+    carry = b""
+    number = 0
+    async for chunk in chunks:
+        if not chunk:
+            continue
+        data = carry + chunk if carry else chunk
+        parts = data.split(b"\n")
+        carry = parts.pop()
+        for part in parts:
+            number += 1
+            if len(part) > MAX_LINE_BYTES:
+                raise InputError(f"{where}: line {number}: longer than {MAX_LINE_BYTES} bytes")
+            yield number, part.removesuffix(b"\r")
+        if len(carry) > MAX_LINE_BYTES:
+            raise InputError(f"{where}: line {number + 1}: longer than {MAX_LINE_BYTES} bytes")
+    if carry:
+        yield number + 1, carry.removesuffix(b"\r")
+
+
+def _decode(raw: bytes, number: int, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{where}: line {number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
+            f"{exc.start + 1} of the line); re-export the file as UTF-8"
+        ) from None
+
+
+def _split(line: str, delimiter: str) -> list[str]:
+    if '"' not in line:
+        return line.split(delimiter)
+    return next(csv.reader([line], delimiter=delimiter), [])
+
+
+class _Distinct:
+    """Numbers distinct id values and keeps those inside the [offset, offset+limit) slice."""
+
+    def __init__(self, offset: int, limit: int | None, stats: ReadStats) -> None:
+        self._seen: set[str] = set()
+        self._start = offset
+        self._stop = None if limit is None else offset + limit
+        self.stats = stats
+
+    @property
+    def full(self) -> bool:
+        return self._stop is not None and self.stats.distinct >= self._stop
+
+    def add(self, value: str, line: int) -> IdEntry | None:
+        if value in self._seen:
+            return None
+        self._seen.add(value)
+        position = self.stats.distinct
+        self.stats.distinct += 1
+        if position < self._start or (self._stop is not None and position >= self._stop):
+            return None
+        return IdEntry(position, value, line, check_id(value))
+
+
+async def read_csv_ids(
+    chunks: AsyncIterable[bytes],
+    *,
+    where: str,
+    offset: int = 0,
+    limit: int | None = None,
+    stats: ReadStats | None = None,
+) -> AsyncIterator[IdEntry]:
+    """Yield the distinct ids of a CSV byte stream that fall in the offset/limit slice.
+
+    Raises :class:`InputError` naming ``where`` and the line for anything that is not a
+    readable CSV with an id column. Stops reading once the slice is complete.
+    """
+    stats = stats if stats is not None else ReadStats()
+    distinct = _Distinct(offset, limit, stats)
+    delimiter = ""
+    column = width = 0
+    async for number, raw in _lines(chunks, where):
+        if number == 1:
+            header = _decode(raw.removeprefix(_BOM), 1, where)
+            if not header.strip():
+                raise InputError(f"{where}: line 1: empty header line")
+            delimiter, column, width = _find_id_column(header, where)
+            continue
+        if not raw.strip():
+            continue  # blank lines (often a trailing one) carry no row
+        fields = _split(_decode(raw, number, where), delimiter)
+        if len(fields) != width:
+            raise InputError(
+                f"{where}: line {number}: {len(fields)} fields, the header has {width} "
+                f"(delimiter {_describe_delimiter(delimiter)})"
+            )
+        stats.rows += 1
+        entry = distinct.add(fields[column].strip(), number)
+        if entry is not None:
+            yield entry
+        if distinct.full:
+            return
+    if delimiter == "":
+        raise InputError(f"{where}: empty file: no header line")
+    if stats.rows == 0:
+        raise InputError(f"{where}: no data rows after the header (line 1)")
+    stats.exhausted = True
+
+
+def read_item_ids(
+    items: Iterable[object],
+    *,
+    where: str = "Items",
+    offset: int = 0,
+    limit: int | None = None,
+    stats: ReadStats | None = None,
+) -> list[IdEntry]:
+    """The same as :func:`read_csv_ids` for a Distributed Map batch: CSV rows as objects."""
+    stats = stats if stats is not None else ReadStats()
+    distinct = _Distinct(offset, limit, stats)
+    entries: list[IdEntry] = []
+    for index, item in enumerate(items):
+        if isinstance(item, str):
+            value = item
+        elif isinstance(item, Mapping):
+            key = next((k for k in item if str(k).strip().lower() in ID_COLUMNS), None)
+            if key is None:
+                raise InputError(
+                    f"{where}[{index}]: no id field (expected one of {', '.join(ID_COLUMNS)})"
+                )
+            value = item[key]
+            if not isinstance(value, str):
+                raise InputError(f"{where}[{index}].{key}: expected a string id")
+        else:
+            raise InputError(f"{where}[{index}]: expected an object (a CSV row) or an id string")
+        stats.rows += 1
+        entry = distinct.add(value.strip(), index)
+        if entry is not None:
+            entries.append(entry)
+    stats.exhausted = True
+    return entries

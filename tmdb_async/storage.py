@@ -1,0 +1,240 @@
+"""Where bytes live: local paths and ``s3://bucket/key`` behind one small interface.
+
+Reading streams a source in chunks: S3 objects are read with ranged GETs pinned to the
+object's ETag, so a run that paces itself at TMDB's rate for an hour never holds one S3
+connection open that long, and a file replaced mid-run is detected instead of mixed.
+
+Writing is whole-object only: an S3 PUT is atomic, and a local write goes to a hidden
+temporary name in the same folder and is renamed, so readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import InputError, StorageError
+
+READ_CHUNK = 8 << 20  # bytes per S3 ranged GET
+LOCAL_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class S3Url:
+    bucket: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}" if self.key else f"s3://{self.bucket}"
+
+
+def parse_s3(url: str, where: str) -> S3Url | None:
+    """``S3Url`` for an ``s3://`` URL, ``None`` for a local path."""
+    if not url.startswith("s3://"):
+        return None
+    bucket, _, key = url[5:].partition("/")
+    if not bucket:
+        raise InputError(f"{where}: {url!r} has no bucket name")
+    return S3Url(bucket, key)
+
+
+def _s3_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", type(exc).__name__))
+
+
+async def read_source(source: str, s3: Any | None) -> AsyncIterator[bytes]:
+    """Yield the bytes of a local file or S3 object in chunks.
+
+    A missing or unreadable source is bad input (:class:`InputError`), named with its path.
+    """
+    url = parse_s3(source, "source")
+    if url is None:
+        async for chunk in _read_local(source):
+            yield chunk
+        return
+    if s3 is None:  # pragma: no cover - the pipeline always opens a client for s3:// URLs
+        raise StorageError("source: an S3 client is needed for s3:// sources")
+    async for chunk in _read_s3(url, s3):
+        yield chunk
+
+
+async def _read_local(path: str) -> AsyncIterator[bytes]:
+    try:
+        handle = await asyncio.to_thread(open, path, "rb")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a CSV file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    try:
+        while chunk := await asyncio.to_thread(handle.read, LOCAL_CHUNK):
+            yield chunk
+    finally:
+        handle.close()
+
+
+async def _read_s3(url: S3Url, s3: Any) -> AsyncIterator[bytes]:
+    start = 0
+    etag: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {
+            "Bucket": url.bucket,
+            "Key": url.key,
+            "Range": f"bytes={start}-{start + READ_CHUNK - 1}",
+        }
+        if etag:
+            kwargs["IfMatch"] = etag
+        try:
+            response = await s3.get_object(**kwargs)
+            async with response["Body"] as body:
+                data = await body.read()
+        except Exception as exc:
+            code = _s3_code(exc)
+            if code == "InvalidRange":  # empty object, or a size that is a multiple of the chunk
+                return
+            if code in ("NoSuchKey", "NoSuchBucket", "404"):
+                raise InputError(f"{url}: no such S3 object ({code})") from None
+            if code in ("AccessDenied", "403"):
+                raise InputError(f"{url}: access denied reading the source") from None
+            if code in ("PreconditionFailed", "412"):
+                raise InputError(f"{url}: the object changed while it was being read") from None
+            raise StorageError(f"{url}: cannot read the source: {code}") from None
+        etag = response.get("ETag", etag)
+        if data:
+            yield data
+        total = _total_size(response.get("ContentRange"))
+        start += len(data)
+        if not data or total is None or start >= total:
+            return
+
+
+def _total_size(content_range: str | None) -> int | None:
+    # "bytes 0-99/1234" -> 1234
+    if not content_range or "/" not in content_range:
+        return None
+    total = content_range.rsplit("/", 1)[1]
+    return int(total) if total.isdigit() else None
+
+
+class Store(Protocol):
+    """A destination: a local folder or an S3 bucket and prefix."""
+
+    def url(self, key: str) -> str: ...
+
+    async def put(self, key: str, data: bytes, content_type: str) -> str: ...
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def list(self, prefix: str) -> list[str]: ...
+
+
+class LocalStore:
+    """A folder; keys are relative paths under it."""
+
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+
+    def url(self, key: str) -> str:
+        return str(self.root / key)
+
+    async def put(self, key: str, data: bytes, content_type: str) -> str:
+        return await asyncio.to_thread(self._put, key, data)
+
+    def _put(self, key: str, data: bytes) -> str:
+        path = self.root / key
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        return str(path)
+
+    async def get(self, key: str) -> bytes | None:
+        path = self.root / key
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+    async def list(self, prefix: str) -> list[str]:
+        folder, _, start = prefix.rpartition("/")
+        base = self.root / folder
+        if not base.is_dir():
+            return []
+        names = await asyncio.to_thread(os.listdir, base)
+        return sorted(f"{folder}/{n}" if folder else n for n in names if n.startswith(start))
+
+
+class S3Store:
+    """A bucket and optional prefix; keys are appended to the prefix."""
+
+    def __init__(self, s3: Any, url: S3Url) -> None:
+        self._s3 = s3
+        self.bucket = url.bucket
+        self.prefix = url.key.strip("/")
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def _fail(self, action: str, key: str, exc: Exception) -> StorageError:
+        code = _s3_code(exc)
+        hint = {
+            "NoSuchBucket": "the bucket does not exist",
+            "AccessDenied": "access denied",
+            "403": "access denied",
+        }.get(code, code)
+        return StorageError(f"{self.url(key)}: cannot {action}: {hint}")
+
+    async def put(self, key: str, data: bytes, content_type: str) -> str:
+        try:
+            await self._s3.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
+            )
+        except Exception as exc:
+            raise self._fail("write", key, exc) from None
+        return self.url(key)
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            response = await self._s3.get_object(Bucket=self.bucket, Key=self._key(key))
+            async with response["Body"] as body:
+                data: bytes = await body.read()
+                return data
+        except Exception as exc:
+            if _s3_code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise self._fail("read", key, exc) from None
+
+    async def list(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        try:
+            paginator = self._s3.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+                keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+        except Exception as exc:
+            raise self._fail("list", prefix, exc) from None
+        return sorted(keys)
