@@ -17,15 +17,15 @@ from aiolimiter import AsyncLimiter
 
 _BURST_SECONDS = 0.25  # bucket size in seconds of traffic: small, so 429s at the edge are rare
 _RECOVERY_SUCCESSES = 40  # successes to climb back by one full configured rate
-_DEFAULT_PAUSE = 1.0  # pause after a 429 without a usable Retry-After
-_MAX_PAUSE = 60.0
+_DEFAULT_PAUSE = 1.0  # pause after a 429 without a usable Retry-After, doubling while they last
 
 
 class Throttle:
     """Rate limit (requests/s) plus a shared pause after 429s."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, max_pause: float = 60.0) -> None:
         self.max_rate = rate
+        self._max_pause = max_pause
         self._capacity = max(1.0, rate * _BURST_SECONDS)
         self._limiter = AsyncLimiter(self._capacity, self._capacity / rate)
         self._min_rate = rate / self._capacity
@@ -50,9 +50,9 @@ class Throttle:
             self.current_rate = max(self._min_rate, self.current_rate / 2)
             self._consecutive += 1
         if retry_after is not None and retry_after > 0:
-            pause = min(retry_after, _MAX_PAUSE)
+            pause = min(retry_after, self._max_pause)
         else:
-            pause = min(_DEFAULT_PAUSE * 2 ** (self._consecutive - 1), _MAX_PAUSE)
+            pause = min(_DEFAULT_PAUSE * 2 ** max(0, self._consecutive - 1), self._max_pause)
         self._pause_until = max(self._pause_until, now + pause)
         return pause
 

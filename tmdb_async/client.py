@@ -129,12 +129,12 @@ class TmdbClient:
         self._options = options
         self._base = options.base_url.rstrip("/")
         self._semaphore = asyncio.Semaphore(options.concurrency)
-        self._throttle = Throttle(options.rate)
+        self._throttle = Throttle(options.rate, max_pause=options.max_backoff)
         self._timeout = aiohttp.ClientTimeout(total=options.request_timeout)
         self._headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
         self._headers.update(options.credentials.headers())
         self._auth_params = options.credentials.params()
-        self._backoff = wait_exponential_jitter(initial=0.5, max=options.max_backoff, jitter=1)
+        self._backoff = wait_exponential_jitter(multiplier=0.5, max=options.max_backoff, jitter=1)
         self._rejected = False
         self.stats = ClientStats()
 

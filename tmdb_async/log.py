@@ -16,22 +16,29 @@ log_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.Context
     "tmdb_ingest_log_context", default=None
 )
 MASK = "***"
+_SECRETS: set[str] = set()
+
+
+def register_secret(secret: str | None) -> None:
+    """Mask ``secret`` in every log line from now on (e.g. a token read from SSM)."""
+    if secret and len(secret) >= 4:
+        _SECRETS.add(secret)
+
+
+def redact(text: str) -> str:
+    for secret in _SECRETS:
+        text = text.replace(secret, MASK)
+    return text
 
 
 class RedactSecrets(logging.Filter):
-    """Replace each secret in the rendered message (and exception text) with ``***``."""
-
-    def __init__(self, secrets: Iterable[str | None]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
+    """Replace each registered secret in the rendered message (and exception text)."""
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, MASK)
-        return text
+        return redact(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
+        if not _SECRETS:
             return True
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
@@ -79,7 +86,9 @@ def configure(
             root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler._tmdb_ingest = True  # type: ignore[attr-defined]
-    handler.addFilter(RedactSecrets(secrets))
+    for secret in secrets:
+        register_secret(secret)
+    handler.addFilter(RedactSecrets())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

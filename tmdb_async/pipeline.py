@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -446,3 +448,35 @@ async def _finish(
         if error is None:
             raise
         log.warning("could not record the failed run: %s", exc)
+
+
+async def prepare_ids(settings: Settings) -> dict[str, Any]:
+    """Write the distinct id values of ``settings.source`` as a one-column CSV.
+
+    For Step Functions: its Distributed Map reads this small file instead of the raw CSV,
+    where one title's rows (one per artist) could straddle two batches and be fetched twice.
+    Invalid values are kept, so the batch that gets them reports them in its sidecar.
+    """
+    settings.validate()
+    dest_url = parse_s3(settings.dest, "dest")
+    source_url = parse_s3(settings.source, "source")
+    stats = ReadStats()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="|", lineterminator="\n")
+    writer.writerow(["id"])
+    async with _s3_client(bool(dest_url or source_url), 4) as s3:
+        async for entry in read_csv_ids(
+            read_source(settings.source, s3), where=settings.source, stats=stats
+        ):
+            writer.writerow([entry.imdb_id])
+        store: Store = S3Store(s3, dest_url) if dest_url else LocalStore(settings.dest)
+        key = f"Raw/TMDB/_work/{source_stem(settings.source)}-{run_tag([settings.source])}/ids.csv"
+        url = await store.put(key, buffer.getvalue().encode(), "text/csv")
+    bucket, _, ids_key = url.removeprefix("s3://").partition("/")
+    return {
+        "ids_url": url,
+        "ids_bucket": bucket if dest_url else None,
+        "ids_key": ids_key if dest_url else url,
+        "unique_ids": stats.distinct,
+        "rows_read": stats.rows,
+    }
