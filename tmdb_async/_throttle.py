@@ -33,9 +33,15 @@ class Throttle:
         self._pause_until = 0.0
         self._last_decrease = float("-inf")
         self._consecutive = 0
+        self._primed = False
 
     async def acquire(self) -> None:
         """Wait until the client may send one more request."""
+        if not self._primed:
+            # A fresh leaky bucket is empty and would let a whole bucket through at once on
+            # top of the steady rate; filling it first makes the start as smooth as the rest.
+            self._primed = True
+            await self._limiter.acquire(self._capacity)
         loop = asyncio.get_running_loop()
         # A loop, not an Event: each 429 may push the shared pause further out while we sleep.
         while (delay := self._pause_until - loop.time()) > 0:  # noqa: ASYNC110

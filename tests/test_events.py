@@ -1,0 +1,127 @@
+"""Lambda events: the three event shapes run the engine on S3 (moto) and the fake TMDB;
+anything else is refused with the field it is about."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import TOKEN
+from tests.support.csvgen import title_ids, write_csv
+from tmdb_async.errors import CredentialsError, UsageError
+from tmdb_async.events import handle
+from tmdb_async.fake_tmdb import FakeTmdb
+
+KEY = "Raw/Local/CSV/Movies/2022/05/02/movies.csv"
+
+
+class Context:
+    """What the handler uses of Lambda's context: a request id and a clock."""
+
+    aws_request_id = "req-1"
+
+    def __init__(self, remaining_ms: int = 900_000) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def lambda_env(url: str, **extra: str) -> dict[str, str]:
+    return {
+        "TMDB_READ_ACCESS_TOKEN": TOKEN,
+        "TMDB_BASE_URL": url,
+        "TMDB_DEST": "s3://data-lake-x",
+        "TMDB_ALLOWED_BUCKETS": "data-lake-x",
+        "TMDB_RATE": "2000",
+        **extra,
+    }
+
+
+async def test_direct_event_runs_a_slice_of_the_csv(
+    tmp_path: Path, s3: Any, lake: str, fake_tmdb: FakeTmdb
+) -> None:
+    ids = title_ids(50, "movie")
+    s3.upload_file(str(write_csv(tmp_path / "m.csv", ids)), lake, KEY)
+    event = {"source": f"s3://{lake}/{KEY}", "date": "2022-05-02", "offset": 10, "limit": 20}
+    result = await handle(event, Context(), lambda_env(fake_tmdb.url))
+    assert result["status"] == "ok"
+    assert result["unique_ids"] == 20
+    assert all(f.startswith("s3://data-lake-x/Raw/TMDB/JSON/2022/05/02/") for f in result["files"])
+    json.dumps(result)  # the Lambda result must be JSON
+
+
+async def test_distributed_map_batch_splits_the_global_rate(
+    s3: Any, lake: str, fake_tmdb: FakeTmdb
+) -> None:
+    ids = title_ids(30, "movie")
+    event = {
+        "Items": [{"id": i, "nomeArtista": "X"} for i in ids + ids[:5]],
+        "BatchInput": {
+            "dest": "s3://data-lake-x",
+            "kind": "movie",
+            "date": "2022-05-02",
+            "global_rate": 4000,
+            "max_concurrency": 4,
+        },
+    }
+    result = await handle(event, Context(), lambda_env(fake_tmdb.url))
+    assert result["status"] == "ok"
+    assert result["unique_ids"] == 30
+    assert result["batch_input"] == event["BatchInput"]
+    manifest = s3.get_object(Bucket=lake, Key=result["manifest"].split(f"{lake}/", 1)[1])
+    settings = json.loads(manifest["Body"].read())["settings"]
+    assert settings["rate"] == 1000.0  # 4000 / 4
+    assert settings["concurrency"] == 5  # 20 connections / 4
+
+
+async def test_a_short_deadline_returns_the_items_left_to_do(
+    s3: Any, lake: str, fake_tmdb: FakeTmdb
+) -> None:
+    ids = title_ids(40, "movie")
+    event = {"Items": [{"id": i} for i in ids], "BatchInput": {"dest": "s3://data-lake-x"}}
+    env = lambda_env(fake_tmdb.url, TMDB_SAFETY_MARGIN_SECONDS="30")
+    first = await handle(event, Context(remaining_ms=20_000), env)  # already under the margin
+    assert first["status"] == "incomplete"
+    assert first["unique_ids"] == 0
+    assert [i["id"] for i in first["remaining_items"]] == ids
+    again = {"Items": first["remaining_items"], "BatchInput": first["batch_input"]}
+    second = await handle(again, Context(), env)
+    assert second["status"] == "ok"
+    assert second["unique_ids"] == 40
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ([1, 2], "event: expected a JSON object, got list"),
+        ({"hello": "world"}, "event: unknown shape"),
+        ({"source": "s3://data-lake-x/a.csv", "colour": "red"}, "event: unknown field 'colour'"),
+        ({"source": "/etc/passwd"}, "event.source: '/etc/passwd' is not an s3:// URL"),
+        ({"source": "s3://data-lake-x/../../x.csv"}, "has '..'"),
+        ({"source": "s3://other-bucket/a.csv"}, "bucket 'other-bucket' is not allowed"),
+        ({"source": "s3://data-lake-x/a.csv", "dest": "s3://evil/x"}, "event.dest: bucket 'evil'"),
+        (
+            {"source": "s3://data-lake-x/a.csv", "offset": "ten"},
+            "event.offset: expected an integer",
+        ),
+        ({"source": "s3://data-lake-x/a.csv", "date": "02/05/2022"}, "event.date: '02/05/2022'"),
+        ({"Items": "tt1"}, "event.Items: expected a list"),
+        ({"Items": [], "BatchInput": {"oops": 1}}, "event.BatchInput: unknown field 'oops'"),
+        ({"Items": [], "BatchInput": {"max_concurrency": 0}}, "max_concurrency: 0 must be"),
+    ],
+)
+async def test_bad_events_are_refused_naming_the_field(event: Any, message: str) -> None:
+    env = {"TMDB_DEST": "s3://data-lake-x", "TMDB_ALLOWED_BUCKETS": "data-lake-x"}
+    with pytest.raises(UsageError) as caught:
+        await handle(event, Context(), env)
+    assert message in str(caught.value)
+
+
+async def test_no_credentials_anywhere_is_refused() -> None:
+    event = {"source": "s3://data-lake-x/a.csv", "dest": "s3://data-lake-x"}
+    with pytest.raises(CredentialsError, match="TMDB_TOKEN_SSM_PARAMETER"):
+        await handle(event, Context(), {})

@@ -1,0 +1,554 @@
+"""Tests of the fake TMDB server, through a real aiohttp client on loopback.
+
+The engine's tests trust this fake to behave like TMDB (shapes, error bodies) and to fail
+exactly as configured, so both are pinned here. Waiting is done on events or with bounded
+polling, never with a fixed sleep: the only timers are the server's simulated delays and
+the client timeouts under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tmdb_async.fake_tmdb import (
+    FakeTmdb,
+    FakeTmdbConfig,
+    FakeTmdbStats,
+    expected_kind,
+    main,
+    make_app,
+)
+
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIND = "/3/find/{}?external_source=imdb_id"
+EMPTY_FIND: dict[str, list[Any]] = {
+    "movie_results": [],
+    "person_results": [],
+    "tv_results": [],
+    "tv_episode_results": [],
+    "tv_season_results": [],
+}
+# Field sets from /work/shared/reference/tmdb-api.md (what the engine may rely on).
+MOVIE_ITEM_KEYS = {
+    "adult", "backdrop_path", "genre_ids", "id", "original_language", "original_title",
+    "overview", "release_date", "poster_path", "popularity", "title", "video", "vote_average",
+    "vote_count", "media_type",
+}  # fmt: skip
+TV_ITEM_KEYS = {
+    "adult", "backdrop_path", "genre_ids", "id", "origin_country", "original_language",
+    "original_name", "overview", "first_air_date", "poster_path", "popularity", "name",
+    "vote_average", "vote_count", "media_type",
+}  # fmt: skip
+MOVIE_DETAIL_KEYS = {
+    "adult", "backdrop_path", "belongs_to_collection", "budget", "genres", "homepage", "id",
+    "imdb_id", "origin_country", "original_language", "original_title", "overview",
+    "popularity", "poster_path", "production_companies", "production_countries",
+    "release_date", "revenue", "runtime", "spoken_languages", "status", "tagline", "title",
+    "video", "vote_average", "vote_count",
+}  # fmt: skip
+TV_DETAIL_KEYS = {
+    "created_by", "episode_run_time", "first_air_date", "genres", "in_production", "languages",
+    "last_air_date", "last_episode_to_air", "next_episode_to_air", "name", "networks",
+    "number_of_episodes", "number_of_seasons", "origin_country", "original_name", "seasons",
+    "status", "type", "vote_average", "vote_count", "id",
+}  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    config: FakeTmdbConfig | None = None, **kwargs: Any
+) -> AsyncIterator[tuple[FakeTmdb, aiohttp.ClientSession]]:
+    """A started fake plus a client session pointed at it with the right token."""
+    async with (
+        FakeTmdb(config or FakeTmdbConfig(token=TOKEN), **kwargs) as fake,
+        aiohttp.ClientSession(base_url=fake.url, headers=AUTH) as session,
+    ):
+        yield fake, session
+
+
+async def get_json(session: aiohttp.ClientSession, path: str) -> tuple[int, Any]:
+    async with session.get(path) as resp:
+        return resp.status, await resp.json()
+
+
+class FakeClock:
+    """Frozen time for the rate limiter, so window arithmetic is exact and not timing luck."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class HeldSleep:
+    """Replaces the server's latency sleep: requests stay in flight until ``release`` is set.
+
+    That turns "N requests are concurrently in flight" into an event the test can wait for.
+    """
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.entered = 0
+        self.all_in = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        self.entered += 1
+        if self.entered >= self.expected:
+            self.all_in.set()
+        await self.release.wait()
+
+
+# --- data model ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("imdb_id", "kind"),
+    [
+        ("tt0000001", "movie"),
+        ("tt0000010", "movie"),
+        ("tt0000007", "tv"),
+        ("tt0000019", "tv"),
+        ("tt0000017", None),  # n % 17 == 0 wins over the tv rule (17 % 10 == 7)
+        ("tt0000034", None),
+        ("tt00000011", "movie"),  # more than 7 digits is still an IMDb id
+        ("tt123456", None),  # fewer than 7 digits is not
+        ("TT0000001", None),
+        ("nm0000001", None),
+        ("", None),
+    ],
+)
+def test_expected_kind(imdb_id: str, kind: str | None) -> None:
+    assert expected_kind(imdb_id) == kind
+
+
+def test_config_rejects_out_of_range_knobs() -> None:
+    for bad in (
+        {"fault_5xx": 1.5},
+        {"burst_429": -0.1},
+        {"rate_limit": 0},
+        {"retry_after": -1},
+        {"max_connections": 0},
+        {"latency": -0.1},
+    ):
+        with pytest.raises(ValueError):
+            FakeTmdbConfig(**bad)
+
+
+# --- /find ---------------------------------------------------------------------------------
+
+
+async def test_find_movie() -> None:
+    async with serve() as (_, session):
+        status, body = await get_json(session, FIND.format("tt0000001") + "&language=pt-BR")
+    assert status == 200
+    assert set(body) == set(EMPTY_FIND)
+    assert body["tv_results"] == []
+    [item] = body["movie_results"]
+    assert set(item) == MOVIE_ITEM_KEYS
+    assert item["id"] == 1
+    assert item["media_type"] == "movie"
+    assert "language=pt-BR" in item["overview"]
+    assert all(isinstance(g, int) for g in item["genre_ids"])
+
+
+async def test_find_tv() -> None:
+    async with serve() as (_, session):
+        status, body = await get_json(session, FIND.format("tt0000007"))
+    assert status == 200
+    assert body["movie_results"] == []
+    [item] = body["tv_results"]
+    assert set(item) == TV_ITEM_KEYS
+    assert item["id"] == 7
+    assert item["media_type"] == "tv"
+    assert "language=en-US" in item["overview"]
+
+
+@pytest.mark.parametrize("external_id", ["tt0000017", "tt0000034", "tt12", "abc", "nm0000001"])
+async def test_find_unknown_or_malformed_is_empty_200(external_id: str) -> None:
+    async with serve() as (_, session):
+        status, body = await get_json(session, FIND.format(external_id))
+    assert (status, body) == (200, EMPTY_FIND)
+
+
+@pytest.mark.parametrize("query", ["", "?external_source=tvdb_id"])
+async def test_find_requires_imdb_external_source(query: str) -> None:
+    async with serve() as (_, session):
+        status, body = await get_json(session, f"/3/find/tt0000001{query}")
+    assert status == 400
+    assert body["success"] is False
+    assert body["status_code"] == 5
+
+
+# --- details -------------------------------------------------------------------------------
+
+
+async def test_movie_details_with_append_and_language() -> None:
+    path = "/3/movie/1?append_to_response=credits,keywords,external_ids,videos&language=de-DE"
+    async with serve() as (_, session):
+        status, body = await get_json(session, path)
+        _, found = await get_json(session, FIND.format("tt0000001"))
+    assert status == 200
+    assert set(body) >= MOVIE_DETAIL_KEYS
+    assert body["id"] == 1
+    assert body["imdb_id"] == "tt0000001"
+    assert "language=de-DE" in body["overview"]
+    assert all(set(g) == {"id", "name"} for g in body["genres"])
+    assert isinstance(body["runtime"], int)
+    # Appended sub-resources, and nothing appended that was not asked for.
+    assert {"cast", "crew"} <= set(body["credits"])
+    assert body["credits"]["cast"][0]["character"]
+    assert {"department", "job"} <= set(body["credits"]["crew"][0])
+    assert body["keywords"]["keywords"]
+    assert body["external_ids"]["imdb_id"] == "tt0000001"
+    assert body["videos"] == {}
+    assert "images" not in body
+    # /find and details describe the same title.
+    item = found["movie_results"][0]
+    assert (item["title"], item["release_date"]) == (body["title"], body["release_date"])
+    assert item["genre_ids"] == [g["id"] for g in body["genres"]]
+
+
+async def test_tv_details_have_imdb_id_only_via_external_ids() -> None:
+    async with serve() as (_, session):
+        status, plain = await get_json(session, "/3/tv/7?language=fr-FR")
+        _, appended = await get_json(
+            session, "/3/tv/7?append_to_response=external_ids,keywords,credits"
+        )
+    assert status == 200
+    assert set(plain) >= TV_DETAIL_KEYS
+    assert "imdb_id" not in plain
+    assert "language=fr-FR" in plain["overview"]
+    assert plain["number_of_seasons"] >= 1
+    assert appended["external_ids"]["imdb_id"] == "tt0000007"
+    # TMDB's TV keywords list is under "results" (movies: "keywords").
+    assert appended["keywords"]["results"]
+    assert appended["credits"]["cast"]
+
+
+@pytest.mark.parametrize("path", ["/3/movie/7", "/3/movie/17", "/3/tv/1", "/3/tv/34", "/3/tv/x"])
+async def test_details_of_wrong_kind_is_404_code_34(path: str) -> None:
+    async with serve() as (_, session):
+        status, body = await get_json(session, path)
+    assert status == 404
+    assert body == {
+        "success": False,
+        "status_code": 34,
+        "status_message": "The resource you requested could not be found.",
+    }
+
+
+async def test_append_to_response_limit_is_20() -> None:
+    names = ",".join(f"n{i}" for i in range(21))
+    async with serve() as (_, session):
+        status, body = await get_json(session, f"/3/movie/1?append_to_response={names}")
+        ok_status, _ = await get_json(session, f"/3/movie/1?append_to_response={names[:-4]}")
+    assert status == 400
+    assert body["status_code"] == 27
+    assert ok_status == 200
+
+
+# --- auth ----------------------------------------------------------------------------------
+
+
+async def test_auth_styles_and_failures() -> None:
+    path = FIND.format("tt0000001")
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN)) as fake, aiohttp.ClientSession() as session:
+        results = {}
+        for label, headers, extra in [
+            ("none", {}, ""),
+            ("wrong bearer", {"Authorization": "Bearer nope"}, ""),
+            ("wrong api_key", {}, "&api_key=nope"),
+            ("bearer", AUTH, ""),
+            ("api_key", {}, f"&api_key={TOKEN}"),
+        ]:
+            async with session.get(fake.url + path + extra, headers=headers) as resp:
+                results[label] = (resp.status, await resp.json())
+    for label in ("none", "wrong bearer", "wrong api_key"):
+        status, body = results[label]
+        assert status == 401, label
+        assert body["status_code"] == 7
+        assert body["success"] is False
+    assert results["bearer"][0] == 200
+    assert results["api_key"][0] == 200
+
+
+async def test_no_token_configured_accepts_anything() -> None:
+    async with (
+        FakeTmdb() as fake,
+        aiohttp.ClientSession() as session,
+        session.get(fake.url + FIND.format("tt0000001")) as resp,
+    ):
+        assert resp.status == 200
+
+
+# --- rate and connection limits ------------------------------------------------------------
+
+
+async def test_rate_limit_sliding_window_with_frozen_clock() -> None:
+    clock = FakeClock()
+    async with serve(FakeTmdbConfig(token=TOKEN, rate_limit=10), clock=clock) as (fake, session):
+        first = await asyncio.gather(*(get_json(session, "/3/movie/1") for _ in range(30)))
+        statuses = [status for status, _ in first]
+        assert statuses.count(200) == 10
+        assert statuses.count(429) == 20
+        body = next(body for status, body in first if status == 429)
+        assert body["status_code"] == 25
+        async with session.get("/3/movie/1") as resp:
+            assert resp.status == 429
+            assert "Retry-After" not in resp.headers
+        clock.now += 0.999  # still inside the window opened by the first accepted request
+        assert (await get_json(session, "/3/movie/1"))[0] == 429
+        clock.now += 0.001  # the first ten have now left the window
+        again = await asyncio.gather(*(get_json(session, "/3/movie/1") for _ in range(15)))
+        assert [status for status, _ in again].count(200) == 10
+        assert fake.stats().throttled == 20 + 1 + 1 + 5
+
+
+async def test_rate_limit_with_real_clock() -> None:
+    async with serve(FakeTmdbConfig(token=TOKEN, rate_limit=10)) as (fake, session):
+        started = time.monotonic()
+        results = await asyncio.gather(*(get_json(session, "/3/movie/1") for _ in range(30)))
+        elapsed = time.monotonic() - started
+    accepted = [status for status, _ in results].count(200)
+    # Every request arrived within `elapsed`, so at most this many windows were open.
+    assert accepted <= 10 * (math.floor(elapsed) + 1)
+    if elapsed < 1.0:
+        assert accepted == 10
+    assert fake.stats().throttled == 30 - accepted
+
+
+@pytest.mark.parametrize(("retry_after", "header"), [(2, "2"), (0, "0"), (0.5, "0.5")])
+async def test_429_carries_retry_after_when_configured(retry_after: float, header: str) -> None:
+    config = FakeTmdbConfig(token=TOKEN, rate_limit=1, retry_after=retry_after)
+    async with serve(config, clock=FakeClock()) as (_, session):
+        assert (await get_json(session, "/3/movie/1"))[0] == 200
+        async with session.get("/3/movie/1") as resp:
+            assert resp.status == 429
+            assert resp.headers["Retry-After"] == header
+
+
+async def test_max_connections_rejects_the_excess_in_flight() -> None:
+    held = HeldSleep(expected=3)
+    config = FakeTmdbConfig(token=TOKEN, max_connections=3, latency=0.01)
+    async with serve(config, sleep=held) as (fake, session):
+        holders = [asyncio.create_task(get_json(session, "/3/movie/1")) for _ in range(3)]
+        async with asyncio.timeout(5):
+            await held.all_in.wait()
+        excess = await asyncio.gather(*(get_json(session, "/3/movie/1") for _ in range(5)))
+        assert [status for status, _ in excess] == [429] * 5
+        assert all(body["status_code"] == 25 for _, body in excess)
+        held.release.set()
+        assert [status for status, _ in await asyncio.gather(*holders)] == [200] * 3
+        stats = fake.stats()
+    assert stats.throttled == 5
+    assert stats.max_in_flight >= 3
+    assert stats.in_flight == 0
+
+
+# --- fault injection -----------------------------------------------------------------------
+
+
+async def test_fault_5xx_answers_tmdb_error_bodies() -> None:
+    codes = {500: 11, 502: 43, 503: 46, 504: 24}
+    async with serve(FakeTmdbConfig(token=TOKEN, fault_5xx=1.0, seed=3)) as (fake, session):
+        results = [await get_json(session, FIND.format("tt0000001")) for _ in range(12)]
+    for status, body in results:
+        assert status in codes
+        assert body["success"] is False
+        assert body["status_code"] == codes[status]
+    assert len({status for status, _ in results}) > 1
+    assert fake.stats().faults["5xx"] == 12
+
+
+async def test_fault_reset_is_a_client_connection_error() -> None:
+    async with serve(FakeTmdbConfig(token=TOKEN, fault_reset=1.0)) as (fake, session):
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with session.get(FIND.format("tt0000001")) as resp:
+                await resp.read()
+        stats = fake.stats()
+    # aiohttp transparently retries an idempotent request once after a disconnect, so the
+    # server may see two attempts for one client call; none of them got a response.
+    assert stats.resets >= 1
+    assert stats.total_requests == stats.resets
+    assert stats.status_counts == {}
+
+
+async def test_fault_bad_json_is_truncated_json() -> None:
+    async with serve(FakeTmdbConfig(token=TOKEN, fault_bad_json=1.0)) as (fake, session):
+        async with session.get(FIND.format("tt0000001")) as resp:
+            assert resp.status == 200
+            assert resp.content_type == "application/json"
+            with pytest.raises(json.JSONDecodeError):
+                await resp.json()
+        # Errors are not 200s, so they are left intact.
+        status, body = await get_json(session, "/3/movie/7")
+    assert (status, body["status_code"]) == (404, 34)
+    assert fake.stats().faults["bad_json"] == 1
+
+
+async def test_fault_slow_trips_the_client_timeout() -> None:
+    config = FakeTmdbConfig(token=TOKEN, fault_slow=1.0, slow_seconds=2)
+    async with serve(config) as (fake, session):
+        started = time.monotonic()
+        with pytest.raises(asyncio.TimeoutError):
+            async with session.get(
+                FIND.format("tt0000001"), timeout=aiohttp.ClientTimeout(total=0.2)
+            ) as resp:
+                await resp.read()
+        assert time.monotonic() - started < 1.5
+        assert fake.stats().faults["slow"] == 1
+
+
+async def test_burst_429_honours_retry_after() -> None:
+    config = FakeTmdbConfig(token=TOKEN, burst_429=1.0, retry_after=1)
+    async with serve(config) as (fake, session), session.get(FIND.format("tt0000001")) as resp:
+        assert resp.status == 429
+        assert resp.headers["Retry-After"] == "1"
+        assert (await resp.json())["status_code"] == 25
+    assert fake.stats().faults["burst_429"] == 1
+
+
+async def test_fault_ids_always_503_on_find() -> None:
+    config = FakeTmdbConfig(token=TOKEN, fault_ids=frozenset({"tt0000001"}))
+    async with serve(config) as (fake, session):
+        failing = [await get_json(session, FIND.format("tt0000001")) for _ in range(4)]
+        other = await get_json(session, FIND.format("tt0000002"))
+        details = await get_json(session, "/3/movie/1")
+    assert [(s, b["status_code"]) for s, b in failing] == [(503, 46)] * 4
+    assert other[0] == 200
+    assert details[0] == 200
+    assert fake.stats().faults["fault_id"] == 4
+
+
+async def test_faults_are_reproducible_for_a_seed() -> None:
+    async def statuses(seed: int) -> list[int]:
+        config = FakeTmdbConfig(token=TOKEN, fault_5xx=0.5, burst_429=0.2, seed=seed)
+        async with serve(config) as (_, session):
+            return [(await get_json(session, "/3/movie/1"))[0] for _ in range(30)]
+
+    first, again, other = await statuses(7), await statuses(7), await statuses(8)
+    assert first == again
+    assert first != other
+    assert {200, 429} <= set(first)
+
+
+# --- stats ---------------------------------------------------------------------------------
+
+
+async def test_stats_endpoint_counts_and_reset() -> None:
+    async with serve() as (fake, session):
+        for _ in range(3):
+            await get_json(session, FIND.format("tt0000001"))
+        async with aiohttp.ClientSession() as anonymous:  # control endpoints need no token
+            await get_json(anonymous, fake.url + "/3/movie/1")  # 401
+            status, body = await get_json(anonymous, fake.url + "/__stats")
+            assert status == 200
+            assert body == fake.stats().as_dict()
+            stats = FakeTmdbStats.from_dict(body)
+            assert stats == fake.stats()  # polling /__stats is not itself counted
+            assert stats.total_requests == 4
+            assert stats.status_counts == {200: 3, 401: 1}
+            assert body["status_counts"] == {"200": 3, "401": 1}
+            assert stats.path_counts == {"/3/find/tt0000001": 3, "/3/movie/1": 1}
+            assert stats.max_in_flight >= 1
+            assert stats.in_flight == 0
+            assert stats.first_request_at is not None
+            assert stats.last_request_at is not None
+            assert stats.first_request_at <= stats.last_request_at <= time.monotonic()
+
+            async with anonymous.post(fake.url + "/__reset") as resp:
+                assert resp.status == 200
+            cleared = fake.stats()
+            assert cleared.total_requests == 0
+            assert cleared.status_counts == {}
+            assert cleared.path_counts == {}
+            assert cleared.first_request_at is None
+
+        await get_json(session, FIND.format("tt0000002"))
+        fake.reset_stats()
+        assert fake.stats().total_requests == 0
+
+
+async def test_make_app_works_with_any_runner() -> None:
+    """make_app is usable without FakeTmdb (e.g. under aiohttp's own test server)."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    async with TestClient(TestServer(make_app(FakeTmdbConfig(token=TOKEN)))) as client:
+        resp = await client.get(FIND.format("tt0000007"), headers=AUTH)
+        assert resp.status == 200
+        assert (await resp.json())["tv_results"][0]["id"] == 7
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def test_cli_rejects_bad_probability(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--fault-5xx", "1.5"])
+    assert exc.value.code == 2
+    assert "fault-5xx" in capsys.readouterr().err
+
+
+async def test_cli_serves_and_exits_on_sigterm(tmp_path: Path) -> None:
+    port_file = tmp_path / "port"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tmdb_async.fake_tmdb",
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
+        "--token",
+        TOKEN,
+        "--fault-ids",
+        "tt0000002,tt0000003",
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while not port_file.exists():
+            if proc.returncode is not None or loop.time() > deadline:
+                assert proc.stderr is not None
+                pytest.fail(f"server did not start: {(await proc.stderr.read()).decode()}")
+            await asyncio.sleep(0.02)
+        port = int(port_file.read_text())
+        assert proc.stdout is not None
+        async with asyncio.timeout(5):
+            line = (await proc.stdout.readline()).decode().strip()
+        assert line == f"fake TMDB listening on http://127.0.0.1:{port}"
+
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=AUTH) as session:
+            assert (await get_json(session, FIND.format("tt0000001")))[0] == 200
+            assert (await get_json(session, FIND.format("tt0000003")))[0] == 503
+            status, stats = await get_json(session, "/__stats")
+        assert status == 200
+        assert stats["total_requests"] == 2
+
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            assert await proc.wait() == 0
+        assert not port_file.exists()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -1,0 +1,262 @@
+"""Orchestrating a run: every distinct id ends exactly once in a data file or a sidecar,
+files hold at most ``chunk_size`` records under the dated Raw path, and runs are repeatable."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import TOKEN
+from tests.support.csvgen import kind_of, title_ids, write_csv
+from tmdb_async import Credentials, Settings, run
+from tmdb_async.errors import CredentialsError, InputError, StorageError, UsageError
+from tmdb_async.fake_tmdb import FakeTmdb, FakeTmdbConfig
+
+DAY = dt.date(2022, 5, 2)
+FOLDER = "Raw/TMDB/JSON/2022/05/02"
+
+
+def settings(source: Path | str, dest: Path | str, url: str, **changes: Any) -> Settings:
+    values: dict[str, Any] = {
+        "credentials": Credentials(read_access_token=TOKEN),
+        "tmdb_url": url,
+        "date": DAY,
+        "rate": 2000.0,
+        "max_backoff": 0.05,
+    }
+    values.update(changes)
+    return Settings(source=str(source), dest=str(dest), **values)
+
+
+def load_output(dest: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[Any]]]:
+    """(data file name -> records, sidecar kind -> entries) under the dated folder."""
+    folder = dest / FOLDER
+    data: dict[str, list[dict[str, Any]]] = {}
+    sidecars: dict[str, list[Any]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("_"):
+            kind = path.name[1:].split("-", 1)[0]
+            if kind != "manifest":
+                sidecars.setdefault(kind, []).extend(json.loads(path.read_text()))
+        else:
+            text = path.read_text()
+            records = (
+                [json.loads(line) for line in text.splitlines()]
+                if path.suffix == ".jsonl"
+                else json.loads(text)
+            )
+            data[path.name] = records
+    return data, sidecars
+
+
+def assert_exactly_once(dest: Path, expected_ids: list[str]) -> None:
+    data, sidecars = load_output(dest)
+    seen = [r["imdb_id"] for records in data.values() for r in records]
+    seen += [e["imdb_id"] for entries in sidecars.values() for e in entries]
+    assert sorted(seen) == sorted(expected_ids)  # nothing lost, nothing twice
+
+
+async def test_every_distinct_id_ends_once_in_data_or_sidecar(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    ids = title_ids(250, "movie")
+    csv_path = write_csv(tmp_path / "movies.csv", [*ids[:100], "tt12", *ids[100:], "\\N"])
+    summary = await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url, kind="movie"))
+
+    unknown = [i for i in ids if kind_of(int(i[2:])) is None]
+    assert summary.status == "ok"
+    assert summary.unique_ids == 252
+    assert summary.records == 250 - len(unknown)
+    assert summary.not_found == len(unknown)
+    assert summary.invalid == 2
+    assert summary.failed == 0
+    assert summary.exit_code == 0
+    assert_exactly_once(tmp_path / "lake", [*ids, "tt12", "\\N"])
+    _, sidecars = load_output(tmp_path / "lake")
+    assert sorted(e["imdb_id"] for e in sidecars["invalid"]) == ["\\N", "tt12"]
+    assert all(e["reason"] for e in sidecars["not_found"])
+
+
+async def test_files_hold_at_most_chunk_size_records_in_source_order(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    ids = title_ids(230, "movie")
+    csv_path = write_csv(tmp_path / "movies.csv", ids)
+    summary = await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url, chunk_size=40))
+    data, _ = load_output(tmp_path / "lake")
+    assert len(data) == len(summary.files) == 6
+    assert all(1 <= len(records) <= 40 for records in data.values())
+    name = re.compile(r"^movies-[0-9a-f]{12}-\d{8}\.json$")
+    assert all(name.match(file) for file in data)
+    in_files = [r["imdb_id"] for file in sorted(data) for r in data[file]]
+    assert in_files == [i for i in ids if kind_of(int(i[2:])) is not None]
+
+
+async def test_records_keep_tmdb_payload_and_add_imdb_id_and_media_type(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    movies = title_ids(3, "movie", start=3_000_001)
+    shows = title_ids(3, "tv", start=3_000_001)
+    csv_path = write_csv(tmp_path / "mixed.csv", [*movies, *shows])
+    await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url, append_to_response=("credits",)))
+    data, _ = load_output(tmp_path / "lake")
+    records = {r["imdb_id"]: r for rs in data.values() for r in rs}
+    for imdb_id in movies:
+        if imdb_id in records:
+            assert records[imdb_id]["media_type"] == "movie"
+            assert "credits" in records[imdb_id]
+            assert "runtime" in records[imdb_id]
+    for imdb_id in shows:
+        if imdb_id in records:
+            assert records[imdb_id]["media_type"] == "tv"
+            assert "number_of_seasons" in records[imdb_id]
+
+
+async def test_find_mode_jsonl_output(tmp_path: Path, fake_tmdb: FakeTmdb) -> None:
+    ids = title_ids(30, "movie")
+    csv_path = write_csv(tmp_path / "movies.csv", ids)
+    summary = await run(
+        settings(csv_path, tmp_path / "lake", fake_tmdb.url, detail="find", output_format="jsonl")
+    )
+    assert summary.requests == 30  # one call per id
+    data, _ = load_output(tmp_path / "lake")
+    (name,) = data
+    assert name.endswith(".jsonl")
+    assert all(r["media_type"] == "movie" and "title" in r for r in data[name])
+
+
+async def test_rerunning_the_same_batch_replaces_its_files(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    ids = title_ids(120, "movie")
+    csv_path = write_csv(tmp_path / "movies.csv", ids)
+    first = await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url))
+    second = await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url))
+    assert first.files == second.files
+    assert_exactly_once(tmp_path / "lake", ids)
+
+
+async def test_batches_of_one_file_never_collide_and_cover_it_exactly(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    ids = title_ids(260, "movie")
+    csv_path = write_csv(tmp_path / "movies.csv", ids)
+    lake = tmp_path / "lake"
+    for offset in (0, 90, 180):  # batch edges fall inside 100-id chunks on purpose
+        await run(settings(csv_path, lake, fake_tmdb.url, offset=offset, limit=90))
+    assert_exactly_once(lake, ids)
+
+
+async def test_failed_ids_go_to_the_failed_sidecar_with_the_last_error(tmp_path: Path) -> None:
+    ids = title_ids(20, "movie")
+    known = [i for i in ids if kind_of(int(i[2:])) is not None]
+    broken = set(known[:2])
+    config = FakeTmdbConfig(token=TOKEN, fault_ids=frozenset(broken))
+    async with FakeTmdb(config) as fake:
+        csv_path = write_csv(tmp_path / "movies.csv", ids)
+        summary = await run(settings(csv_path, tmp_path / "lake", fake.url, max_attempts=3))
+        stats = fake.stats()
+    assert summary.status == "failed_ids"
+    assert summary.exit_code == 1
+    assert summary.failed == 2
+    _, sidecars = load_output(tmp_path / "lake")
+    assert {e["imdb_id"] for e in sidecars["failed"]} == broken
+    assert all("HTTP 503" in e["reason"] and e["attempts"] == 3 for e in sidecars["failed"])
+    for imdb_id in broken:
+        assert stats.path_counts[f"/3/find/{imdb_id}"] == 3  # bounded attempts, no more
+    assert_exactly_once(tmp_path / "lake", ids)
+
+
+async def test_rejected_credentials_stop_the_run_at_once(tmp_path: Path) -> None:
+    async with FakeTmdb(FakeTmdbConfig(token="the-right-one")) as fake:
+        csv_path = write_csv(tmp_path / "movies.csv", title_ids(200, "movie"))
+        with pytest.raises(CredentialsError, match="rejected"):
+            await run(settings(csv_path, tmp_path / "lake", fake.url))
+        stats = fake.stats()
+    assert stats.total_requests <= 20  # at most the requests already in flight
+    manifest = next((tmp_path / "lake" / FOLDER).glob("_manifest-*"))
+    assert json.loads(manifest.read_text())["outcome"] == "error"
+
+
+async def test_deadline_stops_on_a_chunk_boundary_and_continuation_completes(
+    tmp_path: Path,
+) -> None:
+    ids = title_ids(300, "movie")
+    csv_path = write_csv(tmp_path / "movies.csv", ids)
+    lake = tmp_path / "lake"
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN)) as fake:
+        answered = 0
+
+        def remaining() -> float:
+            # A clock driven by progress, not time: plenty left until 150 ids are answered.
+            return 1000.0 if answered < 150 else 0.5
+
+        def progress(n: int) -> None:
+            nonlocal answered
+            answered += n
+
+        first = await run(
+            settings(csv_path, lake, fake.url, chunk_size=50),
+            remaining=remaining,
+            safety_margin=1.0,
+            progress=progress,
+        )
+        assert first.status == "incomplete"
+        assert first.exit_code == 4
+        assert first.next_offset is not None and first.next_offset % 50 == 0
+        assert 150 <= first.next_offset < 300
+        second = await run(
+            settings(csv_path, lake, fake.url, chunk_size=50, offset=first.next_offset)
+        )
+    assert second.status == "ok"
+    assert first.unique_ids + second.unique_ids == 300
+    assert_exactly_once(lake, ids)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"chunk_size": 101}, "chunk_size: 101 is outside 1..100"),
+        ({"chunk_size": 0}, "chunk_size: 0 is outside 1..100"),
+        ({"offset": -1}, "offset: -1 is negative"),
+        ({"limit": -5}, "limit: -5 is negative"),
+        ({"kind": "episode"}, "kind: 'episode' is not one of movie, tv, auto"),
+        ({"concurrency": 0}, "concurrency: 0 must be at least 1"),
+        ({"rate": 0.0}, "rate: 0.0 must be above 0"),
+    ],
+)
+async def test_bad_settings_are_refused_before_any_io(
+    tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        await run(
+            settings(tmp_path / "nope.csv", tmp_path / "lake", "http://127.0.0.1:9", **changes)
+        )
+    assert not (tmp_path / "lake").exists()
+
+
+async def test_missing_credentials_are_refused(tmp_path: Path) -> None:
+    s = settings("x.csv", tmp_path, "http://127.0.0.1:9", credentials=Credentials())
+    with pytest.raises(CredentialsError, match="TMDB_READ_ACCESS_TOKEN"):
+        await run(s)
+
+
+async def test_missing_source_is_bad_input(tmp_path: Path, fake_tmdb: FakeTmdb) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        await run(settings(tmp_path / "missing.csv", tmp_path / "lake", fake_tmdb.url))
+
+
+async def test_unwritable_destination_fails_before_tmdb_is_called(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    csv_path = write_csv(tmp_path / "movies.csv", title_ids(5, "movie"))
+    with pytest.raises(StorageError, match="cannot write"):
+        await run(settings(csv_path, blocker, fake_tmdb.url))
+    assert fake_tmdb.stats().total_requests == 0
