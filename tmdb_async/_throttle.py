@@ -15,7 +15,7 @@ import asyncio
 
 from aiolimiter import AsyncLimiter
 
-_BURST_SECONDS = 0.25  # bucket size in seconds of traffic: small, so 429s at the edge are rare
+_BURST_SECONDS = 0.1  # bucket size in seconds of traffic: small, so 429s at the edge are rare
 _RECOVERY_SUCCESSES = 40  # successes to climb back by one full configured rate
 _DEFAULT_PAUSE = 1.0  # pause after a 429 without a usable Retry-After, doubling while they last
 
@@ -37,15 +37,16 @@ class Throttle:
 
     async def acquire(self) -> None:
         """Wait until the client may send one more request."""
-        if not self._primed:
-            # A fresh leaky bucket is empty and would let a whole bucket through at once on
-            # top of the steady rate; filling it first makes the start as smooth as the rest.
-            self._primed = True
-            await self._limiter.acquire(self._capacity)
         loop = asyncio.get_running_loop()
         # A loop, not an Event: each 429 may push the shared pause further out while we sleep.
         while (delay := self._pause_until - loop.time()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(delay)
+        if not self._primed:
+            # An idle leaky bucket drains, then lets a whole bucket through at once on top of
+            # the steady rate: at the start and after each pause that burst is exactly what
+            # trips the server's window again. Filling it first keeps the pace smooth.
+            self._primed = True
+            await self._limiter.acquire(self._capacity)
         await self._limiter.acquire(self.max_rate / self.current_rate)
 
     def throttled(self, retry_after: float | None) -> float:
@@ -60,6 +61,7 @@ class Throttle:
         else:
             pause = min(_DEFAULT_PAUSE * 2 ** max(0, self._consecutive - 1), self._max_pause)
         self._pause_until = max(self._pause_until, now + pause)
+        self._primed = False
         return pause
 
     def succeeded(self) -> None:
