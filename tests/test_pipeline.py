@@ -39,6 +39,8 @@ def load_output(dest: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str, 
     data: dict[str, list[dict[str, Any]]] = {}
     sidecars: dict[str, list[Any]] = {}
     for path in sorted(folder.iterdir()):
+        if path.is_dir():
+            continue  # _parts/: per-chunk markers, not output
         if path.name.startswith("_"):
             kind = path.name[1:].split("-", 1)[0]
             if kind != "manifest":
@@ -135,10 +137,63 @@ async def test_rerunning_the_same_batch_replaces_its_files(
 ) -> None:
     ids = title_ids(120, "movie")
     csv_path = write_csv(tmp_path / "movies.csv", ids)
-    first = await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url))
-    second = await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url))
+    first = await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url, resume=False))
+    requests = fake_tmdb.stats().total_requests
+    second = await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url, resume=False))
+    assert fake_tmdb.stats().total_requests == 2 * requests  # really fetched again
     assert first.files == second.files
     assert_exactly_once(tmp_path / "lake", ids)
+
+
+async def test_a_finished_job_run_again_resumes_every_chunk_without_calling_tmdb(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    ids = title_ids(120, "movie")
+    csv_path = write_csv(tmp_path / "movies.csv", ids)
+    first = await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url))
+    requests = fake_tmdb.stats().total_requests
+    second = await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url))
+    assert fake_tmdb.stats().total_requests == requests
+    assert second.resumed_chunks == 2
+    assert (second.records, second.not_found, second.files) == (
+        first.records,
+        first.not_found,
+        first.files,
+    )
+    assert_exactly_once(tmp_path / "lake", ids)
+
+
+async def test_a_changed_source_is_not_trusted_to_old_markers(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    ids = title_ids(150, "movie")
+    csv_path = write_csv(tmp_path / "movies.csv", ids[:120])
+    await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url))
+    write_csv(csv_path, [*ids[:50], *ids[120:], *ids[50:120]])  # rows inserted mid-file
+    second = await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url))
+    assert second.resumed_chunks == 0  # chunk 0 now holds other ids than its marker says
+    assert_exactly_once(tmp_path / "lake", ids)
+
+
+async def test_incremental_mode_fetches_only_new_ids_of_a_grown_csv(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    ids = title_ids(180, "movie")
+    csv_path = write_csv(tmp_path / "movies.csv", ids[:100])
+    lake = tmp_path / "lake"
+    first = await run(settings(csv_path, lake, fake_tmdb.url, skip_existing=True))
+    write_csv(csv_path, [*ids[:40], *ids[100:], *ids[40:100]])  # grown, reordered
+    fake_tmdb.reset_stats()
+    second = await run(settings(csv_path, lake, fake_tmdb.url, skip_existing=True))
+    assert second.skipped == first.records
+    new_ids = set(ids[100:])
+    fetched = {p.rsplit("/", 1)[1] for p in fake_tmdb.stats().path_counts if "/find/" in p}
+    old_not_found = {i for i in ids[:100] if kind_of(int(i[2:])) is None}
+    assert fetched == new_ids | old_not_found  # not-found ids are asked again; found ones not
+    data, _ = load_output(lake)
+    written = [r["imdb_id"] for records in data.values() for r in records]
+    assert len(written) == len(set(written))  # no record twice across both runs
+    assert set(written) == {i for i in ids if kind_of(int(i[2:])) is not None}
 
 
 async def test_batches_of_one_file_never_collide_and_cover_it_exactly(

@@ -96,6 +96,7 @@ class Settings:
     request_timeout: float = 10.0
     max_backoff: float = 30.0
     tmdb_url: str = DEFAULT_TMDB_URL
+    resume: bool = True
     skip_existing: bool = False
 
     def validate(self) -> Settings:
@@ -160,6 +161,7 @@ class Settings:
             "max_attempts": self.max_attempts,
             "request_timeout": self.request_timeout,
             "tmdb_url": self.tmdb_url,
+            "resume": self.resume,
             "skip_existing": self.skip_existing,
         }
 

@@ -32,7 +32,7 @@ from .config import Settings
 from .errors import ExitCode, IngestError
 from .ids import IdEntry, ReadStats, read_csv_ids, read_item_ids
 from .storage import LocalStore, S3Store, Store, parse_s3, read_source
-from .writer import ChunkWriter, run_tag, source_stem
+from .writer import ChunkWriter, ingested_ids, run_tag, source_stem
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ class Summary:
     not_found: int = 0
     invalid: int = 0
     failed: int = 0
+    skipped: int = 0  # incremental mode: already ingested by an earlier run
+    resumed_chunks: int = 0  # finished by an interrupted earlier run of the same job
     files: list[str] = field(default_factory=list)
     sidecars: list[str] = field(default_factory=list)
     manifest: str | None = None
@@ -85,13 +87,17 @@ class Summary:
 @dataclass(slots=True)
 class _Chunk:
     start: int
+    marker: dict[str, Any] | None = None  # an earlier run's part marker, while it still fits
     expected: int = 0
     resolved: int = 0
     closed: bool = False
+    ids: list[str] = field(default_factory=list)
+    held: list[IdEntry] = field(default_factory=list)  # entries skipped on the marker's word
     records: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     not_found: list[dict[str, Any]] = field(default_factory=list)
     invalid: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -109,8 +115,14 @@ class _Run:
         remaining: Remaining | None,
         margin: float,
         progress: Callable[[int], None] | None,
+        done: dict[int, dict[str, Any]] | None = None,
+        skip: set[str] | None = None,
     ) -> None:
         self.settings = settings
+        self.done = done or {}
+        self.skip = skip or set()
+        self.resumed = 0
+        self.written_ids = 0
         self.writer = writer
         self.client = client
         self.remaining = remaining
@@ -121,7 +133,8 @@ class _Run:
         self.stopped_at: int | None = None
         self.cursor = settings.offset  # first position of the chunk after the newest one
         self.finished = False  # the producer read the whole slice
-        self.counts = {"records": 0, "not_found": 0, "invalid": 0, "failed": 0}
+        self.counts = {"records": 0, "not_found": 0, "invalid": 0, "failed": 0, "skipped": 0}
+        self.files: list[str] = []
         self.sidecars: dict[str, list[dict[str, Any]]] = {
             "not_found": [],
             "invalid": [],
@@ -154,19 +167,42 @@ class _Run:
                     self.stopped_at = start
                     log.info("deadline near: not starting ids from position %d", start)
                     return
-                current = self.chunks[start] = _Chunk(start)
+                current = self.chunks[start] = _Chunk(start, marker=self.done.get(start))
                 self.cursor = start + self.settings.chunk_size - start % self.settings.chunk_size
             current.expected += 1
-            if entry.problem is not None:
-                current.invalid.append(
-                    {"imdb_id": entry.imdb_id, "reason": entry.problem, "line": entry.line}
-                )
-                current.resolved += 1
-            else:
-                await self.queue.put(entry)
+            current.ids.append(entry.imdb_id)
+            if current.marker is not None:
+                marked: list[str] = current.marker.get("ids", [])
+                index = len(current.ids) - 1
+                if index < len(marked) and marked[index] == entry.imdb_id:
+                    current.held.append(entry)
+                    current.resolved += 1
+                    continue
+                await self._unresume(current)
+            await self._dispatch(current, entry)
         if current is not None:
             await self._close(current)
         self.finished = True
+
+    async def _dispatch(self, chunk: _Chunk, entry: IdEntry) -> None:
+        if entry.problem is not None:
+            chunk.invalid.append(
+                {"imdb_id": entry.imdb_id, "reason": entry.problem, "line": entry.line}
+            )
+            chunk.resolved += 1
+        elif entry.imdb_id in self.skip:
+            chunk.skipped.append(entry.imdb_id)
+            chunk.resolved += 1
+        else:
+            await self.queue.put(entry)
+
+    async def _unresume(self, chunk: _Chunk) -> None:
+        """The source no longer matches the marker (it changed): do the chunk after all."""
+        log.info("chunk %d: source differs from its part marker, fetching it again", chunk.start)
+        held, chunk.held, chunk.marker = chunk.held, [], None
+        chunk.resolved -= len(held)
+        for entry in held:
+            await self._dispatch(chunk, entry)
 
     async def work(self) -> None:
         while (entry := await self.queue.get()) is not None:
@@ -189,24 +225,48 @@ class _Run:
                 await self._flush(chunk)
 
     async def _close(self, chunk: _Chunk) -> None:
+        if chunk.marker is not None and len(chunk.marker.get("ids", [])) != chunk.expected:
+            await self._unresume(chunk)
         chunk.closed = True
         if chunk.complete:
             await self._flush(chunk)
 
     async def _flush(self, chunk: _Chunk) -> None:
-        if chunk.records:
+        if chunk.marker is not None:
+            marker = chunk.marker
+            self.resumed += 1
+        else:
             chunk.records.sort(key=lambda pair: pair[0])
-            await self.writer.write_chunk(chunk.start, [record for _, record in chunk.records])
-        # Only now is the chunk done: if the write is cancelled (deadline), it stays pending
+            file = None
+            if chunk.records:
+                records = [record for _, record in chunk.records]
+                file = await self.writer.write_chunk(chunk.start, records)
+            marker = {
+                "start": chunk.start,
+                "ids": chunk.ids,
+                "records": [record["imdb_id"] for _, record in chunk.records],
+                "not_found": chunk.not_found,
+                "invalid": chunk.invalid,
+                "failed": chunk.failed,
+                "skipped": chunk.skipped,
+                "file": file,
+            }
+            # The marker comes after the data file: a kill between the two leaves a chunk
+            # that the next run redoes (same file name), never one it trusts half-written.
+            await self.writer.write_part(chunk.start, marker)
+        # Only now is the chunk done: if a write is cancelled (deadline), it stays pending
         # and next_offset points at it, so the next run writes it (same name) again.
         del self.chunks[chunk.start]
-        self.counts["records"] += len(chunk.records)
+        if marker.get("file"):
+            self.files.append(marker["file"])
+        self.counts["records"] += len(marker.get("records", []))
+        self.counts["skipped"] += len(marker.get("skipped", []))
         for name in ("not_found", "invalid", "failed"):
-            entries: list[dict[str, Any]] = getattr(chunk, name)
+            entries: list[dict[str, Any]] = marker.get(name, [])
             self.counts[name] += len(entries)
             self.sidecars[name].extend(entries)
-        if self.progress is not None and chunk.invalid:
-            self.progress(len(chunk.invalid))
+        if self.progress is not None:
+            self.progress(len(chunk.invalid) + len(chunk.skipped) + len(chunk.held))
 
     def next_offset(self) -> int | None:
         """First position not accounted for, on a chunk boundary; None when all is done."""
@@ -253,13 +313,21 @@ async def _s3_client(needed: bool, pool: int) -> AsyncIterator[Any]:
         yield s3
 
 
-def _job_identity(settings: Settings, items: Sequence[object] | None) -> list[object]:
-    """What names the output files: the source and every setting that shapes a record."""
+def _job_identity(
+    settings: Settings, items: Sequence[object] | None, skip: set[str]
+) -> list[object]:
+    """What names the output files: the source and every setting that shapes a record.
+
+    In incremental mode the set of ids skipped is part of it: a later incremental run of a
+    grown CSV must not overwrite the files that hold the ids it skips.
+    """
     if items is not None:
         source: object = [entry.imdb_id for entry in read_item_ids(items)]
     else:
         source = settings.source
+    skipped = run_tag(sorted(skip)) if settings.skip_existing else None
     return [
+        skipped,
         source,
         settings.kind,
         settings.detail,
@@ -302,12 +370,13 @@ async def run(
         TmdbClient.open(_client_options(settings)) as client,
     ):
         store: Store = S3Store(s3, dest_url) if dest_url else LocalStore(settings.dest)
+        skip = await ingested_ids(store) if settings.skip_existing else set()
         slice_end = "end" if settings.limit is None else str(settings.offset + settings.limit)
         writer = ChunkWriter(
             store,
             date=settings.date,
             stem="batch" if items is not None else source_stem(settings.source),
-            tag=run_tag(_job_identity(settings, items)),
+            tag=run_tag(_job_identity(settings, items, skip)),
             slice_label=f"{settings.offset}-{slice_end}",
             fmt=settings.output_format,
         )
@@ -320,7 +389,13 @@ async def run(
         # Written first: proves the destination is writable before TMDB quota is spent.
         summary.manifest = await writer.write_manifest(manifest)
 
-        job = _Run(settings, writer, client, remaining, safety_margin, progress)
+        done: dict[int, dict[str, Any]] = {}
+        if settings.resume:
+            # Chunks an earlier, interrupted run of this same job finished (and that had no
+            # failures: those are worth another try).
+            parts = await writer.load_parts()
+            done = {start: m for start, m in parts.items() if not m.get("failed")}
+        job = _Run(settings, writer, client, remaining, safety_margin, progress, done, skip)
         if items is not None:
             entries: AsyncIterator[IdEntry] = _aiter(
                 read_item_ids(items, offset=settings.offset, limit=settings.limit, stats=stats)
@@ -396,7 +471,9 @@ def _fill(
     summary.invalid = job.counts["invalid"]
     summary.failed = job.counts["failed"]
     summary.unique_ids = sum(job.counts.values())
-    summary.files = list(job.writer.files)
+    summary.skipped = job.counts["skipped"]
+    summary.resumed_chunks = job.resumed
+    summary.files = sorted(job.files)
     summary.requests = client.stats.requests
     summary.retries = client.stats.retries
     summary.throttled_429 = client.stats.throttled
@@ -434,6 +511,8 @@ async def _finish(
                 "not_found": summary.not_found,
                 "invalid": summary.invalid,
                 "failed": summary.failed,
+                "skipped": summary.skipped,
+                "resumed_chunks": summary.resumed_chunks,
                 "rows_read": summary.rows_read,
             },
             files=summary.files,

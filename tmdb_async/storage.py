@@ -177,12 +177,20 @@ class LocalStore:
             raise StorageError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
     async def list(self, prefix: str) -> list[str]:
-        folder, _, start = prefix.rpartition("/")
-        base = self.root / folder
+        """Keys starting with ``prefix``, recursively, like an S3 listing."""
+        return await asyncio.to_thread(self._list, prefix)
+
+    def _list(self, prefix: str) -> list[str]:
+        base = self.root / prefix.rpartition("/")[0]
         if not base.is_dir():
             return []
-        names = await asyncio.to_thread(os.listdir, base)
-        return sorted(f"{folder}/{n}" if folder else n for n in names if n.startswith(start))
+        keys = []
+        for folder, _, names in os.walk(base):
+            for name in names:
+                key = (Path(folder) / name).relative_to(self.root).as_posix()
+                if key.startswith(prefix) and not name.startswith("."):
+                    keys.append(key)
+        return sorted(keys)
 
 
 class S3Store:

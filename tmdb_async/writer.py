@@ -5,6 +5,11 @@ Layout under the destination (local folder or ``s3://bucket[/prefix]``)::
     Raw/TMDB/JSON/YYYY/MM/DD/<stem>-<tag>-<first position>.json   data, ≤ chunk_size records
     Raw/TMDB/JSON/YYYY/MM/DD/_not_found-<stem>-<tag>-<slice>.json  sidecars (readers skip "_")
     Raw/TMDB/JSON/YYYY/MM/DD/_manifest-<stem>-<tag>-<slice>.json   what the run did
+    Raw/TMDB/JSON/YYYY/MM/DD/_parts/<stem>-<tag>-<first position>.json  one per finished chunk
+
+A chunk's *part marker* is written after its data file and lists what became of each of its
+ids. It is the record that the chunk is finished: a restarted run skips chunks that have one
+(``resume``), and ``skip_existing`` reads them all to skip ids ingested by earlier runs.
 
 Names are deterministic: ``tag`` hashes the source and the settings that shape the records,
 and each data file is named by the position (in the source's distinct ids) of the first id
@@ -14,6 +19,7 @@ replaces its own files, and batches that split one file never collide.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -80,7 +86,6 @@ class ChunkWriter:
         self.slice_label = slice_label
         self.fmt = fmt
         self.extension = "jsonl" if fmt == "jsonl" else "json"
-        self.files: list[str] = []
 
     def data_key(self, first_position: int) -> str:
         return f"{self.folder}/{self.prefix}-{first_position:08d}.{self.extension}"
@@ -90,16 +95,51 @@ class ChunkWriter:
 
     async def write_chunk(self, first_position: int, records: Sequence[Mapping[str, Any]]) -> str:
         content_type = "application/x-ndjson" if self.fmt == "jsonl" else "application/json"
-        url = await self.store.put(
+        return await self.store.put(
             self.data_key(first_position), encode_records(records, self.fmt), content_type
         )
-        self.files.append(url)
-        return url
 
     async def write_sidecar(self, name: str, entries: Sequence[Mapping[str, Any]]) -> str:
         body = json.dumps(list(entries), ensure_ascii=False, indent=1).encode()
         return await self.store.put(self.sidecar_key(name), body, "application/json")
 
+    def part_key(self, first_position: int) -> str:
+        return f"{self.folder}/_parts/{self.prefix}-{first_position:08d}.json"
+
+    async def write_part(self, first_position: int, marker: Mapping[str, Any]) -> str:
+        body = json.dumps(marker, ensure_ascii=False, separators=(",", ":")).encode()
+        return await self.store.put(self.part_key(first_position), body, "application/json")
+
+    async def load_parts(self) -> dict[int, dict[str, Any]]:
+        """Part markers of this job (same tag and date), by chunk start."""
+        keys = await self.store.list(f"{self.folder}/_parts/{self.prefix}-")
+        markers = await _load_json(self.store, keys)
+        return {int(m["start"]): m for m in markers if isinstance(m, dict) and "start" in m}
+
     async def write_manifest(self, manifest: Mapping[str, Any]) -> str:
         body = json.dumps(manifest, ensure_ascii=False, indent=2, default=str).encode()
         return await self.store.put(self.sidecar_key("manifest"), body, "application/json")
+
+
+async def _load_json(store: Store, keys: Sequence[str], concurrency: int = 16) -> list[Any]:
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(key: str) -> Any:
+        async with semaphore:
+            data = await store.get(key)
+        try:
+            return json.loads(data) if data else None
+        except ValueError:
+            return None  # a foreign or damaged file is not a marker
+
+    return list(await asyncio.gather(*(one(key) for key in keys)))
+
+
+async def ingested_ids(store: Store) -> set[str]:
+    """Ids that earlier runs wrote as records anywhere under ``Raw/TMDB/JSON/``."""
+    keys = [k for k in await store.list(f"{RAW_FOLDER}/") if "/_parts/" in k]
+    found: set[str] = set()
+    for marker in await _load_json(store, keys):
+        if isinstance(marker, dict):
+            found.update(marker.get("records", []))
+    return found
