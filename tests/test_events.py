@@ -4,6 +4,7 @@ anything else is refused with the field it is about."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from tests.conftest import TOKEN
 from tests.support.csvgen import title_ids, write_csv
-from tmdb_async.errors import CredentialsError, UsageError
+from tmdb_async.errors import CredentialsError, DeadlineError, UsageError
 from tmdb_async.events import handle
 from tmdb_async.fake_tmdb import FakeTmdb
 
@@ -23,11 +24,11 @@ class Context:
 
     aws_request_id = "req-1"
 
-    def __init__(self, remaining_ms: int = 900_000) -> None:
+    def __init__(self, remaining_ms: int | Callable[[], int] = 900_000) -> None:
         self.remaining_ms = remaining_ms
 
     def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
+        return self.remaining_ms() if callable(self.remaining_ms) else self.remaining_ms
 
 
 def lambda_env(url: str, **extra: str) -> dict[str, str]:
@@ -78,20 +79,43 @@ async def test_distributed_map_batch_splits_the_global_rate(
     assert settings["concurrency"] == 5  # 20 connections / 4
 
 
-async def test_a_short_deadline_returns_the_items_left_to_do(
+async def test_a_deadline_returns_the_items_left_to_do_and_they_complete_the_batch(
     s3: Any, lake: str, fake_tmdb: FakeTmdb
 ) -> None:
-    ids = title_ids(40, "movie")
+    ids = title_ids(250, "movie")
     event = {"Items": [{"id": i} for i in ids], "BatchInput": {"dest": "s3://data-lake-x"}}
     env = lambda_env(fake_tmdb.url, TMDB_SAFETY_MARGIN_SECONDS="30")
-    first = await handle(event, Context(remaining_ms=20_000), env)  # already under the margin
+
+    def remaining_ms() -> int:
+        # Time runs out with progress: plenty until 60 requests have been answered.
+        return 900_000 if fake_tmdb.stats().total_requests < 60 else 20_000
+
+    first = await handle(event, Context(remaining_ms), env)
     assert first["status"] == "incomplete"
-    assert first["unique_ids"] == 0
-    assert [i["id"] for i in first["remaining_items"]] == ids
+    assert 0 < first["unique_ids"] < 250
+    left = [i["id"] for i in first["remaining_items"]]
+    assert left == ids[first["unique_ids"] :]  # exactly the ids not yet accounted for
     again = {"Items": first["remaining_items"], "BatchInput": first["batch_input"]}
     second = await handle(again, Context(), env)
     assert second["status"] == "ok"
-    assert second["unique_ids"] == 40
+    assert first["unique_ids"] + second["unique_ids"] == 250
+    written = []
+    for result in (first, second):
+        for url in result["files"]:
+            key = url.split(f"{lake}/", 1)[1]
+            written += [
+                r["imdb_id"] for r in json.loads(s3.get_object(Bucket=lake, Key=key)["Body"].read())
+            ]
+    assert len(written) == len(set(written)) == first["records"] + second["records"]
+
+
+async def test_no_time_for_even_one_chunk_is_an_error_not_a_loop(
+    lake: str, fake_tmdb: FakeTmdb
+) -> None:
+    event = {"Items": [{"id": "tt1000001"}], "BatchInput": {"dest": "s3://data-lake-x"}}
+    env = lambda_env(fake_tmdb.url, TMDB_SAFETY_MARGIN_SECONDS="30")
+    with pytest.raises(DeadlineError, match="no progress before the deadline"):
+        await handle(event, Context(remaining_ms=20_000), env)
 
 
 @pytest.mark.parametrize(

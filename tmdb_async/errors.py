@@ -45,3 +45,9 @@ class StorageError(IngestError):
     """The source cannot be read or the destination cannot be written."""
 
     exit_code = ExitCode.STORAGE
+
+
+class DeadlineError(IngestError):
+    """A Lambda invocation had too little time left to finish even one chunk."""
+
+    exit_code = ExitCode.INCOMPLETE

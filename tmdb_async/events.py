@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from . import log as logsetup
 from .config import Credentials, Settings, env_defaults, parse_append, parse_date
-from .errors import CredentialsError, UsageError
+from .errors import CredentialsError, DeadlineError, UsageError
 from .pipeline import prepare_ids, run
 from .storage import parse_s3
 
@@ -217,6 +217,12 @@ async def handle(
         label = f"{len(items)} items"
         logsetup.log_context.set({"request_id": request_id, "batch": label})
         summary = await run(settings, items=items, remaining=remaining, safety_margin=margin)
+        if summary.status == "incomplete" and summary.unique_ids == 0:
+            # Returning the same items again would make the state machine loop for ever.
+            raise DeadlineError(
+                f"no progress before the deadline ({margin:.0f} s safety margin): raise the "
+                "function timeout or lower MaxItemsPerBatch"
+            )
         result = summary.as_dict()
         result["batch_input"] = dict(batch)
         return result
