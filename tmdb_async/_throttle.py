@@ -3,7 +3,8 @@
 A 429 tells us the *client* is too fast, not one request, so every worker must slow down:
 a shared pause (``Retry-After`` when TMDB sends a positive one, else a short backoff) stops
 all new requests, and the request rate is halved (at most once per second, so one burst of
-429s counts once) and recovers additively on successes, like TCP's AIMD.
+429s counts once) and then recovers by 5% of the configured rate per second of successes,
+like TCP's AIMD: a halved rate takes ten quiet seconds to come back.
 
 The rate itself is aiolimiter's leaky bucket. To run below the configured rate without
 rebuilding the bucket, each request acquires ``max_rate / current_rate`` units of it.
@@ -16,7 +17,7 @@ import asyncio
 from aiolimiter import AsyncLimiter
 
 _BURST_SECONDS = 0.1  # bucket size in seconds of traffic: small, so 429s at the edge are rare
-_RECOVERY_SUCCESSES = 40  # successes to climb back by one full configured rate
+_RECOVERY_STEP = 0.05  # share of the configured rate regained per second without a 429
 _DEFAULT_PAUSE = 1.0  # pause after a 429 without a usable Retry-After, doubling while they last
 
 
@@ -30,6 +31,8 @@ class Throttle:
         self._limiter = AsyncLimiter(self._capacity, self._capacity / rate)
         self._min_rate = rate / self._capacity
         self.current_rate = rate
+        self.lowest_rate = rate
+        self._last_change = float("-inf")
         self._pause_until = 0.0
         self._last_decrease = float("-inf")
         self._consecutive = 0
@@ -53,8 +56,9 @@ class Throttle:
         """Record a 429; return the pause imposed on every worker (seconds)."""
         now = asyncio.get_running_loop().time()
         if now - self._last_decrease >= 1.0:
-            self._last_decrease = now
+            self._last_decrease = self._last_change = now
             self.current_rate = max(self._min_rate, self.current_rate / 2)
+            self.lowest_rate = min(self.lowest_rate, self.current_rate)
             self._consecutive += 1
         if retry_after is not None and retry_after > 0:
             pause = min(retry_after, self._max_pause)
@@ -65,8 +69,11 @@ class Throttle:
         return pause
 
     def succeeded(self) -> None:
-        """Record a success: climb back towards the configured rate."""
+        """Record a success: climb back towards the configured rate, a step per second."""
         self._consecutive = 0
         if self.current_rate < self.max_rate:
-            step = self.max_rate / _RECOVERY_SUCCESSES
-            self.current_rate = min(self.max_rate, self.current_rate + step)
+            now = asyncio.get_running_loop().time()
+            if now - self._last_change >= 1.0:
+                self._last_change = now
+                step = self.max_rate * _RECOVERY_STEP
+                self.current_rate = min(self.max_rate, self.current_rate + step)

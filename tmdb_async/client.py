@@ -148,7 +148,13 @@ class TmdbClient:
 
     @property
     def current_rate(self) -> float:
+        """The request rate the client runs at now (below ``rate`` after 429s)."""
         return self._throttle.current_rate
+
+    @property
+    def lowest_rate(self) -> float:
+        """The lowest rate the client adapted down to during the run."""
+        return self._throttle.lowest_rate
 
     async def lookup(self, imdb_id: str) -> Found | NotFound:
         """Find ``imdb_id`` and, in ``full`` mode, fetch its details.
