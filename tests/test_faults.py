@@ -96,7 +96,7 @@ async def test_every_id_is_accounted_for_under_all_faults_at_once(
 
 async def test_a_429_slows_the_whole_client_down_not_just_one_request() -> None:
     """Against a server limit 5x below the client's configured rate, the shared pause and
-    the halved rate keep the 429s to a small share; without them most requests would be."""
+    the lowered rate keep the 429s to a small share; without them most requests would be."""
     async with FakeTmdb(FakeTmdbConfig(token=TOKEN, rate_limit=20)) as fake:
         options = ClientOptions(
             base_url=fake.url,
@@ -111,8 +111,8 @@ async def test_a_429_slows_the_whole_client_down_not_just_one_request() -> None:
             ids = title_ids(120, "movie", start=8_000_000)
             results = await asyncio.gather(*(client.lookup(i) for i in ids))
             assert all(isinstance(r, Found | NotFound) for r in results)
-            assert client.lowest_rate <= 25.0  # adapted down to about the server's pace
+            assert client.lowest_rate <= 40.0  # adapted well below its configured 100/s
             share = client.stats.throttled / client.stats.requests
-    # Measured here: ~30% (mostly the first second, before any 429 is seen); a client that
-    # only retried the one request would see ~80% (4 of 5 requests over the limit).
-    assert share < 0.45, f"{client.stats.throttled} of {client.stats.requests} were 429"
+    # Measured here: ~20% for this short run (mostly the first second, before any 429 is
+    # seen; ~7% over 600 ids); a client that only retried the one request would see ~80%.
+    assert share < 0.3, f"{client.stats.throttled} of {client.stats.requests} were 429"

@@ -1,23 +1,29 @@
 """Client-wide pacing: a request-rate limiter that backs off as a whole when TMDB says 429.
 
-A 429 tells us the *client* is too fast, not one request, so every worker must slow down:
-a shared pause (``Retry-After`` when TMDB sends a positive one, else a short backoff) stops
-all new requests, and the request rate is halved (at most once per second, so one burst of
-429s counts once) and then recovers by 5% of the configured rate per second of successes,
-like TCP's AIMD: a halved rate takes ten quiet seconds to come back.
+``rate`` is a ceiling in the sense TMDB's CDN applies it: no more than ``rate`` requests in
+any one-second window. aiolimiter's leaky bucket lets a full bucket through on top of its
+steady pace, so the bucket is kept tiny (``rate / 50`` requests, at least one) and the steady
+pace is ``rate`` minus that burst: a window can then never hold more than ``rate``.
 
-The rate itself is aiolimiter's leaky bucket. To run below the configured rate without
-rebuilding the bucket, each request acquires ``max_rate / current_rate`` units of it.
+A 429 says the *client* is too fast, not one request, so every worker slows down: a shared
+pause (``Retry-After`` when TMDB sends a positive one, else a backoff that doubles while 429s
+keep coming) stops all new requests, the pace drops (at most once per second, so one burst
+of 429s counts once) to 70% of itself or, when lower, to 95% of the successes counted in the
+last second — the best estimate of what the server really allows — and it climbs back by 5%
+of ``rate`` per second without a 429.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 from aiolimiter import AsyncLimiter
 
-_BURST_SECONDS = 0.1  # bucket size in seconds of traffic: small, so 429s at the edge are rare
-_RECOVERY_STEP = 0.05  # share of the configured rate regained per second without a 429
+_BURST_SHARE = 0.02  # bucket size as a share of the rate: small, so windows stay under it
+_DECREASE = 0.7  # pace kept after a 429
+_RECOVERY_STEP = 0.05  # share of the rate regained per second without a 429
+_MIN_SHARE = 0.05  # never below 5% of the rate: the shared pause does the rest
 _DEFAULT_PAUSE = 1.0  # pause after a 429 without a usable Retry-After, doubling while they last
 
 
@@ -27,39 +33,62 @@ class Throttle:
     def __init__(self, rate: float, max_pause: float = 60.0) -> None:
         self.max_rate = rate
         self._max_pause = max_pause
-        self._capacity = max(1.0, rate * _BURST_SECONDS)
-        self._limiter = AsyncLimiter(self._capacity, self._capacity / rate)
-        self._min_rate = rate / self._capacity
+        self._burst = max(1.0, rate * _BURST_SHARE)
         self.current_rate = rate
         self.lowest_rate = rate
-        self._last_change = float("-inf")
+        self._limiter = self._bucket(rate)
         self._pause_until = 0.0
         self._last_decrease = float("-inf")
+        self._last_change = float("-inf")
         self._consecutive = 0
+        self._primed = False
+        self._started: float | None = None
+        # Waiters queue here, not inside the bucket: a bucket replaced after a rate change
+        # must not keep releasing a backlog at the old pace beside the new one.
+        self._lock = asyncio.Lock()
+        self._successes: deque[float] = deque()
+
+    def _bucket(self, rate: float) -> AsyncLimiter:
+        # Steady pace = rate - burst, so burst + one second of pace never exceeds the rate.
+        pace = max(rate - self._burst, rate * 0.9)
+        return AsyncLimiter(self._burst, self._burst / pace)
+
+    def _set_rate(self, rate: float, now: float) -> None:
+        self.current_rate = rate
+        self.lowest_rate = min(self.lowest_rate, rate)
+        self._last_change = now
+        # Safe to swap: requests queue on the lock, so at most one waits on the old bucket.
+        self._limiter = self._bucket(rate)
         self._primed = False
 
     async def acquire(self) -> None:
         """Wait until the client may send one more request."""
         loop = asyncio.get_running_loop()
+        if self._started is None:
+            self._started = loop.time()
         # A loop, not an Event: each 429 may push the shared pause further out while we sleep.
         while (delay := self._pause_until - loop.time()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(delay)
-        if not self._primed:
-            # An idle leaky bucket drains, then lets a whole bucket through at once on top of
-            # the steady rate: at the start and after each pause that burst is exactly what
-            # trips the server's window again. Filling it first keeps the pace smooth.
-            self._primed = True
-            await self._limiter.acquire(self._capacity)
-        await self._limiter.acquire(self.max_rate / self.current_rate)
+        async with self._lock:
+            if not self._primed:
+                # An idle leaky bucket drains, then lets a whole bucket through at once on top
+                # of the steady pace: at the start and after each pause that burst is exactly
+                # what trips the server's window. Filling it first keeps the pace smooth.
+                self._primed = True
+                await self._limiter.acquire(self._burst)
+            await self._limiter.acquire()
 
     def throttled(self, retry_after: float | None) -> float:
         """Record a 429; return the pause imposed on every worker (seconds)."""
         now = asyncio.get_running_loop().time()
         if now - self._last_decrease >= 1.0:
-            self._last_decrease = self._last_change = now
-            self.current_rate = max(self._min_rate, self.current_rate / 2)
-            self.lowest_rate = min(self.lowest_rate, self.current_rate)
+            self._last_decrease = now
             self._consecutive += 1
+            target = self.current_rate * _DECREASE
+            seen = self._accepted_rate(now)
+            if seen is not None:
+                target = min(target, seen * 0.95)
+            self._set_rate(max(self.max_rate * _MIN_SHARE, target), now)
         if retry_after is not None and retry_after > 0:
             pause = min(retry_after, self._max_pause)
         else:
@@ -68,12 +97,20 @@ class Throttle:
         self._primed = False
         return pause
 
+    def _accepted_rate(self, now: float) -> float | None:
+        """Successes per second over the last second (or since the start, if shorter)."""
+        while self._successes and self._successes[0] < now - 1.0:
+            self._successes.popleft()
+        span = min(1.0, now - (self._started if self._started is not None else now))
+        return len(self._successes) / span if span >= 0.25 else None
+
     def succeeded(self) -> None:
         """Record a success: climb back towards the configured rate, a step per second."""
         self._consecutive = 0
-        if self.current_rate < self.max_rate:
-            now = asyncio.get_running_loop().time()
-            if now - self._last_change >= 1.0:
-                self._last_change = now
-                step = self.max_rate * _RECOVERY_STEP
-                self.current_rate = min(self.max_rate, self.current_rate + step)
+        now = asyncio.get_running_loop().time()
+        self._successes.append(now)
+        if len(self._successes) > 4 * self.max_rate:
+            self._successes.popleft()  # bounded memory, whatever the rate
+        if self.current_rate < self.max_rate and now - self._last_change >= 1.0:
+            step = self.max_rate * _RECOVERY_STEP
+            self._set_rate(min(self.max_rate, self.current_rate + step), now)
