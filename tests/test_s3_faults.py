@@ -1,0 +1,112 @@
+"""Faults from S3: transient errors are retried by botocore's retry configuration; a
+persistent failure ends the run with a clear message, and nothing claims success for files
+that were not written."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, TOKEN
+from tests.support.csvgen import title_ids, write_csv
+from tests.support.s3proxy import S3FaultProxy, S3Faults
+from tmdb_async import Credentials, Settings, run
+from tmdb_async.errors import InputError, StorageError
+from tmdb_async.fake_tmdb import FakeTmdb
+
+KEY = "Raw/Local/CSV/Movies/2022/05/02/movies.csv"
+
+
+def _settings(url: str) -> Settings:
+    return Settings(
+        source=f"s3://data-lake-x/{KEY}",
+        dest="s3://data-lake-x",
+        credentials=Credentials(read_access_token=TOKEN),
+        tmdb_url=url,
+        date=dt.date(2022, 5, 2),
+        rate=2000.0,
+        chunk_size=20,
+    )
+
+
+@pytest.fixture
+def upload(tmp_path: Path, s3: Any, lake: str) -> list[str]:
+    ids = title_ids(120, "movie")
+    s3.upload_file(str(write_csv(tmp_path / "m.csv", ids)), lake, KEY)
+    return ids
+
+
+async def test_transient_s3_errors_are_retried_and_nothing_is_lost(
+    s3_env: str,
+    s3: Any,
+    upload: list[str],
+    fake_tmdb: FakeTmdb,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    faults = S3Faults(slow_down=0.15, internal_error=0.1, reset=0.05, seed=2)
+    async with S3FaultProxy(s3_env, faults) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        summary = await run(_settings(fake_tmdb.url))
+    assert faults.counts["SlowDown"] and faults.counts["InternalError"] and faults.counts["reset"]
+    assert summary.status == "ok"
+    seen: list[str] = []
+    listed = s3.list_objects_v2(Bucket="data-lake-x", Prefix="Raw/TMDB/JSON/2022/05/02/")
+    for obj in listed["Contents"]:
+        key = obj["Key"]
+        if "/_manifest" in key or "/_parts/" in key:
+            continue
+        body = json.loads(s3.get_object(Bucket="data-lake-x", Key=key)["Body"].read())
+        seen += [entry["imdb_id"] for entry in body]
+    assert sorted(seen) == sorted(upload)
+
+
+async def test_access_denied_from_the_start_fails_before_tmdb_is_called(
+    s3_env: str, upload: list[str], fake_tmdb: FakeTmdb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with S3FaultProxy(s3_env, S3Faults(deny_puts_after=0)) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        with pytest.raises(StorageError, match=r"s3://data-lake-x/Raw/TMDB/.*: cannot write: "):
+            await run(_settings(fake_tmdb.url))
+    assert fake_tmdb.stats().total_requests == 0
+
+
+async def test_access_denied_mid_run_exits_3_and_claims_nothing(
+    s3_env: str, upload: list[str], fake_tmdb: FakeTmdb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with S3FaultProxy(s3_env, S3Faults(deny_puts_after=3)) as proxy:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TMDB_")}
+        env.update(AWS_ENDPOINT_URL=proxy.url, TMDB_READ_ACCESS_TOKEN=TOKEN)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tmdb_async", "run", f"s3://data-lake-x/{KEY}",
+            "--dest", "s3://data-lake-x", "--tmdb-url", fake_tmdb.url, "--chunk-size", "20",
+            "--json", cwd=ROOT, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode == 3
+    assert "cannot write: access denied" in err.decode()
+    result = json.loads(out.decode().splitlines()[-1])
+    assert result["status"] == "error"
+    assert "files" not in result  # no list of files that may not exist
+
+
+async def test_source_access_denied_is_bad_input(
+    s3_env: str, upload: list[str], fake_tmdb: FakeTmdb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class DenyGets(S3FaultProxy):
+        async def _handle(self, request: Any) -> Any:
+            if request.method == "GET" and KEY in request.path:
+                return self._error(403, "AccessDenied", "Access Denied")
+            return await super()._handle(request)
+
+    async with DenyGets(s3_env, S3Faults()) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        with pytest.raises(InputError, match=r"movies\.csv: access denied reading the source"):
+            await run(_settings(fake_tmdb.url))
