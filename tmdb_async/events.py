@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from . import log as logsetup
 from .config import Credentials, Settings, env_defaults, parse_append, parse_date
 from .errors import CredentialsError, DeadlineError, UsageError
-from .pipeline import prepare_ids, run
+from .pipeline import Summary, prepare_ids, run
 from .storage import parse_s3
 
 logger = logging.getLogger(__name__)
@@ -175,6 +175,15 @@ def _margin(
     return remaining, min(60.0, max(2.0, remaining() * 0.1))
 
 
+def _require_progress(summary: Summary, margin: float) -> None:
+    """Returning the same work again would make the caller (a state machine) loop for ever."""
+    if summary.status == "incomplete" and summary.unique_ids == 0:
+        raise DeadlineError(
+            f"no progress before the deadline ({margin:.0f} s safety margin): raise the "
+            "function timeout, or lower MaxItemsPerBatch or the batch's limit"
+        )
+
+
 async def handle(
     event: Any, context: LambdaContext | None = None, env: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
@@ -217,12 +226,7 @@ async def handle(
         label = f"{len(items)} items"
         logsetup.log_context.set({"request_id": request_id, "batch": label})
         summary = await run(settings, items=items, remaining=remaining, safety_margin=margin)
-        if summary.status == "incomplete" and summary.unique_ids == 0:
-            # Returning the same items again would make the state machine loop for ever.
-            raise DeadlineError(
-                f"no progress before the deadline ({margin:.0f} s safety margin): raise the "
-                "function timeout or lower MaxItemsPerBatch"
-            )
+        _require_progress(summary, margin)
         result = summary.as_dict()
         result["batch_input"] = dict(batch)
         return result
@@ -238,6 +242,7 @@ async def handle(
             {"request_id": request_id, "batch": f"{settings.offset}+{settings.limit}"}
         )
         summary = await run(settings, remaining=remaining, safety_margin=margin)
+        _require_progress(summary, margin)
         return summary.as_dict()
 
     raise UsageError(
