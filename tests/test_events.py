@@ -134,6 +134,10 @@ async def test_no_time_for_even_one_chunk_is_an_error_not_a_loop(
         ),
         ({"source": "s3://data-lake-x/a.csv", "date": "02/05/2022"}, "event.date: '02/05/2022'"),
         ({"Items": "tt1"}, "event.Items: expected a list"),
+        (
+            {"source": "s3://data-lake-x/a.csv", "skip_existing": "yes"},
+            "event.skip_existing: expected true or false",
+        ),
         ({"Items": [], "BatchInput": {"oops": 1}}, "event.BatchInput: unknown field 'oops'"),
         ({"Items": [], "BatchInput": {"max_concurrency": 0}}, "max_concurrency: 0 must be"),
     ],

@@ -85,6 +85,17 @@ def _parser() -> argparse.ArgumentParser:
     run_p.add_argument("--timeout", type=float, help="seconds per request (default 10)")
     run_p.add_argument("--tmdb-url", help="TMDB base URL (env TMDB_BASE_URL)")
     run_p.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="redo every chunk, even those an interrupted earlier run of this job finished",
+    )
+    run_p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="incremental: skip ids that earlier runs already wrote under <dest>/Raw/TMDB/JSON/",
+    )
+    run_p.add_argument(
         "--time-budget",
         type=float,
         help="stop starting new ids after this many seconds and report where to continue",
@@ -113,6 +124,8 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = No
     if isinstance(values.get("date"), str):
         values["date"] = parse_date(values["date"], "--date")
     values["dest"] = args.dest or values.get("dest") or ""
+    values["resume"] = args.resume
+    values["skip_existing"] = args.skip_existing
     return Settings(source=args.source, credentials=Credentials.from_env(env), **values).validate()
 
 

@@ -46,6 +46,7 @@ _DIRECT_FIELDS = {
     "format",
     "concurrency",
     "rate",
+    "skip_existing",
 }
 _BATCH_FIELDS = (_DIRECT_FIELDS - {"source", "offset", "limit"}) | {
     "global_rate",
@@ -54,6 +55,7 @@ _BATCH_FIELDS = (_DIRECT_FIELDS - {"source", "offset", "limit"}) | {
 _PREPARE_FIELDS = {"action", "source", "dest"}
 _INTS = {"offset", "limit", "chunk_size", "concurrency", "max_concurrency"}
 _FLOATS = {"rate", "global_rate"}
+_BOOLS = {"skip_existing"}
 _TMDB_MAX_CONNECTIONS = 20
 
 _token_cache: dict[str, str] = {}  # SSM parameter name -> token (a string, not a session)
@@ -71,7 +73,11 @@ def _typed(fields: Mapping[str, Any], where: str) -> dict[str, Any]:
     for name, value in fields.items():
         if value is None:
             continue
-        if name in _INTS:
+        if name in _BOOLS:
+            if not isinstance(value, bool):
+                raise UsageError(f"{where}.{name}: expected true or false, got {value!r}")
+            values[name] = value
+        elif name in _INTS:
             if isinstance(value, bool) or not isinstance(value, int | str):
                 raise UsageError(f"{where}.{name}: expected an integer, got {value!r}")
             try:
