@@ -50,8 +50,11 @@ class Throttle:
 
     def _bucket(self, rate: float) -> AsyncLimiter:
         # Steady pace = rate - burst, so burst + one second of pace never exceeds the rate.
+        # One unit more than the burst is kept in the bucket, primed full: a waiter woken a
+        # little late (event-loop jitter) then finds its credit instead of a bucket clamped
+        # at empty, so the pace does not drift below target by the loop's latency.
         pace = max(rate - self._burst, rate * 0.9)
-        return AsyncLimiter(self._burst, self._burst / pace)
+        return AsyncLimiter(self._burst + 1, (self._burst + 1) / pace)
 
     def _set_rate(self, rate: float, now: float) -> None:
         self.current_rate = rate
@@ -75,7 +78,7 @@ class Throttle:
                 # of the steady pace: at the start and after each pause that burst is exactly
                 # what trips the server's window. Filling it first keeps the pace smooth.
                 self._primed = True
-                await self._limiter.acquire(self._burst)
+                await self._limiter.acquire(self._burst + 1)
             await self._limiter.acquire()
 
     def throttled(self, retry_after: float | None) -> float:
