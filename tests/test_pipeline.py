@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -317,3 +318,30 @@ async def test_unwritable_destination_fails_before_tmdb_is_called(
     with pytest.raises(StorageError, match="cannot write"):
         await run(settings(csv_path, blocker, fake_tmdb.url))
     assert fake_tmdb.stats().total_requests == 0
+
+
+async def test_a_batch_cut_off_with_a_chunk_still_retrying_hands_back_only_unfinished_ids(
+    tmp_path: Path,
+) -> None:
+    """Chunks after a pending one may finish before the deadline: the continuation must get
+    only the ids of unfinished chunks, or their records would be written twice."""
+    ids = title_ids(100, "movie", start=8_000_000)
+    stuck = ids[35]  # always 503: still retrying when the budget runs out
+    config = FakeTmdbConfig(token=TOKEN, fault_ids=frozenset({stuck}))
+    lake = tmp_path / "lake"
+    async with FakeTmdb(config) as fake:
+        s = settings("items", lake, fake.url, chunk_size=10, concurrency=5, max_backoff=30.0)
+        end = time.monotonic() + 4.0  # a real deadline: the hard stop needs real time
+        first = await run(
+            s,
+            items=[{"id": i} for i in ids],
+            remaining=lambda: end - time.monotonic(),
+            safety_margin=3.0,
+        )
+        assert first.status == "incomplete"
+        left = [item["id"] for item in first.remaining_items or []]
+        assert stuck in left
+        assert len(left) < 100 - 30  # chunks finished after the stuck one are not handed back
+        second = await run(s.with_changes(max_attempts=2, max_backoff=0.05), items=left)
+    assert first.unique_ids + second.unique_ids == 100
+    assert_exactly_once(lake, ids)

@@ -108,6 +108,12 @@ def _parser() -> argparse.ArgumentParser:
         "fake-tmdb", help="start the fake TMDB server (options: fake-tmdb --help)", add_help=False
     )
     fake.add_argument("args", nargs=argparse.REMAINDER)
+    local_map = commands.add_parser(
+        "local-map",
+        help="run a CSV like the Step Functions Distributed Map does, locally (local-map --help)",
+        add_help=False,
+    )
+    local_map.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -177,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .fake_tmdb import main as fake_main
 
         return fake_main(argv[1:])
+    if argv[:1] == ["local-map"]:
+        from .local_map import main as local_map_main
+
+        return local_map_main(argv[1:])
     args = _parser().parse_args(argv)
     secrets = [os.environ.get("TMDB_READ_ACCESS_TOKEN"), os.environ.get("TMDB_API_KEY")]
     logsetup.configure(args.log_level, "text", secrets)

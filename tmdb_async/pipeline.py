@@ -117,8 +117,11 @@ class _Run:
         progress: Callable[[int], None] | None,
         done: dict[int, dict[str, Any]] | None = None,
         skip: set[str] | None = None,
+        content_names: bool = False,
     ) -> None:
         self.settings = settings
+        self.content_names = content_names
+        self.flushed: set[int] = set()  # starts of the chunks written (or resumed) in this run
         self.done = done or {}
         self.skip = skip or set()
         self.resumed = 0
@@ -231,6 +234,12 @@ class _Run:
         if chunk.complete:
             await self._flush(chunk)
 
+    def _name(self, chunk: _Chunk) -> str:
+        """A batch's chunks are named by their ids: a continuation or a retried invocation
+        that redoes a chunk (say, cut off between its data file and its marker) then
+        overwrites the same file instead of adding a second copy of its records."""
+        return run_tag(chunk.ids) if self.content_names else f"{chunk.start:08d}"
+
     async def _flush(self, chunk: _Chunk) -> None:
         if chunk.marker is not None:
             marker = chunk.marker
@@ -240,7 +249,7 @@ class _Run:
             file = None
             if chunk.records:
                 records = [record for _, record in chunk.records]
-                file = await self.writer.write_chunk(chunk.start, records)
+                file = await self.writer.write_chunk(self._name(chunk), records)
             marker = {
                 "start": chunk.start,
                 "ids": chunk.ids,
@@ -253,10 +262,11 @@ class _Run:
             }
             # The marker comes after the data file: a kill between the two leaves a chunk
             # that the next run redoes (same file name), never one it trusts half-written.
-            await self.writer.write_part(chunk.start, marker)
+            await self.writer.write_part(self._name(chunk), marker)
         # Only now is the chunk done: if a write is cancelled (deadline), it stays pending
         # and next_offset points at it, so the next run writes it (same name) again.
         del self.chunks[chunk.start]
+        self.flushed.add(chunk.start)
         if marker.get("file"):
             self.files.append(marker["file"])
         self.counts["records"] += len(marker.get("records", []))
@@ -321,10 +331,8 @@ def _job_identity(
     In incremental mode the set of ids skipped is part of it: a later incremental run of a
     grown CSV must not overwrite the files that hold the ids it skips.
     """
-    if items is not None:
-        source: object = [entry.imdb_id for entry in read_item_ids(items)]
-    else:
-        source = settings.source
+    # A batch's identity is its settings alone: its chunks are named by their own ids.
+    source = "items" if items is not None else settings.source
     skipped = run_tag(sorted(skip)) if settings.skip_existing else None
     return [
         skipped,
@@ -377,7 +385,11 @@ async def run(
             date=settings.date,
             stem="batch" if items is not None else source_stem(settings.source),
             tag=run_tag(_job_identity(settings, items, skip)),
-            slice_label=f"{settings.offset}-{slice_end}",
+            slice_label=(
+                run_tag([e.imdb_id for e in read_item_ids(items)])
+                if items is not None
+                else f"{settings.offset}-{slice_end}"
+            ),
             fmt=settings.output_format,
         )
         manifest: dict[str, Any] = {
@@ -390,12 +402,22 @@ async def run(
         summary.manifest = await writer.write_manifest(manifest)
 
         done: dict[int, dict[str, Any]] = {}
-        if settings.resume:
+        if settings.resume and items is None:
             # Chunks an earlier, interrupted run of this same job finished (and that had no
             # failures: those are worth another try).
             parts = await writer.load_parts()
             done = {start: m for start, m in parts.items() if not m.get("failed")}
-        job = _Run(settings, writer, client, remaining, safety_margin, progress, done, skip)
+        job = _Run(
+            settings,
+            writer,
+            client,
+            remaining,
+            safety_margin,
+            progress,
+            done,
+            skip,
+            content_names=items is not None,
+        )
         if items is not None:
             entries: AsyncIterator[IdEntry] = _aiter(
                 read_item_ids(items, offset=settings.offset, limit=settings.limit, stats=stats)
@@ -482,8 +504,13 @@ def _fill(
     if summary.next_offset is not None:
         summary.status = "incomplete"
         if items is not None:
+            # Chunks after a pending one may have finished: hand back only what is not done.
             left = read_item_ids(items, offset=summary.next_offset)
-            summary.remaining_items = [{"id": entry.imdb_id} for entry in left]
+            summary.remaining_items = [
+                {"id": entry.imdb_id}
+                for entry in left
+                if job.chunk_start(entry.position) not in job.flushed
+            ]
     elif summary.failed:
         summary.status = "failed_ids"
 

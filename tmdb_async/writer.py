@@ -12,9 +12,11 @@ ids. It is the record that the chunk is finished: a restarted run skips chunks t
 (``resume``), and ``skip_existing`` reads them all to skip ids ingested by earlier runs.
 
 Names are deterministic: ``tag`` hashes the source and the settings that shape the records,
-and each data file is named by the position (in the source's distinct ids) of the first id
-of its chunk, on fixed ``chunk_size`` boundaries. Running the same batch again therefore
-replaces its own files, and batches that split one file never collide.
+and each data file of a CSV run is named by the position (in the source's distinct ids) of
+the first id of its chunk, on fixed ``chunk_size`` boundaries. Running the same batch again
+therefore replaces its own files, and batches that split one file never collide. A
+Distributed Map batch has no positions in the file: its chunks are named by a hash of their
+ids, so a chunk redone by a continuation or a retried invocation lands on the same name.
 """
 
 from __future__ import annotations
@@ -87,28 +89,28 @@ class ChunkWriter:
         self.fmt = fmt
         self.extension = "jsonl" if fmt == "jsonl" else "json"
 
-    def data_key(self, first_position: int) -> str:
-        return f"{self.folder}/{self.prefix}-{first_position:08d}.{self.extension}"
+    def data_key(self, chunk: str) -> str:
+        return f"{self.folder}/{self.prefix}-{chunk}.{self.extension}"
 
     def sidecar_key(self, name: str) -> str:
         return f"{self.folder}/_{name}-{self.prefix}-{self.slice_label}.json"
 
-    async def write_chunk(self, first_position: int, records: Sequence[Mapping[str, Any]]) -> str:
+    async def write_chunk(self, chunk: str, records: Sequence[Mapping[str, Any]]) -> str:
         content_type = "application/x-ndjson" if self.fmt == "jsonl" else "application/json"
         return await self.store.put(
-            self.data_key(first_position), encode_records(records, self.fmt), content_type
+            self.data_key(chunk), encode_records(records, self.fmt), content_type
         )
 
     async def write_sidecar(self, name: str, entries: Sequence[Mapping[str, Any]]) -> str:
         body = json.dumps(list(entries), ensure_ascii=False, indent=1).encode()
         return await self.store.put(self.sidecar_key(name), body, "application/json")
 
-    def part_key(self, first_position: int) -> str:
-        return f"{self.folder}/_parts/{self.prefix}-{first_position:08d}.json"
+    def part_key(self, chunk: str) -> str:
+        return f"{self.folder}/_parts/{self.prefix}-{chunk}.json"
 
-    async def write_part(self, first_position: int, marker: Mapping[str, Any]) -> str:
+    async def write_part(self, chunk: str, marker: Mapping[str, Any]) -> str:
         body = json.dumps(marker, ensure_ascii=False, separators=(",", ":")).encode()
-        return await self.store.put(self.part_key(first_position), body, "application/json")
+        return await self.store.put(self.part_key(chunk), body, "application/json")
 
     async def load_parts(self) -> dict[int, dict[str, Any]]:
         """Part markers of this job (same tag and date), by chunk start."""

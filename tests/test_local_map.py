@@ -1,0 +1,217 @@
+"""The local Distributed Map driver (``tmdb_async/local_map.py``) against the state machine.
+
+The fast test holds the driver's ItemReader and ItemBatcher to ``statemachine/ingest.asl.json``.
+The slow ones run it for real: worker processes against a fake TMDB that enforces a global
+rate limit in its own process (so that the limit is the server's, as on TMDB, and its
+``/__stats`` measure what all the workers together sent), and through the Lambda handler on
+moto's S3 with deadlines short enough that batches go round the ``remaining_items`` loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import ROOT, TOKEN
+from tests.support.csvgen import title_ids, write_csv
+from tmdb_async.fake_tmdb import FakeTmdb
+from tmdb_async.local_map import make_batch_input, make_batches, read_items, run_local_map
+
+ASL = ROOT / "statemachine" / "ingest.asl.json"
+DATE = "2022-05-02"
+OUT = "Raw/TMDB/JSON/2022/05/02"
+SIDECARS = ("_not_found-", "_invalid-", "_failed-")
+
+
+@contextlib.asynccontextmanager
+async def fake_tmdb_process(*options: str) -> AsyncIterator[str]:
+    """``python -m tmdb_async fake-tmdb --port 0 …`` in its own process; yields its URL."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "tmdb_async", "fake-tmdb", "--port", "0", "--token", TOKEN),
+        *options,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        async with asyncio.timeout(60):  # a safety net: it prints its URL well before
+            line = (await process.stdout.readline()).decode()
+        if not line.startswith("fake TMDB listening on "):
+            raise AssertionError(f"fake TMDB did not start: {line}{await process.stderr.read()!r}")
+        yield line.removeprefix("fake TMDB listening on ").strip()
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await process.communicate()
+
+
+async def stats(url: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/__stats") as response:
+        found: dict[str, Any] = await response.json()
+        return found
+
+
+def local_ids(dest: Path) -> Counter[str]:
+    """How often each id appears in the dated folder's data files and sidecars."""
+    seen: Counter[str] = Counter()
+    for path in sorted((dest / OUT).glob("*.json")):
+        if path.name.startswith("_") and not path.name.startswith(SIDECARS):
+            continue  # the manifests
+        seen.update(entry["imdb_id"] for entry in json.loads(path.read_text(encoding="utf-8")))
+    return seen
+
+
+def s3_ids(s3: Any, bucket: str) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{OUT}/"):
+        for obj in page.get("Contents", []):
+            name = obj["Key"].removeprefix(f"{OUT}/")
+            if "/" in name or (name.startswith("_") and not name.startswith(SIDECARS)):
+                continue  # _parts/…, _manifest-…
+            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+            seen.update(entry["imdb_id"] for entry in json.loads(body))
+    return seen
+
+
+def test_item_reader_and_batcher_match_the_state_machine(tmp_path: Path) -> None:
+    definition = json.loads(ASL.read_text(encoding="utf-8"))
+    dmap = definition["States"]["IngestMap"]
+    assert dmap["ItemReader"]["ReaderConfig"] == {
+        "InputType": "CSV",
+        "CSVHeaderLocation": "FIRST_ROW",
+        "CSVDelimiter": "PIPE",
+    }
+    # What PrepareIds writes: a header row, then one id per line, '|'-separated.
+    items = read_items("id\ntt0133093\ntt0000001\nnot-an-id\n")
+    assert items == [{"id": "tt0133093"}, {"id": "tt0000001"}, {"id": "not-an-id"}]
+    assert read_items("id|tituloPincipal\ntt0133093|Matrix\n") == [
+        {"id": "tt0133093", "tituloPincipal": "Matrix"}
+    ]
+
+    batch_input = make_batch_input("s3://b", "movie", dt.date(2022, 5, 2), 40.0, 4)
+    asl_fields = {name.removesuffix(".$") for name in dmap["ItemBatcher"]["BatchInput"]}
+    assert set(batch_input) == asl_fields
+    assert batch_input["global_rate"] == 40 and isinstance(batch_input["global_rate"], int)
+    rows = [{"id": f"tt{n:07d}"} for n in range(1_000_000, 1_000_005)]
+    batches = make_batches(rows, 2, batch_input)
+    assert [len(b["Items"]) for b in batches] == [2, 2, 1]
+    assert [i for b in batches for i in b["Items"]] == rows
+    assert all(b["BatchInput"] == batch_input for b in batches)
+
+
+@pytest.mark.slow
+async def test_the_whole_fleet_stays_under_the_global_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rate = 100  # the fake's global limit and the driver's global_rate
+    ids = title_ids(400, "movie")
+    source = write_csv(tmp_path / "movies.csv", ids, max_artists=4)  # ids on 1..4 rows each
+    dest = tmp_path / "lake"
+    monkeypatch.setenv("TMDB_READ_ACCESS_TOKEN", TOKEN)
+    async with fake_tmdb_process("--rate-limit", str(rate), "--latency", "0.02") as url:
+        report = await run_local_map(
+            str(source),
+            str(dest),
+            kind="movie",
+            date=DATE,
+            max_items_per_batch=50,
+            max_concurrency=4,
+            global_rate=rate,
+            tmdb_url=url,
+        )
+        seen = await stats(url)
+
+    assert report["status"] == "ok", report["errors"]
+    assert report["mode"] == "engine"  # a local destination: the engine, not the handler
+    assert report["ids"] == report["ids_done"] == len(ids)
+    assert report["batches"] == report["invocations"] == 8
+    assert report["records"] + report["not_found"] == len(ids)
+    assert local_ids(dest) == Counter(ids), "every distinct id exactly once"
+
+    total = seen["total_requests"]
+    assert total == report["requests"]
+    assert seen["throttled"] <= 0.01 * total, seen
+    measured = total / (seen["last_request_at"] - seen["first_request_at"])
+    print(
+        f"global rate seen by the fake: {measured:.1f}/s (limit {rate}), driver's measure "
+        f"{report['measured_global_rate']}/s, {seen['throttled']} x 429 in {total} requests, "
+        f"{report['seconds']:.1f}s"
+    )
+    assert rate * 0.6 <= measured <= rate * 1.05
+
+
+@pytest.mark.slow
+async def test_s3_batches_run_the_handler_and_loop_on_remaining_items(
+    tmp_path: Path, s3: Any, lake: str, fake_tmdb: FakeTmdb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = title_ids(400, "movie", start=5_000_000)
+    key = "Raw/Local/CSV/Movies/2022/05/02/movies.csv"
+    s3.upload_file(str(write_csv(tmp_path / "movies.csv", ids)), lake, key)
+    monkeypatch.setenv("TMDB_READ_ACCESS_TOKEN", TOKEN)
+    # Each invocation has 6 s and stops starting chunks (of 10 ids) 3.5 s before its end; at
+    # 200/4 = 50 requests/s a batch of 100 ids (~190 requests) cannot be done in one.
+    monkeypatch.setenv("TMDB_SAFETY_MARGIN_SECONDS", "3.5")
+    monkeypatch.setenv("TMDB_CHUNK_SIZE", "10")
+    monkeypatch.setenv("TMDB_ALLOWED_BUCKETS", lake)
+    invoked: list[tuple[int, int, str]] = []
+    report = await run_local_map(
+        f"s3://{lake}/{key}",
+        f"s3://{lake}",
+        kind="movie",
+        date=DATE,
+        max_items_per_batch=100,
+        max_concurrency=4,
+        global_rate=200,
+        tmdb_url=fake_tmdb.url,
+        function_timeout=6,
+        on_invocation=lambda inv: invoked.append(
+            (inv.batch, inv.attempt, (inv.result or {}).get("status", "error"))
+        ),
+    )
+    assert report["status"] == "ok", report["errors"]
+    assert report["mode"] == "handler"
+    assert report["ids_url"].startswith(f"s3://{lake}/Raw/TMDB/_work/")
+    assert report["batches"] == 4
+    assert report["invocations"] > report["batches"], invoked  # the MoreToDo loop ran
+    assert any(status == "incomplete" for _, _, status in invoked)
+    assert report["ids_done"] == len(ids)
+    assert s3_ids(s3, lake) == Counter(ids), "every distinct id exactly once"
+
+
+async def test_a_failing_batch_fails_the_run_with_the_handlers_error(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    """The command line, with a token TMDB rejects: the batch fails as a Lambda function error
+    (type and one line), the run fails with the CLI's exit code for credentials, and the token
+    is printed nowhere."""
+    source = write_csv(tmp_path / "movies.csv", title_ids(5, "movie"))
+    wrong = "wrong-token-0d9e8f7a"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TMDB_")}
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "tmdb_async.local_map", str(source)),
+        *("--dest", str(tmp_path / "lake"), "--tmdb-url", fake_tmdb.url, "--json"),
+        cwd=ROOT,
+        env={**env, "TMDB_READ_ACCESS_TOKEN": wrong},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 2, err.decode()
+    report = json.loads(out.decode().splitlines()[-1])
+    assert report["status"] == "failed" and report["failed_batches"] == [0]
+    (error,) = report["errors"]
+    assert error["errorType"] == "CredentialsError"
+    assert "401" in error["errorMessage"] or "rejected" in error["errorMessage"], error
+    assert wrong not in out.decode() + err.decode()

@@ -1,0 +1,596 @@
+"""Local Distributed Map: what ``statemachine/ingest.asl.json`` does, on one machine.
+
+For tests, and for running a big file locally with the same batching as in AWS::
+
+    python -m tmdb_async.local_map s3://data-lake-x/Raw/Local/CSV/Movies/2022/05/02/movies.csv \\
+        --dest s3://data-lake-x --kind movie --max-concurrency 4 --global-rate 40 --json
+    python -m tmdb_async.local_map samples/movies.csv --dest ./lake --max-items-per-batch 200
+
+The steps are the state machine's:
+
+1. **PrepareIds**: the distinct ids of the source, as a one-column ``|`` CSV under
+   ``Raw/TMDB/_work/`` (the handler's ``{"action": "prepare"}`` event, through
+   :func:`tmdb_async.events.handle`, when source and dest are both ``s3://``; else the same
+   engine function, :func:`tmdb_async.pipeline.prepare_ids`);
+2. **ItemReader** (``CSV``, ``FIRST_ROW``, ``PIPE``): each row becomes a dict of strings;
+3. **ItemBatcher**: ``MaxItemsPerBatch`` items per batch, with the ``BatchInput``
+   ``{dest, kind, date, global_rate, max_concurrency}``;
+4. **MaxConcurrency** child workflows at a time, each invocation in a new OS process (a cold
+   start; its imports, Lambda's init phase, do not count against ``function_timeout``), each
+   at ``global_rate / max_concurrency`` requests/s as in AWS;
+5. the child's **MoreToDo** loop: while an invocation returns ``remaining_items``, invoke again
+   with ``{"Items": remaining_items, "BatchInput": batch_input}``. An invocation that hands
+   back exactly the items it was given fails its batch (``LocalMap.NoProgress``) where the
+   state machine would loop until the child's history is full.
+
+What runs in the worker process: when ``dest`` is ``s3://`` it is ``handler.lambda_handler``
+itself, given the batch event and a context whose clock is ``function_timeout`` (exactly the
+Lambda code path). The handler refuses local paths (Lambda has no local files), so for a local
+``dest`` the worker calls the engine, :func:`tmdb_async.pipeline.run` with ``items=``, with the
+settings the handler would derive from the same ``BatchInput`` (``rate = global_rate /
+max_concurrency``, ``concurrency = 20 // max_concurrency``, the same safety margin and the same
+refusal to return no progress).
+
+Differences from AWS, on purpose: failed batches are not retried (the state machine retries
+only ``Lambda.*`` service errors, which cannot happen here) and a failure above
+``tolerated_failure_percentage`` does not stop the other batches; it makes the report's
+``status`` ``"failed"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import datetime as dt
+import io
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from .config import Credentials, Settings, env_defaults, parse_date
+from .errors import CredentialsError, DeadlineError, ExitCode, IngestError, UsageError
+from .storage import parse_s3, read_source
+
+ROOT = Path(__file__).resolve().parent.parent  # where handler.py lives
+RESULT_MARK = "LOCAL_MAP_RESULT "
+ERROR_MARK = "LOCAL_MAP_ERROR "
+WORKER_CODE = "import sys; from tmdb_async.local_map import worker_main; sys.exit(worker_main())"
+FUNCTION_NAME = "tmdb-ingest-local"
+_TMDB_MAX_CONNECTIONS = 20  # as in tmdb_async.events: TMDB allows 20 connections per IP
+_ERROR_EXIT = {
+    "UsageError": ExitCode.BAD_INPUT,
+    "InputError": ExitCode.BAD_INPUT,
+    "CredentialsError": ExitCode.BAD_INPUT,
+    "StorageError": ExitCode.STORAGE,
+    "DeadlineError": ExitCode.INCOMPLETE,
+}
+
+Item = dict[str, str]
+
+
+# --- the worker process: one "Lambda invocation" -------------------------------------------
+
+
+class WorkerContext:
+    """The part of Lambda's context the handler uses; the clock starts at the invocation."""
+
+    function_name = FUNCTION_NAME
+
+    def __init__(self, request_id: str, timeout_seconds: float) -> None:
+        self.aws_request_id = request_id
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _safety_margin(context: WorkerContext, env: Mapping[str, str]) -> float:
+    """The handler's rule (tmdb_async.events): the variable, else 10% of the time, 2..60 s."""
+    configured = env.get("TMDB_SAFETY_MARGIN_SECONDS", "").strip()
+    if configured:
+        try:
+            return float(configured)
+        except ValueError:
+            raise UsageError(
+                f"TMDB_SAFETY_MARGIN_SECONDS: {configured!r} is not a number"
+            ) from None
+    return min(60.0, max(2.0, context.get_remaining_time_in_millis() / 1000 * 0.1))
+
+
+async def engine_batch(
+    event: Mapping[str, Any], context: WorkerContext, env: Mapping[str, str]
+) -> dict[str, Any]:
+    """A Distributed Map batch run by the engine, for a destination the handler refuses."""
+    from .pipeline import run
+
+    batch: Mapping[str, Any] = event["BatchInput"]
+    items: list[Item] = event["Items"]
+    fleet = int(batch.get("max_concurrency") or 1)
+    values: dict[str, Any] = env_defaults(env)
+    values["dest"] = str(batch["dest"])
+    if batch.get("kind"):
+        values["kind"] = str(batch["kind"])
+    if batch.get("date"):
+        values["date"] = parse_date(str(batch["date"]), "BatchInput.date")
+    if batch.get("global_rate") is not None:
+        values["rate"] = float(batch["global_rate"]) / fleet
+    values["concurrency"] = max(1, _TMDB_MAX_CONNECTIONS // fleet)
+    settings = Settings(source="items", credentials=Credentials.from_env(env), **values)
+    settings.validate()
+    margin = _safety_margin(context, env)
+    remaining = lambda: context.get_remaining_time_in_millis() / 1000  # noqa: E731
+    summary = await run(settings, items=items, remaining=remaining, safety_margin=margin)
+    if summary.status == "incomplete" and summary.unique_ids == 0:
+        raise DeadlineError(
+            f"no progress before the deadline ({margin:.0f} s safety margin): raise the "
+            "function timeout or lower MaxItemsPerBatch"
+        )
+    result = summary.as_dict()
+    result["batch_input"] = dict(batch)
+    return result
+
+
+def _engine_invoke(event: Any, context: WorkerContext) -> dict[str, Any]:
+    """What ``handler.lambda_handler`` does, with :func:`engine_batch` in place of the handler's
+    event adapter (which accepts only ``s3://`` destinations)."""
+    from . import log
+
+    env = dict(os.environ)
+    log.configure(
+        level=env.get("TMDB_LOG_LEVEL", "INFO"),
+        fmt=env.get("TMDB_LOG_FORMAT", "json"),
+        secrets=[env.get("TMDB_READ_ACCESS_TOKEN"), env.get("TMDB_API_KEY")],
+        exclusive=True,
+    )
+    log.log_context.set({"request_id": context.aws_request_id})
+    return asyncio.run(engine_batch(event, context, env))
+
+
+def _print_error(exc: Exception) -> int:
+    """Lambda's function error shape: the exception's class name and first line."""
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    print(ERROR_MARK + json.dumps({"errorType": type(exc).__name__, "errorMessage": message}))
+    return 1
+
+
+def worker_main() -> int:
+    """Entry point of a worker process: a job as JSON on stdin, one result line on stdout.
+
+    The job is ``{"mode": "handler" | "engine", "event": {...}, "request_id": str,
+    "timeout_seconds": float}``. The last stdout line is ``LOCAL_MAP_RESULT {"result",
+    "started_at", "finished_at"}`` or ``LOCAL_MAP_ERROR {"errorType", "errorMessage"}``, the
+    shape Lambda gives a function error; the handler's own output (its CloudWatch metrics
+    line) comes before it, its logs go to stderr.
+    """
+    job = json.loads(sys.stdin.read())
+    # Lambda's init phase, not counted in the invocation's timeout: the handler module's
+    # imports, and (as in a container that has run before) boto's, which the engine imports
+    # on first use.
+    try:
+        if job["mode"] == "handler":
+            import handler  # the Lambda entry point, at the repository root
+
+            invoke: Callable[[Any, WorkerContext], dict[str, Any]] = handler.lambda_handler
+        else:
+            invoke = _engine_invoke
+        if parse_s3(str(job["event"]["BatchInput"].get("dest", "")), "dest"):
+            import aioboto3  # noqa: F401
+    except Exception as exc:
+        return _print_error(exc)
+    context = WorkerContext(str(job["request_id"]), float(job["timeout_seconds"]))
+    started = time.monotonic()
+    try:
+        result = invoke(job["event"], context)
+    except Exception as exc:
+        return _print_error(exc)
+    finished = time.monotonic()
+    line = {"result": result, "started_at": started, "finished_at": finished}
+    print(RESULT_MARK + json.dumps(line), flush=True)
+    return 0
+
+
+# --- the driver: the state machine ---------------------------------------------------------
+
+
+@dataclass
+class Invocation:
+    """One worker run, as the driver saw it."""
+
+    batch: int
+    attempt: int
+    request_id: str
+    items: int
+    result: dict[str, Any] | None = None
+    error: dict[str, str] | None = None
+    started_at: float | None = None  # time.monotonic() in the worker (host-wide clock)
+    finished_at: float | None = None
+    stderr: str = ""
+
+
+def read_items(text: str) -> list[Item]:
+    """Rows of a ``|`` CSV with a header row, as ItemReader gives them: dicts of strings."""
+    return [dict(row) for row in csv.DictReader(io.StringIO(text), delimiter="|")]
+
+
+def make_batches(
+    items: Sequence[Item], max_items_per_batch: int, batch_input: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """ItemBatcher: consecutive slices of ``max_items_per_batch`` items, each with BatchInput."""
+    if max_items_per_batch < 1:
+        raise UsageError(f"max_items_per_batch: {max_items_per_batch} must be at least 1")
+    return [
+        {"Items": list(items[i : i + max_items_per_batch]), "BatchInput": dict(batch_input)}
+        for i in range(0, len(items), max_items_per_batch)
+    ]
+
+
+def make_batch_input(
+    dest: str, kind: str, date: dt.date, global_rate: float, max_concurrency: int
+) -> dict[str, Any]:
+    """The ItemBatcher's BatchInput of the state machine, for these settings."""
+    return {
+        "dest": dest,
+        "kind": kind,
+        "date": date.isoformat(),
+        "global_rate": _number(global_rate),
+        "max_concurrency": max_concurrency,
+    }
+
+
+def _number(value: float) -> int | float:
+    """JSON numbers as States.StringToJson makes them: 40, not 40.0."""
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def _absolute(location: str) -> str:
+    return location if parse_s3(location, "location") else os.path.abspath(location)
+
+
+async def _read_text(url: str) -> str:
+    if parse_s3(url, "ids") is None:
+        return await asyncio.to_thread(Path(url).read_text, encoding="utf-8")
+    import aioboto3
+
+    async with aioboto3.Session().client("s3") as s3:
+        data = b"".join([chunk async for chunk in read_source(url, s3)])
+    return data.decode("utf-8")
+
+
+async def _prepare(source: str, dest: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """PrepareIds: the handler's prepare event if it can take it, else the engine function."""
+    if parse_s3(source, "source") and parse_s3(dest, "dest"):
+        from .events import handle
+
+        event = {"action": "prepare", "source": source, "dest": dest}
+        return await handle(event, None, env)
+    from .pipeline import prepare_ids
+
+    return await prepare_ids(Settings(source=source, dest=dest).validate())
+
+
+def _worker_env(base: Mapping[str, str], tmdb_url: str | None) -> dict[str, str]:
+    env = dict(base)
+    paths = [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.setdefault("TMDB_LOG_LEVEL", "WARNING")
+    env.setdefault("AWS_LAMBDA_FUNCTION_NAME", FUNCTION_NAME)
+    if tmdb_url:
+        env["TMDB_BASE_URL"] = tmdb_url
+    return env
+
+
+async def _invoke(
+    job: dict[str, Any], env: Mapping[str, str], python: str, invocation: Invocation
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *(python, "-c", WORKER_CODE),
+        env=dict(env),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await process.communicate(json.dumps(job).encode())
+    except BaseException:  # cancelled (Ctrl-C): no orphan worker keeps calling TMDB
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        raise
+    invocation.stderr = err.decode("utf-8", "replace")
+    lines = out.decode("utf-8", "replace").splitlines()
+    for line in reversed(lines):
+        if line.startswith(RESULT_MARK):
+            done = json.loads(line.removeprefix(RESULT_MARK))
+            invocation.result = done["result"]
+            invocation.started_at = done["started_at"]
+            invocation.finished_at = done["finished_at"]
+            return
+        if line.startswith(ERROR_MARK):
+            invocation.error = json.loads(line.removeprefix(ERROR_MARK))
+            return
+    tail = invocation.stderr.strip().splitlines()[-1:] or [f"exit code {process.returncode}"]
+    invocation.error = {"errorType": "Runtime.ExitError", "errorMessage": tail[0]}
+
+
+async def run_local_map(
+    source_csv: str,
+    dest: str,
+    *,
+    kind: str = "auto",
+    date: str | dt.date | None = None,
+    max_items_per_batch: int = 500,
+    max_concurrency: int = 4,
+    global_rate: float = 40.0,
+    tmdb_url: str | None = None,
+    function_timeout: float = 900.0,
+    tolerated_failure_percentage: float = 0.0,
+    env: Mapping[str, str] | None = None,
+    python: str = sys.executable,
+    log_stream: TextIO | None = None,
+    on_invocation: Callable[[Invocation], None] | None = None,
+) -> dict[str, Any]:
+    """Run the state machine's steps locally; return a report (see the module docstring).
+
+    ``env`` is the functions' environment (default: this process's), ``tmdb_url`` overrides
+    its ``TMDB_BASE_URL``; the driver's own S3 calls (prepare, reading the ids) use this
+    process's AWS environment. ``log_stream`` receives each worker's stderr (its JSON logs);
+    ``on_invocation`` is called after each invocation (progress).
+    """
+    started = time.monotonic()
+    base_env = dict(os.environ if env is None else env)
+    if max_concurrency < 1:
+        raise UsageError(f"max_concurrency: {max_concurrency} must be at least 1")
+    if not global_rate > 0:
+        raise UsageError(f"global_rate: {global_rate} must be above 0 requests/s")
+    if not function_timeout > 0:
+        raise UsageError(f"function_timeout: {function_timeout} must be above 0 s")
+    if isinstance(date, dt.date):
+        when = date
+    else:
+        when = parse_date(date, "date") if date else dt.datetime.now(dt.UTC).date()
+    source, dest = _absolute(source_csv), _absolute(dest)
+    mode = "handler" if parse_s3(dest, "dest") else "engine"
+    if not Credentials.from_env(base_env).secret and not (
+        mode == "handler" and base_env.get("TMDB_TOKEN_SSM_PARAMETER")
+    ):
+        raise CredentialsError(
+            "no TMDB credentials: set TMDB_READ_ACCESS_TOKEN (preferred) or TMDB_API_KEY"
+        )
+
+    prepared = await _prepare(source, dest, base_env)
+    ids_url = str(prepared["ids_url"])
+    items = read_items(await _read_text(ids_url)) if prepared["unique_ids"] else []
+    batch_input = make_batch_input(dest, kind, when, global_rate, max_concurrency)
+    batches = make_batches(items, max_items_per_batch, batch_input)
+    worker_env = _worker_env(base_env, tmdb_url)
+    invocations: list[Invocation] = []
+    failed_batches: list[int] = []
+    children = asyncio.Semaphore(max_concurrency)
+    map_started = time.monotonic()
+
+    async def child(number: int, event: dict[str, Any]) -> None:
+        async with children:
+            attempt = 0
+            while True:
+                attempt += 1
+                request_id = f"local-{number:05d}-{attempt}"
+                invocation = Invocation(number, attempt, request_id, len(event["Items"]))
+                invocations.append(invocation)
+                job = {
+                    "mode": mode,
+                    "event": event,
+                    "request_id": request_id,
+                    "timeout_seconds": function_timeout,
+                }
+                await _invoke(job, worker_env, python, invocation)
+                result = invocation.result or {}
+                left: list[Item] = result.get("remaining_items") or []
+                if left and [i.get("id") for i in left] == [i.get("id") for i in event["Items"]]:
+                    invocation.error = {
+                        "errorType": "LocalMap.NoProgress",
+                        "errorMessage": f"{len(left)} items handed back unchanged",
+                    }
+                if log_stream is not None and invocation.stderr:
+                    log_stream.write(invocation.stderr)
+                    log_stream.flush()
+                if on_invocation is not None:
+                    on_invocation(invocation)
+                if invocation.error is not None:
+                    failed_batches.append(number)
+                    return
+                if not left:  # MoreToDo's Default: BatchDone
+                    return
+                event = {"Items": left, "BatchInput": result["batch_input"]}
+
+    async with asyncio.TaskGroup() as group:
+        for number, event in enumerate(batches):
+            group.create_task(child(number, event))
+    map_seconds = time.monotonic() - map_started
+    return _report(
+        prepared=prepared,
+        source=source,
+        dest=dest,
+        mode=mode,
+        batches=len(batches),
+        invocations=invocations,
+        failed_batches=sorted(failed_batches),
+        tolerated=tolerated_failure_percentage,
+        settings={
+            "kind": kind,
+            "date": when.isoformat(),
+            "max_items_per_batch": max_items_per_batch,
+            "max_concurrency": max_concurrency,
+            "global_rate": global_rate,
+            "function_timeout": function_timeout,
+        },
+        seconds=time.monotonic() - started,
+        map_seconds=map_seconds,
+    )
+
+
+def _report(
+    *,
+    prepared: Mapping[str, Any],
+    source: str,
+    dest: str,
+    mode: str,
+    batches: int,
+    invocations: list[Invocation],
+    failed_batches: list[int],
+    tolerated: float,
+    settings: dict[str, Any],
+    seconds: float,
+    map_seconds: float,
+) -> dict[str, Any]:
+    results = [inv.result for inv in invocations if inv.result is not None]
+
+    def total(name: str) -> int:
+        return sum(int(r.get(name) or 0) for r in results)
+
+    requests = total("requests")
+    starts = [inv.started_at for inv in invocations if inv.started_at is not None]
+    ends = [inv.finished_at for inv in invocations if inv.finished_at is not None]
+    span = (max(ends) - min(starts)) if starts and ends else 0.0
+    share = 100.0 * len(failed_batches) / batches if batches else 0.0
+    if failed_batches and share > tolerated:
+        status = "failed"
+    elif total("failed") or failed_batches:
+        status = "failed_ids"
+    elif total("unique_ids") != int(prepared.get("unique_ids") or 0):
+        status = "incomplete"
+    else:
+        status = "ok"
+    errors = [
+        {"batch": inv.batch, "request_id": inv.request_id, **inv.error}
+        for inv in invocations
+        if inv.error is not None
+    ]
+    return {
+        "status": status,
+        "source": source,
+        "dest": dest,
+        "mode": mode,
+        "ids_url": prepared.get("ids_url"),
+        "rows_read": prepared.get("rows_read"),
+        "ids": prepared.get("unique_ids"),
+        "batches": batches,
+        "invocations": len(invocations),
+        "ids_done": total("unique_ids"),
+        "records": total("records"),
+        "not_found": total("not_found"),
+        "invalid": total("invalid"),
+        "failed": total("failed"),
+        "failed_batches": failed_batches,
+        "errors": errors,
+        "files": sum(len(r.get("files") or []) for r in results),
+        "sidecars": sum(len(r.get("sidecars") or []) for r in results),
+        "requests": requests,
+        "throttled_429": total("throttled_429"),
+        "seconds": round(seconds, 3),
+        "map_seconds": round(map_seconds, 3),
+        # Requests of every invocation over the time from the first invocation's start to the
+        # last one's end: the rate TMDB saw, process start-ups between batches included.
+        "measured_global_rate": round(requests / span, 2) if span > 0 else None,
+        **settings,
+    }
+
+
+def exit_code(report: Mapping[str, Any]) -> int:
+    if report["status"] == "ok":
+        return ExitCode.OK
+    if report["status"] == "failed" and report["errors"]:
+        return _ERROR_EXIT.get(report["errors"][0]["errorType"], ExitCode.FAILED_IDS)
+    if report["status"] == "incomplete":
+        return ExitCode.INCOMPLETE
+    return ExitCode.FAILED_IDS
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tmdb_async.local_map",
+        description="Run the Step Functions Distributed Map of statemachine/ingest.asl.json "
+        "locally: prepare the distinct ids, batch them, and run the batches in worker "
+        "processes, at most --max-concurrency at a time, each at global-rate/max-concurrency.",
+    )
+    add = parser.add_argument
+    add("source", help="CSV path or s3://bucket/key")
+    add("--dest", help="local folder or s3://bucket[/prefix] (env TMDB_DEST)")
+    add("--kind", default="auto", choices=("movie", "tv", "auto"), help="default auto")
+    add("--date", help="processing date YYYY-MM-DD (default today UTC)")
+    add("--max-items-per-batch", type=int, default=500, help="ItemBatcher (default 500)")
+    add("--max-concurrency", type=int, default=4, help="Map MaxConcurrency (default 4)")
+    add("--global-rate", type=float, default=40.0, help="requests/s for all (default 40)")
+    add("--tmdb-url", help="TMDB base URL (env TMDB_BASE_URL), e.g. the fake's")
+    add("--function-timeout", type=float, default=900.0, help="seconds per invocation (900)")
+    add("--tolerated-failure-percentage", type=float, default=0.0, help="default 0")
+    add("--json", action="store_true", help="print the report as one JSON line on stdout")
+    add("--verbose", action="store_true", help="show the workers' logs and each invocation")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(list(argv) if argv is not None else None)
+    dest = args.dest or os.environ.get("TMDB_DEST", "")
+    if not dest:
+        print("error: --dest: missing (or set TMDB_DEST)", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+
+    def progress(invocation: Invocation) -> None:
+        if invocation.error is not None:
+            print(f"batch {invocation.batch}: {invocation.error}", file=sys.stderr)
+        elif args.verbose and invocation.result is not None:
+            result = invocation.result
+            print(
+                f"batch {invocation.batch} #{invocation.attempt}: {result['status']}, "
+                f"{result['unique_ids']}/{invocation.items} ids, {result['requests']} requests "
+                f"in {result['seconds']:.1f}s",
+                file=sys.stderr,
+            )
+
+    try:
+        report = asyncio.run(
+            run_local_map(
+                args.source,
+                dest,
+                kind=args.kind,
+                date=args.date,
+                max_items_per_batch=args.max_items_per_batch,
+                max_concurrency=args.max_concurrency,
+                global_rate=args.global_rate,
+                tmdb_url=args.tmdb_url,
+                function_timeout=args.function_timeout,
+                tolerated_failure_percentage=args.tolerated_failure_percentage,
+                log_stream=sys.stderr if args.verbose else None,
+                on_invocation=progress,
+            )
+        )
+    except IngestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+    print(
+        f"{report['status']}: {report['ids']} distinct ids in {report['batches']} batches, "
+        f"{report['invocations']} invocations: {report['records']} records, "
+        f"{report['not_found']} not found, {report['invalid']} invalid, {report['failed']} "
+        f"failed; {report['requests']} requests ({report['throttled_429']} x 429) in "
+        f"{report['seconds']:.1f}s, {report['measured_global_rate']} requests/s",
+        file=sys.stderr,
+    )
+    if args.json:
+        print(json.dumps(report))
+    return exit_code(report)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
