@@ -110,10 +110,14 @@ def _allowed_buckets(env: Mapping[str, str]) -> set[str]:
     return {b.strip() for b in env.get("TMDB_ALLOWED_BUCKETS", "").split(",") if b.strip()}
 
 
-def _check_location(url: str, field: str, env: Mapping[str, str]) -> None:
+def _check_location(
+    url: str, field: str, env: Mapping[str, str], local_paths: bool = False
+) -> None:
     """Lambda reads and writes S3 only, in allowed buckets, without path tricks."""
     s3 = parse_s3(url, field)
     if s3 is None:
+        if local_paths:
+            return
         raise UsageError(f"{field}: {url!r} is not an s3:// URL (Lambda has no local files)")
     allowed = _allowed_buckets(env)
     if allowed and s3.bucket not in allowed:
@@ -123,7 +127,9 @@ def _check_location(url: str, field: str, env: Mapping[str, str]) -> None:
         raise UsageError(f"{field}: {url!r} has '..', '.', '\\' or a leading '/' in its key")
 
 
-def _settings(values: dict[str, Any], source: str, env: Mapping[str, str]) -> Settings:
+def _settings(
+    values: dict[str, Any], source: str, env: Mapping[str, str], local_paths: bool = False
+) -> Settings:
     merged: dict[str, Any] = env_defaults(env)
     renames = {"format": "output_format"}
     for name, value in values.items():
@@ -135,7 +141,7 @@ def _settings(values: dict[str, Any], source: str, env: Mapping[str, str]) -> Se
     merged.setdefault("dest", "")
     if not merged["dest"]:
         raise UsageError("event.dest: missing (or set TMDB_DEST)")
-    _check_location(merged["dest"], "event.dest", env)
+    _check_location(merged["dest"], "event.dest", env, local_paths)
     return Settings(source=source, credentials=Credentials.from_env(env), **merged)
 
 
@@ -191,9 +197,17 @@ def _require_progress(summary: Summary, margin: float) -> None:
 
 
 async def handle(
-    event: Any, context: LambdaContext | None = None, env: Mapping[str, str] | None = None
+    event: Any,
+    context: LambdaContext | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    local_paths: bool = False,
 ) -> dict[str, Any]:
-    """Run the job an event describes; return the JSON-able result."""
+    """Run the job an event describes; return the JSON-able result.
+
+    ``local_paths`` lets source and dest be local paths: only for the local Distributed Map
+    driver (:mod:`tmdb_async.local_map`), never in Lambda.
+    """
     env = dict(os.environ) if env is None else env
     if not isinstance(event, Mapping):
         raise UsageError(f"event: expected a JSON object, got {type(event).__name__}")
@@ -204,8 +218,8 @@ async def handle(
         _check_fields(event, _PREPARE_FIELDS, "event")
         values = _typed({k: v for k, v in event.items() if k != "action"}, "event")
         source = values.get("source") or ""
-        _check_location(source, "event.source", env)
-        settings = _settings({"dest": values.get("dest", "")}, source, env)
+        _check_location(source, "event.source", env, local_paths)
+        settings = _settings({"dest": values.get("dest", "")}, source, env, local_paths)
         logsetup.log_context.set({"request_id": request_id, "action": "prepare"})
         return await prepare_ids(settings)
 
@@ -227,7 +241,7 @@ async def handle(
             values.setdefault("rate", global_rate / (fleet or 1))
         if fleet:
             values.setdefault("concurrency", max(1, _TMDB_MAX_CONNECTIONS // fleet))
-        settings = _settings(values, "items", env)
+        settings = _settings(values, "items", env, local_paths)
         settings = settings.with_changes(credentials=await _credentials(env)).validate()
         label = f"{len(items)} items"
         logsetup.log_context.set({"request_id": request_id, "batch": label})
@@ -241,8 +255,8 @@ async def handle(
         _check_fields(event, _DIRECT_FIELDS, "event")
         values = _typed(event, "event")
         source = values.pop("source")
-        _check_location(source, "event.source", env)
-        settings = _settings(values, source, env)
+        _check_location(source, "event.source", env, local_paths)
+        settings = _settings(values, source, env, local_paths)
         settings = settings.with_changes(credentials=await _credentials(env)).validate()
         logsetup.log_context.set(
             {"request_id": request_id, "batch": f"{settings.offset}+{settings.limit}"}

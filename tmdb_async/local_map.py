@@ -26,10 +26,10 @@ The steps are the state machine's:
 What runs in the worker process: when ``dest`` is ``s3://`` it is ``handler.lambda_handler``
 itself, given the batch event and a context whose clock is ``function_timeout`` (exactly the
 Lambda code path). The handler refuses local paths (Lambda has no local files), so for a local
-``dest`` the worker calls the engine, :func:`tmdb_async.pipeline.run` with ``items=``, with the
-settings the handler would derive from the same ``BatchInput`` (``rate = global_rate /
-max_concurrency``, ``concurrency = 20 // max_concurrency``, the same safety margin and the same
-refusal to return no progress).
+``dest`` the worker calls the handler's own event adapter, :func:`tmdb_async.events.handle`,
+with ``local_paths=True``: the same ``BatchInput`` rules (``rate = global_rate /
+max_concurrency``, ``concurrency = 20 // max_concurrency``), safety margin and refusal to
+return no progress.
 
 Differences from AWS, on purpose: failed batches are not retried (the state machine retries
 only ``Lambda.*`` service errors, which cannot happen here) and a failure above
@@ -54,8 +54,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import Credentials, Settings, env_defaults, parse_date
-from .errors import CredentialsError, DeadlineError, ExitCode, IngestError, UsageError
+from .config import Credentials, Settings, parse_date
+from .errors import CredentialsError, ExitCode, IngestError, UsageError
 from .storage import parse_s3, read_source
 
 ROOT = Path(__file__).resolve().parent.parent  # where handler.py lives
@@ -63,7 +63,6 @@ RESULT_MARK = "LOCAL_MAP_RESULT "
 ERROR_MARK = "LOCAL_MAP_ERROR "
 WORKER_CODE = "import sys; from tmdb_async.local_map import worker_main; sys.exit(worker_main())"
 FUNCTION_NAME = "tmdb-ingest-local"
-_TMDB_MAX_CONNECTIONS = 20  # as in tmdb_async.events: TMDB allows 20 connections per IP
 _ERROR_EXIT = {
     "UsageError": ExitCode.BAD_INPUT,
     "InputError": ExitCode.BAD_INPUT,
@@ -91,50 +90,14 @@ class WorkerContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-def _safety_margin(context: WorkerContext, env: Mapping[str, str]) -> float:
-    """The handler's rule (tmdb_async.events): the variable, else 10% of the time, 2..60 s."""
-    configured = env.get("TMDB_SAFETY_MARGIN_SECONDS", "").strip()
-    if configured:
-        try:
-            return float(configured)
-        except ValueError:
-            raise UsageError(
-                f"TMDB_SAFETY_MARGIN_SECONDS: {configured!r} is not a number"
-            ) from None
-    return min(60.0, max(2.0, context.get_remaining_time_in_millis() / 1000 * 0.1))
-
-
 async def engine_batch(
     event: Mapping[str, Any], context: WorkerContext, env: Mapping[str, str]
 ) -> dict[str, Any]:
-    """A Distributed Map batch run by the engine, for a destination the handler refuses."""
-    from .pipeline import run
+    """A Distributed Map batch through the handler's own event adapter, with local paths
+    allowed (the Lambda handler accepts only ``s3://``)."""
+    from .events import handle
 
-    batch: Mapping[str, Any] = event["BatchInput"]
-    items: list[Item] = event["Items"]
-    fleet = int(batch.get("max_concurrency") or 1)
-    values: dict[str, Any] = env_defaults(env)
-    values["dest"] = str(batch["dest"])
-    if batch.get("kind"):
-        values["kind"] = str(batch["kind"])
-    if batch.get("date"):
-        values["date"] = parse_date(str(batch["date"]), "BatchInput.date")
-    if batch.get("global_rate") is not None:
-        values["rate"] = float(batch["global_rate"]) / fleet
-    values["concurrency"] = max(1, _TMDB_MAX_CONNECTIONS // fleet)
-    settings = Settings(source="items", credentials=Credentials.from_env(env), **values)
-    settings.validate()
-    margin = _safety_margin(context, env)
-    remaining = lambda: context.get_remaining_time_in_millis() / 1000  # noqa: E731
-    summary = await run(settings, items=items, remaining=remaining, safety_margin=margin)
-    if summary.status == "incomplete" and summary.unique_ids == 0:
-        raise DeadlineError(
-            f"no progress before the deadline ({margin:.0f} s safety margin): raise the "
-            "function timeout or lower MaxItemsPerBatch"
-        )
-    result = summary.as_dict()
-    result["batch_input"] = dict(batch)
-    return result
+    return await handle(event, context, env, local_paths=True)
 
 
 def _engine_invoke(event: Any, context: WorkerContext) -> dict[str, Any]:
