@@ -28,6 +28,7 @@ test: lint
 	$(PY) -m pytest
 
 bench: $(VENV)/.dev
+	$(PY) -m pip install -q -r benchmarks/requirements.txt
 	$(PY) benchmarks/run.py
 
 layer: $(VENV)/.dev
