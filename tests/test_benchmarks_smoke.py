@@ -25,8 +25,14 @@ pytestmark = pytest.mark.slow  # ~30 s: a dozen child processes and five fake se
 def quick(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench") / "quick.json"
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--no-chart"]
-        + ["--out", str(out)],
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--no-chart",
+            "--out",
+            out,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -105,4 +111,3 @@ def test_memory_and_cold_start_are_measured(quick: dict[str, Any]) -> None:
     cold = quick["cold_start"]
     assert set(cold["median_seconds"]) >= {"interpreter", "handler", "libraries"}
     assert "pandas" not in cold["heavy_modules_loaded_by_handler"]
-
