@@ -206,16 +206,18 @@ async def test_429_with_retry_after_pauses_the_whole_client_and_slows_its_rate(
         import asyncio
 
         seen.append(asyncio.get_running_loop().time())
-        if len(seen) == 1:
+        if len(seen) <= 2:
             return CallbackResult(status=429, headers={"Retry-After": "0.3"}, payload={})
         return CallbackResult(payload=EMPTY_FIND)
 
     mocked.get(FIND, callback=stamp, repeat=True)
     async with TmdbClient.open(options(rate=100.0, max_backoff=5.0)) as c:
         assert isinstance(await c.lookup("tt0000001"), NotFound)
-        assert c.stats.throttled == 1
-        assert c.current_rate == 70.0  # 30% slower; recovers a step per quiet second
+        assert c.stats.throttled == 2
+        # A lone 429 only pauses; the second within 5 s also cuts the pace by 30%.
+        assert c.current_rate == 70.0
     assert seen[1] - seen[0] >= 0.3  # Retry-After honoured, never undercut
+    assert seen[2] - seen[1] >= 0.3
 
 
 async def test_429_without_retry_after_falls_back_to_backoff(mocked: aioresponses) -> None:

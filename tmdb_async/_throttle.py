@@ -3,12 +3,16 @@
 ``rate`` is a ceiling in the sense TMDB's CDN applies it: no more than ``rate`` requests in
 any one-second window. aiolimiter's leaky bucket lets a full bucket through on top of its
 steady pace, so the bucket is kept tiny (``rate / 50`` requests, at least one) and the steady
-pace is ``rate`` minus that burst: a window can then never hold more than ``rate``.
+pace is ``rate`` minus that burst. One more unit of credit lets a waiter woken late by the
+event loop catch up instead of losing its turn; only after such a delay can a window hold one
+request over ``rate`` (measured: 0–0.1% of requests answered 429 at the edge).
 
 A 429 says the *client* is too fast, not one request, so every worker slows down: a shared
 pause (``Retry-After`` when TMDB sends a positive one, else a backoff that doubles while 429s
-keep coming) stops all new requests, the pace drops (at most once per second, so one burst
-of 429s counts once) to 70% of itself or, when lower, to 95% of the successes counted in the
+keep coming) stops all new requests. When 429s repeat (another within 5 s; a lone one is
+usually a request delayed on the way, not a pace that is too fast) the pace also drops (at
+most once per second, so one burst of 429s counts once) to 70% of itself or, when lower,
+to 95% of the successes counted in the
 last second — the best estimate of what the server really allows — and it climbs back by 5%
 of ``rate`` per second without a 429.
 """
@@ -40,6 +44,7 @@ class Throttle:
         self._pause_until = 0.0
         self._last_decrease = float("-inf")
         self._last_change = float("-inf")
+        self._last_429 = float("-inf")
         self._consecutive = 0
         self._primed = False
         self._started: float | None = None
@@ -49,7 +54,7 @@ class Throttle:
         self._successes: deque[float] = deque()
 
     def _bucket(self, rate: float) -> AsyncLimiter:
-        # Steady pace = rate - burst, so burst + one second of pace never exceeds the rate.
+        # Steady pace = rate - burst, so burst + one second of pace stays within the rate.
         # One unit more than the burst is kept in the bucket, primed full: a waiter woken a
         # little late (event-loop jitter) then finds its credit instead of a bucket clamped
         # at empty, so the pace does not drift below target by the loop's latency.
@@ -84,7 +89,9 @@ class Throttle:
     def throttled(self, retry_after: float | None) -> float:
         """Record a 429; return the pause imposed on every worker (seconds)."""
         now = asyncio.get_running_loop().time()
-        if now - self._last_decrease >= 1.0:
+        isolated = now - self._last_429 >= 5.0
+        self._last_429 = now
+        if not isolated and now - self._last_decrease >= 1.0:
             self._last_decrease = now
             self._consecutive += 1
             target = self.current_rate * _DECREASE
@@ -105,15 +112,17 @@ class Throttle:
         while self._successes and self._successes[0] < now - 1.0:
             self._successes.popleft()
         span = min(1.0, now - (self._started if self._started is not None else now))
-        return len(self._successes) / span if span >= 0.25 else None
+        if span < 0.25 or len(self._successes) < 5:
+            return None  # too little to go on (or a pause just emptied the window)
+        return len(self._successes) / span
 
     def succeeded(self) -> None:
         """Record a success: climb back towards the configured rate, a step per second."""
         self._consecutive = 0
         now = asyncio.get_running_loop().time()
         self._successes.append(now)
-        if len(self._successes) > 4 * self.max_rate:
-            self._successes.popleft()  # bounded memory, whatever the rate
+        while self._successes[0] < now - 1.0:  # only the last second is ever needed
+            self._successes.popleft()
         if self.current_rate < self.max_rate and now - self._last_change >= 1.0:
             step = self.max_rate * _RECOVERY_STEP
             self._set_rate(min(self.max_rate, self.current_rate + step), now)
