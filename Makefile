@@ -4,8 +4,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+SAM_VENV ?= .venv-sam
 
-.PHONY: demo test lint bench layer clean
+.PHONY: demo test lint validate-template bench layer clean
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,15 @@ lint: $(VENV)/.dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-test: lint
+$(SAM_VENV)/.installed: requirements-sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install -q -r requirements-sam.txt
+	touch $@
+
+validate-template: $(SAM_VENV)/.installed
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region us-east-1 -t template.yaml
+
+test: lint validate-template
 	$(PY) -m pytest
 
 bench: $(VENV)/.dev
@@ -35,4 +44,4 @@ layer: $(VENV)/.dev
 	$(PY) layer/build.py
 
 clean:
-	rm -rf $(VENV) out build .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) out build .pytest_cache
