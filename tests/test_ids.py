@@ -147,3 +147,10 @@ def test_distributed_map_items_are_deduplicated_and_validated() -> None:
 def test_malformed_items_are_named(items: list[object], message: str) -> None:
     with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
         read_item_ids(items)
+
+
+async def test_padded_and_canonical_forms_stay_distinct_values() -> None:
+    # tt0000001 (canonical) and tt00000001 (extra zero) are different strings in the file:
+    # both are reported, each once, and non-canonical values never collide with the bitmap.
+    text = "id\ntt0000001\ntt00000001\ntt0000001\ntt00000001\ntt10000000\ntt10000000\nx\nx\n"
+    assert ids(await read(text)) == ["tt0000001", "tt00000001", "tt10000000", "x"]
