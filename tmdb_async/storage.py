@@ -22,7 +22,9 @@ from typing import Any, Protocol
 from .errors import InputError, StorageError
 
 READ_CHUNK = 8 << 20  # bytes per S3 ranged GET
-LOCAL_CHUNK = 1 << 20
+# Bytes handed to the reader at a time: each block is briefly held several times over
+# (bytes, decoded text, its lines), so smaller blocks keep the peak memory low.
+LOCAL_CHUNK = 256 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +110,8 @@ async def _read_s3(url: S3Url, s3: Any) -> AsyncIterator[bytes]:
                 raise InputError(f"{url}: the object changed while it was being read") from None
             raise StorageError(f"{url}: cannot read the source: {code}") from None
         etag = response.get("ETag", etag)
-        if data:
-            yield data
+        for piece in range(0, len(data), LOCAL_CHUNK):
+            yield data[piece : piece + LOCAL_CHUNK]
         total = _total_size(response.get("ContentRange"))
         start += len(data)
         if not data or total is None or start >= total:
