@@ -62,13 +62,6 @@ def encode_records(records: Sequence[Mapping[str, Any]], fmt: OutputFormat) -> b
     return json.dumps(list(records), ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def decode_records(data: bytes, fmt: OutputFormat) -> list[dict[str, Any]]:
-    if fmt == "jsonl":
-        return [json.loads(line) for line in data.splitlines() if line.strip()]
-    loaded = json.loads(data)
-    return loaded if isinstance(loaded, list) else []
-
-
 class ChunkWriter:
     """Names and writes one run's files into a :class:`~tmdb_async.storage.Store`."""
 
