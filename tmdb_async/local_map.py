@@ -233,7 +233,7 @@ async def _prepare(source: str, dest: str, env: Mapping[str, str]) -> dict[str, 
 
         event = {"action": "prepare", "source": source, "dest": dest}
         return await handle(event, None, env)
-    from .pipeline import prepare_ids
+    from .prepare import prepare_ids
 
     return await prepare_ids(Settings(source=source, dest=dest).validate())
 

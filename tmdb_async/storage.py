@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,7 +48,8 @@ def parse_s3(url: str, where: str) -> S3Url | None:
     return S3Url(bucket, key)
 
 
-def _s3_code(exc: Exception) -> str:
+def s3_error_code(exc: Exception) -> str:
+    """The S3 error code of a botocore error (``NoSuchKey``, ``403``, …), else its class name."""
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", type(exc).__name__))
 
@@ -99,7 +102,7 @@ async def _read_s3(url: S3Url, s3: Any) -> AsyncIterator[bytes]:
             async with response["Body"] as body:
                 data = await body.read()
         except Exception as exc:
-            code = _s3_code(exc)
+            code = s3_error_code(exc)
             if code == "InvalidRange":  # empty object, or a size that is a multiple of the chunk
                 return
             if code in ("NoSuchKey", "NoSuchBucket", "404"):
@@ -126,20 +129,75 @@ def _total_size(content_range: str | None) -> int | None:
     return int(total) if total.isdigit() else None
 
 
+@contextlib.asynccontextmanager
+async def open_s3(needed: bool, pool: int) -> AsyncIterator[Any]:
+    """One aioboto3 S3 client per run, inside the running loop; ``None`` if not needed."""
+    if not needed:
+        yield None
+        return
+    import aioboto3  # imported lazily: local runs do not pay for boto's import time
+    from botocore.config import Config
+
+    config = Config(
+        retries={"max_attempts": 8, "mode": "standard"},  # 500/503 SlowDown/resets retried
+        max_pool_connections=max(10, pool),
+        connect_timeout=10,
+        read_timeout=60,
+    )
+    async with aioboto3.Session().client("s3", config=config) as s3:
+        yield s3
+
+
+class Conflict(Exception):
+    """A conditional write or delete lost: the object is not in the state the caller saw.
+
+    The folder ledger builds its lock on this (S3's ``If-None-Match: *`` and ``If-Match``);
+    it never reaches the user as such.
+    """
+
+
 class Store(Protocol):
-    """A destination: a local folder or an S3 bucket and prefix."""
+    """A destination: a local folder or an S3 bucket and prefix.
+
+    Plain writes are whole-object and atomic. Conditional writes (``if_none_match``: create
+    only if absent; ``if_match``: replace only the version with that ETag) raise
+    :class:`Conflict` when the condition fails.
+    """
 
     def url(self, key: str) -> str: ...
 
     async def put(self, key: str, data: bytes, content_type: str) -> str: ...
 
+    async def write(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str = "application/json",
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+    ) -> str: ...
+
     async def get(self, key: str) -> bytes | None: ...
 
-    async def list(self, prefix: str) -> list[str]: ...
+    async def read(self, key: str) -> tuple[bytes, str] | None: ...
+
+    async def delete(self, key: str, *, if_match: str | None = None) -> None: ...
+
+    async def list(self, prefix: str, start_after: str | None = None) -> list[str]: ...
+
+
+def _etag(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 class LocalStore:
-    """A folder; keys are relative paths under it."""
+    """A folder; keys are relative paths under it.
+
+    Conditional operations hold an exclusive ``flock`` on a hidden file at the root while
+    they compare and replace, so they are atomic between processes; the kernel drops the
+    lock when its holder dies, even by SIGKILL. ETags are MD5 digests of the content.
+    """
 
     def __init__(self, root: str) -> None:
         self.root = Path(root)
@@ -148,7 +206,43 @@ class LocalStore:
         return str(self.root / key)
 
     async def put(self, key: str, data: bytes, content_type: str) -> str:
+        await self.write(key, data, content_type)
+        return self.url(key)
+
+    async def write(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str = "application/json",
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+    ) -> str:
+        if if_none_match or if_match is not None:
+            return await asyncio.to_thread(self._write_if, key, data, if_none_match, if_match)
         return await asyncio.to_thread(self._put, key, data)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / ".tmdb-ingest.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StorageError(f"{self.root}: cannot write: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing drops the flock
+
+    def _write_if(self, key: str, data: bytes, if_none_match: bool, if_match: str | None) -> str:
+        with self._exclusive():
+            current = self._read(key)
+            if if_none_match and current is not None:
+                raise Conflict(key)
+            if if_match is not None and (current is None or current[1] != if_match):
+                raise Conflict(key)
+            return self._put(key, data)
 
     def _put(self, key: str, data: bytes) -> str:
         path = self.root / key
@@ -167,20 +261,50 @@ class LocalStore:
                 raise
         except OSError as exc:
             raise StorageError(f"{path}: cannot write: {exc.strerror or exc}") from None
-        return str(path)
+        return _etag(data)
 
     async def get(self, key: str) -> bytes | None:
+        found = await self.read(key)
+        return None if found is None else found[0]
+
+    async def read(self, key: str) -> tuple[bytes, str] | None:
+        return await asyncio.to_thread(self._read, key)
+
+    def _read(self, key: str) -> tuple[bytes, str] | None:
         path = self.root / key
         try:
-            return await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError:
+            data = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             raise StorageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        return data, _etag(data)
 
-    async def list(self, prefix: str) -> list[str]:
-        """Keys starting with ``prefix``, recursively, like an S3 listing."""
-        return await asyncio.to_thread(self._list, prefix)
+    async def delete(self, key: str, *, if_match: str | None = None) -> None:
+        if if_match is None:
+            await asyncio.to_thread(self._delete, key)
+            return
+
+        def conditional() -> None:
+            with self._exclusive():
+                current = self._read(key)
+                if current is None or current[1] != if_match:
+                    raise Conflict(key)
+                self._delete(key)
+
+        await asyncio.to_thread(conditional)
+
+    def _delete(self, key: str) -> None:
+        path = self.root / key
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot delete: {exc.strerror or exc}") from None
+
+    async def list(self, prefix: str, start_after: str | None = None) -> list[str]:
+        """Keys starting with ``prefix``, recursively and sorted, like an S3 listing."""
+        keys = await asyncio.to_thread(self._list, prefix)
+        return keys if start_after is None else [k for k in keys if k > start_after]
 
     def _list(self, prefix: str) -> list[str]:
         base = self.root / prefix.rpartition("/")[0]
@@ -193,6 +317,9 @@ class LocalStore:
                 if key.startswith(prefix) and not name.startswith("."):
                     keys.append(key)
         return sorted(keys)
+
+
+_CONFLICT_CODES = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 
 
 class S3Store:
@@ -210,7 +337,7 @@ class S3Store:
         return f"s3://{self.bucket}/{self._key(key)}"
 
     def _fail(self, action: str, key: str, exc: Exception) -> StorageError:
-        code = _s3_code(exc)
+        code = s3_error_code(exc)
         hint = {
             "NoSuchBucket": "the bucket does not exist",
             "AccessDenied": "access denied",
@@ -219,31 +346,70 @@ class S3Store:
         return StorageError(f"{self.url(key)}: cannot {action}: {hint}")
 
     async def put(self, key: str, data: bytes, content_type: str) -> str:
-        try:
-            await self._s3.put_object(
-                Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
-            )
-        except Exception as exc:
-            raise self._fail("write", key, exc) from None
+        await self.write(key, data, content_type)
         return self.url(key)
 
+    async def write(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str = "application/json",
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+    ) -> str:
+        kwargs: dict[str, Any] = {}
+        if if_none_match:
+            kwargs["IfNoneMatch"] = "*"
+        if if_match is not None:
+            kwargs["IfMatch"] = if_match
+        try:
+            response = await self._s3.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ContentType=content_type,
+                **kwargs,
+            )
+        except Exception as exc:
+            if kwargs and s3_error_code(exc) in (*_CONFLICT_CODES, "NoSuchKey", "404"):
+                raise Conflict(key) from None
+            raise self._fail("write", key, exc) from None
+        return str(response.get("ETag", "")).strip('"')
+
     async def get(self, key: str) -> bytes | None:
+        found = await self.read(key)
+        return None if found is None else found[0]
+
+    async def read(self, key: str) -> tuple[bytes, str] | None:
         try:
             response = await self._s3.get_object(Bucket=self.bucket, Key=self._key(key))
             async with response["Body"] as body:
                 data: bytes = await body.read()
-                return data
         except Exception as exc:
-            if _s3_code(exc) in ("NoSuchKey", "404"):
+            if s3_error_code(exc) in ("NoSuchKey", "404"):
                 return None
             raise self._fail("read", key, exc) from None
+        return data, str(response.get("ETag", "")).strip('"')
 
-    async def list(self, prefix: str) -> list[str]:
+    async def delete(self, key: str, *, if_match: str | None = None) -> None:
+        kwargs: dict[str, Any] = {} if if_match is None else {"IfMatch": if_match}
+        try:
+            await self._s3.delete_object(Bucket=self.bucket, Key=self._key(key), **kwargs)
+        except Exception as exc:
+            if kwargs and s3_error_code(exc) in (*_CONFLICT_CODES, "NoSuchKey", "404"):
+                raise Conflict(key) from None
+            raise self._fail("delete", key, exc) from None
+
+    async def list(self, prefix: str, start_after: str | None = None) -> list[str]:
         keys: list[str] = []
         strip = len(self.prefix) + 1 if self.prefix else 0
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._key(prefix)}
+        if start_after is not None:
+            kwargs["StartAfter"] = self._key(start_after)
         try:
             paginator = self._s3.get_paginator("list_objects_v2")
-            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            async for page in paginator.paginate(**kwargs):
                 keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
         except Exception as exc:
             raise self._fail("list", prefix, exc) from None

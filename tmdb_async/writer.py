@@ -1,38 +1,32 @@
-"""Writing files: ≤100-record JSON chunks, ``_``-prefixed sidecars and the run manifest.
+"""The output layout and the bytes of each file.
 
-Layout under the destination (local folder or ``s3://bucket[/prefix]``)::
+Under the destination (a local folder or ``s3://bucket[/prefix]``), for processing date D::
 
-    Raw/TMDB/JSON/YYYY/MM/DD/<stem>-<tag>-<first position>.json   data, ≤ chunk_size records
-    Raw/TMDB/JSON/YYYY/MM/DD/_not_found-<stem>-<tag>-<slice>.json  sidecars (readers skip "_")
-    Raw/TMDB/JSON/YYYY/MM/DD/_manifest-<stem>-<tag>-<slice>.json   what the run did
-    Raw/TMDB/JSON/YYYY/MM/DD/_parts/<stem>-<tag>-<first position>.json  one per finished chunk
+    Raw/TMDB/JSON/YYYY/MM/DD/<stem>-<commit>.json        data: ≤ chunk_size TMDB records
+    Raw/TMDB/JSON/YYYY/MM/DD/_sidecars/<stem>-<commit>.json  [{imdb_id, outcome, reason, …}]
+    Raw/TMDB/JSON/YYYY/MM/DD/_manifests/<stem>-<run>.json    what one run did
+    Raw/TMDB/JSON/YYYY/MM/DD/_ledger/…                       id → file (see ledger.py)
 
-A chunk's *part marker* is written after its data file and lists what became of each of its
-ids. It is the record that the chunk is finished: a restarted run skips chunks that have one
-(``resume``), and ``skip_existing`` reads them all to skip ids ingested by earlier runs.
+Only data files sit at the top of a date folder, so ``…/DD/*.json`` (or ``*.jsonl``) in
+DuckDB, Polars, pandas or Spark reads records and nothing else; everything else is in
+``_``-prefixed folders, which Spark, Hive, Glue and Athena skip as hidden.
 
-Names are deterministic: ``tag`` hashes the source and the settings that shape the records,
-and each data file of a CSV run is named by the position (in the source's distinct ids) of
-the first id of its chunk, on fixed ``chunk_size`` boundaries. Running the same batch again
-therefore replaces its own files, and batches that split one file never collide. A
-Distributed Map batch has no positions in the file: its chunks are named by a hash of their
-ids, so a chunk redone by a continuation or a retried invocation lands on the same name.
+Records are TMDB's payload as returned. A payload holding a lone surrogate (``"\\ud83d"``,
+valid JSON, not encodable as UTF-8) is written with JSON escapes instead of failing: the
+file stays valid UTF-8 JSON and the text is kept exactly.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .config import OutputFormat
-from .storage import Store
-
 RAW_FOLDER = "Raw/TMDB/JSON"
+STATE_FOLDER = "Raw/TMDB/_state"
 _STEM = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -47,94 +41,33 @@ def source_stem(source: str) -> str:
     return stem or "ids"
 
 
-def run_tag(identity: Iterable[object]) -> str:
-    """12 hex characters naming the job: same identity, same names."""
+def digest(identity: Iterable[object]) -> str:
+    """12 hex characters naming a value: same identity, same name."""
     text = json.dumps(list(identity), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def encode_records(records: Sequence[Mapping[str, Any]], fmt: OutputFormat) -> bytes:
-    if fmt == "jsonl":
-        return b"".join(
-            json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-            for record in records
-        )
-    return json.dumps(list(records), ensure_ascii=False, separators=(",", ":")).encode()
+def _encode_one(item: Any) -> bytes:
+    try:
+        return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a lone surrogate: keep it as a JSON escape
+        return json.dumps(item, ensure_ascii=True, separators=(",", ":")).encode()
 
 
-class ChunkWriter:
-    """Names and writes one run's files into a :class:`~tmdb_async.storage.Store`."""
-
-    def __init__(
-        self,
-        store: Store,
-        *,
-        date: dt.date,
-        stem: str,
-        tag: str,
-        slice_label: str,
-        fmt: OutputFormat,
-    ) -> None:
-        self.store = store
-        self.folder = date_folder(date)
-        self.prefix = f"{stem}-{tag}"
-        self.slice_label = slice_label
-        self.fmt = fmt
-        self.extension = "jsonl" if fmt == "jsonl" else "json"
-
-    def data_key(self, chunk: str) -> str:
-        return f"{self.folder}/{self.prefix}-{chunk}.{self.extension}"
-
-    def sidecar_key(self, name: str) -> str:
-        return f"{self.folder}/_{name}-{self.prefix}-{self.slice_label}.json"
-
-    async def write_chunk(self, chunk: str, records: Sequence[Mapping[str, Any]]) -> str:
-        content_type = "application/x-ndjson" if self.fmt == "jsonl" else "application/json"
-        return await self.store.put(
-            self.data_key(chunk), encode_records(records, self.fmt), content_type
-        )
-
-    async def write_sidecar(self, name: str, entries: Sequence[Mapping[str, Any]]) -> str:
-        body = json.dumps(list(entries), ensure_ascii=False, indent=1).encode()
-        return await self.store.put(self.sidecar_key(name), body, "application/json")
-
-    def part_key(self, chunk: str) -> str:
-        return f"{self.folder}/_parts/{self.prefix}-{chunk}.json"
-
-    async def write_part(self, chunk: str, marker: Mapping[str, Any]) -> str:
-        body = json.dumps(marker, ensure_ascii=False, separators=(",", ":")).encode()
-        return await self.store.put(self.part_key(chunk), body, "application/json")
-
-    async def load_parts(self) -> dict[int, dict[str, Any]]:
-        """Part markers of this job (same tag and date), by chunk start."""
-        keys = await self.store.list(f"{self.folder}/_parts/{self.prefix}-")
-        markers = await _load_json(self.store, keys)
-        return {int(m["start"]): m for m in markers if isinstance(m, dict) and "start" in m}
-
-    async def write_manifest(self, manifest: Mapping[str, Any]) -> str:
-        body = json.dumps(manifest, ensure_ascii=False, indent=2, default=str).encode()
-        return await self.store.put(self.sidecar_key("manifest"), body, "application/json")
+def encode_file(name: str, items: Sequence[Any]) -> bytes:
+    """A data file (``.json`` array or ``.jsonl`` lines) or sidecar, by its name."""
+    if name.endswith(".jsonl"):
+        return b"".join(_encode_one(item) + b"\n" for item in items)
+    return b"[" + b",".join(_encode_one(item) for item in items) + b"]"
 
 
-async def _load_json(store: Store, keys: Sequence[str], concurrency: int = 16) -> list[Any]:
-    semaphore = asyncio.Semaphore(concurrency)
-
-    async def one(key: str) -> Any:
-        async with semaphore:
-            data = await store.get(key)
-        try:
-            return json.loads(data) if data else None
-        except ValueError:
-            return None  # a foreign or damaged file is not a marker
-
-    return list(await asyncio.gather(*(one(key) for key in keys)))
-
-
-async def ingested_ids(store: Store) -> set[str]:
-    """Ids that earlier runs wrote as records anywhere under ``Raw/TMDB/JSON/``."""
-    keys = [k for k in await store.list(f"{RAW_FOLDER}/") if "/_parts/" in k]
-    found: set[str] = set()
-    for marker in await _load_json(store, keys):
-        if isinstance(marker, dict):
-            found.update(marker.get("records", []))
-    return found
+def decode_file(name: str, data: bytes) -> list[dict[str, Any]]:
+    """The items of a file written by :func:`encode_file`; ``ValueError`` if damaged."""
+    text = data.decode("utf-8")
+    if name.endswith(".jsonl"):
+        items = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        items = json.loads(text)
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ValueError("not a list of JSON objects")
+    return items

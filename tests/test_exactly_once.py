@@ -1,0 +1,395 @@
+"""Exactly once by design: random sequences of what operators really do to one date folder,
+with the folder's invariants checked (on the files themselves) after every step.
+
+Operations: runs of a CSV with random slices, chunk sizes, formats, kinds, resume on/off,
+incremental mode and spellings of the source; Distributed-Map-like batches run at once;
+two runs at once; the CSV edited between runs; TMDB failing some ids on some runs; and
+runs killed after a random number of storage writes (nothing after that point reaches
+storage, which is what SIGKILL leaves behind; ``test_restarts.py`` does the real SIGKILL).
+
+Invariants, after every step:
+- nothing twice: no id is in two places (data records and sidecar entries together);
+- nothing lost: an id that had a record keeps exactly one unless a run fetched it again;
+- everything accounted for: every id a completed run covered is in exactly one place,
+  with the latest outcome (the model below says which);
+- a plain glob sees data only: the top of the folder holds data files and nothing else,
+  none empty, none over 100 records.
+After a kill, ids the killed run was working on may be in their old or new state (or
+absent, if they had none); the next run's ledger load must roll the half-done commit
+forward before anything else, so the old/new choice is resolved then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from tests.conftest import TOKEN
+from tests.support.csvgen import kind_of, title_ids
+from tests.support.lake import FolderView, read_local
+from tmdb_async import Credentials, Settings, run
+from tmdb_async.fake_tmdb import FakeTmdb, FakeTmdbConfig
+from tmdb_async.ledger import Ledger
+from tmdb_async.pipeline import record_shape
+from tmdb_async.storage import LocalStore, Store
+
+pytestmark = pytest.mark.slow
+
+DAY = dt.date(2022, 5, 2)
+FOLDER = "Raw/TMDB/JSON/2022/05/02"
+MOVIES = title_ids(50, "movie", start=3_000_000)
+SHOWS = title_ids(20, "tv", start=3_100_000)
+INVALID = ["tt12", "\\N", "abc"]
+UNIVERSE = MOVIES + SHOWS + INVALID
+FLAKY = frozenset(random.Random(7).sample(MOVIES + SHOWS, 8))  # fail on the flaky server
+
+
+class Killed(BaseException):
+    """The process died: nothing it does from now on reaches storage."""
+
+
+class KillingStore:
+    """A store that dies before its ``budget``-th write (put, write or delete)."""
+
+    def __init__(self, inner: Store, budget: int) -> None:
+        self.inner = inner
+        self.budget = budget
+        self.dead = False
+
+    def _spend(self) -> None:
+        if self.dead or self.budget <= 0:
+            self.dead = True
+            raise Killed
+        self.budget -= 1
+
+    def url(self, key: str) -> str:
+        return self.inner.url(key)
+
+    async def put(self, key: str, data: bytes, content_type: str) -> str:
+        self._spend()
+        return await self.inner.put(key, data, content_type)
+
+    async def write(self, key: str, data: bytes, content_type: str = "", **kw: Any) -> str:
+        self._spend()
+        return await self.inner.write(key, data, **kw)
+
+    async def delete(self, key: str, **kw: Any) -> None:
+        self._spend()
+        await self.inner.delete(key, **kw)
+
+    async def get(self, key: str) -> bytes | None:
+        if self.dead:
+            raise Killed
+        return await self.inner.get(key)
+
+    async def read(self, key: str) -> tuple[bytes, str] | None:
+        if self.dead:
+            raise Killed
+        return await self.inner.read(key)
+
+    async def list(self, prefix: str, start_after: str | None = None) -> list[str]:
+        if self.dead:
+            raise Killed
+        return await self.inner.list(prefix, start_after)
+
+
+@dataclass(frozen=True)
+class State:
+    """The model's view of one id: its outcome, the shape that made it, the file type."""
+
+    outcome: str
+    shape: str  # record_shape() of the run that wrote it
+    ext: str  # "json"/"jsonl" for a record, "" for a sidecar entry
+
+    @property
+    def seen(self) -> tuple[str, str]:
+        return self.outcome, self.ext
+
+
+@dataclass(frozen=True)
+class Run:
+    offset: int
+    limit: int | None
+    chunk_size: int
+    fmt: str
+    kind: str
+    resume: bool
+    skip_existing: bool
+    flaky: bool
+    dotted: bool  # the source spelled as <dir>/./<name>
+
+
+def expected(imdb_id: str, kind: str, flaky: bool) -> str:
+    if imdb_id in INVALID:
+        return "invalid"
+    if flaky and imdb_id in FLAKY:
+        return "failed"
+    found = kind_of(int(imdb_id[2:]))
+    if kind == "auto":
+        return "record" if found else "not_found"
+    return "record" if found == kind else "not_found"
+
+
+def shape_of(r: Run) -> str:
+    return record_shape(Settings(source="x", dest="y", kind=r.kind, output_format=r.fmt))  # type: ignore[arg-type]
+
+
+def after(model: dict[str, State], ids: list[str], r: Run) -> dict[str, State]:
+    """What the folder holds after a completed run ``r`` over ``ids``, from ``model``."""
+    shape = shape_of(r)
+    new = dict(model)
+    for imdb_id in ids:
+        current = model.get(imdb_id)
+        if (
+            r.resume
+            and current is not None
+            and current.outcome != "failed"
+            and (current.shape == shape or current.outcome == "invalid")
+        ):
+            continue  # kept
+        if r.skip_existing and current is not None and current.outcome == "record":
+            continue  # skipped: already has a record in the lake
+        outcome = expected(imdb_id, r.kind, r.flaky)
+        new[imdb_id] = State(outcome, shape, r.fmt if outcome == "record" else "")
+    return new
+
+
+runs = st.builds(
+    Run,
+    offset=st.integers(0, 40),
+    limit=st.one_of(st.none(), st.integers(1, 60)),
+    chunk_size=st.sampled_from([1, 3, 7, 25, 100]),
+    fmt=st.sampled_from(["json", "jsonl"]),
+    kind=st.sampled_from(["movie", "tv", "auto"]),
+    resume=st.booleans(),
+    skip_existing=st.booleans(),
+    flaky=st.booleans(),
+    dotted=st.booleans(),
+)
+
+
+class FolderMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.fake = self.loop.run_until_complete(FakeTmdb(FakeTmdbConfig(token=TOKEN)).__aenter__())
+        self.flaky_fake = self.loop.run_until_complete(
+            FakeTmdb(FakeTmdbConfig(token=TOKEN, fault_ids=FLAKY)).__aenter__()
+        )
+        self.model: dict[str, State] = {}
+        self.csv: list[str] = []
+
+    def teardown(self) -> None:
+        for fake in (self.fake, self.flaky_fake):
+            self.loop.run_until_complete(fake.__aexit__(None, None, None))
+        self.loop.close()
+
+    @initialize(seed=st.integers(0, 2**16))
+    def start(self, seed: int) -> None:
+        import tempfile
+
+        self.dir = Path(tempfile.mkdtemp(prefix="exactly-once-"))
+        self.lake = self.dir / "lake"
+        rng = random.Random(seed)
+        self.csv = rng.sample(UNIVERSE, 40)
+        self._write_csv()
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _write_csv(self) -> None:
+        lines = ["id|tituloPincipal|nomeArtista"]
+        for n, imdb_id in enumerate(self.csv):
+            lines += [f"{imdb_id}|Título {n}|Artista {k}" for k in range(1 + n % 3)]
+        (self.dir / "movies.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def _distinct(self) -> list[str]:
+        return list(dict.fromkeys(self.csv))
+
+    def _slice(self, r: Run) -> list[str]:
+        ids = self._distinct()
+        return ids[r.offset :] if r.limit is None else ids[r.offset : r.offset + r.limit]
+
+    def _settings(self, r: Run) -> Settings:
+        source = self.dir / "." / "movies.csv" if r.dotted else self.dir / "movies.csv"
+        return Settings(
+            source=str(source),
+            dest=str(self.lake),
+            credentials=Credentials(read_access_token=TOKEN),
+            tmdb_url=(self.flaky_fake if r.flaky else self.fake).url,
+            date=DAY,
+            kind=r.kind,  # type: ignore[arg-type]
+            output_format=r.fmt,  # type: ignore[arg-type]
+            chunk_size=r.chunk_size,
+            offset=r.offset,
+            limit=r.limit,
+            resume=r.resume,
+            skip_existing=r.skip_existing,
+            rate=1000.0,
+            concurrency=8,
+            max_attempts=2,
+            max_backoff=0.01,
+        )
+
+    def view(self) -> FolderView:
+        return read_local(self.lake / FOLDER)
+
+    def _ledger(self) -> Ledger:
+        ledger = Ledger(LocalStore(str(self.lake)), FOLDER)
+        self.loop.run_until_complete(ledger._reload())
+        return ledger
+
+    def _resolve(self, alternatives: dict[str, set[State | None]]) -> None:
+        """Ids whose state the model cannot predict (a kill, two runs racing) must be in one
+        of their possible states; the folder (and the ledger, for the shape that made it)
+        says which, and the model follows."""
+        view, ledger = self.view(), self._ledger()
+        for imdb_id, alts in alternatives.items():
+            seen = view.state(imdb_id)
+            if seen is None:
+                assert None in alts, (imdb_id, "lost", alts)
+                self.model.pop(imdb_id, None)
+                continue
+            home = ledger.home(imdb_id)
+            assert home is not None, imdb_id
+            matching = [
+                s for s in alts if s is not None and s.seen == seen and s.shape == home.shape
+            ]
+            assert matching, (imdb_id, seen, alts)
+            self.model[imdb_id] = matching[0]
+
+    def _check_exact(self, view: FolderView, skip: frozenset[str] = frozenset()) -> None:
+        for imdb_id, state in self.model.items():
+            if imdb_id not in skip:
+                assert view.state(imdb_id) == state.seen, (imdb_id, view.places(imdb_id), state)
+        unexpected = view.all_ids() - set(self.model) - skip
+        assert not unexpected, f"ids from nowhere: {sorted(unexpected)}"
+
+    def _recover(self) -> None:
+        """What the next process does first: the killed writer is dead, the ledger loads
+        and rolls a half-applied commit forward."""
+        lock = self.lake / FOLDER / "_ledger" / "lock.json"
+        if lock.exists():
+            info = json.loads(lock.read_text())
+            info["pid"] = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # dead
+            lock.write_text(json.dumps(info))
+        store = LocalStore(str(self.lake))
+        self.loop.run_until_complete(Ledger(store, FOLDER).load())
+
+    # --- operations ----------------------------------------------------------------------
+
+    @rule(r=runs)
+    def run_csv(self, r: Run) -> None:
+        ids = self._slice(r)
+        summary = self.loop.run_until_complete(run(self._settings(r)))
+        self.model = after(self.model, ids, r)
+        assert summary.unique_ids == len(ids)
+        assert summary.status == ("failed_ids" if summary.failed else "ok")
+
+    @rule(r=runs, budget=st.integers(0, 30))
+    def run_csv_killed(self, r: Run, budget: int) -> None:
+        ids = self._slice(r)
+        store = KillingStore(LocalStore(str(self.lake)), budget)
+        try:
+            self.loop.run_until_complete(run(self._settings(r), store=store))
+        except Killed:
+            pass
+        else:
+            self.model = after(self.model, ids, r)
+            return
+        # Right after the kill: never twice, and ids outside the run untouched.
+        view = self.view()
+        assert not view.duplicates(), view.duplicates()
+        self._check_exact(view, skip=frozenset(ids))
+        done = after(self.model, ids, r)
+        self._recover()
+        self._resolve({i: {self.model.get(i), done.get(i)} for i in ids})
+
+    @rule(
+        batch=st.integers(1, 30),
+        chunk_size=st.sampled_from([1, 5, 100]),
+        fmt=st.sampled_from(["json", "jsonl"]),
+        kind=st.sampled_from(["movie", "auto"]),
+        resume=st.booleans(),
+    )
+    def distributed_map(
+        self, batch: int, chunk_size: int, fmt: str, kind: str, resume: bool
+    ) -> None:
+        """Batches of the distinct ids, all at once, like Map children into one folder."""
+        r = Run(0, None, chunk_size, fmt, kind, resume, False, False, False)
+        ids = self._distinct()
+        base = self._settings(r)
+
+        async def all_batches() -> list[Any]:
+            return await asyncio.gather(
+                *(
+                    run(base, items=[{"id": i} for i in ids[k : k + batch]])
+                    for k in range(0, len(ids), batch)
+                )
+            )
+
+        summaries = self.loop.run_until_complete(all_batches())
+        assert sum(s.unique_ids for s in summaries) == len(ids)
+        self.model = after(self.model, ids, r)
+
+    @rule(a=runs, b=runs)
+    def two_runs_at_once(self, a: Run, b: Run) -> None:
+        ids_a, ids_b = self._slice(a), self._slice(b)
+
+        async def both() -> None:
+            await asyncio.gather(run(self._settings(a)), run(self._settings(b)))
+
+        self.loop.run_until_complete(both())
+        pre = self.model
+        orders = [
+            after(after(pre, ids_a, a), ids_b, b),
+            after(after(pre, ids_b, b), ids_a, a),
+            after(pre, ids_a, a),
+            after(pre, ids_b, b),
+        ]
+        touched = set(ids_a) | set(ids_b)
+        self._resolve({i: {o.get(i) for o in orders} for i in touched})
+        for imdb_id in touched:  # both completed: every id they covered is accounted for
+            assert imdb_id in self.model, imdb_id
+
+    @precondition(lambda self: len(self.csv) > 5)
+    @rule(data=st.data())
+    def edit_csv(self, data: st.DataObject) -> None:
+        """Rows removed, new ids added, the order shuffled: the file operators re-export."""
+        keep = data.draw(st.lists(st.sampled_from(self.csv), min_size=3, unique=True))
+        fresh = [i for i in UNIVERSE if i not in keep]
+        added = (
+            data.draw(st.lists(st.sampled_from(fresh), max_size=12, unique=True)) if fresh else []
+        )
+        self.csv = data.draw(st.permutations(keep + added))
+        self._write_csv()
+
+    # --- invariants ----------------------------------------------------------------------
+
+    @invariant()
+    def folder_matches_the_model(self) -> None:
+        if not hasattr(self, "dir"):
+            return
+        view = self.view()
+        assert not view.stray, f"non-data files at the top of the folder: {view.stray}"
+        assert not view.duplicates(), view.duplicates()
+        assert all(0 < n <= 100 for n in view.data_files.values()), view.data_files
+        self._check_exact(view)
+
+
+FolderMachine.TestCase.settings = settings(
+    max_examples=30,
+    stateful_step_count=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+test_folder_invariants_hold_under_random_operator_sequences = FolderMachine.TestCase

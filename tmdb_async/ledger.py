@@ -1,0 +1,513 @@
+"""The folder ledger: the one mechanism that decides what a date folder holds.
+
+Every id resolved into a date folder has exactly one *home*: a data file holding its record,
+or a sidecar file holding its latest outcome (``not_found``, ``invalid``, ``failed``). The
+ledger maps id → home, outcome and the *shape* (the settings that made the record), as a
+numbered log of commits under ``<folder>/_ledger/``::
+
+    _ledger/lock.json              lease: who may commit now
+    _ledger/log/0000000042.json    commit 42: its new files, their ids and what moved
+    _ledger/checkpoint.json        the folded state up to some commit, to read less
+
+A commit writes one chunk: a data file and/or a sidecar file named by the commit's number.
+Under the lock it
+
+1. folds the commits other writers made since it last looked (any run, any settings);
+2. lists, for each of its ids that already has a home, the file that must *drop* it;
+3. writes the commit, create-only, **with the content of its new files**: now it is decided;
+4. applies it: rewrites (or deletes, when emptied) every file losing ids, *then* writes the
+   new files; then slims the commit to ids only and releases the lock.
+
+Drops come before adds, so at no instant does a plain glob see an id twice; a file left
+holding only replaced records disappears. A writer killed during step 4 leaves its lock
+behind: the next writer (or the next run's :meth:`Ledger.load`) takes the lock over once
+the lease expired (at once when the owner is a dead process on the same machine) and
+re-applies the decided commit from its saved content, which is idempotent. So nothing is
+twice at any instant, and an id outside a killed run is never lost.
+
+The lock is a lease object written with S3 conditional requests (``If-None-Match: *`` to
+create, ``If-Match`` to renew, take over or release); a holder renews it before each write
+and stops if it lost it. The residual risk is one write delayed by longer than a third of
+the lease (20 s by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import StorageError
+from .storage import Conflict, Store
+from .writer import decode_file, encode_file
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["record", "not_found", "invalid", "failed"]
+SIDECAR_FOLDER = "_sidecars"
+LEDGER_FOLDER = "_ledger"
+CHECKPOINT_EVERY = 64  # commits between checkpoints: bounds what a new reader folds
+LEASE_SECONDS = 60.0
+WAIT_SECONDS = 300.0  # for a busy lock, before giving up with a StorageError
+
+
+@dataclass(frozen=True, slots=True)
+class Home:
+    """Where an id lives in the folder, with its outcome and the shape that made it."""
+
+    file: str  # relative to the folder: "movies-00000042.json", "_sidecars/movies-….json"
+    outcome: Outcome
+    shape: str
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What one commit wrote (keys relative to the folder)."""
+
+    version: int
+    data_file: str | None
+    sidecar_file: str | None
+    replaced: int  # ids that had a home before and moved here
+
+
+class LeaseLost(Exception):
+    """Another writer took the folder lock over: stop writing at once."""
+
+
+def _machine() -> str:
+    """Identifies this kernel and pid namespace, to tell a dead local holder from a live
+    one elsewhere (Lambda sandboxes can share host names and pids)."""
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError):
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            parts.append(handle.read().strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    return "/".join(parts) if len(parts) == 3 else ""
+
+
+_MACHINE = _machine()
+
+
+def _dead_here(info: Mapping[str, Any]) -> bool:
+    if not _MACHINE or info.get("machine") != _MACHINE or not isinstance(info.get("pid"), int):
+        return False
+    try:
+        os.kill(info["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+@dataclass(slots=True)
+class _Lease:
+    store: Store
+    key: str
+    owner: str
+    clock: Callable[[], float]
+    seconds: float
+    etag: str = ""
+    expires: float = 0.0
+
+    def _body(self) -> bytes:
+        self.expires = self.clock() + self.seconds
+        info = {"owner": self.owner, "machine": _MACHINE, "pid": os.getpid()}
+        return json.dumps({**info, "expires": self.expires}).encode()
+
+    async def acquire(self, wait: float) -> None:
+        give_up = time.monotonic() + wait
+        delay = 0.01
+        while True:
+            with contextlib.suppress(Conflict):
+                self.etag = await self.store.write(self.key, self._body(), if_none_match=True)
+                return
+            found = await self.store.read(self.key)
+            if found is not None:
+                data, etag = found
+                try:
+                    info = json.loads(data)
+                    stale = self.clock() > float(info["expires"]) or _dead_here(info)
+                except (ValueError, KeyError, TypeError):
+                    info, stale = {}, True  # a damaged lock protects nothing
+                if stale:
+                    with contextlib.suppress(Conflict):
+                        self.etag = await self.store.write(self.key, self._body(), if_match=etag)
+                        log.warning("took over the stale folder lock of %s", info.get("owner"))
+                        return
+                elif time.monotonic() > give_up:
+                    raise StorageError(
+                        f"{self.store.url(self.key)}: locked by another run "
+                        f"({info.get('owner')}) for more than {wait:.0f} s"
+                    )
+            await asyncio.sleep(delay)
+            delay = min(0.5, delay * 2)
+
+    async def ensure(self) -> None:
+        """Renew when a third of the lease is gone; raise :class:`LeaseLost` if taken."""
+        if self.clock() < self.expires - self.seconds * 2 / 3:
+            return
+        try:
+            self.etag = await self.store.write(self.key, self._body(), if_match=self.etag)
+        except Conflict:
+            raise LeaseLost(self.key) from None
+
+    async def release(self) -> None:
+        try:
+            await self.store.delete(self.key, if_match=self.etag)
+        except Conflict:
+            log.warning("the folder lock %s was taken over before release", self.key)
+
+
+@dataclass(slots=True)
+class _State:
+    version: int = 0
+    checkpoint: int = 0  # version of the checkpoint on storage
+    homes: dict[str, Home] = field(default_factory=dict)
+    pending: int | None = None  # the newest commit, if it still holds its bodies (unapplied)
+
+
+class Ledger:
+    """One date folder's ledger. :meth:`load` it, look ids up, :meth:`commit` chunks."""
+
+    def __init__(
+        self,
+        store: Store,
+        folder: str,
+        *,
+        owner: str | None = None,
+        clock: Callable[[], float] = time.time,
+        lease_seconds: float = LEASE_SECONDS,
+        wait_seconds: float = WAIT_SECONDS,
+    ) -> None:
+        self.store = store
+        self.folder = folder.rstrip("/")
+        self.owner = owner or uuid.uuid4().hex[:12]
+        self._clock = clock
+        self._lease_seconds = lease_seconds
+        self._wait = wait_seconds
+        self._state = _State()
+        self._mutex = asyncio.Lock()  # one commit at a time from this process
+        self._lease: _Lease | None = None
+
+    # --- reading -------------------------------------------------------------------------
+
+    def _key(self, name: str) -> str:
+        return f"{self.folder}/{name}"
+
+    def _log_key(self, version: int) -> str:
+        return self._key(f"{LEDGER_FOLDER}/log/{version:010d}.json")
+
+    @property
+    def version(self) -> int:
+        return self._state.version
+
+    def home(self, imdb_id: str) -> Home | None:
+        return self._state.homes.get(imdb_id)
+
+    def homes(self) -> Mapping[str, Home]:
+        return self._state.homes
+
+    async def load(self) -> Ledger:
+        """Read the folder's state, and roll forward a commit a dead writer left half done."""
+        await self._reload()
+        if self._state.pending is not None:
+            async with self._locked():
+                pass  # holding the lock rolls the pending commit forward
+        return self
+
+    async def _reload(self) -> None:
+        """Checkpoint, then every later commit. Without the lock a concurrent checkpoint can
+        delete commits between our two reads: a gap in the numbers means read again."""
+        for _ in range(10):
+            state = _State()
+            raw = await self.store.get(self._key(f"{LEDGER_FOLDER}/checkpoint.json"))
+            if raw is not None:
+                state = _parse_checkpoint(raw, self.store.url(self._key(LEDGER_FOLDER)))
+            if await self._fold_new(state):
+                self._state = state
+                return
+        raise StorageError(f"{self.store.url(self._key(LEDGER_FOLDER))}: changing too fast")
+
+    async def _fold_new(self, state: _State) -> bool:
+        """Fold the commits after ``state.version``; False on a gap (they were compacted)."""
+        keys = await self.store.list(
+            self._key(f"{LEDGER_FOLDER}/log/"), start_after=self._log_key(state.version)
+        )
+        for key in keys:
+            version = _version_of(key)
+            if version is None:
+                continue
+            if version != state.version + 1:
+                return False
+            raw = await self.store.get(key)
+            if raw is None:
+                return False
+            entry = _parse_entry(raw, self.store.url(key))
+            _fold(state, entry)
+            state.version = version
+            state.pending = version if "bodies" in entry else None
+        return True
+
+    # --- committing ----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        lease = _Lease(
+            self.store,
+            self._key(f"{LEDGER_FOLDER}/lock.json"),
+            self.owner,
+            self._clock,
+            self._lease_seconds,
+        )
+        await lease.acquire(self._wait)
+        self._lease = lease
+        try:
+            if not await self._fold_new(self._state):
+                await self._reload()
+            if self._state.pending is not None:
+                await self._roll_forward(self._state.pending)
+            yield
+        except LeaseLost:
+            self._lease = None
+            raise  # not ours any more: nothing to release
+        except BaseException:
+            self._lease = None
+            with contextlib.suppress(Exception):
+                await lease.release()  # a half-applied commit is rolled forward by the next
+            raise
+        self._lease = None
+        await lease.release()
+
+    async def _roll_forward(self, version: int) -> None:
+        """Re-apply the newest commit if it still holds its bodies: its writer stopped (or
+        died) while applying it. Only the newest can be pending: commits are applied under
+        the lock before the next one is written."""
+        raw = await self.store.get(self._log_key(version))
+        if raw is not None:
+            entry = _parse_entry(raw, self.store.url(self._log_key(version)))
+            if "bodies" in entry:
+                log.warning("rolling forward commit %d, left half-applied by its writer", version)
+                await self._apply(entry)
+        self._state.pending = None
+
+    async def commit(
+        self,
+        records: Sequence[dict[str, Any]],
+        sidecar: Sequence[dict[str, Any]],
+        *,
+        shape: str,
+        fmt: str,
+        stem: str,
+    ) -> Committed:
+        """Give every id of a chunk its new home: ``records`` (each with ``imdb_id``) in one
+        data file, ``sidecar`` entries (``imdb_id``, ``outcome``, ``reason``…) in one sidecar
+        file. An id's older home anywhere in the folder drops it first."""
+        async with self._mutex:
+            for attempt in range(3):
+                try:
+                    async with self._locked():
+                        return await self._commit_locked(records, sidecar, shape, fmt, stem)
+                except LeaseLost:
+                    log.warning("folder lock lost during a commit (attempt %d)", attempt + 1)
+                    await self._reload()
+            raise StorageError(f"{self.store.url(self.folder)}: lost the folder lock 3 times")
+
+    async def _commit_locked(
+        self,
+        records: Sequence[dict[str, Any]],
+        sidecar: Sequence[dict[str, Any]],
+        shape: str,
+        fmt: str,
+        stem: str,
+    ) -> Committed:
+        version = self._state.version + 1
+        data_file = f"{stem}-{version:08d}.{'jsonl' if fmt == 'jsonl' else 'json'}"
+        side_file = f"{SIDECAR_FOLDER}/{stem}-{version:08d}.json"
+        files: list[dict[str, Any]] = []
+        bodies: dict[str, list[dict[str, Any]]] = {}
+        if records:
+            ids = [r["imdb_id"] for r in records]
+            files.append({"key": data_file, "ids": ids, "outcomes": ["record"] * len(ids)})
+            bodies[data_file] = list(records)
+        if sidecar:
+            ids = [e["imdb_id"] for e in sidecar]
+            files.append(
+                {"key": side_file, "ids": ids, "outcomes": [e["outcome"] for e in sidecar]}
+            )
+            bodies[side_file] = list(sidecar)
+        drops: dict[str, list[str]] = {}
+        for spec in files:
+            for imdb_id in spec["ids"]:
+                home = self._state.homes.get(imdb_id)
+                if home is not None:
+                    drops.setdefault(home.file, []).append(imdb_id)
+        entry = {
+            "version": version,
+            "writer": self.owner,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "shape": shape,
+            "files": files,
+            "drops": drops,
+        }
+        assert self._lease is not None
+        await self._lease.ensure()
+        try:
+            await self.store.write(
+                self._log_key(version), _dump({**entry, "bodies": bodies}), if_none_match=True
+            )
+        except Conflict:
+            raise LeaseLost(self._log_key(version)) from None
+        _fold(self._state, entry)
+        self._state.version = version
+        self._state.pending = version
+        await self._apply({**entry, "bodies": bodies})
+        self._state.pending = None
+        if version - self._state.checkpoint >= CHECKPOINT_EVERY:
+            await self._write_checkpoint()
+        return Committed(
+            version=version,
+            data_file=data_file if records else None,
+            sidecar_file=side_file if sidecar else None,
+            replaced=sum(len(ids) for ids in drops.values()),
+        )
+
+    async def _apply(self, entry: Mapping[str, Any]) -> None:
+        """Drops first, then the new files, then slim the commit. Idempotent."""
+        assert self._lease is not None
+        for name, ids in entry["drops"].items():
+            await self._lease.ensure()
+            await self._drop(name, set(ids))
+        for name, body in entry["bodies"].items():
+            await self._lease.ensure()
+            await self.store.put(self._key(name), encode_file(name, body), _content_type(name))
+        slim = {k: v for k, v in entry.items() if k != "bodies"}
+        await self._lease.ensure()
+        await self.store.write(self._log_key(int(entry["version"])), _dump(slim))
+
+    async def _drop(self, name: str, ids: set[str]) -> None:
+        key = self._key(name)
+        raw = await self.store.get(key)
+        if raw is None:
+            return
+        try:
+            items = decode_file(name, raw)
+        except ValueError:
+            raise StorageError(
+                f"{self.store.url(key)}: not readable as JSON; the ledger cannot take ids out "
+                "of it (restore or delete the file)"
+            ) from None
+        kept = [item for item in items if item.get("imdb_id") not in ids]
+        if len(kept) == len(items):
+            return
+        if kept:
+            await self.store.put(key, encode_file(name, kept), _content_type(name))
+        else:
+            await self.store.delete(key)
+
+    async def _write_checkpoint(self) -> None:
+        state = self._state
+        files: dict[str, int] = {}
+        shapes: dict[str, int] = {}
+        ids = {
+            imdb_id: [
+                files.setdefault(home.file, len(files)),
+                home.outcome,
+                shapes.setdefault(home.shape, len(shapes)),
+            ]
+            for imdb_id, home in state.homes.items()
+        }
+        body = {
+            "version": state.version,
+            "previous": state.checkpoint,
+            "files": list(files),
+            "shapes": list(shapes),
+            "ids": ids,
+        }
+        assert self._lease is not None
+        await self._lease.ensure()
+        await self.store.put(
+            self._key(f"{LEDGER_FOLDER}/checkpoint.json"), _dump(body), "application/json"
+        )
+        # Keep the commits after the previous checkpoint: a reader that has just read that
+        # one still finds every later commit.
+        old = [
+            key
+            for key in await self.store.list(self._key(f"{LEDGER_FOLDER}/log/"))
+            if (v := _version_of(key)) is not None and v <= state.checkpoint
+        ]
+        for key in old:
+            await self._lease.ensure()
+            await self.store.delete(key)
+        state.checkpoint = state.version
+
+
+def _dump(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def _content_type(name: str) -> str:
+    return "application/x-ndjson" if name.endswith(".jsonl") else "application/json"
+
+
+def _version_of(key: str) -> int | None:
+    name = key.rsplit("/", 1)[-1]
+    stem = name.removesuffix(".json")
+    return int(stem) if stem.isascii() and stem.isdigit() and stem != name else None
+
+
+def _fold(state: _State, entry: Mapping[str, Any]) -> None:
+    shape = str(entry.get("shape", ""))
+    for spec in entry["files"]:
+        key = str(spec["key"])
+        for imdb_id, outcome in zip(spec["ids"], spec["outcomes"], strict=True):
+            state.homes[imdb_id] = Home(key, outcome, shape)
+
+
+def _parse_entry(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        entry = json.loads(raw)
+        if not isinstance(entry, dict) or not isinstance(entry.get("files"), list):
+            raise ValueError
+        return entry
+    except ValueError:
+        raise StorageError(f"{where}: damaged ledger commit (not the JSON it wrote)") from None
+
+
+def _parse_checkpoint(raw: bytes, where: str) -> _State:
+    try:
+        body = json.loads(raw)
+        files, shapes = body["files"], body["shapes"]
+        homes = {
+            imdb_id: Home(files[f], outcome, shapes[s])
+            for imdb_id, (f, outcome, s) in body["ids"].items()
+        }
+        version = int(body["version"])
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise StorageError(f"{where}/checkpoint.json: damaged ledger checkpoint") from None
+    return _State(version=version, checkpoint=version, homes=homes)
+
+
+async def lake_records(store: Store, root: str) -> set[str]:
+    """Ids with a record in any date folder under ``root`` (for incremental runs)."""
+    folders = sorted(
+        {
+            key.split(f"/{LEDGER_FOLDER}/", 1)[0]
+            for key in await store.list(f"{root.rstrip('/')}/")
+            if f"/{LEDGER_FOLDER}/" in key
+        }
+    )
+    found: set[str] = set()
+    for folder in folders:
+        ledger = Ledger(store, folder)
+        await ledger._reload()
+        found.update(i for i, home in ledger.homes().items() if home.outcome == "record")
+    return found

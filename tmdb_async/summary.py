@@ -1,0 +1,114 @@
+"""What a run did: the :class:`Summary` (CLI ``--json`` line, Lambda result) and its manifest.
+
+A manifest is written when a run starts (which proves the destination is writable before any
+TMDB quota is spent) and again when it ends, under ``<date folder>/_manifests/``. It holds
+the public settings, counts, files and outcome; never the secret: error texts go through
+:func:`tmdb_async.log.redact`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ExitCode
+from .storage import Store
+
+MANIFEST_FOLDER = "_manifests"
+
+
+@dataclass(slots=True)
+class Summary:
+    """What a run did. ``as_dict()`` is the CLI's ``--json`` line and the Lambda result.
+
+    Every distinct id of the slice is counted once: ``records``, ``not_found``, ``invalid``
+    and ``failed`` are what this run wrote; ``kept`` were already in the date folder from an
+    earlier run with the same record settings; ``skipped`` (incremental runs) have a record
+    in another date folder. ``replaced`` of the written ids moved out of an older file.
+    """
+
+    source: str
+    dest: str
+    date: str
+    status: str = "ok"  # ok | failed_ids | incomplete | error
+    unique_ids: int = 0
+    records: int = 0
+    not_found: int = 0
+    invalid: int = 0
+    failed: int = 0
+    kept: int = 0
+    skipped: int = 0
+    replaced: int = 0
+    files: list[str] = field(default_factory=list)
+    sidecars: list[str] = field(default_factory=list)
+    manifest: str | None = None
+    seconds: float = 0.0
+    requests: int = 0
+    retries: int = 0
+    throttled_429: int = 0
+    rows_read: int = 0
+    next_offset: int | None = None
+    remaining_items: list[dict[str, str]] | None = None
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return {
+            "ok": ExitCode.OK,
+            "failed_ids": ExitCode.FAILED_IDS,
+            "incomplete": ExitCode.INCOMPLETE,
+        }.get(self.status, ExitCode.BAD_INPUT)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        data["files_written"] = len(self.files)
+        data["exit_code"] = int(self.exit_code)
+        if self.remaining_items is None:
+            del data["remaining_items"]
+        return data
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Manifest:
+    """One run's manifest file, rewritten as the run goes."""
+
+    def __init__(self, store: Store, folder: str, name: str, head: dict[str, Any]) -> None:
+        self._store = store
+        self.key = f"{folder}/{MANIFEST_FOLDER}/{name}.json"
+        self.body: dict[str, Any] = {**head, "outcome": "running", "started_at": now_iso()}
+
+    async def write(self) -> str:
+        data = json.dumps(self.body, ensure_ascii=True, indent=2, default=str).encode()
+        return await self._store.put(self.key, data, "application/json")
+
+    async def finish(self, summary: Summary, tmdb: dict[str, Any]) -> str:
+        self.body.update(
+            outcome=summary.status,
+            finished_at=now_iso(),
+            counts={
+                name: getattr(summary, name)
+                for name in (
+                    "unique_ids",
+                    "records",
+                    "not_found",
+                    "invalid",
+                    "failed",
+                    "kept",
+                    "skipped",
+                    "replaced",
+                    "rows_read",
+                )
+            },
+            files=summary.files,
+            sidecars=summary.sidecars,
+            next_offset=summary.next_offset,
+            seconds=summary.seconds,
+            tmdb=tmdb,
+            error=summary.error,
+        )
+        return await self.write()
