@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 
 from tests.conftest import TOKEN
 from tests.support.csvgen import title_ids, write_csv
+from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.client import ClientOptions, Found, NotFound, TmdbClient
 from tmdb_async.fake_tmdb import FakeTmdb, FakeTmdbConfig
@@ -24,17 +24,12 @@ SERVER_HITS_PER_ATTEMPT = 2
 
 
 def _outputs(folder: Path) -> tuple[list[str], dict[str, list[dict[str, Any]]]]:
-    records: list[str] = []
+    view = read_local(folder)
     sidecars: dict[str, list[dict[str, Any]]] = {}
-    for path in folder.iterdir():
-        if path.is_dir() or path.name.startswith("_manifest"):
-            continue
-        content = json.loads(path.read_text())
-        if path.name.startswith("_"):
-            sidecars.setdefault(path.name[1:].split("-", 1)[0], []).extend(content)
-        else:
-            records += [r["imdb_id"] for r in content]
-    return records, sidecars
+    for places in view.outcomes.values():
+        for _, entry in places:
+            sidecars.setdefault(entry["outcome"], []).append(entry)
+    return view.record_ids(), sidecars
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ import pytest
 
 from tests.conftest import ROOT, TOKEN
 from tests.support.csvgen import title_ids, write_csv
+from tests.support.lake import read_s3
 from tests.support.runtime_api import Invocation, Kind, RuntimeApi
 from tmdb_async.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
@@ -37,7 +38,6 @@ DATE = "2022-05-02"
 OUT_PREFIX = "Raw/TMDB/JSON/2022/05/02/"
 SAFETY_MARGIN_S = 2.5  # TMDB_SAFETY_MARGIN_SECONDS of the runtime process
 LONG_DEADLINE_MS = 120_000
-SIDECARS = ("_not_found-", "_invalid-", "_failed-")
 
 
 @dataclass
@@ -137,18 +137,10 @@ def _load(s3: Any, key: str) -> list[dict[str, Any]]:
 
 def _accounted(s3: Any) -> Counter[str]:
     """How often each id appears in the dated folder's data files and sidecars."""
-    seen: Counter[str] = Counter()
-    listing = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=OUT_PREFIX)
-    for page in listing:
-        for obj in page.get("Contents", []):
-            name = obj["Key"].removeprefix(OUT_PREFIX)
-            if "/" in name or (name.startswith("_") and not name.startswith(SIDECARS)):
-                continue  # _parts/…, _manifest-…
-            entries = _load(s3, obj["Key"])
-            if not name.startswith("_"):
-                assert len(entries) <= 100, name
-            seen.update(entry["imdb_id"] for entry in entries)
-    return seen
+    view = read_s3(s3, BUCKET, OUT_PREFIX)
+    assert not view.stray, view.stray
+    assert all(n <= 100 for n in view.data_files.values())
+    return Counter({i: len(view.places(i)) for i in view.all_ids()})
 
 
 def _ids_in(s3: Any, urls: list[str]) -> list[str]:
@@ -162,7 +154,7 @@ def _batch_input(**extra: Any) -> dict[str, Any]:
         "dest": f"s3://{BUCKET}",
         "kind": "movie",
         "date": DATE,
-        "global_rate": 4000,
+        "global_rate": 1000,
         "max_concurrency": 4,
         **extra,
     }

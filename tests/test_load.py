@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import sys
 import urllib.request
-from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 
 from tests.conftest import ROOT, TOKEN
 from tests.support.csvgen import kind_of, title_ids, write_csv
+from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
 
 pytestmark = pytest.mark.slow
@@ -85,16 +85,10 @@ async def test_5000_ids_under_a_server_rate_limit_none_lost_none_twice(
     stats = await asyncio.to_thread(_stats, fake_process)
 
     folder = tmp_path / "lake" / "Raw/TMDB/JSON/2022/05/02"
-    seen: Counter[str] = Counter()
-    for path in folder.iterdir():
-        if path.is_dir() or path.name.startswith("_manifest"):
-            continue  # _parts/ markers and the manifest are bookkeeping, not output
-        content = json.loads(path.read_text())
-        if not path.name.startswith("_"):
-            assert len(content) <= 100
-        seen.update(item["imdb_id"] for item in content)
-    assert set(seen) == set(ids)  # nothing lost
-    assert max(seen.values()) == 1  # nothing twice
+    view = read_local(folder)
+    assert all(n <= 100 for n in view.data_files.values())
+    assert view.all_ids() == set(ids)  # nothing lost
+    assert not view.duplicates()  # nothing twice
     assert summary.status == "ok"
     assert summary.records == sum(1 for i in ids if kind_of(int(i[2:])) is not None)
     assert stats["max_in_flight"] <= 20  # the semaphore held

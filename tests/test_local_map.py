@@ -25,13 +25,13 @@ import pytest
 
 from tests.conftest import ROOT, TOKEN
 from tests.support.csvgen import title_ids, write_csv
+from tests.support.lake import FolderView, read_local, read_s3
 from tmdb_async.fake_tmdb import FakeTmdb
 from tmdb_async.local_map import make_batch_input, make_batches, read_items, run_local_map
 
 ASL = ROOT / "statemachine" / "ingest.asl.json"
 DATE = "2022-05-02"
 OUT = "Raw/TMDB/JSON/2022/05/02"
-SIDECARS = ("_not_found-", "_invalid-", "_failed-")
 
 
 @contextlib.asynccontextmanager
@@ -63,26 +63,19 @@ async def stats(url: str) -> dict[str, Any]:
         return found
 
 
-def local_ids(dest: Path) -> Counter[str]:
+def _counts(view: FolderView) -> Counter[str]:
     """How often each id appears in the dated folder's data files and sidecars."""
-    seen: Counter[str] = Counter()
-    for path in sorted((dest / OUT).glob("*.json")):
-        if path.name.startswith("_") and not path.name.startswith(SIDECARS):
-            continue  # the manifests
-        seen.update(entry["imdb_id"] for entry in json.loads(path.read_text(encoding="utf-8")))
-    return seen
+    assert not view.stray, view.stray
+    assert all(n <= 100 for n in view.data_files.values())
+    return Counter({i: len(view.places(i)) for i in view.all_ids()})
+
+
+def local_ids(dest: Path) -> Counter[str]:
+    return _counts(read_local(dest / OUT))
 
 
 def s3_ids(s3: Any, bucket: str) -> Counter[str]:
-    seen: Counter[str] = Counter()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{OUT}/"):
-        for obj in page.get("Contents", []):
-            name = obj["Key"].removeprefix(f"{OUT}/")
-            if "/" in name or (name.startswith("_") and not name.startswith(SIDECARS)):
-                continue  # _parts/…, _manifest-…
-            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-            seen.update(entry["imdb_id"] for entry in json.loads(body))
-    return seen
+    return _counts(read_s3(s3, bucket, OUT))
 
 
 def test_item_reader_and_batcher_match_the_state_machine(tmp_path: Path) -> None:

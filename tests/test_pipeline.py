@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from tests.conftest import TOKEN
 from tests.support.csvgen import kind_of, title_ids, write_csv
+from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.errors import CredentialsError, InputError, StorageError, UsageError
 from tmdb_async.fake_tmdb import FakeTmdb, FakeTmdbConfig
@@ -27,7 +29,7 @@ def settings(source: Path | str, dest: Path | str, url: str, **changes: Any) -> 
         "credentials": Credentials(read_access_token=TOKEN),
         "tmdb_url": url,
         "date": DAY,
-        "rate": 2000.0,
+        "rate": 1000.0,
         "max_backoff": 0.05,
     }
     values.update(changes)
@@ -35,33 +37,24 @@ def settings(source: Path | str, dest: Path | str, url: str, **changes: Any) -> 
 
 
 def load_output(dest: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[Any]]]:
-    """(data file name -> records, sidecar kind -> entries) under the dated folder."""
-    folder = dest / FOLDER
+    """(data file name -> records, outcome -> sidecar entries) of the dated folder."""
+    view = read_local(dest / FOLDER)
     data: dict[str, list[dict[str, Any]]] = {}
+    for places in view.records.values():
+        for name, record in places:
+            data.setdefault(name, []).append(record)
     sidecars: dict[str, list[Any]] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_dir():
-            continue  # _parts/: per-chunk markers, not output
-        if path.name.startswith("_"):
-            kind = path.name[1:].split("-", 1)[0]
-            if kind != "manifest":
-                sidecars.setdefault(kind, []).extend(json.loads(path.read_text()))
-        else:
-            text = path.read_text()
-            records = (
-                [json.loads(line) for line in text.splitlines()]
-                if path.suffix == ".jsonl"
-                else json.loads(text)
-            )
-            data[path.name] = records
+    for places in view.outcomes.values():
+        for _, entry in places:
+            sidecars.setdefault(entry["outcome"], []).append(entry)
     return data, sidecars
 
 
 def assert_exactly_once(dest: Path, expected_ids: list[str]) -> None:
-    data, sidecars = load_output(dest)
-    seen = [r["imdb_id"] for records in data.values() for r in records]
-    seen += [e["imdb_id"] for entries in sidecars.values() for e in entries]
-    assert sorted(seen) == sorted(expected_ids)  # nothing lost, nothing twice
+    view = read_local(dest / FOLDER)
+    assert not view.duplicates()  # nothing twice
+    assert view.all_ids() == set(expected_ids)  # nothing lost, nothing extra
+    assert not view.stray  # only data at the top of the folder
 
 
 async def test_every_distinct_id_ends_once_in_data_or_sidecar(
@@ -96,7 +89,7 @@ async def test_files_hold_at_most_chunk_size_records_in_source_order(
     data, _ = load_output(tmp_path / "lake")
     assert len(data) == len(summary.files) == 6
     assert all(1 <= len(records) <= 40 for records in data.values())
-    name = re.compile(r"^movies-[0-9a-f]{12}-\d{8}\.json$")
+    name = re.compile(r"^movies-\d{8}\.json$")  # the commit's number in the date folder
     assert all(name.match(file) for file in data)
     in_files = [r["imdb_id"] for file in sorted(data) for r in data[file]]
     assert in_files == [i for i in ids if kind_of(int(i[2:])) is not None]
@@ -135,7 +128,7 @@ async def test_find_mode_jsonl_output(tmp_path: Path, fake_tmdb: FakeTmdb) -> No
     assert all(r["media_type"] == "movie" and "title" in r for r in data[name])
 
 
-async def test_rerunning_the_same_batch_replaces_its_files(
+async def test_rerunning_without_resume_replaces_every_record_and_removes_the_old_files(
     tmp_path: Path, fake_tmdb: FakeTmdb
 ) -> None:
     ids = title_ids(120, "movie")
@@ -144,11 +137,13 @@ async def test_rerunning_the_same_batch_replaces_its_files(
     requests = fake_tmdb.stats().total_requests
     second = await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url, resume=False))
     assert fake_tmdb.stats().total_requests == 2 * requests  # really fetched again
-    assert first.files == second.files
+    assert second.replaced == second.unique_ids == 120
+    assert not set(first.files) & set(second.files)
+    assert not any(map(os.path.exists, first.files))  # emptied files disappear
     assert_exactly_once(tmp_path / "lake", ids)
 
 
-async def test_a_finished_job_run_again_resumes_every_chunk_without_calling_tmdb(
+async def test_a_finished_job_run_again_keeps_every_id_without_calling_tmdb(
     tmp_path: Path, fake_tmdb: FakeTmdb
 ) -> None:
     ids = title_ids(120, "movie")
@@ -157,28 +152,27 @@ async def test_a_finished_job_run_again_resumes_every_chunk_without_calling_tmdb
     requests = fake_tmdb.stats().total_requests
     second = await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url))
     assert fake_tmdb.stats().total_requests == requests
-    assert second.resumed_chunks == 2
-    assert (second.records, second.not_found, second.files) == (
-        first.records,
-        first.not_found,
-        first.files,
-    )
+    assert (second.kept, second.records, second.files) == (120, 0, [])
+    assert all(map(os.path.exists, first.files))
     assert_exactly_once(tmp_path / "lake", ids)
 
 
-async def test_a_changed_source_is_not_trusted_to_old_markers(
+async def test_an_edited_csv_keeps_what_the_folder_holds_and_fetches_only_new_ids(
     tmp_path: Path, fake_tmdb: FakeTmdb
 ) -> None:
     ids = title_ids(150, "movie")
     csv_path = write_csv(tmp_path / "movies.csv", ids[:120])
     await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url))
     write_csv(csv_path, [*ids[:50], *ids[120:], *ids[50:120]])  # rows inserted mid-file
+    fake_tmdb.reset_stats()
     second = await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url))
-    assert second.resumed_chunks == 0  # chunk 0 now holds other ids than its marker says
+    assert (second.kept, second.unique_ids) == (120, 150)
+    fetched = {p.rsplit("/", 1)[1] for p in fake_tmdb.stats().path_counts if "/find/" in p}
+    assert fetched == set(ids[120:])
     assert_exactly_once(tmp_path / "lake", ids)
 
 
-async def test_incremental_mode_fetches_only_new_ids_of_a_grown_csv(
+async def test_incremental_mode_fetches_only_ids_without_a_record_in_the_lake(
     tmp_path: Path, fake_tmdb: FakeTmdb
 ) -> None:
     ids = title_ids(180, "movie")
@@ -187,15 +181,16 @@ async def test_incremental_mode_fetches_only_new_ids_of_a_grown_csv(
     first = await run(settings(csv_path, lake, fake_tmdb.url, skip_existing=True))
     write_csv(csv_path, [*ids[:40], *ids[100:], *ids[40:100]])  # grown, reordered
     fake_tmdb.reset_stats()
-    second = await run(settings(csv_path, lake, fake_tmdb.url, skip_existing=True))
+    next_day = dt.date(2022, 5, 3)
+    second = await run(settings(csv_path, lake, fake_tmdb.url, skip_existing=True, date=next_day))
     assert second.skipped == first.records
     new_ids = set(ids[100:])
     fetched = {p.rsplit("/", 1)[1] for p in fake_tmdb.stats().path_counts if "/find/" in p}
     old_not_found = {i for i in ids[:100] if kind_of(int(i[2:])) is None}
     assert fetched == new_ids | old_not_found  # not-found ids are asked again; found ones not
-    data, _ = load_output(lake)
-    written = [r["imdb_id"] for records in data.values() for r in records]
-    assert len(written) == len(set(written))  # no record twice across both runs
+    written = read_local(lake / FOLDER).record_ids()
+    written += read_local(lake / "Raw/TMDB/JSON/2022/05/03").record_ids()
+    assert len(written) == len(set(written))  # no record twice across both days
     assert set(written) == {i for i in ids if kind_of(int(i[2:])) is not None}
 
 
@@ -237,7 +232,7 @@ async def test_rejected_credentials_stop_the_run_at_once(tmp_path: Path) -> None
             await run(settings(csv_path, tmp_path / "lake", fake.url))
         stats = fake.stats()
     assert stats.total_requests <= 20  # at most the requests already in flight
-    manifest = next((tmp_path / "lake" / FOLDER).glob("_manifest-*"))
+    manifest = next((tmp_path / "lake" / FOLDER / "_manifests").glob("movies-*.json"))
     assert json.loads(manifest.read_text())["outcome"] == "error"
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import ROOT, TOKEN
 from tests.support.csvgen import title_ids, write_csv
+from tests.support.lake import read_s3
 from tests.support.s3proxy import S3FaultProxy, S3Faults
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.errors import InputError, StorageError
@@ -31,7 +32,7 @@ def _settings(url: str) -> Settings:
         credentials=Credentials(read_access_token=TOKEN),
         tmdb_url=url,
         date=dt.date(2022, 5, 2),
-        rate=2000.0,
+        rate=1000.0,
         chunk_size=20,
     )
 
@@ -56,15 +57,9 @@ async def test_transient_s3_errors_are_retried_and_nothing_is_lost(
         summary = await run(_settings(fake_tmdb.url))
     assert faults.counts["SlowDown"] and faults.counts["InternalError"] and faults.counts["reset"]
     assert summary.status == "ok"
-    seen: list[str] = []
-    listed = s3.list_objects_v2(Bucket="data-lake-x", Prefix="Raw/TMDB/JSON/2022/05/02/")
-    for obj in listed["Contents"]:
-        key = obj["Key"]
-        if "/_manifest" in key or "/_parts/" in key:
-            continue
-        body = json.loads(s3.get_object(Bucket="data-lake-x", Key=key)["Body"].read())
-        seen += [entry["imdb_id"] for entry in body]
-    assert sorted(seen) == sorted(upload)
+    view = read_s3(s3, "data-lake-x", "Raw/TMDB/JSON/2022/05/02")
+    assert not view.duplicates()
+    assert view.all_ids() == set(upload)
 
 
 async def test_access_denied_from_the_start_fails_before_tmdb_is_called(

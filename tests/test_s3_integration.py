@@ -12,13 +12,14 @@ import pytest
 
 from tests.conftest import TOKEN
 from tests.support.csvgen import kind_of, title_ids, write_csv
+from tests.support.lake import read_s3
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.errors import InputError, StorageError
 from tmdb_async.fake_tmdb import FakeTmdb
-from tmdb_async.pipeline import prepare_ids
+from tmdb_async.prepare import prepare_ids
 
 SOURCE_KEY = "Raw/Local/CSV/Movies/2022/05/02/movies.csv"
-DATA_KEY = re.compile(r"^Raw/TMDB/JSON/2022/05/02/movies-[0-9a-f]{12}-\d{8}\.json$")
+DATA_KEY = re.compile(r"^Raw/TMDB/JSON/2022/05/02/movies-\d{8}\.json$")
 
 
 def keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
@@ -37,7 +38,7 @@ def s3_settings(url: str, **changes: Any) -> Settings:
         "credentials": Credentials(read_access_token=TOKEN),
         "tmdb_url": url,
         "date": dt.date(2022, 5, 2),
-        "rate": 2000.0,
+        "rate": 1000.0,
     }
     values.update(changes)
     return Settings(**values)
@@ -56,14 +57,13 @@ async def test_csv_in_s3_becomes_dated_chunked_json_in_s3(
     assert summary.status == "ok"
     data_keys = [k for k in keys(s3, lake, "Raw/TMDB/JSON/") if "/_" not in k]
     assert data_keys and all(DATA_KEY.match(k) for k in data_keys)
-    records = [r for k in data_keys for r in body(s3, lake, k)]
-    assert all(len(body(s3, lake, k)) <= 100 for k in data_keys)
-    side = [k for k in keys(s3, lake, "Raw/TMDB/JSON/2022/05/02/_") if "/_parts/" not in k]
-    entries = [e for k in side if "_manifest-" not in k for e in body(s3, lake, k)]
-    seen = sorted([r["imdb_id"] for r in records] + [e["imdb_id"] for e in entries])
-    assert seen == sorted([*ids, "tt99"])
+    view = read_s3(s3, lake, "Raw/TMDB/JSON/2022/05/02")
+    assert all(n <= 100 for n in view.data_files.values())
+    assert not view.duplicates() and not view.stray
+    assert view.all_ids() == {*ids, "tt99"}
+    records = view.record_ids()
     assert len(records) == sum(1 for i in ids if kind_of(int(i[2:])) is not None)
-    manifest = body(s3, lake, next(k for k in side if "_manifest-" in k))
+    manifest = body(s3, lake, summary.manifest.split(f"{lake}/", 1)[1])
     assert manifest["outcome"] == "ok"
     assert manifest["counts"]["records"] == len(records)
     assert TOKEN not in json.dumps(manifest)
