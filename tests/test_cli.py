@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, TOKEN
 from tests.support.csvgen import title_ids, write_csv
 from tmdb_async.fake_tmdb import FakeTmdb, FakeTmdbConfig
@@ -139,3 +141,163 @@ async def test_unwritable_destination_exits_3(tmp_path: Path, fake_tmdb: FakeTmd
     )
     assert code == 3
     assert "cannot write" in err
+
+
+def _one_error_line(err: str) -> str:
+    """The CLI's refusal: exactly one line, no traceback."""
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("options", "env", "field"),
+    [
+        (["--rate", "inf"], {}, "rate: inf"),
+        (["--rate", "nan"], {}, "rate: nan"),
+        (["--rate", "1e400"], {}, "rate: inf"),
+        (["--rate", "1001"], {}, "rate: 1001.0 is above 1000"),
+        (["--timeout", "inf"], {}, "request_timeout: inf"),
+        ([], {"TMDB_RATE": "inf"}, "rate: inf"),
+        ([], {"TMDB_REQUEST_TIMEOUT": "nan"}, "request_timeout: nan"),
+    ],
+)
+async def test_rate_inf_or_nan_is_a_usage_error_not_a_hang(
+    tmp_path: Path, options: list[str], env: dict[str, str], field: str
+) -> None:
+    code, out, err = await cli(
+        "run",
+        "samples/movies.csv",
+        "--dest",
+        str(tmp_path / "lake"),
+        "--json",
+        *options,
+        env={"TMDB_READ_ACCESS_TOKEN": TOKEN, **env},
+    )
+    assert code == 2
+    assert field in _one_error_line(err)
+    assert json.loads(out.splitlines()[-1])["exit_code"] == 2
+    assert not (tmp_path / "lake").exists()  # refused before any I/O
+
+
+@pytest.mark.parametrize("budget", ["0", "-5", "nan", "inf", "1", "2"])
+async def test_a_time_budget_too_short_for_one_chunk_is_a_usage_error(
+    tmp_path: Path, budget: str
+) -> None:
+    code, _, err = await cli(
+        "run",
+        "samples/movies.csv",
+        "--dest",
+        str(tmp_path / "lake"),
+        "--time-budget",
+        budget,
+        env={"TMDB_READ_ACCESS_TOKEN": TOKEN},
+    )
+    assert code == 2
+    assert "--time-budget" in _one_error_line(err)
+    assert not (tmp_path / "lake").exists()  # refused before any I/O
+
+
+async def test_a_time_budget_that_ends_before_any_id_is_a_deadline_error_not_a_continuation(
+    tmp_path: Path,
+) -> None:
+    # TMDB answers after 10 s; a 3 s budget (2 s margin) cannot account for a single id. The
+    # old exit 4 with next_offset 0 sent a loop on --offset round for ever.
+    ids = title_ids(5, "movie")
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN, latency=10.0)) as fake:
+        code, out, err = await cli(
+            "run",
+            str(write_csv(tmp_path / "m.csv", ids)),
+            "--dest",
+            str(tmp_path / "lake"),
+            "--tmdb-url",
+            fake.url,
+            "--time-budget",
+            "3",
+            "--quiet",
+            "--log-level",
+            "error",  # the pipeline's own warning about the deadline is a log line
+            "--json",
+            env={"TMDB_READ_ACCESS_TOKEN": TOKEN},
+        )
+    assert code == 2
+    assert "no progress before the deadline" in _one_error_line(err)
+    assert json.loads(out.splitlines()[-1]) == {
+        "status": "error",
+        "error": _one_error_line(err).removeprefix("error: "),
+        "exit_code": 2,
+    }
+
+
+async def test_a_token_with_a_trailing_carriage_return_is_stripped_and_works(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    code, out, err = await cli(
+        "run",
+        "samples/movies.csv",
+        "--dest",
+        str(tmp_path),
+        "--tmdb-url",
+        fake_tmdb.url,
+        "--rate",
+        "500",
+        "--json",
+        env={"TMDB_READ_ACCESS_TOKEN": f"  {TOKEN}\r\n"},
+    )
+    assert code == 0, err
+    assert json.loads(out.splitlines()[-1])["status"] == "ok"
+    assert TOKEN not in out + err
+
+
+@pytest.mark.parametrize("variable", ["TMDB_READ_ACCESS_TOKEN", "TMDB_API_KEY"])
+@pytest.mark.parametrize("inside", ["\r", "\x07", " ", "é", "\u200b"])
+async def test_a_token_with_control_characters_is_refused_without_echoing_it(
+    tmp_path: Path, variable: str, inside: str
+) -> None:
+    secret = f"zq9-secret{inside}part-7x"
+    code, out, err = await cli(
+        "run",
+        "samples/movies.csv",
+        "--dest",
+        str(tmp_path),
+        "--json",
+        env={variable: secret},
+    )
+    assert code == 2
+    line = _one_error_line(err)
+    assert line.startswith(f"error: {variable}: contains")
+    for shown in (out, err):
+        assert "zq9-secret" not in shown and "part-7x" not in shown
+
+
+@pytest.mark.parametrize(
+    ("options", "env", "where"),
+    [
+        (["--log-level", "verbose"], {}, "--log-level: 'verbose' is not one of DEBUG, INFO"),
+        ([], {"TMDB_LOG_LEVEL": "verbose"}, "TMDB_LOG_LEVEL: 'verbose' is not one of"),
+        (["--log-level", "10"], {}, "--log-level: '10'"),
+    ],
+)
+async def test_an_unknown_log_level_is_a_usage_error(
+    tmp_path: Path, options: list[str], env: dict[str, str], where: str
+) -> None:
+    code, _, err = await cli(
+        "run",
+        "samples/movies.csv",
+        "--dest",
+        str(tmp_path),
+        *options,
+        env={"TMDB_READ_ACCESS_TOKEN": TOKEN, **env},
+    )
+    assert code == 2
+    assert where in _one_error_line(err)
+
+
+async def test_log_levels_are_case_insensitive() -> None:
+    # Accepted: the run goes on to the next check (no destination) instead.
+    for options, env in ((["--log-level", "debug"], {}), ([], {"TMDB_LOG_LEVEL": "Info"})):
+        code, _, err = await cli("run", "samples/movies.csv", *options, env=env)
+        assert code == 2
+        assert "dest: missing" in _one_error_line(err)

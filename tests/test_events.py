@@ -4,12 +4,15 @@ anything else is refused with the field it is about."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import handler
 from tests.conftest import TOKEN
 from tests.support.csvgen import title_ids, write_csv
 from tmdb_async.errors import CredentialsError, DeadlineError, UsageError
@@ -37,7 +40,7 @@ def lambda_env(url: str, **extra: str) -> dict[str, str]:
         "TMDB_BASE_URL": url,
         "TMDB_DEST": "s3://data-lake-x",
         "TMDB_ALLOWED_BUCKETS": "data-lake-x",
-        "TMDB_RATE": "2000",
+        "TMDB_RATE": "1000",
         **extra,
     }
 
@@ -65,7 +68,7 @@ async def test_distributed_map_batch_splits_the_global_rate(
             "dest": "s3://data-lake-x",
             "kind": "movie",
             "date": "2022-05-02",
-            "global_rate": 4000,
+            "global_rate": 1000,
             "max_concurrency": 4,
         },
     }
@@ -75,7 +78,7 @@ async def test_distributed_map_batch_splits_the_global_rate(
     assert result["batch_input"] == event["BatchInput"]
     manifest = s3.get_object(Bucket=lake, Key=result["manifest"].split(f"{lake}/", 1)[1])
     settings = json.loads(manifest["Body"].read())["settings"]
-    assert settings["rate"] == 1000.0  # 4000 / 4
+    assert settings["rate"] == 250.0  # 1000 / 4
     assert settings["concurrency"] == 5  # 20 connections / 4
 
 
@@ -153,3 +156,127 @@ async def test_no_credentials_anywhere_is_refused() -> None:
     event = {"source": "s3://data-lake-x/a.csv", "dest": "s3://data-lake-x"}
     with pytest.raises(CredentialsError, match="TMDB_TOKEN_SSM_PARAMETER"):
         await handle(event, Context(), {})
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"global_rate": "inf"}, "event.BatchInput.global_rate: inf is not a finite number"),
+        (json.loads('{"global_rate": 1e400}'), "event.BatchInput.global_rate: inf is not a"),
+        ({"global_rate": float("nan")}, "event.BatchInput.global_rate: nan is not a"),
+        ({"global_rate": "nan", "max_concurrency": 4}, "event.BatchInput.global_rate: nan"),
+        ({"global_rate": 4000, "max_concurrency": 4}, "global_rate: 4000.0 is above 1000"),
+        ({"rate": "inf"}, "rate: inf is not a finite number"),
+        ({"rate": 1e400}, "rate: inf is not a finite number"),
+    ],
+)
+async def test_rate_inf_or_nan_is_a_usage_error_not_a_hang(
+    event: dict[str, Any], message: str
+) -> None:
+    batch = {"Items": [{"id": "tt1000001"}], "BatchInput": {"dest": "s3://data-lake-x", **event}}
+    env = lambda_env("http://127.0.0.1:9")  # never called: refused before any I/O
+    with pytest.raises(UsageError) as caught:
+        await handle(batch, Context(), env)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(("variable", "value"), [("TMDB_RATE", "inf"), ("TMDB_RATE", "nan")])
+async def test_rate_inf_or_nan_from_the_environment_is_a_usage_error_not_a_hang(
+    variable: str, value: str
+) -> None:
+    event = {"source": "s3://data-lake-x/a.csv"}
+    env = lambda_env("http://127.0.0.1:9", **{variable: value})
+    with pytest.raises(UsageError, match=f"rate: {value} is not a finite number"):
+        await handle(event, Context(), env)
+
+
+async def test_a_deadline_error_is_a_usage_exit_code_and_keeps_its_name() -> None:
+    event = {"Items": [{"id": "tt1000001"}], "BatchInput": {"dest": "s3://data-lake-x"}}
+    env = lambda_env("http://127.0.0.1:9", TMDB_SAFETY_MARGIN_SECONDS="30")
+    with pytest.raises(DeadlineError) as caught:  # 20 s left, 30 s margin: refused at once
+        await handle(event, Context(remaining_ms=20_000), env)
+    assert type(caught.value).__name__ == "DeadlineError"
+    assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("value", ["ten", "inf", "-1"])
+async def test_a_bad_safety_margin_is_a_usage_error(value: str) -> None:
+    event = {"Items": [{"id": "tt1000001"}], "BatchInput": {"dest": "s3://data-lake-x"}}
+    env = lambda_env("http://127.0.0.1:9", TMDB_SAFETY_MARGIN_SECONDS=value)
+    with pytest.raises(UsageError, match="TMDB_SAFETY_MARGIN_SECONDS"):
+        await handle(event, Context(), env)
+
+
+async def test_a_token_with_a_trailing_carriage_return_is_stripped_and_works(
+    lake: str, fake_tmdb: FakeTmdb
+) -> None:
+    ids = title_ids(3, "movie")
+    event = {"Items": [{"id": i} for i in ids], "BatchInput": {"dest": "s3://data-lake-x"}}
+    env = lambda_env(fake_tmdb.url, TMDB_READ_ACCESS_TOKEN=f"{TOKEN}\r")
+    result = await handle(event, Context(), env)
+    assert result["status"] == "ok" and result["unique_ids"] == 3
+
+
+@pytest.mark.parametrize("variable", ["TMDB_READ_ACCESS_TOKEN", "TMDB_API_KEY"])
+async def test_a_token_with_control_characters_is_refused_without_echoing_it(
+    variable: str,
+) -> None:
+    event = {"source": "s3://data-lake-x/a.csv"}
+    env = {**lambda_env("http://127.0.0.1:9"), variable: "zq9-secret\x1bpart-7x"}
+    with pytest.raises(CredentialsError) as caught:
+        await handle(event, Context(), env)
+    assert str(caught.value).startswith(f"{variable}: contains")
+    assert "zq9-secret" not in str(caught.value) and "part-7x" not in str(caught.value)
+
+
+# --- handler.lambda_handler: what reaches Lambda ------------------------------------------
+
+
+@pytest.fixture
+def lambda_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """The handler's environment; its exclusive log set-up is undone afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    monkeypatch.setenv("TMDB_READ_ACCESS_TOKEN", TOKEN)
+    try:
+        yield monkeypatch
+    finally:
+        for added in list(root.handlers):
+            root.removeHandler(added)
+        for kept in handlers:
+            root.addHandler(kept)
+        root.setLevel(level)
+
+
+def test_an_unknown_log_level_is_a_usage_error(lambda_process: pytest.MonkeyPatch) -> None:
+    lambda_process.setenv("TMDB_LOG_LEVEL", "verbose")
+    with pytest.raises(UsageError, match="TMDB_LOG_LEVEL: 'verbose' is not one of DEBUG"):
+        handler.lambda_handler({"hello": "world"}, Context())
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError(f"connect failed: Authorization: Bearer {TOKEN}\nsecond line"),
+        CredentialsError(f"TMDB said no to {TOKEN}"),
+    ],
+)
+def test_lambda_errors_are_redacted_and_chain_nothing(
+    lambda_process: pytest.MonkeyPatch, error: Exception
+) -> None:
+    async def failing(event: Any, context: Any) -> dict[str, Any]:
+        try:
+            raise KeyError(TOKEN)  # an inner error the failure would otherwise chain
+        except KeyError:
+            raise error  # noqa: B904
+
+    lambda_process.setattr(handler, "handle", failing)
+    with pytest.raises(Exception) as caught:
+        handler.lambda_handler({"source": "s3://data-lake-x/a.csv"}, Context())
+    raised = caught.value
+    assert type(raised).__name__ == type(error).__name__  # the Lambda error type
+    assert isinstance(raised, CredentialsError) == isinstance(error, CredentialsError)
+    assert raised.__cause__ is None and raised.__context__ is None
+    printed = "".join(traceback.format_exception(raised))
+    assert TOKEN not in printed and TOKEN not in str(raised)
+    assert "***" in str(raised) and "\n" not in str(raised)

@@ -1,9 +1,15 @@
 """Command line: ``python -m tmdb_async run SOURCE --dest DEST [options]``.
 
 Exit codes (also in the README): 0 every id accounted for; 1 some ids failed after retries;
-2 bad usage, bad input or missing/rejected credentials; 3 source or destination storage
-failure; 4 stopped at ``--time-budget`` (continue with the printed ``--offset``);
-130 interrupted.
+2 bad usage, bad input, missing/malformed/rejected credentials, or a ``--time-budget`` too
+short for one chunk (refused before any I/O when it is not larger than its safety margin,
+``DeadlineError`` when the run stopped at it without accounting for any id); 3 source or
+destination storage failure; 4 stopped at ``--time-budget`` having done some ids (continue
+with the printed ``--offset``); 130 interrupted. Any other exit is a bug: its traceback is
+printed with the secret masked.
+
+Every error text (stderr and the ``--json`` line) goes through
+:func:`~tmdb_async.errors.describe_error`, the one redaction point.
 """
 
 from __future__ import annotations
@@ -28,11 +34,15 @@ from .config import (
     MAX_CHUNK,
     Credentials,
     Settings,
+    check_time_budget,
     env_defaults,
+    log_level,
     parse_append,
     parse_date,
+    require_progress,
+    secret_values,
 )
-from .errors import ExitCode, IngestError
+from .errors import ExitCode, IngestError, UsageError, describe_error, redacted_traceback
 from .pipeline import Summary, run
 
 logger = logging.getLogger("tmdb_async")
@@ -102,7 +112,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_p.add_argument("--json", action="store_true", help="print a JSON summary as last line")
     run_p.add_argument("--quiet", action="store_true", help="no progress bar, no summary text")
-    run_p.add_argument("--log-level", default=os.environ.get("TMDB_LOG_LEVEL", "WARNING"))
+    run_p.add_argument(
+        "--log-level",
+        help="DEBUG, INFO, WARNING, ERROR or CRITICAL (env TMDB_LOG_LEVEL; default WARNING)",
+    )
 
     fake = commands.add_parser(
         "fake-tmdb", help="start the fake TMDB server (options: fake-tmdb --help)", add_help=False
@@ -130,6 +143,8 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = No
     if isinstance(values.get("date"), str):
         values["date"] = parse_date(values["date"], "--date")
     values["dest"] = args.dest or values.get("dest") or ""
+    if not values["dest"]:
+        raise UsageError("dest: missing; pass --dest or set TMDB_DEST")
     values["resume"] = args.resume
     values["skip_existing"] = args.skip_existing
     return Settings(source=args.source, credentials=Credentials.from_env(env), **values).validate()
@@ -162,7 +177,12 @@ def _print_summary(summary: Summary) -> None:
         print(f"continue with: --offset {summary.next_offset}", file=sys.stderr)
 
 
-async def _run_cancellable(settings: Settings, budget: float | None, progress: Any) -> Summary:
+_DEADLINE_HINT = "give a longer --time-budget, or a smaller --chunk-size"
+
+
+async def _run_cancellable(
+    settings: Settings, budget: float | None, margin: float, progress: Any
+) -> Summary:
     """Run, turning SIGTERM into a clean cancellation like Ctrl-C."""
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
@@ -172,9 +192,16 @@ async def _run_cancellable(settings: Settings, budget: float | None, progress: A
     if budget is not None:
         end = time.monotonic() + budget
         remaining = lambda: end - time.monotonic()  # noqa: E731
-    # With a budget, keep the last 10% (at least 5 s, at most 60 s) to finish in-flight ids.
-    margin = 0.0 if budget is None else min(60.0, max(5.0, budget * 0.1))
     return await run(settings, remaining=remaining, safety_margin=margin, progress=progress)
+
+
+def _fail(exc: BaseException, code: int, as_json: bool) -> int:
+    """One redacted line on stderr (and as the --json line)."""
+    text = describe_error(exc)
+    print(f"error: {text}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"status": "error", "error": text, "exit_code": code}))
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -188,23 +215,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return local_map_main(argv[1:])
     args = _parser().parse_args(argv)
-    secrets = [os.environ.get("TMDB_READ_ACCESS_TOKEN"), os.environ.get("TMDB_API_KEY")]
-    logsetup.configure(args.log_level, "text", secrets)
+    env = dict(os.environ)
     try:
-        settings = settings_from_args(args)
-        if not settings.dest:
-            raise IngestError("dest: missing; pass --dest or set TMDB_DEST")
+        logsetup.configure(log_level(args.log_level, env, "WARNING"), "text", secret_values(env))
+        settings = settings_from_args(args, env)
+        budget = args.time_budget
+        margin = 0.0 if budget is None else check_time_budget(budget)
         show_bar = not (args.quiet or args.json) and sys.stderr.isatty()
         with _progress(show_bar) as progress:
-            summary = asyncio.run(_run_cancellable(settings, args.time_budget, progress))
+            summary = asyncio.run(_run_cancellable(settings, budget, margin, progress))
+        require_progress(summary, margin, _DEADLINE_HINT)
     except IngestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if args.json:
-            print(json.dumps({"status": "error", "error": str(exc), "exit_code": exc.exit_code}))
-        return int(exc.exit_code)
+        return _fail(exc, int(exc.exit_code), args.json)
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted: finished chunks are written; see the manifest", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except Exception as exc:  # a bug: its traceback, with the secret masked
+        print(redacted_traceback(exc), file=sys.stderr, end="")
+        return _fail(exc, 1, args.json)
     if not args.quiet:
         _print_summary(summary)
     if args.json:

@@ -8,13 +8,14 @@ Every knob has a default that works against the real TMDB (20 connections, 40 re
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
-from .errors import CredentialsError, UsageError
+from .errors import CredentialsError, DeadlineError, UsageError
 
 Kind = Literal["movie", "tv", "auto"]
 Detail = Literal["full", "find"]
@@ -27,6 +28,9 @@ MAX_CHUNK = 100  # the data lake's contract: never more than 100 records per fil
 MAX_APPEND = 20  # TMDB answers 400 (code 27) above 20 append_to_response names
 DEFAULT_TMDB_URL = "https://api.themoviedb.org"
 DEFAULT_APPEND = ("credits", "keywords", "external_ids")
+MAX_RATE = 1000.0  # requests/s: 25x TMDB's limit; anything above is a typo, not a plan
+LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+CREDENTIAL_VARIABLES = ("TMDB_READ_ACCESS_TOKEN", "TMDB_API_KEY")
 
 _LANGUAGE = re.compile(r"^[a-z]{2}(-[A-Z]{2})?$")
 _APPEND_NAME = re.compile(r"^[a-z_]+$")
@@ -41,10 +45,14 @@ class Credentials:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Credentials:
+        """The credentials of the environment, surrounding whitespace stripped; a value with
+        a control, space or non-ASCII character inside is a :class:`CredentialsError`."""
         env = os.environ if env is None else env
         return cls(
-            read_access_token=env.get("TMDB_READ_ACCESS_TOKEN") or None,
-            api_key=env.get("TMDB_API_KEY") or None,
+            read_access_token=clean_secret(
+                env.get("TMDB_READ_ACCESS_TOKEN"), "TMDB_READ_ACCESS_TOKEN"
+            ),
+            api_key=clean_secret(env.get("TMDB_API_KEY"), "TMDB_API_KEY"),
         )
 
     @property
@@ -129,12 +137,15 @@ class Settings:
             raise UsageError(f"limit: {self.limit} is negative")
         if self.concurrency < 1:
             raise UsageError(f"concurrency: {self.concurrency} must be at least 1")
-        if not self.rate > 0:
-            raise UsageError(f"rate: {self.rate} must be above 0 requests/s")
+        for name in ("rate", "request_timeout", "max_backoff"):
+            _require_finite(getattr(self, name), name)
+        check_rate(self.rate, "rate")
         if self.max_attempts < 1:
             raise UsageError(f"max_attempts: {self.max_attempts} must be at least 1")
         if not self.request_timeout > 0:
             raise UsageError(f"request_timeout: {self.request_timeout} must be above 0 s")
+        if self.max_backoff < 0:
+            raise UsageError(f"max_backoff: {self.max_backoff} is negative")
         if not self.tmdb_url.startswith(("http://", "https://")):
             raise UsageError(f"tmdb_url: {self.tmdb_url!r} is not an http(s) URL")
         return self
@@ -216,3 +227,113 @@ def env_defaults(env: Mapping[str, str] | None = None) -> dict[str, object]:
         except ValueError:
             raise UsageError(f"{variable}: {raw!r} is not a number") from None
     return values
+
+
+def _require_finite(value: float, where: str) -> None:
+    if not math.isfinite(value):
+        raise UsageError(f"{where}: {value!r} is not a finite number")
+
+
+def check_rate(value: float, where: str) -> float:
+    """A request rate that can work: finite, above 0 and at most :data:`MAX_RATE`."""
+    _require_finite(value, where)
+    if not value > 0:
+        raise UsageError(f"{where}: {value!r} must be above 0 requests/s")
+    if value > MAX_RATE:
+        raise UsageError(f"{where}: {value!r} is above {MAX_RATE:g} requests/s")
+    return value
+
+
+def clean_secret(value: str | None, variable: str) -> str | None:
+    """``value`` without surrounding whitespace (a pasted ``\\r`` or newline), ``None`` when
+    empty. A control, space or non-ASCII character inside is a :class:`CredentialsError`
+    naming ``variable``, never the value."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if not all("!" <= char <= "~" for char in value):
+        raise CredentialsError(
+            f"{variable}: contains a space, control or non-ASCII character; "
+            "set it to the TMDB credential alone"
+        )
+    return value
+
+
+def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
+    """Every spelling of the credentials in ``env`` (as given and stripped), to be masked."""
+    env = os.environ if env is None else env
+    values: list[str] = []
+    for variable in CREDENTIAL_VARIABLES:
+        raw = env.get(variable) or ""
+        values += [v for v in (raw, raw.strip()) if v and v not in values]
+    return values
+
+
+def parse_log_level(value: str, where: str) -> str:
+    """One of :data:`LOG_LEVELS`, case-insensitive, else a :class:`UsageError`."""
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        raise UsageError(f"{where}: {value!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def log_level(given: str | None, env: Mapping[str, str], default: str) -> str:
+    """The log level: ``given`` (``--log-level``), else ``TMDB_LOG_LEVEL``, else ``default``."""
+    if given is not None:
+        return parse_log_level(given, "--log-level")
+    configured = env.get("TMDB_LOG_LEVEL", "").strip()
+    return parse_log_level(configured, "TMDB_LOG_LEVEL") if configured else default
+
+
+# --- deadlines: one rule for the CLI's --time-budget and Lambda's remaining time -----------
+
+MIN_MARGIN = 2.0
+MAX_MARGIN = 60.0
+
+
+def deadline_margin(budget_seconds: float, override: float | None = None) -> float:
+    """Seconds kept back from a time budget to finish in-flight ids and write them: 10% of
+    the budget, between 2 and 60 s (``override``: Lambda's ``TMDB_SAFETY_MARGIN_SECONDS``)."""
+    if override is not None:
+        return override
+    return min(MAX_MARGIN, max(MIN_MARGIN, budget_seconds * 0.1))
+
+
+def margin_override(env: Mapping[str, str]) -> float | None:
+    """``TMDB_SAFETY_MARGIN_SECONDS`` when set: finite, 0 or more."""
+    raw = env.get("TMDB_SAFETY_MARGIN_SECONDS", "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"TMDB_SAFETY_MARGIN_SECONDS: {raw!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"TMDB_SAFETY_MARGIN_SECONDS: {raw!r} must be a finite number >= 0")
+    return value
+
+
+def check_time_budget(budget: float, where: str = "--time-budget") -> float:
+    """The safety margin of a usable time budget. A budget that is not finite, not above 0,
+    or not larger than its margin leaves no time for one chunk: a :class:`UsageError`, not
+    an endless continuation."""
+    if not math.isfinite(budget) or not budget > 0:
+        raise UsageError(f"{where}: {budget!r} must be a finite number of seconds above 0")
+    margin = deadline_margin(budget)
+    if budget <= margin:
+        raise UsageError(
+            f"{where}: {budget:g} s leaves no time for one chunk: the last {margin:g} s are "
+            f"kept to finish in-flight ids (10% of the budget, {MIN_MARGIN:g}..{MAX_MARGIN:g} s)"
+        )
+    return margin
+
+
+def no_progress(margin: float, hint: str) -> DeadlineError:
+    return DeadlineError(f"no progress before the deadline ({margin:.0f} s safety margin): {hint}")
+
+
+def require_progress(summary: Any, margin: float, hint: str) -> None:
+    """A run that stopped at its deadline having accounted for no id would hand the same
+    work back to a caller that loops on it for ever: :class:`DeadlineError` instead."""
+    if summary.status == "incomplete" and summary.unique_ids == 0:
+        raise no_progress(margin, hint)

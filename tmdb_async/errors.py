@@ -1,10 +1,13 @@
 """Errors the engine raises on purpose, each with the exit code the CLI documents.
 
-Expected mistakes (bad input, bad usage, rejected credentials, unreachable storage) are
-raised as :class:`IngestError` subclasses whose message is one line naming the problem
-and where it is. The CLI prints that line and exits with ``exit_code``; the Lambda
-handler raises it so Step Functions sees the class name as the error type. Anything
-else is a bug and keeps its traceback.
+Expected mistakes (bad input, bad usage, rejected credentials, unreachable storage, a time
+budget that leaves no room for one chunk) are raised as :class:`IngestError` subclasses
+whose message is one line naming the problem and where it is. The CLI prints that line and
+exits with ``exit_code``; the Lambda handler raises it so Step Functions sees the class name
+as the error type. Anything else is a bug: the CLI prints its traceback, redacted.
+
+Every error text shown to an operator goes through :func:`describe_error`, the one place
+where the TMDB secret is masked.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ class ExitCode(IntEnum):
 
     OK = 0  #: every id is accounted for (written, not found or invalid)
     FAILED_IDS = 1  #: some ids failed after all retries (listed in the _failed sidecar)
-    BAD_INPUT = 2  #: bad usage, bad input file or event, missing or rejected credentials
+    #: bad usage, bad input file or event, missing or rejected credentials, or a time budget
+    #: too short for one chunk (:class:`DeadlineError`)
+    BAD_INPUT = 2
     STORAGE = 3  #: the source or destination could not be read or written
-    INCOMPLETE = 4  #: stopped at the time budget; the summary says where to continue
+    INCOMPLETE = 4  #: stopped at the time budget having done some ids; continue where it says
     INTERRUPTED = 130  #: stopped by Ctrl-C / SIGTERM
 
 
@@ -30,7 +35,7 @@ class IngestError(Exception):
 
 
 class UsageError(IngestError):
-    """An option or event field has a value that cannot work."""
+    """An option, environment variable or event field has a value that cannot work."""
 
 
 class InputError(IngestError):
@@ -38,7 +43,7 @@ class InputError(IngestError):
 
 
 class CredentialsError(IngestError):
-    """TMDB credentials are missing, or TMDB rejected them (HTTP 401)."""
+    """TMDB credentials are missing or malformed, or TMDB rejected them (HTTP 401)."""
 
 
 class StorageError(IngestError):
@@ -48,6 +53,35 @@ class StorageError(IngestError):
 
 
 class DeadlineError(IngestError):
-    """A Lambda invocation had too little time left to finish even one chunk."""
+    """A run stopped at its deadline without accounting for a single id.
 
-    exit_code = ExitCode.INCOMPLETE
+    Handing the same work back would make the caller (a shell loop on ``--offset``, the state
+    machine's loop on ``remaining_items``) repeat it for ever, so this is a usage error (exit
+    2): the budget is too short for one chunk. Step Functions matches on the class name.
+    """
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+def describe_error(exc: BaseException) -> str:
+    """One redacted line for an operator: an :class:`IngestError`'s message as it is, any
+    other error as ``Type: message`` (cut to 300 characters)."""
+    # TODO(redaction.py): delegate to tmdb_async.redaction.describe_error once that module
+    # (being written by the logging owner) exists; until then log.redact is the mask.
+    from .log import redact
+
+    if isinstance(exc, IngestError):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = " ".join(redact(text).split())
+    return text if isinstance(exc, IngestError) else text[:300]
+
+
+def redacted_traceback(exc: BaseException) -> str:
+    """The traceback of an unexpected error (a bug), with the secret masked."""
+    import traceback
+
+    from .log import redact  # TODO(redaction.py): its redact(), once the module exists
+
+    return redact("".join(traceback.format_exception(exc)))

@@ -25,9 +25,21 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from . import log as logsetup
-from .config import Credentials, Settings, env_defaults, parse_append, parse_date
-from .errors import CredentialsError, DeadlineError, UsageError
-from .pipeline import Summary, prepare_ids, run
+from .config import (
+    Credentials,
+    Settings,
+    check_rate,
+    clean_secret,
+    deadline_margin,
+    env_defaults,
+    margin_override,
+    no_progress,
+    parse_append,
+    parse_date,
+    require_progress,
+)
+from .errors import CredentialsError, UsageError
+from .pipeline import prepare_ids, run
 from .storage import parse_s3
 
 logger = logging.getLogger(__name__)
@@ -164,36 +176,34 @@ async def _credentials(env: Mapping[str, str]) -> Credentials:
         except Exception as exc:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
             raise CredentialsError(f"SSM parameter {name!r}: cannot read it ({code})") from None
-        _token_cache[name] = response["Parameter"]["Value"]
-        logsetup.register_secret(_token_cache[name])
+        value = response["Parameter"]["Value"]
+        logsetup.register_secret(value)
+        token = clean_secret(value, f"SSM parameter {name!r}")
+        if token is None:
+            raise CredentialsError(f"SSM parameter {name!r}: empty")
+        logsetup.register_secret(token)
+        _token_cache[name] = token
     return Credentials(read_access_token=_token_cache[name])
+
+
+_DEADLINE_HINT = "raise the function timeout, or lower MaxItemsPerBatch or the batch's limit"
 
 
 def _margin(
     context: LambdaContext | None, env: Mapping[str, str]
 ) -> tuple[Callable[[], float] | None, float]:
+    """The invocation's clock and safety margin (:func:`~tmdb_async.config.deadline_margin`
+    of the time left at its start)."""
     if context is None:
         return None, 0.0
     remaining = lambda: context.get_remaining_time_in_millis() / 1000  # noqa: E731
-    configured = env.get("TMDB_SAFETY_MARGIN_SECONDS", "").strip()
-    if configured:
-        try:
-            return remaining, float(configured)
-        except ValueError:
-            raise UsageError(
-                f"TMDB_SAFETY_MARGIN_SECONDS: {configured!r} is not a number"
-            ) from None
-    # 10% of the budget, between 2 and 60 s: enough to finish in-flight ids and write.
-    return remaining, min(60.0, max(2.0, remaining() * 0.1))
+    return remaining, deadline_margin(remaining(), margin_override(env))
 
 
-def _require_progress(summary: Summary, margin: float) -> None:
-    """Returning the same work again would make the caller (a state machine) loop for ever."""
-    if summary.status == "incomplete" and summary.unique_ids == 0:
-        raise DeadlineError(
-            f"no progress before the deadline ({margin:.0f} s safety margin): raise the "
-            "function timeout, or lower MaxItemsPerBatch or the batch's limit"
-        )
+def _require_time(remaining: Callable[[], float] | None, margin: float) -> None:
+    """Less time left than the margin: the run could not even start a chunk."""
+    if remaining is not None and remaining() <= margin:
+        raise no_progress(margin, _DEADLINE_HINT)
 
 
 async def handle(
@@ -238,6 +248,8 @@ async def handle(
         if fleet is not None and fleet < 1:
             raise UsageError(f"event.BatchInput.max_concurrency: {fleet} must be at least 1")
         if global_rate is not None:
+            check_rate(global_rate, "event.BatchInput.global_rate")
+        if global_rate is not None:
             values.setdefault("rate", global_rate / (fleet or 1))
         if fleet:
             values.setdefault("concurrency", max(1, _TMDB_MAX_CONNECTIONS // fleet))
@@ -245,8 +257,9 @@ async def handle(
         settings = settings.with_changes(credentials=await _credentials(env)).validate()
         label = f"{len(items)} items"
         logsetup.log_context.set({"request_id": request_id, "batch": label})
+        _require_time(remaining, margin)
         summary = await run(settings, items=items, remaining=remaining, safety_margin=margin)
-        _require_progress(summary, margin)
+        require_progress(summary, margin, _DEADLINE_HINT)
         result = summary.as_dict()
         result["batch_input"] = dict(batch)
         return result
@@ -261,8 +274,9 @@ async def handle(
         logsetup.log_context.set(
             {"request_id": request_id, "batch": f"{settings.offset}+{settings.limit}"}
         )
+        _require_time(remaining, margin)
         summary = await run(settings, remaining=remaining, safety_margin=margin)
-        _require_progress(summary, margin)
+        require_progress(summary, margin, _DEADLINE_HINT)
         return summary.as_dict()
 
     raise UsageError(
