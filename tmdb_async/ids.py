@@ -7,13 +7,21 @@ distinct id value once, numbered in first-seen order. ``offset``/``limit`` slice
 numbering, so one file can be split into batches that never overlap.
 
 Records are one per physical line: a quoted field may contain the delimiter, not a newline
-(the Compass export never does). That keeps line numbers exact in error messages.
+(the Compass export never does). That keeps line numbers exact in error messages. The header
+and any row holding a quote are parsed by the csv module (same rules for both, so their field
+counts agree); a row without a quote is split directly, which is the common and fast case.
+
+An IMDb title id is ``tt`` and 7 to 9 ASCII digits in its one canonical form: exactly 7 digits
+(zero-padded) below 10,000,000, otherwise no leading zero. Anything else is yielded once with
+the reason in ``problem`` (never sent to TMDB): Unicode digits (``tt０１３３０９３``), a
+zero-padded variant or upper-case ``TT`` (the reason names the canonical form), or a number
+longer than IMDb could issue (8-digit ids exist since 2018; 9 digits leave decades of room).
 """
 
 from __future__ import annotations
 
 import csv
-import re
+import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -22,8 +30,15 @@ from .errors import InputError
 ID_COLUMNS = ("id", "imdb_id", "tconst")
 DELIMITERS = ("|", ",", ";", "\t")
 MAX_LINE_BYTES = 1 << 20  # a line longer than 1 MiB is not a CSV row of this data set
-IMDB_ID = re.compile(r"^tt\d{7,}$")
+ID_DIGITS = (7, 9)  # an IMDb title id has 7 to 9 digits: tt0000001 .. tt999999999
+_ID_RULE = "tt + 7 to 9 digits 0-9"
 _NULL = "\\N"
+# Canonical numbers below this bound are bits of a bitmap: 2**27 bits = 16 MiB at most, which
+# covers every id IMDb has issued (~tt4e7 in 2025) with decades to spare; the bitmap grows
+# with the largest such number seen. Valid numbers above it (and invalid values) go to a set.
+BITMAP_NUMBERS = 1 << 27
+_BITMAP_BYTES = BITMAP_NUMBERS // 8
+_SHORT_KEY = 64  # an invalid value longer than this is remembered by a 16-byte digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +69,34 @@ def _describe_delimiter(delimiter: str) -> str:
     return "tab" if delimiter == "\t" else repr(delimiter)
 
 
+def _fields(line: str, delimiter: str, where: str, number: int) -> list[str]:
+    """The fields of one line: the csv module's reading of it (quotes, doubled quotes), which
+    is a plain split when the line has no quote. Header and rows are both read this way."""
+    if '"' not in line:
+        return line.split(delimiter)
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error as exc:  # a lone CR outside quotes, a field over csv's size limit
+        reason = str(exc).partition(" - ")[0]
+        raise InputError(f"{where}: line {number}: not valid CSV ({reason})") from None
+
+
 def _find_id_column(header: str, where: str) -> tuple[str, int, int]:
-    """Return (delimiter, id column index, number of columns) for a header line."""
+    """Return (delimiter, id column index, number of columns) for a header line.
+
+    Each candidate delimiter reads the header as CSV, exactly as rows are read, so a quoted
+    name holding the delimiter (``tconst,"title, original",year``) is one column.
+    """
     for delimiter in DELIMITERS:
-        names = [name.strip().strip('"').lower() for name in header.split(delimiter)]
+        try:
+            fields = _fields(header, delimiter, where, 1)
+        except InputError:
+            # Not CSV with this delimiter; report it only if it would have been the one.
+            names = [name.strip().strip('"').lower() for name in header.split(delimiter)]
+            if any(wanted in names for wanted in ID_COLUMNS):
+                raise
+            continue
+        names = [name.strip().strip('"').lower() for name in fields]
         for wanted in ID_COLUMNS:
             if wanted in names:
                 return delimiter, names.index(wanted), len(names)
@@ -72,13 +111,53 @@ def _find_id_column(header: str, where: str) -> tuple[str, int, int]:
     )
 
 
+def canonical_number(value: str) -> int | None:
+    """The number of ``value`` when it is a valid IMDb title id in canonical form, else None.
+
+    Canonical: ``tt``, then ASCII digits only, exactly 7 of them (zero-padded) below
+    10,000,000, else 8 or 9 without a leading zero. One number has one canonical form.
+    """
+    size = len(value)
+    if 9 <= size <= 11 and value.startswith("tt") and value.isascii():
+        digits = value[2:]
+        # isdigit() of an ASCII string accepts 0-9 only (of any string: all Unicode digits)
+        if digits.isdigit() and (size == 9 or digits[0] != "0"):
+            return int(digits)
+    return None
+
+
+def canonical_form(number: int) -> str:
+    """The one way to write IMDb title id ``number``: ``tt`` + at least 7 digits."""
+    return f"tt{number:07d}"
+
+
 def check_id(value: str) -> str | None:
-    """Why ``value`` is not an IMDb title id, or ``None`` when it is one."""
+    """Why ``value`` is not an IMDb title id, or ``None`` when it is one (canonical form).
+
+    The reason is one short line; it never repeats ``value`` itself, which may be huge.
+    """
+    if canonical_number(value) is not None:
+        return None
     if value == "" or value == _NULL:
         return "empty id"
-    if not IMDB_ID.match(value):
-        return "not an IMDb title id (tt + 7 or more digits)"
-    return None
+    prefix, digits = value[:2], value[2:]
+    if prefix.lower() != "tt" or not digits.isdigit():  # isdigit: any Unicode digit
+        return f"not an IMDb title id ({_ID_RULE})"
+    if not digits.isascii():
+        bad = next(char for char in digits if not char.isascii())
+        return f"not an IMDb title id: ASCII digits 0-9 only, not {bad!r} (U+{ord(bad):04X})"
+    significant = digits.lstrip("0")
+    if len(significant) > ID_DIGITS[1]:
+        return (
+            f"longer than IMDb could issue: a {len(significant)}-digit number "
+            f"(at most {ID_DIGITS[1]})"
+        )
+    if len(digits) < ID_DIGITS[0]:
+        count = len(digits)
+        return f"not an IMDb title id ({_ID_RULE}): {count} digit{'' if count == 1 else 's'}"
+    # Upper-case TT, or zero-padded beyond the canonical form: one title, one way to write it.
+    canonical = canonical_form(int(significant or "0"))
+    return f"not the canonical form of this IMDb id: write {canonical}"
 
 
 async def _text_blocks(
@@ -137,41 +216,47 @@ def _decode(raw: bytes, number: int, where: str) -> str:
         ) from None
 
 
-def _split(line: str, delimiter: str) -> list[str]:
-    return next(csv.reader([line], delimiter=delimiter), [])
-
-
 class _SeenIds:
-    """Which id values were seen. A canonical IMDb id (``tt`` + its number, 7 digits or more
-    without extra leading zeros) is one bit of a bitmap indexed by its number, so memory is
-    bounded by the largest id (~5 MB for all of IMDb), not ~100 bytes per distinct id as in a
-    set of strings; any other value goes into a small set."""
+    """Which id values were seen; what an id costs never depends on how big it is.
+
+    A valid id whose number is below :data:`BITMAP_NUMBERS` is one bit of a bitmap indexed
+    by its number: ~5 MB for all of IMDb instead of ~100 bytes per distinct id in a set of
+    strings. The bitmap grows by a quarter past the largest number seen, never beyond the
+    bound (16 MiB; the zeros it is extended with are fresh pages, so RSS grows by the bitmap
+    alone). A larger valid number is kept in a set as an int; any other value as itself, or
+    as a 16-byte digest when longer than 64 characters: under ~100 bytes per distinct value.
+    """
 
     def __init__(self) -> None:
         self._bits = bytearray()
-        self._other: set[str] = set()
+        self._other: set[int | str | bytes] = set()
 
-    def add(self, value: str) -> bool:
-        """Record ``value``; True when it was not seen before."""
-        digits = value[2:]
-        if (
-            value.startswith("tt")
-            and len(digits) >= 7
-            and digits.isascii()
-            and digits.isdigit()
-            and (len(digits) == 7 or digits[0] != "0")
-        ):
-            index, bit = divmod(int(digits), 8)
-            if index >= len(self._bits):
-                self._bits.extend(bytes(index + 1 - len(self._bits) + len(self._bits) // 4))
-            mask = 1 << bit
-            if self._bits[index] & mask:
-                return False
-            self._bits[index] |= mask
-            return True
-        if value in self._other:
+    def add_number(self, number: int) -> bool:
+        """Record a valid id by its number; True when it was not seen before."""
+        if number >= BITMAP_NUMBERS:
+            return self._add_other(number)
+        bits = self._bits
+        index = number >> 3
+        if index >= len(bits):
+            size = min(_BITMAP_BYTES, index + 1 + len(bits) // 4)
+            bits.extend(bytes(size - len(bits)))
+        mask = 1 << (number & 7)
+        if bits[index] & mask:
             return False
-        self._other.add(value)
+        bits[index] |= mask
+        return True
+
+    def add_value(self, value: str) -> bool:
+        """Record any other value (an invalid one); True when it was not seen before."""
+        if len(value) > _SHORT_KEY:
+            raw = value.encode("utf-8", "surrogatepass")
+            return self._add_other(hashlib.blake2b(raw, digest_size=16).digest())
+        return self._add_other(value)
+
+    def _add_other(self, key: int | str | bytes) -> bool:
+        if key in self._other:
+            return False
+        self._other.add(key)
         return True
 
 
@@ -180,6 +265,7 @@ class _Distinct:
 
     def __init__(self, offset: int, limit: int | None, stats: ReadStats) -> None:
         self._seen = _SeenIds()
+        self._last: str | None = None  # ids repeat on consecutive rows: skip those at once
         self._start = offset
         self._stop = None if limit is None else offset + limit
         self.stats = stats
@@ -189,13 +275,19 @@ class _Distinct:
         return self._stop is not None and self.stats.distinct >= self._stop
 
     def add(self, value: str, line: int) -> IdEntry | None:
-        if not self._seen.add(value):
+        """The entry for ``value`` if it is new and inside the slice, else None."""
+        if value == self._last:
+            return None
+        self._last = value
+        number = canonical_number(value)
+        seen = self._seen
+        if not (seen.add_value(value) if number is None else seen.add_number(number)):
             return None
         position = self.stats.distinct
         self.stats.distinct += 1
         if position < self._start or (self._stop is not None and position >= self._stop):
             return None
-        return IdEntry(position, value, line, check_id(value))
+        return IdEntry(position, value, line, None if number is not None else check_id(value))
 
 
 async def read_csv_ids(
@@ -226,7 +318,7 @@ async def read_csv_ids(
             if not line or line.isspace():
                 continue  # blank lines (often a trailing one) carry no row
             if '"' in line:
-                fields = _split(line, delimiter)
+                fields = _fields(line, delimiter, where, number)
                 count, value = len(fields), fields[column] if column < len(fields) else ""
             else:  # the common case, without building every field
                 count = line.count(delimiter) + 1
