@@ -1,17 +1,34 @@
-"""Settings rules that need no run: the deadline margin, credentials, log levels, rates."""
+"""Settings without a run: the one schema (issue 9) and the rules of issue 8 rows 12-14
+(finite rates, the deadline margin, credentials, log levels)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import math
+import re
+from collections.abc import Callable
+from dataclasses import fields
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from tests.conftest import ROOT
+from tmdb_async.cli import _parser, settings_from_args
 from tmdb_async.config import (
+    DEFAULT_APPEND,
+    ENV_DEFAULTS,
+    SCHEMA,
     Credentials,
     Settings,
     check_time_budget,
     deadline_margin,
+    env_defaults,
+    event_values,
+    fleet_share,
     parse_log_level,
+    settings_from,
 )
 from tmdb_async.errors import CredentialsError, DeadlineError, ExitCode, UsageError
 
@@ -92,3 +109,217 @@ def test_rate_inf_or_nan_is_a_usage_error_not_a_hang(
 
 def test_the_highest_rate_is_allowed() -> None:
     assert Settings(source="m.csv", dest="out", rate=1000).validate().rate == 1000
+
+
+# --- issue 9: one settings schema ----------------------------------------------------------
+
+#: A valid text for each setting with a flag, an environment variable or an event key, and
+#: the value it must become, whichever of the three gave it.
+SAMPLES: dict[str, tuple[str, object]] = {
+    "source": ("s3://data-lake-x/in/movies.csv", "s3://data-lake-x/in/movies.csv"),
+    "dest": ("s3://data-lake-x/out", "s3://data-lake-x/out"),
+    "kind": ("tv", "tv"),
+    "detail": ("find", "find"),
+    "language": ("en", "en"),
+    "append_to_response": (" credits, videos ,", ("credits", "videos")),
+    "date": ("2022-05-02", dt.date(2022, 5, 2)),
+    "offset": ("7", 7),
+    "limit": ("9", 9),
+    "chunk_size": ("50", 50),
+    "output_format": ("jsonl", "jsonl"),
+    "concurrency": ("4", 4),
+    "rate": ("12.5", 12.5),
+    "max_attempts": ("3", 3),
+    "request_timeout": ("2.5", 2.5),
+    "tmdb_url": ("http://127.0.0.1:1", "http://127.0.0.1:1"),
+}
+PUBLIC_KEYS = [
+    "source",
+    "dest",
+    "kind",
+    "detail",
+    "language",
+    "append_to_response",
+    "date",
+    "offset",
+    "limit",
+    "chunk_size",
+    "format",
+    "concurrency",
+    "rate",
+    "max_attempts",
+    "request_timeout",
+    "tmdb_url",
+    "resume",
+    "skip_existing",
+]
+
+
+def _cli_settings(*argv: str, env: dict[str, str] | None = None) -> Settings:
+    args = _parser().parse_args(["run", *argv])
+    return settings_from_args(args, {"TMDB_DEST": "out", **(env or {})})
+
+
+def test_every_setting_is_declared_once_in_the_schema() -> None:
+    declared = {spec.name for spec in SCHEMA}
+    assert declared == {f.name for f in fields(Settings)} - {"credentials"}
+    for attribute in ("flag", "env", "event"):
+        names = [getattr(s.option, attribute) for s in SCHEMA if getattr(s.option, attribute)]
+        assert len(names) == len(set(names)), f"a {attribute} is used twice"
+    assert {s.option.env: s.name for s in SCHEMA if s.option.env} == ENV_DEFAULTS
+
+
+def test_the_schema_matches_the_readme_configuration_table() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    by_flag = {s.option.flag: s for s in SCHEMA if s.option.flag}
+    documented: set[str] = set()
+    for row in table.splitlines():
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        if len(cells) < 4 or not cells[0].startswith("`--"):
+            continue
+        flags = re.findall(r"`(--[a-z-]+)`", cells[0])
+        env = re.findall(r"`(TMDB_[A-Z_]+)`", cells[1])
+        for flag in flags:
+            documented.add(flag)
+            if flag in ("--time-budget", "--log-level"):  # run options, not settings
+                continue
+            assert by_flag[flag].option.env == (env[0] if env else None), flag
+            default = cells[2].strip("`")
+            if re.fullmatch(r"[0-9.]+", default):
+                assert float(by_flag[flag].default) == float(default), flag
+            elif cells[2].startswith("`"):
+                shown = by_flag[flag].default
+                shown = ",".join(shown) if isinstance(shown, tuple) else shown
+                assert shown == default, flag
+    assert set(by_flag) - {"SOURCE"} <= documented  # every flag is documented
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_a_setting_means_the_same_from_the_cli_the_environment_and_an_event(name: str) -> None:
+    spec = next(s for s in SCHEMA if s.name == name)
+    text, expected = SAMPLES[name]
+    option = spec.option
+    if option.flag == "SOURCE":
+        assert _cli_settings(text).source == expected
+    elif option.flag:
+        assert getattr(_cli_settings("in.csv", option.flag, text), name) == expected
+    if option.env:
+        assert getattr(settings_from({"source": "in.csv"}, {option.env: text}), name) == expected
+        assert env_defaults({option.env: text}) == {name: expected}
+    if option.event:
+        assert event_values({option.event: text}, "event") == {name: expected}
+        if option.batch:
+            assert event_values({option.event: text}, "event.BatchInput", batch=True) == {
+                name: expected
+            }
+        if isinstance(expected, int | float):  # as a JSON number too
+            assert event_values({option.event: expected}, "event") == {name: expected}
+
+
+def test_booleans_are_flags_and_event_booleans() -> None:
+    assert _cli_settings("in.csv").resume is True
+    assert _cli_settings("in.csv", "--no-resume").resume is False
+    assert _cli_settings("in.csv", "--skip-existing").skip_existing is True
+    assert event_values({"skip_existing": True}, "event") == {"skip_existing": True}
+    with pytest.raises(UsageError, match=r"event\.skip_existing: expected true or false"):
+        event_values({"skip_existing": "yes"}, "event")
+
+
+def test_options_override_the_environment_which_overrides_the_defaults() -> None:
+    env = {"TMDB_RATE": "20", "TMDB_KIND": "tv", "TMDB_FORMAT": "jsonl"}
+    settings = _cli_settings("in.csv", "--rate", "10", env=env)
+    assert (settings.rate, settings.kind, settings.output_format) == (10.0, "tv", "jsonl")
+    assert settings.detail == "full"  # neither: the default
+    from_event = settings_from(event_values({"rate": 5}, "event"), {**env, "TMDB_DEST": "d"})
+    assert (from_event.rate, from_event.kind, from_event.dest) == (5.0, "tv", "d")
+
+
+@pytest.mark.parametrize(
+    ("where", "make", "message"),
+    [
+        ("cli", lambda: _cli_settings("in.csv", "--offset", "x"), "--offset: 'x' is not an"),
+        ("cli", lambda: _cli_settings("in.csv", "--date", "5/2"), "--date: '5/2' is not a date"),
+        ("cli", lambda: _cli_settings("in.csv", "--kind", "x"), "kind: 'x' is not one of"),
+        ("env", lambda: env_defaults({"TMDB_RATE": "fast"}), "TMDB_RATE: 'fast' is not a number"),
+        ("env", lambda: env_defaults({"TMDB_CHUNK_SIZE": "1.5"}), "TMDB_CHUNK_SIZE: '1.5' is"),
+        ("event", lambda: event_values({"limit": 1.5}, "event"), "event.limit: expected an int"),
+        ("event", lambda: event_values({"kind": 1}, "event"), "event.kind: expected a string"),
+        (
+            "event",
+            lambda: event_values({"date": "x"}, "event.BatchInput", batch=True),
+            "event.BatchInput.date: 'x' is not a date",
+        ),
+        ("event", lambda: event_values({"global_rate": 1}, "event"), "unknown field 'global_rate'"),
+        (
+            "event",
+            lambda: event_values({"offset": 1}, "event.BatchInput", batch=True),
+            "event.BatchInput: unknown field 'offset'",
+        ),
+    ],
+)
+def test_a_malformed_value_names_where_it_came_from(
+    where: str, make: Callable[[], object], message: str
+) -> None:
+    with pytest.raises(UsageError) as caught:
+        make()
+    assert message in str(caught.value), where
+
+
+@pytest.mark.parametrize(
+    ("batch", "rate", "concurrency"),
+    [
+        ({"global_rate": 40, "max_concurrency": 4}, 10.0, 5),
+        ({"global_rate": 40, "max_concurrency": 3}, 40 / 3, 6),
+        ({"global_rate": 40, "max_concurrency": 40}, 1.0, 1),
+        ({"global_rate": 30}, 30.0, 20),
+        ({"global_rate": 40, "max_concurrency": 4, "rate": 7, "concurrency": 2}, 7.0, 2),
+    ],
+)
+def test_a_batch_gets_its_share_of_the_global_rate_and_connections(
+    batch: dict[str, int], rate: float, concurrency: int
+) -> None:
+    values = fleet_share(event_values(batch, "event.BatchInput", batch=True))
+    settings = settings_from(values, {"TMDB_DEST": "d"}, source="items").validate()
+    assert (settings.rate, settings.concurrency) == (rate, concurrency)
+
+
+def test_the_date_is_optional_and_public_shows_it_as_iso_or_null() -> None:
+    settings = Settings(source="in.csv", dest="out").validate()
+    assert settings.date is None
+    assert settings.public()["date"] is None
+    dated = settings.with_changes(date=dt.date(2022, 5, 2))
+    assert dated.public()["date"] == "2022-05-02"
+    assert list(dated.public()) == PUBLIC_KEYS
+    assert json.loads(json.dumps(dated.public()))["append_to_response"] == list(DEFAULT_APPEND)
+    assert "credentials" not in dated.public() and "max_backoff" not in dated.public()
+
+
+def test_names_other_modules_import_are_still_here() -> None:
+    import tmdb_async.config as config
+
+    for name in (
+        "Settings",
+        "Credentials",
+        "parse_date",
+        "parse_append",
+        "env_defaults",
+        "KINDS",
+        "DETAILS",
+        "FORMATS",
+        "MAX_CHUNK",
+        "OutputFormat",
+        "Kind",
+        "Detail",
+    ):
+        assert hasattr(config, name), name
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_any_rate_is_either_refused_or_finite_and_at_most_1000(rate: float) -> None:
+    try:
+        settings = Settings(source="in.csv", dest="out", rate=rate).validate()
+    except UsageError as refused:
+        assert str(refused).startswith("rate: ")
+    else:
+        assert 0 < settings.rate <= 1000 and math.isfinite(settings.rate)

@@ -24,45 +24,61 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import MISSING
 from typing import Any
 
 from . import log as logsetup
 from .config import (
-    DETAILS,
-    FORMATS,
-    KINDS,
-    MAX_CHUNK,
-    Credentials,
+    BOOL,
+    FLOAT,
+    SCHEMA,
     Settings,
+    Spec,
+    ValueType,
     check_time_budget,
-    env_defaults,
     log_level,
-    parse_append,
-    parse_date,
     require_progress,
     secret_values,
+    settings_from,
 )
 from .errors import ExitCode, IngestError, UsageError, describe_error, redacted_traceback
 from .pipeline import Summary, run
 
 logger = logging.getLogger("tmdb_async")
 
-_OPTION_FIELDS = {
-    "kind": "kind",
-    "detail": "detail",
-    "language": "language",
-    "append": "append_to_response",
-    "date": "date",
-    "offset": "offset",
-    "limit": "limit",
-    "chunk_size": "chunk_size",
-    "format": "output_format",
-    "concurrency": "concurrency",
-    "rate": "rate",
-    "max_attempts": "max_attempts",
-    "timeout": "request_timeout",
-    "tmdb_url": "tmdb_url",
-}
+#: The settings the command line sets: every one the schema gives a flag.
+_CLI_SETTINGS = tuple(spec for spec in SCHEMA if spec.option.flag)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _help(spec: Spec) -> str:
+    option, notes = spec.option, []
+    if option.type is not BOOL and spec.default not in (None, MISSING, ""):
+        notes.append(f"default {_shown(spec.default)}")
+    if option.env:
+        notes.append(f"env {option.env}")
+    return f"{option.help} ({'; '.join(notes)})" if notes else option.help
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    """One argparse option per setting with a flag, from the schema. Values stay text and
+    are parsed by :func:`settings_from_args`, so a bad one is a one-line UsageError."""
+    for spec in _CLI_SETTINGS:
+        flag = spec.option.flag or ""
+        if not flag.startswith("-"):
+            parser.add_argument(spec.name, metavar=flag, help=_help(spec))
+        elif spec.option.type is BOOL:  # the flag sets the opposite of the default
+            parser.add_argument(
+                flag, dest=spec.name, action="store_const", const=not spec.default, help=_help(spec)
+            )
+        else:
+            metavar = spec.option.metavar or flag.lstrip("-").replace("-", "_").upper()
+            parser.add_argument(flag, dest=spec.name, metavar=metavar, help=_help(spec))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,47 +90,18 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run_p = commands.add_parser("run", help="ingest the ids of a CSV (local path or s3://)")
-    run_p.add_argument("source", help="CSV path or s3://bucket/key ('|', ',', ';' or tab)")
-    run_p.add_argument("--dest", help="local folder or s3://bucket[/prefix] (env TMDB_DEST)")
-    run_p.add_argument("--kind", choices=KINDS, help="movie, tv or auto (default auto)")
-    run_p.add_argument(
-        "--detail", choices=DETAILS, help="full: /find + details (default); find: /find only"
-    )
-    run_p.add_argument("--language", help="TMDB language (default pt-BR)")
-    run_p.add_argument(
-        "--append", metavar="A,B", help="append_to_response (default credits,keywords,...)"
-    )
-    run_p.add_argument("--date", help="processing date YYYY-MM-DD for the path (default today UTC)")
-    run_p.add_argument("--offset", type=int, help="skip this many distinct ids (default 0)")
-    run_p.add_argument("--limit", type=int, help="take at most this many distinct ids")
-    run_p.add_argument("--chunk-size", type=int, help=f"records per file, 1..{MAX_CHUNK}")
-    run_p.add_argument("--format", choices=FORMATS, help="json array (default) or jsonl")
-    run_p.add_argument("--concurrency", type=int, help="simultaneous requests (default 20)")
-    run_p.add_argument("--rate", type=float, help="requests per second (default 40)")
-    run_p.add_argument("--max-attempts", type=int, help="attempts per request (default 6)")
-    run_p.add_argument("--timeout", type=float, help="seconds per request (default 10)")
-    run_p.add_argument("--tmdb-url", help="TMDB base URL (env TMDB_BASE_URL)")
-    run_p.add_argument(
-        "--no-resume",
-        dest="resume",
-        action="store_false",
-        help="redo every chunk, even those an interrupted earlier run of this job finished",
-    )
-    run_p.add_argument(
-        "--skip-existing",
-        action="store_true",
-        help="incremental: skip ids that earlier runs already wrote under <dest>/Raw/TMDB/JSON/",
-    )
+    _add_settings(run_p)
     run_p.add_argument(
         "--time-budget",
-        type=float,
-        help="stop starting new ids after this many seconds and report where to continue",
+        metavar="SECONDS",
+        help="stop starting new ids after this many seconds and report where to continue "
+        "(must leave room for one chunk after its 10%% safety margin, 2..60 s)",
     )
     run_p.add_argument("--json", action="store_true", help="print a JSON summary as last line")
     run_p.add_argument("--quiet", action="store_true", help="no progress bar, no summary text")
     run_p.add_argument(
         "--log-level",
-        help="DEBUG, INFO, WARNING, ERROR or CRITICAL (env TMDB_LOG_LEVEL; default WARNING)",
+        help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default WARNING; env TMDB_LOG_LEVEL)",
     )
 
     fake = commands.add_parser(
@@ -131,23 +118,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = None) -> Settings:
-    """CLI options over environment defaults over built-in defaults."""
+    """CLI options over environment defaults over built-in defaults, validated."""
     env = dict(os.environ) if env is None else env
-    values: dict[str, Any] = env_defaults(env)
-    for option, name in _OPTION_FIELDS.items():
-        value = getattr(args, option)
+    given: dict[str, Any] = {}
+    for spec in _CLI_SETTINGS:
+        value = getattr(args, spec.name)
         if value is not None:
-            values[name] = value
-    if isinstance(values.get("append_to_response"), str):
-        values["append_to_response"] = parse_append(values["append_to_response"])
-    if isinstance(values.get("date"), str):
-        values["date"] = parse_date(values["date"], "--date")
-    values["dest"] = args.dest or values.get("dest") or ""
-    if not values["dest"]:
+            given[spec.name] = _parse(spec.option.type, value, spec.option.flag or spec.name)
+    settings = settings_from(given, env)
+    if not settings.dest:
         raise UsageError("dest: missing; pass --dest or set TMDB_DEST")
-    values["resume"] = args.resume
-    values["skip_existing"] = args.skip_existing
-    return Settings(source=args.source, credentials=Credentials.from_env(env), **values).validate()
+    return settings.validate()
+
+
+def _parse(kind: ValueType, value: Any, flag: str) -> Any:
+    """An argument's text through its setting's parser (a flag's value is already typed)."""
+    return value if kind.text is None else kind.text(value, flag)
+
+
+def _time_budget(raw: str | None) -> tuple[float | None, float]:
+    """``--time-budget`` and its safety margin (0 without a budget)."""
+    if raw is None:
+        return None, 0.0
+    budget = float(_parse(FLOAT, raw, "--time-budget"))
+    return budget, check_time_budget(budget)
 
 
 @contextlib.contextmanager
@@ -219,8 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         logsetup.configure(log_level(args.log_level, env, "WARNING"), "text", secret_values(env))
         settings = settings_from_args(args, env)
-        budget = args.time_budget
-        margin = 0.0 if budget is None else check_time_budget(budget)
+        budget, margin = _time_budget(args.time_budget)
         show_bar = not (args.quiet or args.json) and sys.stderr.isatty()
         with _progress(show_bar) as progress:
             summary = asyncio.run(_run_cancellable(settings, budget, margin, progress))

@@ -10,9 +10,15 @@ Three event shapes (anything else is a :class:`~tmdb_async.errors.UsageError`):
 - ``{"action": "prepare", "source", "dest"}``: writes the distinct ids of a big CSV as a small
   CSV for the Distributed Map to read, so no id is split across two batches.
 
-The deadline is the context's remaining time: no new chunk starts once less than the safety
-margin is left, and the result says where to continue (``next_offset`` or
-``remaining_items`` with ``batch_input`` for the state machine's loop).
+Which keys each shape takes, their types and checks, and the ``global_rate`` /
+``max_concurrency`` rule all come from the settings schema in :mod:`tmdb_async.config`.
+
+The deadline is the context's remaining time, with the same safety margin rule as the CLI's
+``--time-budget`` (:func:`~tmdb_async.config.deadline_margin`): no new chunk starts once less
+than the margin is left, and the result says where to continue (``next_offset`` or
+``remaining_items`` with ``batch_input`` for the state machine's loop). An invocation that
+could account for no id raises :class:`~tmdb_async.errors.DeadlineError` instead of handing
+the same work back for ever.
 """
 
 from __future__ import annotations
@@ -28,47 +34,21 @@ from . import log as logsetup
 from .config import (
     Credentials,
     Settings,
-    check_rate,
+    check_keys,
     clean_secret,
     deadline_margin,
-    env_defaults,
+    event_values,
+    fleet_share,
     margin_override,
     no_progress,
-    parse_append,
-    parse_date,
     require_progress,
+    settings_from,
 )
 from .errors import CredentialsError, UsageError
 from .pipeline import prepare_ids, run
 from .storage import parse_s3
 
 logger = logging.getLogger(__name__)
-
-_DIRECT_FIELDS = {
-    "source",
-    "dest",
-    "kind",
-    "detail",
-    "language",
-    "append_to_response",
-    "date",
-    "offset",
-    "limit",
-    "chunk_size",
-    "format",
-    "concurrency",
-    "rate",
-    "skip_existing",
-}
-_BATCH_FIELDS = (_DIRECT_FIELDS - {"source", "offset", "limit"}) | {
-    "global_rate",
-    "max_concurrency",
-}
-_PREPARE_FIELDS = {"action", "source", "dest"}
-_INTS = {"offset", "limit", "chunk_size", "concurrency", "max_concurrency"}
-_FLOATS = {"rate", "global_rate"}
-_BOOLS = {"skip_existing"}
-_TMDB_MAX_CONNECTIONS = 20
 
 _token_cache: dict[str, str] = {}  # SSM parameter name -> token (a string, not a session)
 
@@ -77,45 +57,6 @@ class LambdaContext(Protocol):
     aws_request_id: str
 
     def get_remaining_time_in_millis(self) -> int: ...
-
-
-def _typed(fields: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Check the type of each known field; name the field that is wrong."""
-    values: dict[str, Any] = {}
-    for name, value in fields.items():
-        if value is None:
-            continue
-        if name in _BOOLS:
-            if not isinstance(value, bool):
-                raise UsageError(f"{where}.{name}: expected true or false, got {value!r}")
-            values[name] = value
-        elif name in _INTS:
-            if isinstance(value, bool) or not isinstance(value, int | str):
-                raise UsageError(f"{where}.{name}: expected an integer, got {value!r}")
-            try:
-                values[name] = int(value)
-            except ValueError:
-                raise UsageError(f"{where}.{name}: expected an integer, got {value!r}") from None
-        elif name in _FLOATS:
-            if isinstance(value, bool) or not isinstance(value, int | float | str):
-                raise UsageError(f"{where}.{name}: expected a number, got {value!r}")
-            try:
-                values[name] = float(value)
-            except ValueError:
-                raise UsageError(f"{where}.{name}: expected a number, got {value!r}") from None
-        elif not isinstance(value, str):
-            raise UsageError(f"{where}.{name}: expected a string, got {type(value).__name__}")
-        else:
-            values[name] = value
-    return values
-
-
-def _check_fields(event: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(event) - allowed)
-    if unknown:
-        raise UsageError(
-            f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
-        )
 
 
 def _allowed_buckets(env: Mapping[str, str]) -> set[str]:
@@ -142,19 +83,12 @@ def _check_location(
 def _settings(
     values: dict[str, Any], source: str, env: Mapping[str, str], local_paths: bool = False
 ) -> Settings:
-    merged: dict[str, Any] = env_defaults(env)
-    renames = {"format": "output_format"}
-    for name, value in values.items():
-        merged[renames.get(name, name)] = value
-    if isinstance(merged.get("append_to_response"), str):
-        merged["append_to_response"] = parse_append(merged["append_to_response"])
-    if isinstance(merged.get("date"), str):
-        merged["date"] = parse_date(merged["date"], "event.date")
-    merged.setdefault("dest", "")
-    if not merged["dest"]:
+    """An event's settings over the environment's (the same variables as the CLI's)."""
+    settings = settings_from(values, env, source=source)
+    if not settings.dest:
         raise UsageError("event.dest: missing (or set TMDB_DEST)")
-    _check_location(merged["dest"], "event.dest", env, local_paths)
-    return Settings(source=source, credentials=Credentials.from_env(env), **merged)
+    _check_location(settings.dest, "event.dest", env, local_paths)
+    return settings
 
 
 async def _credentials(env: Mapping[str, str]) -> Credentials:
@@ -225,34 +159,23 @@ async def handle(
     remaining, margin = _margin(context, env)
 
     if event.get("action") == "prepare":
-        _check_fields(event, _PREPARE_FIELDS, "event")
-        values = _typed({k: v for k, v in event.items() if k != "action"}, "event")
-        source = values.get("source") or ""
+        check_keys(event, ("action", "source", "dest"), "event")
+        values = event_values({k: v for k, v in event.items() if k != "action"}, "event")
+        source = values.pop("source", "")
         _check_location(source, "event.source", env, local_paths)
-        settings = _settings({"dest": values.get("dest", "")}, source, env, local_paths)
+        settings = _settings(values, source, env, local_paths)
         logsetup.log_context.set({"request_id": request_id, "action": "prepare"})
         return await prepare_ids(settings)
 
     if "Items" in event:
-        _check_fields(event, {"Items", "BatchInput"}, "event")
+        check_keys(event, ("Items", "BatchInput"), "event")
         items = event["Items"]
         if not isinstance(items, list):
             raise UsageError("event.Items: expected a list of CSV rows")
         batch = event.get("BatchInput") or {}
         if not isinstance(batch, Mapping):
             raise UsageError("event.BatchInput: expected an object")
-        _check_fields(batch, _BATCH_FIELDS, "event.BatchInput")
-        values = _typed(batch, "event.BatchInput")
-        global_rate = values.pop("global_rate", None)
-        fleet = values.pop("max_concurrency", None)
-        if fleet is not None and fleet < 1:
-            raise UsageError(f"event.BatchInput.max_concurrency: {fleet} must be at least 1")
-        if global_rate is not None:
-            check_rate(global_rate, "event.BatchInput.global_rate")
-        if global_rate is not None:
-            values.setdefault("rate", global_rate / (fleet or 1))
-        if fleet:
-            values.setdefault("concurrency", max(1, _TMDB_MAX_CONNECTIONS // fleet))
+        values = fleet_share(event_values(batch, "event.BatchInput", batch=True))
         settings = _settings(values, "items", env, local_paths)
         settings = settings.with_changes(credentials=await _credentials(env)).validate()
         label = f"{len(items)} items"
@@ -265,9 +188,8 @@ async def handle(
         return result
 
     if "source" in event:
-        _check_fields(event, _DIRECT_FIELDS, "event")
-        values = _typed(event, "event")
-        source = values.pop("source")
+        values = event_values(event, "event")
+        source = values.pop("source", "")
         _check_location(source, "event.source", env, local_paths)
         settings = _settings(values, source, env, local_paths)
         settings = settings.with_changes(credentials=await _credentials(env)).validate()
