@@ -35,13 +35,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from tests.conftest import TOKEN
-from tests.support.csvgen import kind_of, title_ids
+from tests.support.csvgen import kind_of, title_ids, write_csv
 from tests.support.lake import FolderView, read_local
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.fake_tmdb import FakeTmdb, FakeTmdbConfig
 from tmdb_async.ledger import Ledger
 from tmdb_async.pipeline import record_shape
 from tmdb_async.storage import LocalStore, Store
+from tmdb_async.writer import decode_file, encode_file
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +53,14 @@ SHOWS = title_ids(20, "tv", start=3_100_000)
 INVALID = ["tt12", "\\N", "abc"]
 UNIVERSE = MOVIES + SHOWS + INVALID
 FLAKY = frozenset(random.Random(7).sample(MOVIES + SHOWS, 8))  # fail on the flaky server
+
+
+def declare_dead(lake: Path) -> None:
+    """The killed writer is a dead process: what its lease says after a real SIGKILL (an
+    in-process kill leaves this live process's pid in it)."""
+    dead = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    for lock in lake.rglob("_ledger/lock.json"):
+        lock.write_text(json.dumps({**json.loads(lock.read_text()), "pid": dead}))
 
 
 class Killed(BaseException):
@@ -277,11 +286,7 @@ class FolderMachine(RuleBasedStateMachine):
     def _recover(self) -> None:
         """What the next process does first: the killed writer is dead, the ledger loads
         and rolls a half-applied commit forward."""
-        lock = self.lake / FOLDER / "_ledger" / "lock.json"
-        if lock.exists():
-            info = json.loads(lock.read_text())
-            info["pid"] = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # dead
-            lock.write_text(json.dumps(info))
+        declare_dead(self.lake)
         store = LocalStore(str(self.lake))
         self.loop.run_until_complete(Ledger(store, FOLDER).load())
 
@@ -393,3 +398,190 @@ FolderMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_folder_invariants_hold_under_random_operator_sequences = FolderMachine.TestCase
+
+
+# --- one test per row of the operator table (issue 8) -----------------------------------
+
+
+def _settings(csv_path: Path, lake: Path, url: str, **changes: Any) -> Settings:
+    values: dict[str, Any] = {
+        "credentials": Credentials(read_access_token=TOKEN),
+        "tmdb_url": url,
+        "date": DAY,
+        "rate": 1000.0,
+        "max_backoff": 0.05,
+    }
+    values.update(changes)
+    return Settings(source=str(csv_path), dest=str(lake), **values)
+
+
+def _assert_once(lake: Path, ids: list[str]) -> FolderView:
+    view = read_local(lake / FOLDER)
+    assert not view.duplicates(), view.duplicates()  # nothing twice
+    assert view.all_ids() == set(ids)  # nothing lost
+    assert not view.stray
+    return view
+
+
+def _found(ids: list[str]) -> int:
+    return sum(1 for i in ids if kind_of(int(i[2:])) is not None)
+
+
+@pytest.fixture
+def ids282() -> list[str]:
+    return title_ids(282, "movie", start=4_000_000)
+
+
+async def test_row1_a_sub_slice_after_a_full_run_loses_no_record(
+    tmp_path: Path, fake_tmdb: FakeTmdb, ids282: list[str]
+) -> None:
+    csv_path = write_csv(tmp_path / "x.csv", ids282)
+    lake = tmp_path / "lake"
+    await run(_settings(csv_path, lake, fake_tmdb.url))
+    for resume in (True, False):
+        await run(_settings(csv_path, lake, fake_tmdb.url, offset=100, limit=50, resume=resume))
+        view = _assert_once(lake, ids282)
+        assert len(view.record_ids()) == _found(ids282)
+
+
+async def test_row2_slices_then_a_full_run_write_no_id_twice(
+    tmp_path: Path, fake_tmdb: FakeTmdb, ids282: list[str]
+) -> None:
+    csv_path = write_csv(tmp_path / "x.csv", ids282)
+    lake = tmp_path / "lake"
+    await run(_settings(csv_path, lake, fake_tmdb.url, offset=0, limit=150))
+    await run(_settings(csv_path, lake, fake_tmdb.url, offset=150, limit=150))
+    full = await run(_settings(csv_path, lake, fake_tmdb.url))
+    assert full.kept == 282
+    _assert_once(lake, ids282)
+
+
+async def test_row3_the_same_csv_with_ids_removed_then_rerun_keeps_each_record_once(
+    tmp_path: Path, fake_tmdb: FakeTmdb, ids282: list[str]
+) -> None:
+    csv_path = write_csv(tmp_path / "x.csv", ids282)
+    lake = tmp_path / "lake"
+    await run(_settings(csv_path, lake, fake_tmdb.url))
+    write_csv(csv_path, ids282[100:])
+    for resume in (True, False):
+        await run(_settings(csv_path, lake, fake_tmdb.url, resume=resume))
+        _assert_once(lake, ids282)  # the removed ids keep their records: nothing lost
+
+
+async def test_row4_reruns_with_another_format_chunk_size_or_spelling_add_no_copy(
+    tmp_path: Path, fake_tmdb: FakeTmdb, ids282: list[str]
+) -> None:
+    csv_path = write_csv(tmp_path / "x.csv", ids282)
+    lake = tmp_path / "lake"
+    await run(_settings(csv_path, lake, fake_tmdb.url))
+    jsonl = await run(_settings(csv_path, lake, fake_tmdb.url, output_format="jsonl"))
+    assert jsonl.replaced == 282  # another record format: fetched again, old files replaced
+    chunked = await run(
+        _settings(csv_path, lake, fake_tmdb.url, output_format="jsonl", chunk_size=7)
+    )
+    spelled = await run(
+        _settings(tmp_path / "." / "x.csv", lake, fake_tmdb.url, output_format="jsonl")
+    )
+    assert chunked.kept == spelled.kept == 282  # file layout and spelling do not matter
+    view = _assert_once(lake, ids282)
+    assert len(view.record_ids()) == _found(ids282)
+    assert all(name.endswith(".jsonl") for name in view.data_files)
+
+
+async def test_row5_smaller_batches_after_larger_ones_add_no_copy(
+    tmp_path: Path, fake_tmdb: FakeTmdb, ids282: list[str]
+) -> None:
+    """Distributed Map batches (what local-map and the state machine send), 300 ids then
+    150 as a DeadlineError advises, all at once into one folder."""
+    lake = tmp_path / "lake"
+    base = _settings(Path("items"), lake, fake_tmdb.url, resume=False)
+    for size in (300, 150):
+        batches = [ids282[k : k + size] for k in range(0, len(ids282), size)]
+        await asyncio.gather(*(run(base, items=[{"id": i} for i in b]) for b in batches))
+        view = _assert_once(lake, ids282)
+        assert len(view.record_ids()) == _found(ids282)
+
+
+async def test_row6_a_run_killed_after_any_write_then_rerun_gives_every_id_exactly_once(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    """Every kill point of an incremental run over a folder that already holds half the ids,
+    including between a data file and its commit's completion: the rerun fixes it all."""
+    ids = title_ids(60, "movie", start=4_500_000)
+    csv_path = write_csv(tmp_path / "x.csv", ids)
+    budget = 0
+    while True:
+        lake = tmp_path / f"lake-{budget}"
+        await run(_settings(csv_path, lake, fake_tmdb.url, limit=30, chunk_size=10))
+        store = KillingStore(LocalStore(str(lake)), budget)
+        s = _settings(csv_path, lake, fake_tmdb.url, chunk_size=10, skip_existing=True)
+        try:
+            await run(s, store=store)
+        except Killed:
+            view = read_local(lake / FOLDER)
+            assert not view.duplicates(), (budget, view.duplicates())
+            assert set(view.record_ids()) >= {i for i in ids[:30] if kind_of(int(i[2:]))}
+        else:
+            break  # the run needed fewer writes than the budget: every point was tried
+        declare_dead(lake)
+        again = await run(_settings(csv_path, lake, fake_tmdb.url, skip_existing=True))
+        assert again.status == "ok"
+        _assert_once(lake, ids)
+        budget += 1
+    assert budget > 10
+
+
+async def test_row7_a_killed_run_restarted_after_midnight_continues_in_its_own_folder(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    ids = title_ids(40, "movie", start=4_600_000)
+    csv_path = write_csv(tmp_path / "x.csv", ids)
+    lake = tmp_path / "lake"
+    s = _settings(csv_path, lake, fake_tmdb.url, date=None, chunk_size=10)
+    with pytest.raises(Killed):
+        await run(s, store=KillingStore(LocalStore(str(lake)), 12))
+    declare_dead(lake)
+    # The clock passes midnight: the record of the interrupted run says when it started.
+    (record,) = (lake / "Raw/TMDB/_state/runs").glob("*.json")
+    started = json.loads(record.read_text())
+    yesterday = dt.date.fromisoformat(started["date"]) - dt.timedelta(days=1)
+    folder = lake / f"Raw/TMDB/JSON/{yesterday:%Y/%m/%d}"
+    (lake / "Raw/TMDB/JSON").joinpath(started["date"].replace("-", "/")).rename(folder)
+    record.write_text(json.dumps({**started, "date": yesterday.isoformat()}))
+
+    summary = await run(s)
+    assert summary.date == yesterday.isoformat()
+    view = read_local(folder)
+    assert view.all_ids() == set(ids) and not view.duplicates()
+    assert not list((lake / "Raw/TMDB/_state/runs").glob("*.json"))  # finished: forgotten
+    assert sorted(p.name for p in (lake / "Raw/TMDB/JSON").glob("*/*/*")) == [f"{yesterday:%d}"]
+
+
+def test_row9_a_record_with_a_lone_surrogate_is_written_with_its_escape() -> None:
+    record = {"imdb_id": "tt0133093", "title": "Matrix \ud83d", "overview": "ação"}
+    for name in ("m-00000001.json", "m-00000001.jsonl"):
+        data = encode_file(name, [record, {"imdb_id": "tt0000001", "title": "ação"}])
+        text = data.decode("utf-8")  # valid UTF-8
+        assert "\\ud83d" in text and "ação" in text
+        assert decode_file(name, data)[0] == record  # the text is kept exactly
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+async def test_row17_a_plain_glob_of_the_date_folder_reads_data_records_only(
+    tmp_path: Path, fake_tmdb: FakeTmdb, fmt: str
+) -> None:
+    import duckdb
+
+    ids = [*title_ids(150, "movie", start=4_700_000), "tt12", "\\N"]
+    csv_path = write_csv(tmp_path / "x.csv", ids)
+    lake = tmp_path / "lake"
+    summary = await run(_settings(csv_path, lake, fake_tmdb.url, output_format=fmt))
+    await run(_settings(csv_path, lake, fake_tmdb.url, output_format=fmt, resume=False))
+    assert summary.not_found and summary.invalid  # sidecars and manifests exist
+    pattern = str(lake / FOLDER / f"*.{fmt}")
+    query = f"SELECT count(*), count(DISTINCT imdb_id) FROM read_json_auto('{pattern}')"
+    [(count, distinct)] = duckdb.sql(query).fetchall()
+    assert count == distinct == summary.records
+    import glob
+
+    assert all("/_" not in p for p in glob.glob(pattern))  # what pandas/Polars users glob
