@@ -1,0 +1,229 @@
+"""The folder ledger: each id has one home in a date folder, whoever commits, whenever they
+die. Local folders and S3 (moto's server, conditional writes over HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.lake import read_local, read_s3
+from tmdb_async import ledger as ledger_module
+from tmdb_async.errors import StorageError
+from tmdb_async.ledger import Ledger
+from tmdb_async.storage import LocalStore, S3Store, Store, open_s3, parse_s3
+
+FOLDER = "Raw/TMDB/JSON/2022/05/02"
+
+
+def rec(imdb_id: str, n: int = 0) -> dict[str, Any]:
+    return {"imdb_id": imdb_id, "id": n, "title": f"title {imdb_id} v{n}"}
+
+
+def side(imdb_id: str, outcome: str = "not_found") -> dict[str, Any]:
+    return {"imdb_id": imdb_id, "outcome": outcome, "reason": "r"}
+
+
+class Recording:
+    """A store that records every write and can run a hook after a chosen read."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.writes: list[tuple[str, str]] = []
+        self.after_get: dict[str, Callable[[], Awaitable[None]]] = {}
+        self.fail_after: int | None = None  # die (raise) before this many more writes
+
+    def url(self, key: str) -> str:
+        return self.inner.url(key)
+
+    def _spend(self, op: str, key: str) -> None:
+        if self.fail_after is not None:
+            if self.fail_after == 0:
+                raise KeyboardInterrupt  # a process dying: nothing after this reaches storage
+            self.fail_after -= 1
+        self.writes.append((op, key.rsplit("/", 2)[-1] if "/_" in key else key.rsplit("/", 1)[-1]))
+
+    async def put(self, key: str, data: bytes, content_type: str) -> str:
+        self._spend("put", key)
+        return await self.inner.put(key, data, content_type)
+
+    async def write(self, key: str, data: bytes, content_type: str = "", **kw: Any) -> str:
+        self._spend("write", key)
+        return await self.inner.write(key, data, **kw)
+
+    async def delete(self, key: str, **kw: Any) -> None:
+        self._spend("delete", key)
+        await self.inner.delete(key, **kw)
+
+    async def get(self, key: str) -> bytes | None:
+        data = await self.inner.get(key)
+        hook = self.after_get.pop(key, None)
+        if hook is not None:
+            await hook()
+        return data
+
+    async def read(self, key: str) -> tuple[bytes, str] | None:
+        return await self.inner.read(key)
+
+    async def list(self, prefix: str, start_after: str | None = None) -> list[str]:
+        return await self.inner.list(prefix, start_after)
+
+
+async def test_a_commit_takes_an_id_out_of_its_old_file_before_writing_its_new_home(
+    tmp_path: Path,
+) -> None:
+    store = Recording(LocalStore(str(tmp_path)))
+    ledger = await Ledger(store, FOLDER).load()
+    first = await ledger.commit(
+        [rec("tt0000001"), rec("tt0000002")], [], shape="s", fmt="json", stem="m"
+    )
+    store.writes.clear()
+    second = await ledger.commit([rec("tt0000001", 1)], [], shape="s", fmt="json", stem="m")
+    names = [name for _, name in store.writes]
+    assert names.index(first.data_file) < names.index(second.data_file)  # drop, then add
+    assert second.replaced == 1
+    view = read_local(tmp_path / FOLDER)
+    assert view.records["tt0000001"] == [(second.data_file, rec("tt0000001", 1))]
+    assert set(view.records) == {"tt0000001", "tt0000002"} and not view.duplicates()
+
+
+async def test_a_file_left_with_only_replaced_entries_disappears(tmp_path: Path) -> None:
+    ledger = await Ledger(LocalStore(str(tmp_path)), FOLDER).load()
+    first = await ledger.commit(
+        [rec("tt0000001")], [side("tt0000002")], shape="s", fmt="jsonl", stem="m"
+    )
+    await ledger.commit([rec("tt0000002"), rec("tt0000001")], [], shape="s", fmt="json", stem="m")
+    assert first.data_file and first.sidecar_file
+    assert not (tmp_path / FOLDER / first.data_file).exists()
+    assert not (tmp_path / FOLDER / first.sidecar_file).exists()
+    view = read_local(tmp_path / FOLDER)
+    assert set(view.records) == {"tt0000001", "tt0000002"} and not view.outcomes
+
+
+async def test_a_stale_lease_is_taken_over_and_the_half_applied_commit_rolled_forward(
+    tmp_path: Path,
+) -> None:
+    now = [1000.0]
+    store = Recording(LocalStore(str(tmp_path)))
+    writer = await Ledger(store, FOLDER, clock=lambda: now[0]).load()
+    old = await writer.commit(
+        [rec("tt0000001"), rec("tt0000002")], [], shape="s", fmt="json", stem="m"
+    )
+    # Dies after the lock and the commit are written, before anything is applied.
+    store.fail_after = 2
+    with pytest.raises(KeyboardInterrupt):
+        await writer.commit(
+            [rec("tt0000001", 1), rec("tt0000003")], [], shape="s", fmt="json", stem="m"
+        )
+    assert (tmp_path / FOLDER / "_ledger/lock.json").exists()  # left behind by the dead writer
+    view = read_local(tmp_path / FOLDER)
+    assert set(view.records) == {"tt0000001", "tt0000002"}  # nothing applied yet
+
+    waiting = Ledger(LocalStore(str(tmp_path)), FOLDER, clock=lambda: now[0], wait_seconds=0.05)
+    with pytest.raises(StorageError, match="locked by another run"):
+        await waiting.commit([rec("tt0000009")], [], shape="s", fmt="json", stem="m")
+
+    now[0] += ledger_module.LEASE_SECONDS + 1  # the lease runs out
+    reader = await Ledger(LocalStore(str(tmp_path)), FOLDER, clock=lambda: now[0]).load()
+    view = read_local(tmp_path / FOLDER)
+    assert not view.duplicates()
+    assert view.records["tt0000001"][0][1] == rec("tt0000001", 1)  # rolled forward
+    assert set(view.records) == {"tt0000001", "tt0000002", "tt0000003"}
+    assert old.data_file in view.data_files and view.data_files[old.data_file] == 1
+    assert reader.home("tt0000003") is not None
+    assert not (tmp_path / FOLDER / "_ledger/lock.json").exists()
+
+
+async def test_a_checkpoint_compacts_the_log_and_a_new_reader_sees_the_same_homes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger_module, "CHECKPOINT_EVERY", 3)
+    writer = await Ledger(LocalStore(str(tmp_path)), FOLDER).load()
+    for n in range(10):
+        await writer.commit(
+            [rec(f"tt{1000000 + n:07d}", n), rec("tt0000001", n)],
+            [],
+            shape="s",
+            fmt="json",
+            stem="m",
+        )
+    logs = sorted(p.name for p in (tmp_path / FOLDER / "_ledger/log").iterdir())
+    assert len(logs) < 10  # compacted: only commits after the previous checkpoint stay
+    reader = await Ledger(LocalStore(str(tmp_path)), FOLDER).load()
+    assert dict(reader.homes()) == dict(writer.homes())
+    assert reader.version == writer.version == 10
+
+
+async def test_a_reader_racing_a_checkpoint_reads_again_instead_of_missing_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger_module, "CHECKPOINT_EVERY", 2)
+    writer = await Ledger(LocalStore(str(tmp_path)), FOLDER).load()
+    for n in range(3):
+        await writer.commit([rec(f"tt{2000000 + n:07d}")], [], shape="s", fmt="json", stem="m")
+    racing = Recording(LocalStore(str(tmp_path)))
+
+    async def commits_and_two_checkpoints_meanwhile() -> None:
+        for n in range(3, 8):
+            await writer.commit([rec(f"tt{2000000 + n:07d}")], [], shape="s", fmt="json", stem="m")
+
+    racing.after_get[f"{FOLDER}/_ledger/checkpoint.json"] = commits_and_two_checkpoints_meanwhile
+    reader = await Ledger(racing, FOLDER).load()
+    assert reader.version == writer.version == 8
+    assert dict(reader.homes()) == dict(writer.homes())
+
+
+async def _s3_store(s3: Any) -> S3Store:
+    url = parse_s3("s3://data-lake-x", "dest")
+    assert url is not None
+    return S3Store(s3, url)
+
+
+async def test_writers_committing_at_once_on_s3_give_every_id_one_home(s3: Any, lake: str) -> None:
+    """Four writers (like Map children, or two runs at once) commit overlapping ids into one
+    S3 folder through the conditional-write lease: no id twice, none lost."""
+    ids = [f"tt{3000000 + n:07d}" for n in range(40)]
+    async with open_s3(True, 16) as client:
+        store = await _s3_store(client)
+
+        async def writer(w: int) -> None:
+            ledger = await Ledger(store, FOLDER, owner=f"w{w}").load()
+            for k in range(6):
+                chunk = ids[(w * 7 + k * 5) % 30 :][:10]
+                await ledger.commit(
+                    [rec(i, w) for i in chunk[:7]],
+                    [side(i) for i in chunk[7:]],
+                    shape="s",
+                    fmt="json",
+                    stem=f"w{w}",
+                )
+
+        await asyncio.gather(*(writer(w) for w in range(4)))
+        final = await Ledger(store, FOLDER).load()
+    view = read_s3(s3, lake, FOLDER)
+    assert not view.duplicates(), view.duplicates()
+    assert view.all_ids() == set(final.homes())
+    for imdb_id, home in final.homes().items():
+        assert view.places(imdb_id) == [home.file]
+    assert final.version == 24
+    assert not view.stray
+
+
+async def test_s3_conditional_writes_refuse_a_stale_version(s3: Any, lake: str) -> None:
+    from tmdb_async.storage import Conflict
+
+    async with open_s3(True, 4) as client:
+        store = await _s3_store(client)
+        etag = await store.write("k.json", b"1", if_none_match=True)
+        with pytest.raises(Conflict):
+            await store.write("k.json", b"2", if_none_match=True)
+        new = await store.write("k.json", b"2", if_match=etag)
+        with pytest.raises(Conflict):
+            await store.write("k.json", b"3", if_match=etag)
+        with pytest.raises(Conflict):
+            await store.delete("k.json", if_match=etag)
+        await store.delete("k.json", if_match=new)
+        assert await store.read("k.json") is None
