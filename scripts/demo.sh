@@ -28,12 +28,17 @@ echo "== movies: samples/movies.csv -> $OUT (fake TMDB at $url)"
 echo "== series: samples/series.csv -> $OUT"
 "$PY" -m tmdb_async run samples/series.csv --dest "$OUT" --kind tv --tmdb-url "$url"
 
+folder="$(find "$OUT/Raw/TMDB/JSON" -mindepth 3 -maxdepth 3 -type d | LC_ALL=C sort | tail -n 1)"
 echo
-echo "== files written under $OUT/Raw/TMDB/JSON/ (names starting with _ are sidecars):"
-find "$OUT/Raw/TMDB/JSON" -type f | sort | while read -r f; do
-  printf '  %-80s %8s bytes\n' "$f" "$(wc -c <"$f")"
+echo "== data files in $folder/ (a plain *.json glob reads these and nothing else):"
+find "$folder" -maxdepth 1 -type f -name '*.json*' | LC_ALL=C sort | while read -r f; do
+  printf '  %-60s %8s bytes\n' "${f#"$folder"/}" "$(wc -c <"$f")"
 done
-first="$(find "$OUT/Raw/TMDB/JSON" -type f -name 'movies-*.json' | sort | head -n 1)"
+echo "== sidecars, manifests and the ledger, in _-prefixed folders:"
+find "$folder" -mindepth 2 -type f -path "$folder/_*" | LC_ALL=C sort | while read -r f; do
+  printf '  %s\n' "${f#"$folder"/}"
+done
+first="$(find "$folder" -maxdepth 1 -type f -name 'movies-*.json' | LC_ALL=C sort | head -n 1)"
 echo
 echo "== first record of $first:"
-"$PY" -c 'import json,sys; r=json.load(open(sys.argv[1]))[0]; print(json.dumps({k: r[k] for k in ("imdb_id","media_type","id","title","release_date","runtime")}, ensure_ascii=False, indent=1))' "$first"
+"$PY" -c 'import json,sys; r=json.load(open(sys.argv[1], encoding="utf-8"))[0]; print(json.dumps({k: r.get(k) for k in ("imdb_id","media_type","id","title","release_date","runtime")}, ensure_ascii=False, indent=1))' "$first"

@@ -340,3 +340,19 @@ async def test_a_batch_cut_off_with_a_chunk_still_retrying_hands_back_only_unfin
         second = await run(s.with_changes(max_attempts=2, max_backoff=0.05), items=left)
     assert first.unique_ids + second.unique_ids == 100
     assert_exactly_once(lake, ids)
+
+
+async def test_a_huge_invalid_value_is_listed_once_under_a_bounded_label(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    huge = "tt" + "9" * 5000
+    ids = title_ids(5, "movie")
+    csv_path = write_csv(tmp_path / "movies.csv", [*ids, huge])
+    lake = tmp_path / "lake"
+    first = await run(settings(csv_path, lake, fake_tmdb.url))
+    again = await run(settings(csv_path, lake, fake_tmdb.url))
+    _, sidecars = load_output(lake)
+    (entry,) = sidecars["invalid"]
+    assert len(entry["imdb_id"]) < 100 and entry["imdb_id"].startswith("tt999")
+    assert "longer than IMDb could issue" in entry["reason"]
+    assert (first.invalid, again.kept) == (1, 6)  # kept by the rerun, not listed twice

@@ -55,6 +55,18 @@ class IdEntry:
     line: int
     problem: str | None = None
 
+    @property
+    def label(self) -> str:
+        """How outputs name this value: itself, or for a value too long to list (an invalid
+        one) a prefix and a digest, distinct for distinct values and bounded in size."""
+        if len(self.imdb_id) <= MAX_LABEL:
+            return self.imdb_id
+        digest = hashlib.sha256(self.imdb_id.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{self.imdb_id[:40]}…sha256:{digest[:16]}"
+
+
+MAX_LABEL = 64
+
 
 @dataclass(slots=True)
 class ReadStats:

@@ -154,7 +154,7 @@ class _Run:
         chunk: _Chunk | None = None
         async for entry in entries:
             self.cursor = entry.position + 1
-            if self._keeps(self.ledger.home(entry.imdb_id)):
+            if self._keeps(self.ledger.home(entry.label)):
                 self.counts.kept += 1
                 self._done(entry.position)
                 continue
@@ -176,7 +176,7 @@ class _Run:
                     (
                         entry.position,
                         {
-                            "imdb_id": entry.imdb_id,
+                            "imdb_id": entry.label,
                             "outcome": "invalid",
                             "reason": entry.problem,
                             "line": entry.line,
