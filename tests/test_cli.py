@@ -267,7 +267,7 @@ async def test_a_token_with_control_characters_is_refused_without_echoing_it(
     )
     assert code == 2
     line = _one_error_line(err)
-    assert line.startswith(f"error: {variable}: contains")
+    assert line.startswith(f"error: {variable} contains a space, control")
     for shown in (out, err):
         assert "zq9-secret" not in shown and "part-7x" not in shown
 

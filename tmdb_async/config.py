@@ -616,7 +616,9 @@ def clean_secret(value: str | None, variable: str) -> str | None:
     value = value.strip()
     if not all("!" <= char <= "~" for char in value):
         raise CredentialsError(
-            f"{variable}: contains a space, control or non-ASCII character; "
+            # "NAME contains", not "NAME: …": "TMDB_API_KEY: <text>" looks like a leaked key
+            # to the redaction patterns, which would mask the explanation.
+            f"{variable} contains a space, control or non-ASCII character; "
             "set it to the TMDB credential alone"
         )
     return value
