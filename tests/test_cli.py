@@ -301,3 +301,32 @@ async def test_log_levels_are_case_insensitive() -> None:
         code, _, err = await cli("run", "samples/movies.csv", *options, env=env)
         assert code == 2
         assert "dest: missing" in _one_error_line(err)
+
+
+async def test_a_run_stopped_by_its_time_budget_after_some_ids_exits_4_and_says_where_to_go_on(
+    tmp_path: Path,
+) -> None:
+    ids = title_ids(500, "movie")  # 1,000 requests: far more than a 6 s budget at 20/s
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN)) as fake:
+        code, out, err = await cli(
+            "run",
+            str(write_csv(tmp_path / "m.csv", ids)),
+            "--dest",
+            str(tmp_path / "lake"),
+            "--tmdb-url",
+            fake.url,
+            "--rate",
+            "20",
+            "--chunk-size",
+            "5",
+            "--time-budget",
+            "6",
+            "--json",
+            env={"TMDB_READ_ACCESS_TOKEN": TOKEN},
+        )
+    assert code == 4, err
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["status"] == "incomplete"
+    assert 0 < summary["next_offset"] < 500 and summary["next_offset"] % 5 == 0
+    expected = f"continue with: --offset {summary['next_offset']} --date {summary['date']}"
+    assert expected in err

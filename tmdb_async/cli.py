@@ -168,7 +168,10 @@ def _print_summary(summary: Summary) -> None:
     if summary.manifest:
         print(f"manifest: {summary.manifest}", file=sys.stderr)
     if summary.next_offset is not None:
-        print(f"continue with: --offset {summary.next_offset}", file=sys.stderr)
+        print(
+            f"continue with: --offset {summary.next_offset} --date {summary.date}",
+            file=sys.stderr,
+        )
 
 
 _DEADLINE_HINT = "give a longer --time-budget, or a smaller --chunk-size"
