@@ -25,10 +25,8 @@ the lease expired (at once when the owner is a dead process on the same machine)
 re-applies the decided commit from its saved content, which is idempotent. So nothing is
 twice at any instant, and an id outside a killed run is never lost.
 
-The lock is a lease object written with S3 conditional requests (``If-None-Match: *`` to
-create, ``If-Match`` to renew, take over or release); a holder renews it before each write
-and stops if it lost it. The residual risk is one write delayed by longer than a third of
-the lease (20 s by default).
+The lock is a lease (:mod:`tmdb_async._lease`): conditional writes, so two writers never both
+hold it, and an expiry, so a dead holder blocks the folder for at most the lease.
 """
 
 from __future__ import annotations
@@ -37,14 +35,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._lease import Lease, LeaseLost
 from .errors import StorageError
 from .storage import Conflict, Store
 from .writer import decode_file, encode_file
@@ -78,95 +75,6 @@ class Committed:
     replaced: int  # ids that had a home before and moved here
 
 
-class LeaseLost(Exception):
-    """Another writer took the folder lock over: stop writing at once."""
-
-
-def _machine() -> str:
-    """Identifies this kernel and pid namespace, to tell a dead local holder from a live
-    one elsewhere (Lambda sandboxes can share host names and pids)."""
-    parts = [socket.gethostname()]
-    with contextlib.suppress(OSError):
-        with open("/proc/sys/kernel/random/boot_id") as handle:
-            parts.append(handle.read().strip())
-        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
-    return "/".join(parts) if len(parts) == 3 else ""
-
-
-_MACHINE = _machine()
-
-
-def _dead_here(info: Mapping[str, Any]) -> bool:
-    if not _MACHINE or info.get("machine") != _MACHINE or not isinstance(info.get("pid"), int):
-        return False
-    try:
-        os.kill(info["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
-
-
-@dataclass(slots=True)
-class _Lease:
-    store: Store
-    key: str
-    owner: str
-    clock: Callable[[], float]
-    seconds: float
-    etag: str = ""
-    expires: float = 0.0
-
-    def _body(self) -> bytes:
-        self.expires = self.clock() + self.seconds
-        info = {"owner": self.owner, "machine": _MACHINE, "pid": os.getpid()}
-        return json.dumps({**info, "expires": self.expires}).encode()
-
-    async def acquire(self, wait: float) -> None:
-        give_up = time.monotonic() + wait
-        delay = 0.01
-        while True:
-            with contextlib.suppress(Conflict):
-                self.etag = await self.store.write(self.key, self._body(), if_none_match=True)
-                return
-            found = await self.store.read(self.key)
-            if found is not None:
-                data, etag = found
-                try:
-                    info = json.loads(data)
-                    stale = self.clock() > float(info["expires"]) or _dead_here(info)
-                except (ValueError, KeyError, TypeError):
-                    info, stale = {}, True  # a damaged lock protects nothing
-                if stale:
-                    with contextlib.suppress(Conflict):
-                        self.etag = await self.store.write(self.key, self._body(), if_match=etag)
-                        log.warning("took over the stale folder lock of %s", info.get("owner"))
-                        return
-                elif time.monotonic() > give_up:
-                    raise StorageError(
-                        f"{self.store.url(self.key)}: locked by another run "
-                        f"({info.get('owner')}) for more than {wait:.0f} s"
-                    )
-            await asyncio.sleep(delay)
-            delay = min(0.5, delay * 2)
-
-    async def ensure(self) -> None:
-        """Renew when a third of the lease is gone; raise :class:`LeaseLost` if taken."""
-        if self.clock() < self.expires - self.seconds * 2 / 3:
-            return
-        try:
-            self.etag = await self.store.write(self.key, self._body(), if_match=self.etag)
-        except Conflict:
-            raise LeaseLost(self.key) from None
-
-    async def release(self) -> None:
-        try:
-            await self.store.delete(self.key, if_match=self.etag)
-        except Conflict:
-            log.warning("the folder lock %s was taken over before release", self.key)
-
-
 @dataclass(slots=True)
 class _State:
     version: int = 0
@@ -196,7 +104,7 @@ class Ledger:
         self._wait = wait_seconds
         self._state = _State()
         self._mutex = asyncio.Lock()  # one commit at a time from this process
-        self._lease: _Lease | None = None
+        self._lease: Lease | None = None
 
     # --- reading -------------------------------------------------------------------------
 
@@ -261,7 +169,7 @@ class Ledger:
 
     @contextlib.asynccontextmanager
     async def _locked(self) -> AsyncIterator[None]:
-        lease = _Lease(
+        lease = Lease(
             self.store,
             self._key(f"{LEDGER_FOLDER}/lock.json"),
             self.owner,
