@@ -158,7 +158,7 @@ def _one_error_line(err: str) -> str:
         (["--rate", "inf"], {}, "rate: inf"),
         (["--rate", "nan"], {}, "rate: nan"),
         (["--rate", "1e400"], {}, "rate: inf"),
-        (["--rate", "1001"], {}, "rate: 1001.0 is above 1000"),
+        (["--rate", "10001"], {}, "rate: 10001.0 is above 10000"),
         (["--timeout", "inf"], {}, "request_timeout: inf"),
         ([], {"TMDB_RATE": "inf"}, "rate: inf"),
         ([], {"TMDB_REQUEST_TIMEOUT": "nan"}, "request_timeout: nan"),

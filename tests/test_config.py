@@ -92,7 +92,7 @@ def test_log_levels_are_case_insensitive(value: str) -> None:
     [
         ({"rate": math.inf}, "rate: inf is not a finite number"),
         ({"rate": math.nan}, "rate: nan is not a finite number"),
-        ({"rate": 1000.5}, "rate: 1000.5 is above 1000 requests/s"),
+        ({"rate": 10000.5}, "rate: 10000.5 is above 10000 requests/s"),
         ({"rate": 0.0}, "rate: 0.0 must be above 0 requests/s"),
         ({"request_timeout": math.inf}, "request_timeout: inf is not a finite number"),
         ({"request_timeout": 0.0}, "request_timeout: 0.0 must be above 0 s"),

@@ -165,7 +165,7 @@ async def test_no_credentials_anywhere_is_refused() -> None:
         (json.loads('{"global_rate": 1e400}'), "event.BatchInput.global_rate: inf is not a"),
         ({"global_rate": float("nan")}, "event.BatchInput.global_rate: nan is not a"),
         ({"global_rate": "nan", "max_concurrency": 4}, "event.BatchInput.global_rate: nan"),
-        ({"global_rate": 4000, "max_concurrency": 4}, "global_rate: 4000.0 is above 1000"),
+        ({"global_rate": 40000, "max_concurrency": 4}, "global_rate: 40000.0 is above 10000"),
         ({"rate": "inf"}, "rate: inf is not a finite number"),
         ({"rate": 1e400}, "rate: inf is not a finite number"),
     ],
