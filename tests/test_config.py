@@ -19,6 +19,7 @@ from tmdb_async.cli import _parser, settings_from_args
 from tmdb_async.config import (
     DEFAULT_APPEND,
     ENV_DEFAULTS,
+    MAX_RATE,
     SCHEMA,
     Credentials,
     Settings,
@@ -108,7 +109,7 @@ def test_rate_inf_or_nan_is_a_usage_error_not_a_hang(
 
 
 def test_the_highest_rate_is_allowed() -> None:
-    assert Settings(source="m.csv", dest="out", rate=1000).validate().rate == 1000
+    assert Settings(source="m.csv", dest="out", rate=MAX_RATE).validate().rate == MAX_RATE
 
 
 # --- issue 9: one settings schema ----------------------------------------------------------
@@ -316,10 +317,10 @@ def test_names_other_modules_import_are_still_here() -> None:
 
 
 @given(st.floats(allow_nan=True, allow_infinity=True))
-def test_any_rate_is_either_refused_or_finite_and_at_most_1000(rate: float) -> None:
+def test_any_rate_is_either_refused_or_finite_and_at_most_max_rate(rate: float) -> None:
     try:
         settings = Settings(source="in.csv", dest="out", rate=rate).validate()
     except UsageError as refused:
         assert str(refused).startswith("rate: ")
     else:
-        assert 0 < settings.rate <= 1000 and math.isfinite(settings.rate)
+        assert 0 < settings.rate <= MAX_RATE and math.isfinite(settings.rate)
