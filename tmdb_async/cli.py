@@ -146,10 +146,13 @@ def _time_budget(raw: str | None) -> tuple[float | None, float]:
 
 @contextlib.contextmanager
 def _progress(enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    try:
+        from tqdm import tqdm  # optional (pip install tmdb-ingest[progress]): not in the layer
+    except ImportError:
+        enabled = False
     if not enabled:
         yield None
         return
-    from tqdm import tqdm
 
     with tqdm(unit=" ids", desc="TMDB", file=sys.stderr, dynamic_ncols=True) as bar:
         yield bar.update
