@@ -15,7 +15,6 @@ import email.parser
 import importlib.util
 import io
 import json
-import logging
 import os
 import re
 import subprocess
@@ -790,18 +789,14 @@ def local_layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return site
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
+@pytest.fixture
+def moto_url(moto_endpoint: str) -> str:
+    """The session's moto server (tests/conftest.py), emptied for this test."""
+    import urllib.request
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    request = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request).close()
+    return moto_endpoint
 
 
 def _aws_client(service: str, endpoint: str) -> Any:
