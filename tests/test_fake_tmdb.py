@@ -449,6 +449,92 @@ async def test_faults_are_reproducible_for_a_seed() -> None:
     assert {200, 429} <= set(first)
 
 
+async def test_fault_malformed_is_an_http_answer_aiohttp_rejects() -> None:
+    async with serve(FakeTmdbConfig(token=TOKEN, fault_malformed=1.0)) as (fake, session):
+        for path in (FIND.format("tt0000001"), "/3/movie/1"):
+            with pytest.raises(aiohttp.ClientResponseError, match="Bad status line"):
+                async with session.get(path) as resp:
+                    await resp.read()
+        stats = fake.stats()
+    assert stats.faults["malformed"] == stats.total_requests == 2
+    assert stats.status_counts == {}  # no real response was produced
+    assert stats.resets == 0
+
+
+async def test_malformed_ids_always_get_a_malformed_answer_on_find() -> None:
+    config = FakeTmdbConfig(token=TOKEN, malformed_ids=["tt0000001"])  # any iterable
+    assert config.malformed_ids == frozenset({"tt0000001"})
+    async with serve(config) as (fake, session):
+        for _ in range(3):
+            with pytest.raises(aiohttp.ClientResponseError):
+                async with session.get(FIND.format("tt0000001")) as resp:
+                    await resp.read()
+        other = await get_json(session, FIND.format("tt0000002"))
+        details = await get_json(session, "/3/movie/1")
+    assert other[0] == 200
+    assert details[0] == 200
+    assert fake.stats().faults["malformed"] == 3
+
+
+async def test_fault_malformed_leaves_the_other_faults_of_a_seed_where_they_were() -> None:
+    async def statuses(malformed: float) -> list[int | None]:
+        config = FakeTmdbConfig(token=TOKEN, fault_5xx=0.5, fault_malformed=malformed, seed=7)
+        out: list[int | None] = []
+        async with serve(config) as (_, session):
+            for _ in range(30):
+                try:
+                    out.append((await get_json(session, "/3/movie/1"))[0])
+                except aiohttp.ClientResponseError:
+                    out.append(None)
+        return out
+
+    plain, with_malformed, again = await statuses(0.0), await statuses(0.3), await statuses(0.3)
+    assert with_malformed == again  # reproducible
+    assert None in with_malformed and None not in plain
+    assert all(m is None or m == p for p, m in zip(plain, with_malformed, strict=True))
+
+
+def test_config_rejects_a_malformed_probability_out_of_range() -> None:
+    with pytest.raises(ValueError, match="fault_malformed"):
+        FakeTmdbConfig(fault_malformed=1.5)
+
+
+async def test_surrogate_ids_end_the_overview_with_a_lone_surrogate_escape() -> None:
+    config = FakeTmdbConfig(token=TOKEN, surrogate_ids={"tt0000001", "tt0000007"})
+    async with serve(config) as (fake, session):
+        raws = {}
+        for path in (
+            FIND.format("tt0000001"), "/3/movie/1", "/3/tv/7", FIND.format("tt0000002"),
+            "/3/movie/2",
+        ):  # fmt: skip
+            async with session.get(path) as resp:
+                assert resp.status == 200
+                raws[path] = await resp.read()
+    for path in (FIND.format("tt0000001"), "/3/movie/1", "/3/tv/7"):
+        raw = raws[path]
+        assert b'\\ud83d"' in raw  # the JSON text holds the escape, and the bytes are ASCII
+        body = json.loads(raw)
+        item = body["movie_results"][0] if "movie_results" in body else body
+        assert item["overview"].endswith(" \ud83d")
+        with pytest.raises(UnicodeEncodeError):
+            item["overview"].encode("utf-8")
+    assert b"\\ud83d" not in raws[FIND.format("tt0000002")] + raws["/3/movie/2"]
+    assert fake.stats().faults["surrogate"] == 3
+
+
+def test_cli_flags_of_the_new_fault_modes() -> None:
+    from tmdb_async.fake_tmdb import _build_parser, _config_from_args
+
+    args = _build_parser().parse_args(
+        ["--fault-malformed", "0.25", "--malformed-ids", "tt0000001,tt0000002",
+         "--surrogate-ids", "tt0000003", "--surrogate-ids", "tt0000004"]
+    )  # fmt: skip
+    config = _config_from_args(args)
+    assert config.fault_malformed == 0.25
+    assert config.malformed_ids == {"tt0000001", "tt0000002"}
+    assert config.surrogate_ids == {"tt0000003", "tt0000004"}
+
+
 # --- stats ---------------------------------------------------------------------------------
 
 

@@ -44,6 +44,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 __all__ = [
+    "LONE_SURROGATE",
+    "MALFORMED_RESPONSE",
     "FakeTmdb",
     "FakeTmdbConfig",
     "FakeTmdbStats",
@@ -83,7 +85,18 @@ _ERR_5XX: Final[dict[int, tuple[int, int, str]]] = {
     504: (504, 24, "Your request to the backend server timed out. Try again."),
 }
 
-_FAULT_KINDS: Final = ("burst_429", "reset", "5xx", "slow", "bad_json", "fault_id")
+_FAULT_KINDS: Final = (
+    "burst_429", "reset", "5xx", "slow", "bad_json", "fault_id", "malformed", "surrogate",
+)  # fmt: skip
+
+#: What the malformed fault sends instead of a response, then it closes the connection: the
+#: status code is not a number, so aiohttp's client parser rejects the answer (aiohttp raises
+#: ``ClientResponseError``, status 400, "Bad status line"), as it would a broken proxy's.
+MALFORMED_RESPONSE: Final = b"HTTP/1.1 2x0 Malformed\r\nContent-Length: 2\r\n\r\n{}"
+#: What a title of ``surrogate_ids`` gets at the end of its ``overview``: half of an emoji's
+#: UTF-16 pair. JSON allows the escape and Python parses it, but the string cannot be encoded
+#: as UTF-8 until something escapes it again.
+LONE_SURROGATE: Final = "\ud83d"
 
 
 def expected_kind(imdb_id: str) -> Kind | None:
@@ -148,15 +161,29 @@ class FakeTmdbConfig:
     """Probability of a 429 regardless of the actual rate (CDN hiccup)."""
     fault_ids: frozenset[str] = field(default_factory=frozenset)
     """IMDb ids whose /find always answers 503, to make "retries exhausted" deterministic."""
+    fault_malformed: float = 0.0
+    """Probability of a malformed HTTP answer (:data:`MALFORMED_RESPONSE`, then the connection
+    closes) instead of any response. Drawn from its own RNG stream, so enabling it leaves
+    the other faults of a seed where they were."""
+    malformed_ids: frozenset[str] = field(default_factory=frozenset)
+    """IMDb ids whose /find always gets a malformed HTTP answer."""
+    surrogate_ids: frozenset[str] = field(default_factory=frozenset)
+    """IMDb ids whose title ends its ``overview`` with a lone surrogate escape (raw JSON
+    ``"\\ud83d"``, :data:`LONE_SURROGATE`), in /find items and details alike."""
     seed: int = 0
 
     def __post_init__(self) -> None:
         """Fail at construction, not on the first request, when a knob is out of range."""
         # Accept any iterable of ids (list, set) but store a frozenset so the config stays
         # hashable and immutable.
-        if not isinstance(self.fault_ids, frozenset):
-            object.__setattr__(self, "fault_ids", frozenset(self.fault_ids))
-        for name in ("fault_5xx", "fault_reset", "fault_bad_json", "fault_slow", "burst_429"):
+        for name in ("fault_ids", "malformed_ids", "surrogate_ids"):
+            if not isinstance(getattr(self, name), frozenset):
+                object.__setattr__(self, name, frozenset(getattr(self, name)))
+        probabilities = (
+            "fault_5xx", "fault_reset", "fault_bad_json", "fault_slow", "burst_429",
+            "fault_malformed",
+        )  # fmt: skip
+        for name in probabilities:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
@@ -192,7 +219,8 @@ class FakeTmdbStats:
     cancelled: int
     """Requests whose client went away while the handler was still running (e.g. timeout)."""
     faults: dict[str, int]
-    """Injected faults by kind: burst_429, reset, 5xx, slow, bad_json, fault_id."""
+    """Injected faults by kind: burst_429, reset, 5xx, slow, bad_json, fault_id, malformed,
+    surrogate (titles served with a lone surrogate)."""
     path_counts: dict[str, int]
     in_flight: int
     max_in_flight: int
@@ -822,6 +850,7 @@ class _Roll:
     fault_5xx: int | None
     slow: bool
     bad_json: bool
+    malformed: bool
 
 
 class _ConnectionAborted(Exception):
@@ -835,6 +864,13 @@ class _Server:
         self.config = config
         self.stats = _StatsCollector()
         self._rng = random.Random(config.seed)
+        # A stream of its own: the draws of the older faults stay what a seed always gave.
+        self._malformed_rng = random.Random(f"{config.seed}:malformed")
+        self._surrogates = frozenset(
+            int(match.group(1))
+            for imdb_id in config.surrogate_ids
+            if (match := _IMDB_ID_RE.match(imdb_id))
+        )
         self._sleep = sleep
         self._limiter = (
             _SlidingWindowLimiter(config.rate_limit, clock) if config.rate_limit else None
@@ -866,7 +902,8 @@ class _Server:
         status = rng.choice((500, 502, 503, 504))
         slow = rng.random() < cfg.fault_slow
         bad_json = rng.random() < cfg.fault_bad_json
-        return _Roll(jitter, burst, reset, status if fail else None, slow, bad_json)
+        malformed = self._malformed_rng.random() < cfg.fault_malformed
+        return _Roll(jitter, burst, reset, status if fail else None, slow, bad_json, malformed)
 
     def _throttle(self) -> web.Response:
         return _error(_ERR_RATE, headers=self._retry_headers)
@@ -887,6 +924,20 @@ class _Server:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         transport.abort()
+
+    def _malformed(self, request: web.Request) -> None:
+        """Send :data:`MALFORMED_RESPONSE` instead of a response and close the connection.
+
+        The bytes go straight to the transport, ahead of anything aiohttp would write; the
+        close is a clean FIN after them, so the client reads them and its parser fails
+        (a reset could reach it first and look like the reset fault).
+        """
+        self.stats.fault("malformed")
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(MALFORMED_RESPONSE)
+            transport.close()
+        raise _ConnectionAborted
 
     async def _api(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Everything between "request arrived" and "route handler", in CDN-then-backend order.
@@ -913,6 +964,8 @@ class _Server:
             self.stats.resets += 1
             self._abort(request)
             raise _ConnectionAborted
+        if roll.malformed:
+            self._malformed(request)
         if roll.fault_5xx is not None:
             self.stats.fault("5xx")
             return _error(_ERR_5XX[roll.fault_5xx])
@@ -939,7 +992,8 @@ class _Server:
         try:
             response = await self._api(request, handler)
         except _ConnectionAborted:
-            # Something must be returned; writing it fails silently on the aborted transport.
+            # Something must be returned; writing it fails silently on the aborted (or, for
+            # a malformed answer, closing) transport.
             return web.Response(status=500)
         except web.HTTPException as exc:
             stats.responded(exc.status)
@@ -962,6 +1016,8 @@ class _Server:
         if external_id in self.config.fault_ids:
             self.stats.fault("fault_id")
             return _error(_ERR_5XX[503])
+        if external_id in self.config.malformed_ids:
+            self._malformed(request)
         language = request.query.get("language", _DEFAULT_LANGUAGE)
         movies: list[dict[str, Any]] = []
         shows: list[dict[str, Any]] = []
@@ -970,9 +1026,9 @@ class _Server:
             n = int(match.group(1))
             kind = _kind_of_number(n)
             if kind == "movie":
-                movies.append(_movie_item(_core("movie", n), language))
+                movies.append(self._surrogate(n, _movie_item(_core("movie", n), language)))
             elif kind == "tv":
-                shows.append(_tv_item(_core("tv", n), language))
+                shows.append(self._surrogate(n, _tv_item(_core("tv", n), language)))
         return web.json_response(
             {
                 "movie_results": movies,
@@ -1009,7 +1065,15 @@ class _Server:
         for name in names:
             appender = _APPENDERS.get(name)
             body[name] = appender(core) if appender is not None else {}
-        return web.json_response(body)
+        return web.json_response(self._surrogate(n, body))
+
+    def _surrogate(self, n: int, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` with :data:`LONE_SURROGATE` after its overview when ``n`` is one of
+        ``surrogate_ids``; ``json.dumps`` (ASCII) writes it as the escape ``\\ud83d``."""
+        if n in self._surrogates:
+            self.stats.fault("surrogate")
+            body["overview"] = f"{body['overview']} {LONE_SURROGATE}"
+        return body
 
     async def not_found(self, request: web.Request) -> web.Response:
         """Unknown /3 paths get TMDB's JSON 404 rather than aiohttp's plain-text one."""
@@ -1187,20 +1251,41 @@ def _build_parser() -> argparse.ArgumentParser:
     add("--slow-seconds", type=_non_negative, default=30.0, help="delay of a slow answer")
     add("--burst-429", type=_probability, default=0.0, help="probability of a spurious 429")
     add(
+        "--fault-malformed",
+        type=_probability,
+        default=0.0,
+        help="probability of a malformed HTTP answer (bad status line, then close)",
+    )
+    add(
         "--fault-ids",
         action="append",
         default=[],
         metavar="ID[,ID...]",
         help="IMDb ids whose /find always answers 503 (comma-separated, repeatable)",
     )
+    add(
+        "--malformed-ids",
+        action="append",
+        default=[],
+        metavar="ID[,ID...]",
+        help="IMDb ids whose /find always gets a malformed HTTP answer",
+    )
+    add(
+        "--surrogate-ids",
+        action="append",
+        default=[],
+        metavar="ID[,ID...]",
+        help="IMDb ids whose overview ends with a lone surrogate escape (\\ud83d)",
+    )
     add("--seed", type=int, default=0, help="seed of the fault RNG (default 0)")
     return parser
 
 
+def _id_list(chunks: list[str]) -> frozenset[str]:
+    return frozenset(part.strip() for chunk in chunks for part in chunk.split(",") if part.strip())
+
+
 def _config_from_args(args: argparse.Namespace) -> FakeTmdbConfig:
-    fault_ids = frozenset(
-        part.strip() for chunk in args.fault_ids for part in chunk.split(",") if part.strip()
-    )
     return FakeTmdbConfig(
         token=args.token,
         latency=args.latency,
@@ -1214,7 +1299,10 @@ def _config_from_args(args: argparse.Namespace) -> FakeTmdbConfig:
         fault_slow=args.fault_slow,
         slow_seconds=args.slow_seconds,
         burst_429=args.burst_429,
-        fault_ids=fault_ids,
+        fault_ids=_id_list(args.fault_ids),
+        fault_malformed=args.fault_malformed,
+        malformed_ids=_id_list(args.malformed_ids),
+        surrogate_ids=_id_list(args.surrogate_ids),
         seed=args.seed,
     )
 

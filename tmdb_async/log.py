@@ -1,5 +1,9 @@
 """Logging set-up: plain text on a terminal, one JSON object per line in Lambda, and a
-filter that masks the TMDB secret in every record, whatever logger produced it."""
+filter that masks the TMDB secret in every record, whatever logger produced it.
+
+The masking itself lives in :mod:`tmdb_async.redaction`, the one redaction point;
+``register_secret``, ``redact`` and ``MASK`` are re-exported here for older imports.
+"""
 
 from __future__ import annotations
 
@@ -11,35 +15,34 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from .redaction import MASK, describe_error, redact, register_secret
+
+__all__ = [
+    "MASK",
+    "JsonFormatter",
+    "RedactSecrets",
+    "configure",
+    "describe_error",
+    "log_context",
+    "redact",
+    "register_secret",
+]
+
 #: Fields added to every JSON log line (Lambda request id, batch label).
 log_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "tmdb_ingest_log_context", default=None
 )
-MASK = "***"
-_SECRETS: set[str] = set()
-
-
-def register_secret(secret: str | None) -> None:
-    """Mask ``secret`` in every log line from now on (e.g. a token read from SSM)."""
-    if secret and len(secret) >= 4:
-        _SECRETS.add(secret)
-
-
-def redact(text: str) -> str:
-    for secret in _SECRETS:
-        text = text.replace(secret, MASK)
-    return text
 
 
 class RedactSecrets(logging.Filter):
-    """Replace each registered secret in the rendered message (and exception text)."""
+    """Mask credentials in the rendered message, the exception text and the stack: every
+    registered secret, and ``api_key=…`` / ``Bearer …`` values even when none is registered
+    (see :func:`tmdb_async.redaction.redact`)."""
 
     def redact(self, text: str) -> str:
         return redact(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not _SECRETS:
-            return True
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
