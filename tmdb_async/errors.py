@@ -65,23 +65,18 @@ class DeadlineError(IngestError):
 
 def describe_error(exc: BaseException) -> str:
     """One redacted line for an operator: an :class:`IngestError`'s message as it is, any
-    other error as ``Type: message`` (cut to 300 characters)."""
-    # TODO(redaction.py): delegate to tmdb_async.redaction.describe_error once that module
-    # (being written by the logging owner) exists; until then log.redact is the mask.
-    from .log import redact
+    other error as ``Type: message`` (cut to 300 characters). See :mod:`.redaction`."""
+    from . import redaction
 
     if isinstance(exc, IngestError):
-        text = str(exc)
-    else:
-        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    text = " ".join(redact(text).split())
-    return text if isinstance(exc, IngestError) else text[:300]
+        return redaction.describe_error(exc, limit=None, with_type=False)
+    return redaction.describe_error(exc)
 
 
 def redacted_traceback(exc: BaseException) -> str:
     """The traceback of an unexpected error (a bug), with the secret masked."""
     import traceback
 
-    from .log import redact  # TODO(redaction.py): its redact(), once the module exists
+    from .redaction import redact
 
     return redact("".join(traceback.format_exception(exc)))

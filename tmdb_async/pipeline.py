@@ -33,10 +33,9 @@ from typing import Any
 from . import runstate
 from .client import ClientOptions, Found, LookupFailed, NotFound, TmdbClient
 from .config import Settings
-from .errors import IngestError
+from .errors import IngestError, describe_error
 from .ids import IdEntry, ReadStats, read_csv_ids, read_item_ids
 from .ledger import Home, Ledger, lake_records
-from .log import redact
 from .prepare import prepare_ids
 from .storage import LocalStore, S3Store, Store, open_s3, parse_s3, read_source
 from .summary import Manifest, Summary
@@ -267,12 +266,6 @@ def _client_options(settings: Settings) -> ClientOptions:
     )
 
 
-def _error_text(error: BaseException) -> str:
-    if isinstance(error, IngestError):
-        return redact(str(error))
-    return redact(f"{type(error).__name__}: {error}")[:300]
-
-
 async def run(
     settings: Settings,
     *,
@@ -377,7 +370,7 @@ async def run(
             _fill(summary, job_run, client, stats, batch)
             if error is not None:
                 summary.status = "error"
-                summary.error = _error_text(error)
+                summary.error = describe_error(error)
             await _finish(summary, manifest, client, store, job, error)
         if error is not None:
             raise error

@@ -3,7 +3,7 @@
 A manifest is written when a run starts (which proves the destination is writable before any
 TMDB quota is spent) and again when it ends, under ``<date folder>/_manifests/``. It holds
 the public settings, counts, files and outcome; never the secret: error texts go through
-:func:`tmdb_async.log.redact`.
+:mod:`tmdb_async.redaction`.
 """
 
 from __future__ import annotations
