@@ -4,6 +4,11 @@ A thin adapter: the event goes to :func:`tmdb_async.events.handle`, the same eng
 command line runs. Sessions (aiohttp, aioboto3) are created inside each invocation's
 ``asyncio.run``, never at import, so warm starts do not reuse a closed event loop.
 
+Lambda plumbing comes from Powertools for AWS Lambda: its ``Logger`` writes every log line
+(the engine's and the libraries', through :func:`tmdb_async.log.configure_lambda`, which
+keeps the secret redaction) as JSON with the request id and cold start; its ``Metrics``
+publish the run's counts in CloudWatch Embedded Metric Format.
+
 Errors reach Lambda sanitized: an :class:`~tmdb_async.errors.IngestError` keeps its class
 name (Step Functions matches on it) and any other exception keeps its type name, but the
 message is :func:`~tmdb_async.errors.describe_error`'s redacted line and the exception is
@@ -18,34 +23,54 @@ import logging
 import os
 from typing import Any
 
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
 from tmdb_async import log
 from tmdb_async.config import log_level, secret_values
 from tmdb_async.errors import IngestError, describe_error, redacted_traceback
-from tmdb_async.events import emf_metrics, handle
+from tmdb_async.events import handle
 
+SERVICE = "tmdb-ingest"
+powertools_logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=os.environ.get("TMDB_METRICS_NAMESPACE", "TmdbIngest"), service=SERVICE)
 logger = logging.getLogger("tmdb_async")
+_COUNTS = (
+    "unique_ids",
+    "records",
+    "not_found",
+    "invalid",
+    "failed",
+    "kept",
+    "skipped",
+    "throttled_429",
+)
 
 
+@metrics.log_metrics
+@powertools_logger.inject_lambda_context
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     try:
         return _invoke(event, context)
     except Exception as exc:
+        metrics.add_metric(name="errors", unit=MetricUnit.Count, value=1)
         failure = _sanitized(exc)
     raise failure from None
 
 
 def _invoke(event: Any, context: Any) -> dict[str, Any]:
     env = os.environ
-    log.configure(
-        level=log_level(None, env, "INFO"),
-        fmt=env.get("TMDB_LOG_FORMAT", "json"),
-        secrets=secret_values(env),
-        exclusive=True,
-    )
+    log.configure_lambda(powertools_logger, log_level(None, env, "INFO"), secret_values(env))
     result = asyncio.run(handle(event, context))
-    namespace = env.get("TMDB_METRICS_NAMESPACE", "TmdbIngest")
-    function = env.get("AWS_LAMBDA_FUNCTION_NAME", "local")
-    print(emf_metrics(result, namespace, function), flush=True)  # CloudWatch EMF reads stdout
+    for name in _COUNTS:
+        if isinstance(result.get(name), int):
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=result[name])
+    if isinstance(result.get("throttled_429"), int):
+        metrics.add_metric(
+            name="throttled_429", unit=MetricUnit.Count, value=result["throttled_429"]
+        )
+    if isinstance(result.get("seconds"), float | int):
+        metrics.add_metric(name="seconds", unit=MetricUnit.Seconds, value=result["seconds"])
     return result
 
 

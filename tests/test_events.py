@@ -23,9 +23,13 @@ KEY = "Raw/Local/CSV/Movies/2022/05/02/movies.csv"
 
 
 class Context:
-    """What the handler uses of Lambda's context: a request id and a clock."""
+    """What the handler uses of Lambda's context: its names, a request id and a clock."""
 
     aws_request_id = "req-1"
+    function_name = "tmdb-ingest"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:tmdb-ingest"
 
     def __init__(self, remaining_ms: int | Callable[[], int] = 900_000) -> None:
         self.remaining_ms = remaining_ms

@@ -23,12 +23,11 @@ the same work back for ever.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import os
-import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from . import log as logsetup
 from .config import (
@@ -45,18 +44,14 @@ from .config import (
     settings_from,
 )
 from .errors import CredentialsError, UsageError
-from .pipeline import prepare_ids, run
-from .storage import parse_s3
+from .pipeline import run
+from .prepare import prepare_ids
+from .storage import parse_s3, s3_error_code
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = logging.getLogger(__name__)
-
-_token_cache: dict[str, str] = {}  # SSM parameter name -> token (a string, not a session)
-
-
-class LambdaContext(Protocol):
-    aws_request_id: str
-
-    def get_remaining_time_in_millis(self) -> int: ...
 
 
 def _allowed_buckets(env: Mapping[str, str]) -> set[str]:
@@ -92,7 +87,8 @@ def _settings(
 
 
 async def _credentials(env: Mapping[str, str]) -> Credentials:
-    """Token from the environment, else from SSM Parameter Store (cached per container)."""
+    """Token from the environment, else from SSM Parameter Store through Powertools'
+    Parameters, which caches it in the container (``TMDB_TOKEN_CACHE_SECONDS``, 15 min)."""
     found = Credentials.from_env(env)
     if found.secret:
         return found
@@ -101,25 +97,24 @@ async def _credentials(env: Mapping[str, str]) -> Credentials:
         raise CredentialsError(
             "no TMDB credentials: set TMDB_TOKEN_SSM_PARAMETER (or TMDB_READ_ACCESS_TOKEN)"
         )
-    if name not in _token_cache:
-        import aioboto3
+    from aws_lambda_powertools.utilities import parameters
 
-        try:
-            async with aioboto3.Session().client("ssm") as ssm:
-                response = await ssm.get_parameter(Name=name, WithDecryption=True)
-        except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-            raise CredentialsError(f"SSM parameter {name!r}: cannot read it ({code})") from None
-        value = response["Parameter"]["Value"]
-        logsetup.register_secret(value)
-        token = clean_secret(value, f"SSM parameter {name!r}")
-        if token is None:
-            raise CredentialsError(f"SSM parameter {name!r}: empty")
-        logsetup.register_secret(token)
-        _token_cache[name] = token
-    return Credentials(read_access_token=_token_cache[name])
+    try:
+        value = await asyncio.to_thread(
+            parameters.get_parameter, name, decrypt=True, max_age=_TOKEN_CACHE_SECONDS
+        )
+    except parameters.exceptions.GetParameterError as exc:
+        code = s3_error_code(exc.__cause__) if exc.__cause__ else "GetParameterError"
+        raise CredentialsError(f"SSM parameter {name!r}: cannot read it ({code})") from None
+    logsetup.register_secret(value)
+    token = clean_secret(value, f"SSM parameter {name!r}")
+    if token is None:
+        raise CredentialsError(f"SSM parameter {name!r}: empty")
+    logsetup.register_secret(token)
+    return Credentials(read_access_token=token)
 
 
+_TOKEN_CACHE_SECONDS = 900
 _DEADLINE_HINT = "raise the function timeout, or lower MaxItemsPerBatch or the batch's limit"
 
 
@@ -204,28 +199,4 @@ async def handle(
     raise UsageError(
         "event: unknown shape; expected {source, dest, …}, a Distributed Map batch "
         "{Items, BatchInput} or {action: 'prepare', source, dest}"
-    )
-
-
-def emf_metrics(summary: Mapping[str, Any], namespace: str, function: str) -> str:
-    """One CloudWatch Embedded Metric Format line for a run's result."""
-    names = ["unique_ids", "records", "not_found", "invalid", "failed", "throttled_429", "seconds"]
-    return json.dumps(
-        {
-            "_aws": {
-                "Timestamp": int(time.time() * 1000),
-                "CloudWatchMetrics": [
-                    {
-                        "Namespace": namespace,
-                        "Dimensions": [["function"]],
-                        "Metrics": [
-                            {"Name": n, "Unit": "Seconds" if n == "seconds" else "Count"}
-                            for n in names
-                        ],
-                    }
-                ],
-            },
-            "function": function,
-            **{n: summary.get(n, 0) for n in names},
-        }
     )

@@ -1,5 +1,6 @@
-"""Logging set-up: plain text on a terminal, one JSON object per line in Lambda, and a
-filter that masks the TMDB secret in every record, whatever logger produced it.
+"""Logging set-up: plain text on a terminal, Powertools' JSON lines in Lambda (or with
+``TMDB_LOG_FORMAT=json``), and a filter that masks the TMDB secret in every record,
+whatever logger produced it.
 
 The masking itself lives in :mod:`tmdb_async.redaction`, the one redaction point;
 ``register_secret``, ``redact`` and ``MASK`` are re-exported here for older imports.
@@ -8,10 +9,8 @@ The masking itself lives in :mod:`tmdb_async.redaction`, the one redaction point
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import sys
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,9 +18,10 @@ from .redaction import MASK, describe_error, redact, register_secret
 
 __all__ = [
     "MASK",
-    "JsonFormatter",
+    "ContextFields",
     "RedactSecrets",
     "configure",
+    "configure_lambda",
     "describe_error",
     "log_context",
     "redact",
@@ -46,6 +46,12 @@ class RedactSecrets(logging.Filter):
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_info and record.exc_info[1] is not None:
+            # Formatters (Powertools' among them) render exc_info themselves, value included:
+            # hand them a stand-in of the same type name whose message is masked.
+            kind, value, trace = record.exc_info
+            stand_in = type(kind.__name__, (Exception,), {"__module__": kind.__module__})
+            record.exc_info = (stand_in, stand_in(self.redact(str(value))), trace)
         record.msg, record.args = self.redact(message), None
         if record.exc_text:
             record.exc_text = self.redact(record.exc_text)
@@ -54,21 +60,20 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, as CloudWatch Logs Insights likes it."""
+class ContextFields(logging.Filter):
+    """Copy :data:`log_context` (request id, batch label) onto each record: JSON formatters
+    print a record's extra attributes as fields."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update(log_context.get() or {})
-        if record.exc_info or record.exc_text:
-            entry["exception"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
-        return json.dumps(entry, ensure_ascii=False, default=str)
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in (log_context.get() or {}).items():
+            setattr(record, key, value)
+        return True
+
+
+def _json_formatter() -> logging.Formatter:
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+    return LambdaPowertoolsFormatter()
 
 
 def configure(
@@ -92,10 +97,39 @@ def configure(
     for secret in secrets:
         register_secret(secret)
     handler.addFilter(RedactSecrets())
+    handler.addFilter(ContextFields())
     if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(_json_formatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    _install(handler, level)
+
+
+def configure_lambda(logger: Any, level: str, secrets: Iterable[str | None] = ()) -> None:
+    """Every log record, the engine's and the libraries', as a Powertools JSON line (with the
+    request id and cold start that ``inject_lambda_context`` put on its formatter), redacted.
+
+    The Lambda runtime's own root handler is removed: it would print each line twice, and
+    unredacted.
+    """
+    for secret in secrets:
+        register_secret(secret)
+    logger.setLevel(level.upper())
+    own = logger.registered_handler
+    if not any(isinstance(f, RedactSecrets) for f in own.filters):
+        own.addFilter(RedactSecrets())
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logger.registered_formatter)
+    handler.addFilter(RedactSecrets())
+    handler.addFilter(ContextFields())
+    for old in list(logging.getLogger().handlers):
+        logging.getLogger().removeHandler(old)
+    _install(handler, level)
+
+
+def _install(handler: logging.Handler, level: str) -> None:
+    root = logging.getLogger()
+    handler._tmdb_ingest = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
     # botocore's DEBUG output is huge and its credential lines are not ours to print.

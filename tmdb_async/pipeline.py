@@ -36,12 +36,11 @@ from .config import Settings
 from .errors import IngestError, describe_error
 from .ids import IdEntry, ReadStats, read_csv_ids, read_item_ids
 from .ledger import Home, Ledger, lake_records
-from .prepare import prepare_ids
 from .storage import LocalStore, S3Store, Store, open_s3, parse_s3, read_source
 from .summary import Manifest, Summary
 from .writer import RAW_FOLDER, date_folder, digest, source_stem
 
-__all__ = ["Summary", "prepare_ids", "record_shape", "run"]
+__all__ = ["Summary", "record_shape", "run"]
 
 log = logging.getLogger(__name__)
 
