@@ -9,7 +9,7 @@ TOKEN="demo-read-access-token"
 port_file="$(mktemp)"
 rm -f "$port_file"
 
-"$PY" -m tmdb_async fake-tmdb --port 0 --port-file "$port_file" --token "$TOKEN" \
+"$PY" -m tmdb_devtools fake-tmdb --port 0 --port-file "$port_file" --token "$TOKEN" \
   --latency 0.03 --rate-limit 40 --max-connections 20 >/dev/null &
 fake_pid=$!
 trap 'kill "$fake_pid" 2>/dev/null || true; rm -f "$port_file"' EXIT

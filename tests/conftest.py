@@ -17,7 +17,7 @@ import aiohttp
 import boto3
 import pytest
 
-from tmdb_async.fake_tmdb import FakeTmdb, FakeTmdbConfig
+from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"

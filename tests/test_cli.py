@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, TOKEN
-from tests.support.csvgen import title_ids, write_csv
-from tmdb_async.fake_tmdb import FakeTmdb, FakeTmdbConfig
+from tmdb_devtools.csvgen import title_ids, write_csv
+from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
 
 async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

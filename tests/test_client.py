@@ -37,7 +37,7 @@ from tmdb_async.client import (
 )
 from tmdb_async.config import Credentials
 from tmdb_async.errors import CredentialsError
-from tmdb_async.fake_tmdb import FakeTmdb, FakeTmdbConfig
+from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
 BASE = "http://tmdb.test"
 FIND = re.compile(r"^http://tmdb\.test/3/find/tt\d+.*$")

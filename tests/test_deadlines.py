@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import TOKEN
-from tests.support.csvgen import title_ids, write_csv
 from tmdb_async.events import handle
-from tmdb_async.fake_tmdb import FakeTmdb, FakeTmdbConfig
+from tmdb_devtools.csvgen import title_ids, write_csv
+from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
 pytestmark = pytest.mark.slow
 KEY = "Raw/Local/CSV/Movies/2022/05/02/movies.csv"

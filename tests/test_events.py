@@ -14,10 +14,10 @@ import pytest
 
 import handler
 from tests.conftest import TOKEN
-from tests.support.csvgen import title_ids, write_csv
 from tmdb_async.errors import CredentialsError, DeadlineError, UsageError
 from tmdb_async.events import handle
-from tmdb_async.fake_tmdb import FakeTmdb
+from tmdb_devtools.csvgen import title_ids, write_csv
+from tmdb_devtools.fake_tmdb import FakeTmdb
 
 KEY = "Raw/Local/CSV/Movies/2022/05/02/movies.csv"
 

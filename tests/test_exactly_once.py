@@ -35,14 +35,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from tests.conftest import TOKEN
-from tests.support.csvgen import kind_of, title_ids, write_csv
 from tests.support.lake import FolderView, read_local
 from tmdb_async import Credentials, Settings, run
-from tmdb_async.fake_tmdb import FakeTmdb, FakeTmdbConfig
 from tmdb_async.ledger import Ledger
 from tmdb_async.pipeline import record_shape
 from tmdb_async.storage import LocalStore, Store
 from tmdb_async.writer import decode_file, encode_file
+from tmdb_devtools.csvgen import kind_of, title_ids, write_csv
+from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tmdb_async.fake_tmdb import (
+from tmdb_devtools.fake_tmdb import (
     FakeTmdb,
     FakeTmdbConfig,
     FakeTmdbStats,
@@ -523,7 +523,7 @@ async def test_surrogate_ids_end_the_overview_with_a_lone_surrogate_escape() -> 
 
 
 def test_cli_flags_of_the_new_fault_modes() -> None:
-    from tmdb_async.fake_tmdb import _build_parser, _config_from_args
+    from tmdb_devtools.fake_tmdb import _build_parser, _config_from_args
 
     args = _build_parser().parse_args(
         ["--fault-malformed", "0.25", "--malformed-ids", "tt0000001,tt0000002",
@@ -597,7 +597,7 @@ async def test_cli_serves_and_exits_on_sigterm(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tmdb_async.fake_tmdb",
+        "tmdb_devtools.fake_tmdb",
         "--port",
         "0",
         "--port-file",

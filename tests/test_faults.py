@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import TOKEN
-from tests.support.csvgen import title_ids, write_csv
 from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.client import ClientOptions, Found, NotFound, TmdbClient
-from tmdb_async.fake_tmdb import FakeTmdb, FakeTmdbConfig
+from tmdb_devtools.csvgen import title_ids, write_csv
+from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
 MAX_ATTEMPTS = 4
 # aiohttp itself re-sends an idempotent request once when a *reused* keep-alive connection

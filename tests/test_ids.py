@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support.csvgen import MOVIE_HEADER, SERIES_HEADER
 from tmdb_async.errors import InputError
 from tmdb_async.ids import (
     BITMAP_NUMBERS,
@@ -25,6 +24,7 @@ from tmdb_async.ids import (
     read_csv_ids,
     read_item_ids,
 )
+from tmdb_devtools.csvgen import MOVIE_HEADER, SERIES_HEADER
 
 
 async def _chunks(data: bytes, size: int) -> AsyncIterator[bytes]:

@@ -305,7 +305,6 @@ def test_environment_names_the_token_parameter_and_holds_no_secret(
     assert env["TMDB_TOKEN_SSM_PARAMETER"] == {"Ref": "TmdbTokenParameterName"}
     assert env["TMDB_DEST"] == {"Fn::Sub": "s3://${DataLakeBucket}"}
     assert env["TMDB_ALLOWED_BUCKETS"] == {"Ref": "DataLakeBucket"}
-    assert env["TMDB_LOG_FORMAT"] == "json"
     secretish = re.compile(r"TOKEN|API_KEY|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
     for name, value in env.items():
         if secretish.search(name):
@@ -920,7 +919,7 @@ def _fake_tmdb(token: str, tmp_path: Path) -> Iterator[str]:
     port_file = tmp_path / "fake-tmdb.port"
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "tmdb_async.fake_tmdb"),
+            *(sys.executable, "-m", "tmdb_devtools.fake_tmdb"),
             *("--port", "0", "--token", token, "--port-file", str(port_file)),
         ],
         cwd=ROOT,

@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, TOKEN
-from tests.support.csvgen import title_ids, write_csv
 from tests.support.lake import read_s3
 from tests.support.runtime_api import Invocation, Kind, RuntimeApi
-from tmdb_async.fake_tmdb import FakeTmdb, FakeTmdbConfig
+from tmdb_devtools.csvgen import title_ids, write_csv
+from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
 pytestmark = pytest.mark.slow  # about 10 s: a runtime process and a deadline run out for real
 

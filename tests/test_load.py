@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, TOKEN
-from tests.support.csvgen import kind_of, title_ids, write_csv
 from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
+from tmdb_devtools.csvgen import kind_of, title_ids, write_csv
 
 pytestmark = pytest.mark.slow
 IDS = 5000

@@ -1,4 +1,4 @@
-"""The local Distributed Map driver (``tmdb_async/local_map.py``) against the state machine.
+"""The local Distributed Map driver (``tmdb_devtools/local_map.py``) against the state machine.
 
 The fast test holds the driver's ItemReader and ItemBatcher to ``statemachine/ingest.asl.json``.
 The slow ones run it for real: worker processes against a fake TMDB that enforces a global
@@ -24,10 +24,10 @@ import aiohttp
 import pytest
 
 from tests.conftest import ROOT, TOKEN
-from tests.support.csvgen import title_ids, write_csv
 from tests.support.lake import FolderView, read_local, read_s3
-from tmdb_async.fake_tmdb import FakeTmdb
-from tmdb_async.local_map import make_batch_input, make_batches, read_items, run_local_map
+from tmdb_devtools.csvgen import title_ids, write_csv
+from tmdb_devtools.fake_tmdb import FakeTmdb
+from tmdb_devtools.local_map import make_batch_input, make_batches, read_items, run_local_map
 
 ASL = ROOT / "statemachine" / "ingest.asl.json"
 DATE = "2022-05-02"
@@ -36,9 +36,9 @@ OUT = "Raw/TMDB/JSON/2022/05/02"
 
 @contextlib.asynccontextmanager
 async def fake_tmdb_process(*options: str) -> AsyncIterator[str]:
-    """``python -m tmdb_async fake-tmdb --port 0 …`` in its own process; yields its URL."""
+    """``python -m tmdb_devtools fake-tmdb --port 0 …`` in its own process; yields its URL."""
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "tmdb_async", "fake-tmdb", "--port", "0", "--token", TOKEN),
+        *(sys.executable, "-m", "tmdb_devtools", "fake-tmdb", "--port", "0", "--token", TOKEN),
         *options,
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
@@ -193,7 +193,7 @@ async def test_a_failing_batch_fails_the_run_with_the_handlers_error(
     wrong = "wrong-token-0d9e8f7a"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TMDB_")}
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "tmdb_async.local_map", str(source)),
+        *(sys.executable, "-m", "tmdb_devtools", "local-map", str(source)),
         *("--dest", str(tmp_path / "lake"), "--tmdb-url", fake_tmdb.url, "--json"),
         cwd=ROOT,
         env={**env, "TMDB_READ_ACCESS_TOKEN": wrong},

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import TOKEN
-from tests.support.csvgen import kind_of, title_ids, write_csv
 from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.errors import CredentialsError, InputError, StorageError, UsageError
-from tmdb_async.fake_tmdb import FakeTmdb, FakeTmdbConfig
+from tmdb_devtools.csvgen import kind_of, title_ids, write_csv
+from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
 DAY = dt.date(2022, 5, 2)
 FOLDER = "Raw/TMDB/JSON/2022/05/02"

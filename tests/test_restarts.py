@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, TOKEN
-from tests.support.csvgen import title_ids, write_csv
 from tests.support.lake import read_local
-from tmdb_async.fake_tmdb import FakeTmdb, FakeTmdbConfig
+from tmdb_devtools.csvgen import title_ids, write_csv
+from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
 pytestmark = pytest.mark.slow
 FOLDER = "Raw/TMDB/JSON/2022/05/02"

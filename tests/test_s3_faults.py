@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, TOKEN
-from tests.support.csvgen import title_ids, write_csv
 from tests.support.lake import read_s3
 from tests.support.s3proxy import S3FaultProxy, S3Faults
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.errors import InputError, StorageError
-from tmdb_async.fake_tmdb import FakeTmdb
+from tmdb_devtools.csvgen import title_ids, write_csv
+from tmdb_devtools.fake_tmdb import FakeTmdb
 
 KEY = "Raw/Local/CSV/Movies/2022/05/02/movies.csv"
 

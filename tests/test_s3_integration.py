@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import TOKEN
-from tests.support.csvgen import kind_of, title_ids, write_csv
 from tests.support.lake import read_s3
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.errors import InputError, StorageError
-from tmdb_async.fake_tmdb import FakeTmdb
 from tmdb_async.prepare import prepare_ids
+from tmdb_devtools.csvgen import kind_of, title_ids, write_csv
+from tmdb_devtools.fake_tmdb import FakeTmdb
 
 SOURCE_KEY = "Raw/Local/CSV/Movies/2022/05/02/movies.csv"
 DATA_KEY = re.compile(r"^Raw/TMDB/JSON/2022/05/02/movies-\d{8}\.json$")

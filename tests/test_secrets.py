@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
-from tests.support.csvgen import title_ids, write_csv
 from tests.support.lake import read_local
 from tmdb_async import log as logsetup
-from tmdb_async.fake_tmdb import FakeTmdb, FakeTmdbConfig
+from tmdb_devtools.csvgen import title_ids, write_csv
+from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
 CANARY = "canary-7f3e9b1d2c5a4e8f9a0b"
 SURROGATE = "tt1000004"  # its overview ends with a lone surrogate escape ("\ud83d")

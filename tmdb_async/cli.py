@@ -103,17 +103,6 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level",
         help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default WARNING; env TMDB_LOG_LEVEL)",
     )
-
-    fake = commands.add_parser(
-        "fake-tmdb", help="start the fake TMDB server (options: fake-tmdb --help)", add_help=False
-    )
-    fake.add_argument("args", nargs=argparse.REMAINDER)
-    local_map = commands.add_parser(
-        "local-map",
-        help="run a CSV like the Step Functions Distributed Map does, locally (local-map --help)",
-        add_help=False,
-    )
-    local_map.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -206,14 +195,6 @@ def _fail(exc: BaseException, code: int, as_json: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["fake-tmdb"]:
-        from .fake_tmdb import main as fake_main
-
-        return fake_main(argv[1:])
-    if argv[:1] == ["local-map"]:
-        from .local_map import main as local_map_main
-
-        return local_map_main(argv[1:])
     args = _parser().parse_args(argv)
     env = dict(os.environ)
     try:

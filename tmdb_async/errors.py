@@ -80,3 +80,14 @@ def redacted_traceback(exc: BaseException) -> str:
     from .redaction import redact
 
     return redact("".join(traceback.format_exception(exc)))
+
+
+def exit_code_of(error_type: str, default: ExitCode) -> ExitCode:
+    """The exit code of an :class:`IngestError` named by its class name, as Lambda and Step
+    Functions report it (``errorType``); ``default`` for any other name."""
+    found = {cls.__name__: cls for cls in _subclasses(IngestError)}.get(error_type)
+    return found.exit_code if found is not None else default
+
+
+def _subclasses(cls: type[IngestError]) -> list[type[IngestError]]:
+    return [cls, *(sub for child in cls.__subclasses__() for sub in _subclasses(child))]

@@ -58,14 +58,10 @@ def _allowed_buckets(env: Mapping[str, str]) -> set[str]:
     return {b.strip() for b in env.get("TMDB_ALLOWED_BUCKETS", "").split(",") if b.strip()}
 
 
-def _check_location(
-    url: str, field: str, env: Mapping[str, str], local_paths: bool = False
-) -> None:
+def _check_location(url: str, field: str, env: Mapping[str, str]) -> None:
     """Lambda reads and writes S3 only, in allowed buckets, without path tricks."""
     s3 = parse_s3(url, field)
     if s3 is None:
-        if local_paths:
-            return
         raise UsageError(f"{field}: {url!r} is not an s3:// URL (Lambda has no local files)")
     allowed = _allowed_buckets(env)
     if allowed and s3.bucket not in allowed:
@@ -75,14 +71,12 @@ def _check_location(
         raise UsageError(f"{field}: {url!r} has '..', '.', '\\' or a leading '/' in its key")
 
 
-def _settings(
-    values: dict[str, Any], source: str, env: Mapping[str, str], local_paths: bool = False
-) -> Settings:
+def _settings(values: dict[str, Any], source: str, env: Mapping[str, str]) -> Settings:
     """An event's settings over the environment's (the same variables as the CLI's)."""
     settings = settings_from(values, env, source=source)
     if not settings.dest:
         raise UsageError("event.dest: missing (or set TMDB_DEST)")
-    _check_location(settings.dest, "event.dest", env, local_paths)
+    _check_location(settings.dest, "event.dest", env)
     return settings
 
 
@@ -139,14 +133,8 @@ async def handle(
     event: Any,
     context: LambdaContext | None = None,
     env: Mapping[str, str] | None = None,
-    *,
-    local_paths: bool = False,
 ) -> dict[str, Any]:
-    """Run the job an event describes; return the JSON-able result.
-
-    ``local_paths`` lets source and dest be local paths: only for the local Distributed Map
-    driver (:mod:`tmdb_async.local_map`), never in Lambda.
-    """
+    """Run the job an event describes; return the JSON-able result."""
     env = dict(os.environ) if env is None else env
     if not isinstance(event, Mapping):
         raise UsageError(f"event: expected a JSON object, got {type(event).__name__}")
@@ -157,8 +145,8 @@ async def handle(
         check_keys(event, ("action", "source", "dest"), "event")
         values = event_values({k: v for k, v in event.items() if k != "action"}, "event")
         source = values.pop("source", "")
-        _check_location(source, "event.source", env, local_paths)
-        settings = _settings(values, source, env, local_paths)
+        _check_location(source, "event.source", env)
+        settings = _settings(values, source, env)
         logsetup.log_context.set({"request_id": request_id, "action": "prepare"})
         return await prepare_ids(settings)
 
@@ -171,7 +159,7 @@ async def handle(
         if not isinstance(batch, Mapping):
             raise UsageError("event.BatchInput: expected an object")
         values = fleet_share(event_values(batch, "event.BatchInput", batch=True))
-        settings = _settings(values, "items", env, local_paths)
+        settings = _settings(values, "items", env)
         settings = settings.with_changes(credentials=await _credentials(env)).validate()
         label = f"{len(items)} items"
         logsetup.log_context.set({"request_id": request_id, "batch": label})
@@ -185,8 +173,8 @@ async def handle(
     if "source" in event:
         values = event_values(event, "event")
         source = values.pop("source", "")
-        _check_location(source, "event.source", env, local_paths)
-        settings = _settings(values, source, env, local_paths)
+        _check_location(source, "event.source", env)
+        settings = _settings(values, source, env)
         settings = settings.with_changes(credentials=await _credentials(env)).validate()
         logsetup.log_context.set(
             {"request_id": request_id, "batch": f"{settings.offset}+{settings.limit}"}

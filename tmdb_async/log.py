@@ -1,5 +1,5 @@
-"""Logging set-up: plain text on a terminal, Powertools' JSON lines in Lambda (or with
-``TMDB_LOG_FORMAT=json``), and a filter that masks the TMDB secret in every record,
+"""Logging set-up: plain text on a terminal, Powertools' JSON lines in Lambda (and in the
+local Distributed Map's workers), and a filter that masks the TMDB secret in every record,
 whatever logger produced it.
 
 The masking itself lives in :mod:`tmdb_async.redaction`, the one redaction point;

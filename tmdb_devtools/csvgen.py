@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from tmdb_devtools.fake_tmdb import kind_of_number
+
 MOVIE_HEADER = (
     "id|tituloPincipal|tituloOriginal|anoLancamento|tempoMinutos|genero|notaMedia|numeroVotos|"
     "generoArtista|personagem|nomeArtista|anoNascimento|anoFalecimento|profissao|"
@@ -27,10 +29,8 @@ _CHARACTERS = ['"Dirty" Harry', "Self", "\\N", "Capitão Nascimento", 'Dr. "Doc"
 
 
 def kind_of(n: int) -> str | None:
-    """The fake TMDB's rule (kept in step with tmdb_async.fake_tmdb.expected_kind)."""
-    if n % 17 == 0:
-        return None
-    return "tv" if n % 10 in (7, 8, 9) else "movie"
+    """What the fake TMDB says title number ``n`` is (its own rule, not a copy)."""
+    return kind_of_number(n)
 
 
 def title_ids(count: int, kind: str = "movie", start: int = 1_000_000) -> list[str]:

@@ -6,7 +6,7 @@ connection resets, timeouts, truncated bodies) only get exercised if something p
 failures reliably. This module is that something, and it is used three ways:
 
 1. in-process from pytest: ``async with FakeTmdb(FakeTmdbConfig(...)) as fake: fake.url``;
-2. from the command line for demos and load tests: ``python -m tmdb_async.fake_tmdb --port 0``;
+2. from the command line for demos and load tests: ``python -m tmdb_devtools.fake_tmdb --port 0``;
 3. in its own process for benchmarks, so that the server's CPU time does not compete with the
    client under test (``/__stats`` reports what the server saw).
 
@@ -110,10 +110,10 @@ def expected_kind(imdb_id: str) -> Kind | None:
     match = _IMDB_ID_RE.match(imdb_id)
     if match is None:
         return None
-    return _kind_of_number(int(match.group(1)))
+    return kind_of_number(int(match.group(1)))
 
 
-def _kind_of_number(n: int) -> Kind | None:
+def kind_of_number(n: int) -> Kind | None:
     """The kind rule on the numeric part; shared by /find and the /movie and /tv lookups."""
     if n % 17 == 0:
         return None
@@ -1024,7 +1024,7 @@ class _Server:
         match = _IMDB_ID_RE.match(external_id)
         if match is not None:
             n = int(match.group(1))
-            kind = _kind_of_number(n)
+            kind = kind_of_number(n)
             if kind == "movie":
                 movies.append(self._surrogate(n, _movie_item(_core("movie", n), language)))
             elif kind == "tv":
@@ -1053,7 +1053,7 @@ class _Server:
         elif kind == "movie" and (match := _IMDB_ID_RE.match(raw_id)):
             # /3/movie/{imdb_id} is undocumented but works on TMDB (for movies only).
             n = int(match.group(1))
-        if n is None or _kind_of_number(n) != kind:
+        if n is None or kind_of_number(n) != kind:
             return _error(_ERR_NOT_FOUND)
         names = [p.strip() for p in request.query.get("append_to_response", "").split(",")]
         names = [p for p in names if p]
@@ -1231,7 +1231,7 @@ def _positive_int(text: str) -> int:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tmdb_async.fake_tmdb",
+        prog="python -m tmdb_devtools.fake_tmdb",
         description="Deterministic fake TMDB API v3 server for demos, tests and load tests.",
     )
     add = parser.add_argument
@@ -1339,7 +1339,7 @@ async def _serve(config: FakeTmdbConfig, host: str, port: int, port_file: Path |
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; ``python -m tmdb_async fake-tmdb ...`` can delegate here.
+    """CLI entry point; ``python -m tmdb_devtools fake-tmdb ...`` can delegate here.
 
     Runs until SIGINT/SIGTERM and returns 0 on a clean shutdown, 1 if it cannot listen.
     """

@@ -2,9 +2,9 @@
 
 For tests, and for running a big file locally with the same batching as in AWS::
 
-    python -m tmdb_async.local_map s3://data-lake-x/Raw/Local/CSV/Movies/2022/05/02/movies.csv \\
+    python -m tmdb_devtools local-map s3://data-lake-x/Raw/Local/CSV/Movies/2022/05/02/movies.csv \\
         --dest s3://data-lake-x --kind movie --max-concurrency 4 --global-rate 40 --json
-    python -m tmdb_async.local_map samples/movies.csv --dest ./lake --max-items-per-batch 200
+    python -m tmdb_devtools local-map samples/movies.csv --dest ./lake --max-items-per-batch 200
 
 The steps are the state machine's:
 
@@ -54,22 +54,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import Credentials, Settings, parse_date
-from .errors import CredentialsError, ExitCode, IngestError, UsageError
-from .storage import parse_s3, read_source
+from tmdb_async.config import Credentials, Settings, parse_date
+from tmdb_async.errors import CredentialsError, ExitCode, IngestError, UsageError, exit_code_of
+from tmdb_async.storage import parse_s3, read_source
 
 ROOT = Path(__file__).resolve().parent.parent  # where handler.py lives
 RESULT_MARK = "LOCAL_MAP_RESULT "
 ERROR_MARK = "LOCAL_MAP_ERROR "
-WORKER_CODE = "import sys; from tmdb_async.local_map import worker_main; sys.exit(worker_main())"
+WORKER_CODE = "import sys; from tmdb_devtools.local_map import worker_main; sys.exit(worker_main())"
 FUNCTION_NAME = "tmdb-ingest-local"
-_ERROR_EXIT = {
-    "UsageError": ExitCode.BAD_INPUT,
-    "InputError": ExitCode.BAD_INPUT,
-    "CredentialsError": ExitCode.BAD_INPUT,
-    "StorageError": ExitCode.STORAGE,
-    "DeadlineError": ExitCode.INCOMPLETE,
-}
 
 Item = dict[str, str]
 
@@ -81,6 +74,9 @@ class WorkerContext:
     """The part of Lambda's context the handler uses; the clock starts at the invocation."""
 
     function_name = FUNCTION_NAME
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{FUNCTION_NAME}"
 
     def __init__(self, request_id: str, timeout_seconds: float) -> None:
         self.aws_request_id = request_id
@@ -93,22 +89,42 @@ class WorkerContext:
 async def engine_batch(
     event: Mapping[str, Any], context: WorkerContext, env: Mapping[str, str]
 ) -> dict[str, Any]:
-    """A Distributed Map batch through the handler's own event adapter, with local paths
-    allowed (the Lambda handler accepts only ``s3://``)."""
-    from .events import handle
+    """A Distributed Map batch into a local folder, which the handler refuses (Lambda has no
+    local files): the engine itself, under the handler's rules from the same schema
+    (``BatchInput`` keys and types, ``rate = global_rate / max_concurrency``, the deadline
+    margin, and the refusal to return no progress)."""
+    from tmdb_async.config import (
+        deadline_margin,
+        event_values,
+        fleet_share,
+        margin_override,
+        require_progress,
+        settings_from,
+    )
+    from tmdb_async.pipeline import run
 
-    return await handle(event, context, env, local_paths=True)
+    batch = event.get("BatchInput") or {}
+    values = fleet_share(event_values(batch, "event.BatchInput", batch=True))
+    settings = settings_from(values, env, source="items").validate()
+
+    def remaining() -> float:
+        return context.get_remaining_time_in_millis() / 1000
+
+    margin = deadline_margin(remaining(), margin_override(env))
+    summary = await run(settings, items=event["Items"], remaining=remaining, safety_margin=margin)
+    require_progress(summary, margin, "raise --function-timeout or lower --max-items-per-batch")
+    return {**summary.as_dict(), "batch_input": dict(batch)}
 
 
 def _engine_invoke(event: Any, context: WorkerContext) -> dict[str, Any]:
     """What ``handler.lambda_handler`` does, with :func:`engine_batch` in place of the handler's
     event adapter (which accepts only ``s3://`` destinations)."""
-    from . import log
+    from tmdb_async import log
 
     env = dict(os.environ)
     log.configure(
         level=env.get("TMDB_LOG_LEVEL", "INFO"),
-        fmt=env.get("TMDB_LOG_FORMAT", "json"),
+        fmt="json",
         secrets=[env.get("TMDB_READ_ACCESS_TOKEN"), env.get("TMDB_API_KEY")],
         exclusive=True,
     )
@@ -229,19 +245,17 @@ async def _read_text(url: str) -> str:
 async def _prepare(source: str, dest: str, env: Mapping[str, str]) -> dict[str, Any]:
     """PrepareIds: the handler's prepare event if it can take it, else the engine function."""
     if parse_s3(source, "source") and parse_s3(dest, "dest"):
-        from .events import handle
+        from tmdb_async.events import handle
 
         event = {"action": "prepare", "source": source, "dest": dest}
         return await handle(event, None, env)
-    from .prepare import prepare_ids
+    from tmdb_async.prepare import prepare_ids
 
     return await prepare_ids(Settings(source=source, dest=dest).validate())
 
 
 def _worker_env(base: Mapping[str, str], tmdb_url: str | None) -> dict[str, str]:
     env = dict(base)
-    paths = [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
-    env["PYTHONPATH"] = os.pathsep.join(paths)
     env.setdefault("TMDB_LOG_LEVEL", "WARNING")
     env.setdefault("AWS_LAMBDA_FUNCTION_NAME", FUNCTION_NAME)
     if tmdb_url:
@@ -254,6 +268,7 @@ async def _invoke(
 ) -> None:
     process = await asyncio.create_subprocess_exec(
         *(python, "-c", WORKER_CODE),
+        cwd=ROOT,  # handler.py, tmdb_async and tmdb_devtools import from here, as in the layer
         env=dict(env),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -469,7 +484,7 @@ def exit_code(report: Mapping[str, Any]) -> int:
     if report["status"] == "ok":
         return ExitCode.OK
     if report["status"] == "failed" and report["errors"]:
-        return _ERROR_EXIT.get(report["errors"][0]["errorType"], ExitCode.FAILED_IDS)
+        return exit_code_of(report["errors"][0]["errorType"], ExitCode.FAILED_IDS)
     if report["status"] == "incomplete":
         return ExitCode.INCOMPLETE
     return ExitCode.FAILED_IDS
@@ -480,7 +495,7 @@ def exit_code(report: Mapping[str, Any]) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tmdb_async.local_map",
+        prog="python -m tmdb_devtools local-map",
         description="Run the Step Functions Distributed Map of statemachine/ingest.asl.json "
         "locally: prepare the distinct ids, batch them, and run the batches in worker "
         "processes, at most --max-concurrency at a time, each at global-rate/max-concurrency.",
