@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SAM_VENV ?= .venv-sam
 
-.PHONY: demo test lint validate-template bench layer clean
+.PHONY: demo test lint validate-template bench layer install-check clean
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,15 @@ test: lint validate-template
 
 bench: $(VENV)/.dev
 	$(PY) -m pip install -q -r benchmarks/requirements.txt
-	$(PY) benchmarks/run.py
+	$(PY) -m benchmarks
+
+# `pip install .` in a clean virtual environment gives a working `tmdb-ingest` command.
+install-check:
+	rm -rf build/install-check
+	$(PYTHON) -m venv build/install-check
+	build/install-check/bin/python -m pip install -q .
+	cd build && install-check/bin/tmdb-ingest run --help >/dev/null
+	rm -rf build tmdb_ingest.egg-info
 
 layer: $(VENV)/.dev
 	$(PY) layer/build.py

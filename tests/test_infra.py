@@ -739,6 +739,10 @@ def _check_layer_zip(path: Path, zipped_mb: float, unzipped_mb: float) -> list[s
     if (ROOT / "handler.py").exists():
         assert "python/handler.py" in names
         assert "python/tmdb_async/__init__.py" in names
+        assert "python/aws_lambda_powertools/__init__.py" in names
+    # What ships is what runs in production: no development tools, no progress bar.
+    assert not [n for n in names if re.search(r"fake_tmdb|local_map|csvgen|tmdb_devtools", n)]
+    assert not [n for n in names if n.startswith("python/tqdm")]
     return names
 
 

@@ -1,0 +1,66 @@
+"""What ships: the ``tmdb-ingest`` wheel holds the runtime package and nothing else, and its
+console script is the command line. Built offline from this checkout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "-w", str(out), str(ROOT)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (found,) = out.glob("tmdb_ingest-*.whl")
+    return found
+
+
+def test_the_wheel_holds_the_runtime_package_only(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        entry_points = next(zf.read(n) for n in names if n.endswith("entry_points.txt"))
+        metadata = next(zf.read(n) for n in names if n.endswith("METADATA")).decode()
+    packages = {n.split("/", 1)[0] for n in names if ".dist-info/" not in n}
+    assert packages == {"tmdb_async"}
+    assert not [n for n in names if "fake_tmdb" in n or "local_map" in n or "csvgen" in n]
+    assert b"tmdb-ingest = tmdb_async.cli:main" in entry_points
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    runtime = [r for r in requires if "extra ==" not in r]
+    assert any("aiohttp" in r for r in runtime) and any(
+        "aws-lambda-powertools" in r for r in runtime
+    )
+    assert not any("tqdm" in r for r in runtime)  # the progress bar is an extra
+
+
+def test_the_installed_console_script_is_the_command_line(wheel: Path, tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+         str(wheel)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(target)}  # the installed copy, not the checkout
+    done = subprocess.run(
+        [str(target / "bin" / "tmdb-ingest"), "run", "--help"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "--skip-existing" in done.stdout
+    where = subprocess.run(
+        [sys.executable, "-c", "import tmdb_async; print(tmdb_async.__file__)"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert where.stdout.startswith(str(target))
