@@ -1,4 +1,4 @@
-"""Smoke run of the benchmark suite (``benchmarks/run.py --quick``): catches a collapse.
+"""Smoke run of the benchmark suite (``python -m benchmarks --quick``): catches a collapse.
 
 The quick run is the full suite in miniature (fake TMDB in its own process, every client in
 its own process). This test asserts structure and sanity only, never wall-clock times: every
@@ -25,15 +25,8 @@ pytestmark = pytest.mark.slow  # ~30 s: a dozen child processes and five fake se
 def quick(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench") / "quick.json"
     completed = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "run.py"),
-            "--quick",
-            "--no-chart",
-            "--out",
-            out,
-        ],
-        cwd=ROOT,
+        [sys.executable, "-m", "benchmarks", "--quick", "--no-chart", "--out", out],
+        cwd=ROOT,  # ``benchmarks`` is a package at the repository root
         capture_output=True,
         text=True,
         timeout=300,  # a hang guard, not a performance assertion

@@ -1,0 +1,16 @@
+"""The project's dev tools that the benchmarks use, imported in this one place.
+
+The fake TMDB and the CSV generator are development tools (:mod:`tmdb_devtools`), not the
+engine; when they move or are renamed, only this file changes. The engine itself
+(``tmdb_async``, ``handler``) is imported where it is measured, in :mod:`benchmarks.clients`
+and :mod:`benchmarks.scenarios.cold_start`.
+"""
+
+from __future__ import annotations
+
+from tmdb_devtools.csvgen import kind_of, title_ids, write_csv
+
+#: run as ``python -m FAKE_TMDB_MODULE`` in its own process (see :mod:`benchmarks.fake_server`)
+FAKE_TMDB_MODULE = "tmdb_devtools.fake_tmdb"
+
+__all__ = ["FAKE_TMDB_MODULE", "kind_of", "title_ids", "write_csv"]

@@ -1,0 +1,211 @@
+"""Targets (one row per figure), the Markdown table in BENCHMARKS.md and its rewrite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import MARKDOWN, TABLE_END, TABLE_START
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each figure as a row: measured value, target, and whether it is met."""
+    rows: list[dict[str, Any]] = []
+
+    def add(key: str, figure: str, value: float, fmt: str, target: str, met: bool | None) -> None:
+        rows.append(
+            {
+                "key": key,
+                "figure": figure,
+                "value": value,
+                "shown": fmt.format(value),
+                "target": target,
+                "met": met,
+            }
+        )
+
+    rate = result["rate_bound"]
+    for detail in ("full", "find"):
+        part = rate[detail]
+        add(
+            f"rate_{detail}_wall",
+            f"1. rate-bound, {detail}: wall ÷ (requests needed ÷ 40/s)",
+            part["wall_over_ideal"],
+            "{:.3f}",
+            "≤ 1.05",
+            part["wall_over_ideal"] <= 1.05,
+        )
+        add(
+            f"rate_{detail}_429",
+            f"1. rate-bound, {detail}: 429 answers ÷ requests",
+            part["share_429"],
+            "{:.2%}",
+            "≤ 1%",
+            part["share_429"] <= 0.01,
+        )
+    seq = rate["sequential"]
+    add(
+        "rate_seq_wall",
+        "1. seeds' sequential loop: wall ÷ ideal (per id)",
+        seq["wall_over_ideal"],
+        "{:.2f}",
+        "baseline",
+        None,
+    )
+    add(
+        "rate_speedup",
+        "1. engine speed-up over the seeds' loop (per id)",
+        seq["engine_speedup"],
+        "{:.2f}×",
+        "report",
+        None,
+    )
+    lat = result["latency_bound"]
+    add(
+        "latency_ratio",
+        "2. latency-bound (c=20, 50 ms): engine ÷ bare aiohttp, ids/s",
+        lat["ratio"],
+        "{:.3f}",
+        "≥ 0.9",
+        lat["ratio"] >= 0.9,
+    )
+    cpu = result["cpu_bound"]
+    add(
+        "cpu_ratio",
+        "3. CPU-bound (c=64, no latency): engine ÷ bare aiohttp, ids/s",
+        cpu["ratio"],
+        "{:.3f}",
+        "≥ 0.6",
+        cpu["ratio"] >= 0.6,
+    )
+    add(
+        "cpu_engine_ms",
+        "3. CPU ms per id, engine (user+sys)",
+        cpu["engine_cpu_ms_per_id"],
+        "{:.2f}",
+        "report",
+        None,
+    )
+    add(
+        "cpu_bare_ms",
+        "3. CPU ms per id, bare aiohttp loop",
+        cpu["bare_cpu_ms_per_id"],
+        "{:.2f}",
+        "report",
+        None,
+    )
+    mem = result["memory"]
+    add(
+        "memory_ratio",
+        f"4. peak RSS, {mem['large_ids']:,} ids ÷ {mem['small_ids']:,} ids",
+        mem["ratio"],
+        "{:.3f}",
+        "≤ 1.3",
+        mem["ratio"] <= 1.3,
+    )
+    add(
+        "memory_peak",
+        f"4. peak RSS, {mem['large_ids']:,} ids (MB)",
+        mem["large_peak_mb"],
+        "{:.1f}",
+        "< 256",
+        mem["large_peak_mb"] < 256,
+    )
+    cold = result["cold_start"]
+    add(
+        "cold_ratio",
+        "5. cold start: import handler ÷ import its libraries",
+        cold["ratio"],
+        "{:.3f}",
+        "≤ 1.3",
+        cold["ratio"] <= 1.3,
+    )
+    points = result["scaling"]["points"]
+    low, high = points[0], points[-1]
+    add(
+        "scaling_gain",
+        f"6. scaling: ids/s at c={high['concurrency']} ÷ c={low['concurrency']}",
+        high["engine_ids_per_s"] / low["engine_ids_per_s"],
+        "{:.1f}×",
+        "chart",
+        None,
+    )
+    return rows
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    meta = result["meta"]
+    lines = [
+        f"Measured {meta['date']} on {meta['machine']} (Python {meta['python']}, "
+        f"{meta['cpus']} CPUs), full run in {meta['seconds']:.0f} s.",
+        "",
+        "| Figure | Measured | Target | Met |",
+        "| --- | ---: | --- | :---: |",
+    ]
+    for row in result["targets"]:
+        met = {True: "yes", False: "**no**", None: "—"}[row["met"]]
+        lines.append(f"| {row['figure']} | {row['shown']} | {row['target']} | {met} |")
+    rate = result["rate_bound"]
+    lat, cpu, mem = result["latency_bound"], result["cpu_bound"], result["memory"]
+    cold = result["cold_start"]
+    heavy = ", ".join(cold["heavy_modules_loaded_by_handler"]) or "none"
+    full, find, seq = rate["full"], rate["find"], rate["sequential"]
+    lines += [
+        "",
+        "Details behind the ratios:",
+        "",
+        f"- Rate-bound, full: {rate['ids']} ids, {full['needed_requests']} requests needed, "
+        f"ideal {full['ideal_seconds']:.1f} s, engine {full['run']['seconds']:.1f} s, "
+        f"{full['run']['requests']} requests sent, {full['run']['throttled_429']} answered 429. "
+        f"Find only: {find['needed_requests']} needed, ideal {find['ideal_seconds']:.1f} s, "
+        f"engine {find['run']['seconds']:.1f} s, {find['run']['throttled_429']} × 429.",
+        f"- Seeds' loop: {seq['ids']} ids in {seq['run']['seconds']:.1f} s "
+        f"({seq['seconds_per_id'] * 1000:.0f} ms per id; {rate['ids']} ids would take "
+        f"~{seq['projected_seconds_for_rate_ids']:.0f} s).",
+        f"- Latency-bound: engine {lat['engine_ids_per_s']:.0f} ids/s, bare loop "
+        f"{lat['bare_ids_per_s']:.0f} ids/s (median of {len(lat['pairs'])} alternating pairs).",
+        f"- CPU-bound: engine {cpu['engine_ids_per_s']:.0f} ids/s, bare loop "
+        f"{cpu['bare_ids_per_s']:.0f} ids/s; fake server "
+        + (
+            f"{cpu['server_cpu_ms_per_id']:.2f} CPU ms per id."
+            if cpu["server_cpu_ms_per_id"] is not None
+            else "CPU not measured."
+        ),
+        f"- Memory: {mem['small_peak_mb']:.1f} MB for {mem['small_ids']:,} ids, "
+        f"{mem['large_peak_mb']:.1f} MB for {mem['large_ids']:,} ids "
+        f"({mem['large_csv_rows']:,} CSV rows, {mem['large_csv_mb']:.0f} MB); "
+        f"the interpreter with the engine imported holds {mem['imports_mb']:.1f} MB.",
+        f"- Cold start (median of {cold['repeats']}): interpreter "
+        f"{cold['median_seconds']['interpreter'] * 1000:.0f} ms, `import handler` "
+        f"{cold['median_seconds']['handler'] * 1000:.0f} ms, the libraries "
+        f"{cold['median_seconds']['libraries'] * 1000:.0f} ms, handler + aioboto3 "
+        f"{cold['median_seconds']['handler_and_aioboto3'] * 1000:.0f} ms; heavy modules "
+        f"loaded by `import handler`: {heavy}.",
+        "",
+        "| Concurrency | Engine ids/s | Bare ids/s | Engine ÷ bare | Ideal ids/s (c ÷ latency) |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for point in result["scaling"]["points"]:
+        lines.append(
+            f"| {point['concurrency']} | {point['engine_ids_per_s']:.1f} | "
+            f"{point['bare_ids_per_s']:.1f} | {point['ratio']:.3f} | "
+            f"{point['ideal_ids_per_s']:.1f} |"
+        )
+    lines += [
+        "",
+        f"TMDB's own ceiling at 40 requests/s is "
+        f"{result['scaling']['tmdb_ceiling_ids_per_s']:.1f} ids/s with details.",
+    ]
+    return "\n".join(lines)
+
+
+def write_markdown(result: dict[str, Any], path: Path = MARKDOWN) -> None:
+    block = f"{TABLE_START}\n{markdown_table(result)}\n{TABLE_END}"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if TABLE_START in text and TABLE_END in text:
+        head, _, rest = text.partition(TABLE_START)
+        _, _, tail = rest.partition(TABLE_END)
+        text = head + block + tail
+    else:
+        text = text.rstrip() + "\n\n## Results\n\n" + block + "\n"
+    path.write_text(text, encoding="utf-8")

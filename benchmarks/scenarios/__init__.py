@@ -1,0 +1,32 @@
+"""One module per scenario, each with ``run(runner) -> dict`` (its part of the JSON result).
+
+:data:`SCENARIOS` maps the ``--only`` name to the result key and the scenario's ``run``, in
+the order a full run measures them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks.runner import Runner
+from benchmarks.scenarios import (
+    cold_start,
+    cpu_bound,
+    latency_bound,
+    memory,
+    rate_bound,
+    scaling,
+)
+
+Scenario = Callable[[Runner], dict[str, Any]]
+
+#: ``--only`` name -> (key in the JSON result, the scenario's ``run``)
+SCENARIOS: dict[str, tuple[str, Scenario]] = {
+    "rate": ("rate_bound", rate_bound.run),
+    "latency": ("latency_bound", latency_bound.run),
+    "cpu": ("cpu_bound", cpu_bound.run),
+    "memory": ("memory", memory.run),
+    "cold": ("cold_start", cold_start.run),
+    "scaling": ("scaling", scaling.run),
+}
