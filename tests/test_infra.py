@@ -907,6 +907,9 @@ assert handler.__file__.startswith(site) and aiohttp.__file__.startswith(site)
 class Context:
     aws_request_id = "req-local"
     function_name = "tmdb-ingest"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:tmdb-ingest"
     def __init__(self, seconds):
         self._deadline = time.monotonic() + seconds
     def get_remaining_time_in_millis(self):

@@ -2,7 +2,7 @@
 limit and a few faults. Nothing is lost or duplicated; the client never exceeds its limits.
 
 Marked slow (tens of seconds); CI runs it. The figures at TMDB's real 40 requests/s are
-measured by ``benchmarks/run.py``, not asserted here.
+measured by ``benchmarks/``, not asserted here.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ async def fake_process() -> AsyncIterator[str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tmdb_async",
+        "tmdb_devtools",
         "fake-tmdb",
         "--port",
         "0",
