@@ -78,26 +78,28 @@ async def test_a_commit_takes_an_id_out_of_its_old_file_before_writing_its_new_h
     store = Recording(LocalStore(str(tmp_path)))
     ledger = await Ledger(store, FOLDER).load()
     first = await ledger.commit(
-        [rec("tt0000001"), rec("tt0000002")], [], shape="s", fmt="json", stem="m"
+        [([rec("tt0000001"), rec("tt0000002")], [])], shape="s", fmt="json", stem="m"
     )
     store.writes.clear()
-    second = await ledger.commit([rec("tt0000001", 1)], [], shape="s", fmt="json", stem="m")
+    second = await ledger.commit([([rec("tt0000001", 1)], [])], shape="s", fmt="json", stem="m")
     names = [name for _, name in store.writes]
-    assert names.index(first.data_file) < names.index(second.data_file)  # drop, then add
+    assert names.index(first.data_files[0]) < names.index(second.data_files[0])  # drop, then add
     assert second.replaced == 1
     view = read_local(tmp_path / FOLDER)
-    assert view.records["tt0000001"] == [(second.data_file, rec("tt0000001", 1))]
+    assert view.records["tt0000001"] == [(second.data_files[0], rec("tt0000001", 1))]
     assert set(view.records) == {"tt0000001", "tt0000002"} and not view.duplicates()
 
 
 async def test_a_file_left_with_only_replaced_entries_disappears(tmp_path: Path) -> None:
     ledger = await Ledger(LocalStore(str(tmp_path)), FOLDER).load()
     first = await ledger.commit(
-        [rec("tt0000001")], [side("tt0000002")], shape="s", fmt="jsonl", stem="m"
+        [([rec("tt0000001")], [side("tt0000002")])], shape="s", fmt="jsonl", stem="m"
     )
-    await ledger.commit([rec("tt0000002"), rec("tt0000001")], [], shape="s", fmt="json", stem="m")
-    assert first.data_file and first.sidecar_file
-    assert not (tmp_path / FOLDER / first.data_file).exists()
+    await ledger.commit(
+        [([rec("tt0000002"), rec("tt0000001")], [])], shape="s", fmt="json", stem="m"
+    )
+    assert first.data_files and first.sidecar_file
+    assert not (tmp_path / FOLDER / first.data_files[0]).exists()
     assert not (tmp_path / FOLDER / first.sidecar_file).exists()
     view = read_local(tmp_path / FOLDER)
     assert set(view.records) == {"tt0000001", "tt0000002"} and not view.outcomes
@@ -110,13 +112,13 @@ async def test_a_stale_lease_is_taken_over_and_the_half_applied_commit_rolled_fo
     store = Recording(LocalStore(str(tmp_path)))
     writer = await Ledger(store, FOLDER, clock=lambda: now[0]).load()
     old = await writer.commit(
-        [rec("tt0000001"), rec("tt0000002")], [], shape="s", fmt="json", stem="m"
+        [([rec("tt0000001"), rec("tt0000002")], [])], shape="s", fmt="json", stem="m"
     )
     # Dies after the lock and the commit are written, before anything is applied.
     store.fail_after = 2
     with pytest.raises(KeyboardInterrupt):
         await writer.commit(
-            [rec("tt0000001", 1), rec("tt0000003")], [], shape="s", fmt="json", stem="m"
+            [([rec("tt0000001", 1), rec("tt0000003")], [])], shape="s", fmt="json", stem="m"
         )
     assert (tmp_path / FOLDER / "_ledger/lock.json").exists()  # left behind by the dead writer
     view = read_local(tmp_path / FOLDER)
@@ -124,7 +126,7 @@ async def test_a_stale_lease_is_taken_over_and_the_half_applied_commit_rolled_fo
 
     waiting = Ledger(LocalStore(str(tmp_path)), FOLDER, clock=lambda: now[0], wait_seconds=0.05)
     with pytest.raises(StorageError, match="locked by another run"):
-        await waiting.commit([rec("tt0000009")], [], shape="s", fmt="json", stem="m")
+        await waiting.commit([([rec("tt0000009")], [])], shape="s", fmt="json", stem="m")
 
     now[0] += ledger_module.LEASE_SECONDS + 1  # the lease runs out
     reader = await Ledger(LocalStore(str(tmp_path)), FOLDER, clock=lambda: now[0]).load()
@@ -132,7 +134,7 @@ async def test_a_stale_lease_is_taken_over_and_the_half_applied_commit_rolled_fo
     assert not view.duplicates()
     assert view.records["tt0000001"][0][1] == rec("tt0000001", 1)  # rolled forward
     assert set(view.records) == {"tt0000001", "tt0000002", "tt0000003"}
-    assert old.data_file in view.data_files and view.data_files[old.data_file] == 1
+    assert old.data_files[0] in view.data_files and view.data_files[old.data_files[0]] == 1
     assert reader.home("tt0000003") is not None
     assert not (tmp_path / FOLDER / "_ledger/lock.json").exists()
 
@@ -144,8 +146,7 @@ async def test_a_checkpoint_compacts_the_log_and_a_new_reader_sees_the_same_home
     writer = await Ledger(LocalStore(str(tmp_path)), FOLDER).load()
     for n in range(10):
         await writer.commit(
-            [rec(f"tt{1000000 + n:07d}", n), rec("tt0000001", n)],
-            [],
+            [([rec(f"tt{1000000 + n:07d}", n), rec("tt0000001", n)], [])],
             shape="s",
             fmt="json",
             stem="m",
@@ -163,12 +164,14 @@ async def test_a_reader_racing_a_checkpoint_reads_again_instead_of_missing_commi
     monkeypatch.setattr(ledger_module, "CHECKPOINT_EVERY", 2)
     writer = await Ledger(LocalStore(str(tmp_path)), FOLDER).load()
     for n in range(3):
-        await writer.commit([rec(f"tt{2000000 + n:07d}")], [], shape="s", fmt="json", stem="m")
+        await writer.commit([([rec(f"tt{2000000 + n:07d}")], [])], shape="s", fmt="json", stem="m")
     racing = Recording(LocalStore(str(tmp_path)))
 
     async def commits_and_two_checkpoints_meanwhile() -> None:
         for n in range(3, 8):
-            await writer.commit([rec(f"tt{2000000 + n:07d}")], [], shape="s", fmt="json", stem="m")
+            await writer.commit(
+                [([rec(f"tt{2000000 + n:07d}")], [])], shape="s", fmt="json", stem="m"
+            )
 
     racing.after_get[f"{FOLDER}/_ledger/checkpoint.json"] = commits_and_two_checkpoints_meanwhile
     reader = await Ledger(racing, FOLDER).load()
@@ -194,8 +197,7 @@ async def test_writers_committing_at_once_on_s3_give_every_id_one_home(s3: Any, 
             for k in range(6):
                 chunk = ids[(w * 7 + k * 5) % 30 :][:10]
                 await ledger.commit(
-                    [rec(i, w) for i in chunk[:7]],
-                    [side(i) for i in chunk[7:]],
+                    [([rec(i, w) for i in chunk[:7]], [side(i) for i in chunk[7:]])],
                     shape="s",
                     fmt="json",
                     stem=f"w{w}",

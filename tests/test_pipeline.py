@@ -89,7 +89,7 @@ async def test_files_hold_at_most_chunk_size_records_in_source_order(
     data, _ = load_output(tmp_path / "lake")
     assert len(data) == len(summary.files) == 6
     assert all(1 <= len(records) <= 40 for records in data.values())
-    name = re.compile(r"^movies-\d{8}\.json$")  # the commit's number in the date folder
+    name = re.compile(r"^movies-\d{8}-\d{2}\.json$")  # commit number, chunk within it
     assert all(name.match(file) for file in data)
     in_files = [r["imdb_id"] for file in sorted(data) for r in data[file]]
     assert in_files == [i for i in ids if kind_of(int(i[2:])) is not None]

@@ -19,7 +19,7 @@ from tmdb_devtools.csvgen import kind_of, title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb
 
 SOURCE_KEY = "Raw/Local/CSV/Movies/2022/05/02/movies.csv"
-DATA_KEY = re.compile(r"^Raw/TMDB/JSON/2022/05/02/movies-\d{8}\.json$")
+DATA_KEY = re.compile(r"^Raw/TMDB/JSON/2022/05/02/movies-\d{8}-\d{2}\.json$")
 
 
 def keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:

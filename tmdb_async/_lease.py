@@ -76,7 +76,9 @@ class Lease:
         delay = 0.01
         while True:
             with contextlib.suppress(Conflict):
-                self.etag = await self.store.write(self.key, self._body(), if_none_match=True)
+                self.etag = await self.store.write(
+                    self.key, self._body(), if_none_match=True, durable=False
+                )
                 return
             found = await self.store.read(self.key)
             if found is not None:
@@ -88,7 +90,9 @@ class Lease:
                     info, stale = {}, True  # a damaged lock protects nothing
                 if stale:
                     with contextlib.suppress(Conflict):
-                        self.etag = await self.store.write(self.key, self._body(), if_match=etag)
+                        self.etag = await self.store.write(
+                            self.key, self._body(), if_match=etag, durable=False
+                        )
                         log.warning("took over the stale folder lock of %s", info.get("owner"))
                         return
                 elif time.monotonic() > give_up:
@@ -104,7 +108,9 @@ class Lease:
         if self.clock() < self.expires - self.seconds * 2 / 3:
             return
         try:
-            self.etag = await self.store.write(self.key, self._body(), if_match=self.etag)
+            self.etag = await self.store.write(
+                self.key, self._body(), if_match=self.etag, durable=False
+            )
         except Conflict:
             raise LeaseLost(self.key) from None
 

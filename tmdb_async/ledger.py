@@ -41,6 +41,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._homes import Home, HomeIndex
 from ._lease import Lease, LeaseLost
 from .errors import StorageError
 from .storage import Conflict, Store
@@ -57,20 +58,11 @@ WAIT_SECONDS = 300.0  # for a busy lock, before giving up with a StorageError
 
 
 @dataclass(frozen=True, slots=True)
-class Home:
-    """Where an id lives in the folder, with its outcome and the shape that made it."""
-
-    file: str  # relative to the folder: "movies-00000042.json", "_sidecars/movies-….json"
-    outcome: Outcome
-    shape: str
-
-
-@dataclass(frozen=True, slots=True)
 class Committed:
     """What one commit wrote (keys relative to the folder)."""
 
     version: int
-    data_file: str | None
+    data_files: tuple[str, ...]
     sidecar_file: str | None
     replaced: int  # ids that had a home before and moved here
 
@@ -79,7 +71,7 @@ class Committed:
 class _State:
     version: int = 0
     checkpoint: int = 0  # version of the checkpoint on storage
-    homes: dict[str, Home] = field(default_factory=dict)
+    homes: HomeIndex = field(default_factory=HomeIndex)
     pending: int | None = None  # the newest commit, if it still holds its bodies (unapplied)
 
 
@@ -159,10 +151,10 @@ class Ledger:
             raw = await self.store.get(key)
             if raw is None:
                 return False
-            entry = _parse_entry(raw, self.store.url(key))
-            _fold(state, entry)
+            header, bodies = _parse_entry(raw, self.store.url(key))
+            _fold(state, header)
             state.version = version
-            state.pending = version if "bodies" in entry else None
+            state.pending = version if bodies else None
         return True
 
     # --- committing ----------------------------------------------------------------------
@@ -201,29 +193,30 @@ class Ledger:
         the lock before the next one is written."""
         raw = await self.store.get(self._log_key(version))
         if raw is not None:
-            entry = _parse_entry(raw, self.store.url(self._log_key(version)))
-            if "bodies" in entry:
+            header, bodies = _parse_entry(raw, self.store.url(self._log_key(version)))
+            if bodies:
                 log.warning("rolling forward commit %d, left half-applied by its writer", version)
-                await self._apply(entry)
+                await self._apply(header, bodies)
         self._state.pending = None
 
     async def commit(
         self,
-        records: Sequence[dict[str, Any]],
-        sidecar: Sequence[dict[str, Any]],
+        chunks: Sequence[tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]]],
         *,
         shape: str,
         fmt: str,
         stem: str,
     ) -> Committed:
-        """Give every id of a chunk its new home: ``records`` (each with ``imdb_id``) in one
-        data file, ``sidecar`` entries (``imdb_id``, ``outcome``, ``reason``…) in one sidecar
-        file. An id's older home anywhere in the folder drops it first."""
+        """Give every id of some chunks its new home. Each chunk is ``(records, sidecar)``:
+        its records (each with ``imdb_id``) go to one data file, its sidecar entries
+        (``imdb_id``, ``outcome``, ``reason``…) to the commit's sidecar file. An id's older
+        home anywhere in the folder drops it first. Several chunks make one commit: one lock,
+        one log entry, however many files."""
         async with self._mutex:
             for attempt in range(3):
                 try:
                     async with self._locked():
-                        return await self._commit_locked(records, sidecar, shape, fmt, stem)
+                        return await self._commit_locked(chunks, shape, fmt, stem)
                 except LeaseLost:
                     log.warning("folder lock lost during a commit (attempt %d)", attempt + 1)
                     await self._reload()
@@ -231,34 +224,39 @@ class Ledger:
 
     async def _commit_locked(
         self,
-        records: Sequence[dict[str, Any]],
-        sidecar: Sequence[dict[str, Any]],
+        chunks: Sequence[tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]]],
         shape: str,
         fmt: str,
         stem: str,
     ) -> Committed:
         version = self._state.version + 1
-        data_file = f"{stem}-{version:08d}.{'jsonl' if fmt == 'jsonl' else 'json'}"
-        side_file = f"{SIDECAR_FOLDER}/{stem}-{version:08d}.json"
+        extension = "jsonl" if fmt == "jsonl" else "json"
         files: list[dict[str, Any]] = []
-        bodies: dict[str, list[dict[str, Any]]] = {}
-        if records:
+        bodies: list[bytes] = []
+        data_files: list[str] = []
+        sidecar = [entry for _, entries in chunks for entry in entries]
+        for index, (records, _) in enumerate(c for c in chunks if c[0]):
+            name = f"{stem}-{version:08d}-{index:02d}.{extension}"
             ids = [r["imdb_id"] for r in records]
-            files.append({"key": data_file, "ids": ids, "outcomes": ["record"] * len(ids)})
-            bodies[data_file] = list(records)
-        if sidecar:
+            files.append({"key": name, "ids": ids, "outcome": "record"})
+            bodies.append(encode_file(name, records))
+            data_files.append(name)
+        side_file = f"{SIDECAR_FOLDER}/{stem}-{version:08d}.json" if sidecar else None
+        if side_file:
             ids = [e["imdb_id"] for e in sidecar]
             files.append(
                 {"key": side_file, "ids": ids, "outcomes": [e["outcome"] for e in sidecar]}
             )
-            bodies[side_file] = list(sidecar)
+            bodies.append(encode_file(side_file, sidecar))
         drops: dict[str, list[str]] = {}
         for spec in files:
             for imdb_id in spec["ids"]:
                 home = self._state.homes.get(imdb_id)
                 if home is not None:
                     drops.setdefault(home.file, []).append(imdb_id)
-        entry = {
+        for spec, body in zip(files, bodies, strict=True):
+            spec["size"] = len(body)
+        header = {
             "version": version,
             "writer": self.owner,
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -270,36 +268,37 @@ class Ledger:
         await self._lease.ensure()
         try:
             await self.store.write(
-                self._log_key(version), _dump({**entry, "bodies": bodies}), if_none_match=True
+                self._log_key(version), _entry_bytes(header, bodies), if_none_match=True
             )
         except Conflict:
             raise LeaseLost(self._log_key(version)) from None
-        _fold(self._state, entry)
+        _fold(self._state, header)
         self._state.version = version
         self._state.pending = version
-        await self._apply({**entry, "bodies": bodies})
+        await self._apply(header, bodies)
         self._state.pending = None
         if version - self._state.checkpoint >= CHECKPOINT_EVERY:
             await self._write_checkpoint()
         return Committed(
             version=version,
-            data_file=data_file if records else None,
-            sidecar_file=side_file if sidecar else None,
+            data_files=tuple(data_files),
+            sidecar_file=side_file,
             replaced=sum(len(ids) for ids in drops.values()),
         )
 
-    async def _apply(self, entry: Mapping[str, Any]) -> None:
-        """Drops first, then the new files, then slim the commit. Idempotent."""
+    async def _apply(self, header: Mapping[str, Any], bodies: Sequence[bytes]) -> None:
+        """Drops first, then the new files, then slim the commit to its header. Idempotent."""
         assert self._lease is not None
-        for name, ids in entry["drops"].items():
+        for name, ids in header["drops"].items():
             await self._lease.ensure()
             await self._drop(name, set(ids))
-        for name, body in entry["bodies"].items():
+        for spec, body in zip(header["files"], bodies, strict=True):
             await self._lease.ensure()
-            await self.store.put(self._key(name), encode_file(name, body), _content_type(name))
-        slim = {k: v for k, v in entry.items() if k != "bodies"}
+            await self.store.put(self._key(spec["key"]), body, _content_type(spec["key"]))
         await self._lease.ensure()
-        await self.store.write(self._log_key(int(entry["version"])), _dump(slim))
+        await self.store.write(
+            self._log_key(int(header["version"])), _entry_bytes(header, ()), durable=False
+        )
 
     async def _drop(self, name: str, ids: set[str]) -> None:
         key = self._key(name)
@@ -322,28 +321,20 @@ class Ledger:
             await self.store.delete(key)
 
     async def _write_checkpoint(self) -> None:
+        """The folded state, one group per home: canonical ids as numbers, so the file is
+        about the size of the ids and is built one group at a time."""
         state = self._state
-        files: dict[str, int] = {}
-        shapes: dict[str, int] = {}
-        ids = {
-            imdb_id: [
-                files.setdefault(home.file, len(files)),
-                home.outcome,
-                shapes.setdefault(home.shape, len(shapes)),
-            ]
-            for imdb_id, home in state.homes.items()
-        }
-        body = {
-            "version": state.version,
-            "previous": state.checkpoint,
-            "files": list(files),
-            "shapes": list(shapes),
-            "ids": ids,
-        }
+        head = f'{{"version":{state.version},"previous":{state.checkpoint},"groups":['
+        groups = b",".join(
+            _dump([home.file, home.outcome, home.shape, numbers.tolist(), others])
+            for home, numbers, others in state.homes.groups()
+        )
         assert self._lease is not None
         await self._lease.ensure()
         await self.store.put(
-            self._key(f"{LEDGER_FOLDER}/checkpoint.json"), _dump(body), "application/json"
+            self._key(f"{LEDGER_FOLDER}/checkpoint.json"),
+            head.encode() + groups + b"]}",
+            "application/json",
         )
         # Keep the commits after the previous checkpoint: a reader that has just read that
         # one still finds every later commit.
@@ -372,34 +363,61 @@ def _version_of(key: str) -> int | None:
     return int(stem) if stem.isascii() and stem.isdigit() and stem != name else None
 
 
-def _fold(state: _State, entry: Mapping[str, Any]) -> None:
-    shape = str(entry.get("shape", ""))
-    for spec in entry["files"]:
+def _fold(state: _State, header: Mapping[str, Any]) -> None:
+    """Each id's new home. Ids with the same home share one :class:`Home` object: the map
+    costs a dictionary slot per id, not an object."""
+    shape = str(header.get("shape", ""))
+    shared: dict[tuple[str, str], Home] = {}
+    for spec in header["files"]:
         key = str(spec["key"])
-        for imdb_id, outcome in zip(spec["ids"], spec["outcomes"], strict=True):
-            state.homes[imdb_id] = Home(key, outcome, shape)
+        outcomes = spec.get("outcomes") or [spec.get("outcome", "record")] * len(spec["ids"])
+        for imdb_id, outcome in zip(spec["ids"], outcomes, strict=True):
+            home = shared.get((key, outcome))
+            if home is None:
+                home = shared[key, outcome] = Home(key, outcome, shape)
+            state.homes.set(imdb_id, home)
 
 
-def _parse_entry(raw: bytes, where: str) -> dict[str, Any]:
+def _entry_bytes(header: Mapping[str, Any], bodies: Sequence[bytes]) -> bytes:
+    """A commit: its header as one JSON line, then (until applied) its files' bytes."""
+    return b"".join([_dump(header), b"\n", *bodies])
+
+
+def _parse_entry(raw: bytes, where: str) -> tuple[dict[str, Any], list[bytes]]:
+    """(header, file bodies): bodies only while the commit is not applied yet."""
+    head, _, rest = raw.partition(b"\n")
     try:
-        entry = json.loads(raw)
-        if not isinstance(entry, dict) or not isinstance(entry.get("files"), list):
+        header = json.loads(head)
+        if not isinstance(header, dict) or not isinstance(header.get("files"), list):
             raise ValueError
-        return entry
-    except ValueError:
-        raise StorageError(f"{where}: damaged ledger commit (not the JSON it wrote)") from None
+        bodies: list[bytes] = []
+        if rest:
+            position = 0
+            for spec in header["files"]:
+                size = int(spec["size"])
+                bodies.append(rest[position : position + size])
+                position += size
+            if position != len(rest) or any(
+                len(b) != int(s["size"]) for b, s in zip(bodies, header["files"], strict=True)
+            ):
+                raise ValueError
+        return header, bodies
+    except (ValueError, KeyError, TypeError):
+        raise StorageError(f"{where}: damaged ledger commit (not the bytes it wrote)") from None
 
 
 def _parse_checkpoint(raw: bytes, where: str) -> _State:
     try:
         body = json.loads(raw)
-        files, shapes = body["files"], body["shapes"]
-        homes = {
-            imdb_id: Home(files[f], outcome, shapes[s])
-            for imdb_id, (f, outcome, s) in body["ids"].items()
-        }
+        homes = HomeIndex()
+        for file, outcome, shape, numbers, others in body["groups"]:
+            home = Home(file, outcome, shape)
+            for number in numbers:
+                homes.set_number(int(number), home)
+            for key in others:
+                homes.set(key, home)
         version = int(body["version"])
-    except (ValueError, KeyError, TypeError, IndexError):
+    except (ValueError, KeyError, TypeError):
         raise StorageError(f"{where}/checkpoint.json: damaged ledger checkpoint") from None
     return _State(version=version, checkpoint=version, homes=homes)
 

@@ -116,6 +116,12 @@ class _Run:
         self.queue: asyncio.Queue[tuple[_Chunk, IdEntry] | None] = asyncio.Queue(
             2 * settings.concurrency
         )
+        # Resolved chunks wait here for the committer, which takes all that are ready as one
+        # commit. At most ``room`` chunks are open at once, so when commits lag (a slow
+        # store, or TMDB answering faster than files are written) the producer waits
+        # instead of memory filling up with resolved records.
+        self.ready: asyncio.Queue[_Chunk | None] = asyncio.Queue()
+        self.room = asyncio.Semaphore(2 + -(-2 * settings.concurrency // settings.chunk_size))
         self.open: dict[int, _Chunk] = {}  # uncommitted chunks by first position
         self.done = 0  # ids accounted for
         self.accounted: set[int] | None = set() if track else None  # a batch's hand-back
@@ -163,7 +169,9 @@ class _Run:
             if chunk is None or chunk.expected == self.settings.chunk_size:
                 if chunk is not None:
                     await self._close(chunk)
+                await self.room.acquire()
                 if self._out_of_time():
+                    self.room.release()
                     self.stopped_at = entry.position
                     log.info("deadline near: not starting ids from position %d", entry.position)
                     return
@@ -191,7 +199,7 @@ class _Run:
     async def _close(self, chunk: _Chunk) -> None:
         chunk.closed = True
         if chunk.complete:
-            await self._commit(chunk)
+            self.ready.put_nowait(chunk)
 
     async def work(self) -> None:
         while (job := await self.queue.get()) is not None:
@@ -209,35 +217,52 @@ class _Run:
                     chunk.sidecar.append((entry.position, {"imdb_id": entry.imdb_id, **outcome}))
             chunk.resolved += 1
             if chunk.complete:
-                await self._commit(chunk)
+                self.ready.put_nowait(chunk)
 
-    async def _commit(self, chunk: _Chunk) -> None:
-        chunk.records.sort(key=lambda pair: pair[0])
-        chunk.sidecar.sort(key=lambda pair: pair[0])
+    async def commit_all(self) -> None:
+        """Commit resolved chunks, all that are ready as one commit, until ``None`` comes.
+        ``None`` is queued after the last chunk, so it always ends a batch."""
+        while True:
+            waiting = [await self.ready.get()]
+            while not self.ready.empty():
+                waiting.append(self.ready.get_nowait())
+            batch = [chunk for chunk in waiting if chunk is not None]
+            if batch:
+                await self._commit(batch)
+            if waiting[-1] is None:
+                return
+
+    async def _commit(self, batch: list[_Chunk]) -> None:
+        for chunk in batch:
+            chunk.records.sort(key=lambda pair: pair[0])
+            chunk.sidecar.sort(key=lambda pair: pair[0])
         done = await self.ledger.commit(
-            [record for _, record in chunk.records],
-            [entry for _, entry in chunk.sidecar],
+            [
+                ([record for _, record in c.records], [entry for _, entry in c.sidecar])
+                for c in batch
+            ],
             shape=self.shape,
             fmt=self.settings.output_format,
             stem=self.stem,
         )
-        # Only now is the chunk done: a commit cut off by the deadline leaves it open, and
-        # next_offset points at it.
-        del self.open[chunk.first]
+        # Only now are the chunks done: a commit cut off by the deadline leaves them open,
+        # and next_offset points at the first.
         folder = self.ledger.folder
-        if done.data_file:
-            self.files.append(self.ledger.store.url(f"{folder}/{done.data_file}"))
+        self.files += [self.ledger.store.url(f"{folder}/{name}") for name in done.data_files]
         if done.sidecar_file:
             self.sidecars.append(self.ledger.store.url(f"{folder}/{done.sidecar_file}"))
-        self.counts.records += len(chunk.records)
         self.counts.replaced += done.replaced
-        for _, entry in chunk.sidecar:
-            name = entry["outcome"]
-            setattr(self.counts, name, getattr(self.counts, name) + 1)
-        for position, _ in chunk.records:
-            self._done(position)
-        for position, _ in chunk.sidecar:
-            self._done(position)
+        for chunk in batch:
+            del self.open[chunk.first]
+            self.room.release()
+            self.counts.records += len(chunk.records)
+            for _, entry in chunk.sidecar:
+                name = entry["outcome"]
+                setattr(self.counts, name, getattr(self.counts, name) + 1)
+            for position, _ in chunk.records:
+                self._done(position)
+            for position, _ in chunk.sidecar:
+                self._done(position)
 
     def next_offset(self) -> int | None:
         """First position not accounted for; None when the whole slice is done."""
@@ -354,10 +379,13 @@ async def run(
         error: BaseException | None = None
         hard_stop = None if remaining is None else max(0.0, remaining() - safety_margin / 3)
         try:
-            async with asyncio.timeout(hard_stop) as budget, asyncio.TaskGroup() as group:
-                group.create_task(job_run.produce(entries))
-                for _ in range(settings.concurrency):
-                    group.create_task(job_run.work())
+            async with asyncio.timeout(hard_stop) as budget, asyncio.TaskGroup() as outer:
+                outer.create_task(job_run.commit_all())
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(job_run.produce(entries))
+                    for _ in range(settings.concurrency):
+                        group.create_task(job_run.work())
+                job_run.ready.put_nowait(None)
         except TimeoutError:
             if not budget.expired():
                 error = TimeoutError("unexpected timeout")

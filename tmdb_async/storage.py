@@ -159,7 +159,9 @@ class Conflict(Exception):
 class Store(Protocol):
     """A destination: a local folder or an S3 bucket and prefix.
 
-    Plain writes are whole-object and atomic. Conditional writes (``if_none_match``: create
+    Plain writes are whole-object and atomic; ``durable=False`` lets a local write skip the
+    flush to disk, for content that is worthless after a power cut (a lock, a marker whose
+    loss only repeats idempotent work). Conditional writes (``if_none_match``: create
     only if absent; ``if_match``: replace only the version with that ETag) raise
     :class:`Conflict` when the condition fails.
     """
@@ -176,6 +178,7 @@ class Store(Protocol):
         *,
         if_none_match: bool = False,
         if_match: str | None = None,
+        durable: bool = True,
     ) -> str: ...
 
     async def get(self, key: str) -> bytes | None: ...
@@ -217,10 +220,13 @@ class LocalStore:
         *,
         if_none_match: bool = False,
         if_match: str | None = None,
+        durable: bool = True,
     ) -> str:
         if if_none_match or if_match is not None:
-            return await asyncio.to_thread(self._write_if, key, data, if_none_match, if_match)
-        return await asyncio.to_thread(self._put, key, data)
+            return await asyncio.to_thread(
+                self._write_if, key, data, if_none_match, if_match, durable
+            )
+        return await asyncio.to_thread(self._put, key, data, durable)
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -235,16 +241,18 @@ class LocalStore:
         finally:
             os.close(fd)  # closing drops the flock
 
-    def _write_if(self, key: str, data: bytes, if_none_match: bool, if_match: str | None) -> str:
+    def _write_if(
+        self, key: str, data: bytes, if_none_match: bool, if_match: str | None, durable: bool
+    ) -> str:
         with self._exclusive():
             current = self._read(key)
             if if_none_match and current is not None:
                 raise Conflict(key)
             if if_match is not None and (current is None or current[1] != if_match):
                 raise Conflict(key)
-            return self._put(key, data)
+            return self._put(key, data, durable)
 
-    def _put(self, key: str, data: bytes) -> str:
+    def _put(self, key: str, data: bytes, durable: bool = True) -> str:
         path = self.root / key
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,8 +260,9 @@ class LocalStore:
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                    if durable:
+                        handle.flush()
+                        os.fsync(handle.fileno())
                 os.replace(tmp, path)
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -357,6 +366,7 @@ class S3Store:
         *,
         if_none_match: bool = False,
         if_match: str | None = None,
+        durable: bool = True,  # every S3 write is durable
     ) -> str:
         kwargs: dict[str, Any] = {}
         if if_none_match:
