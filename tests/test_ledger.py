@@ -27,6 +27,10 @@ def side(imdb_id: str, outcome: str = "not_found") -> dict[str, Any]:
     return {"imdb_id": imdb_id, "outcome": outcome, "reason": "r"}
 
 
+class Died(BaseException):
+    """The process died: nothing it does from now on reaches storage."""
+
+
 class Recording:
     """A store that records every write and can run a hook after a chosen read."""
 
@@ -42,7 +46,7 @@ class Recording:
     def _spend(self, op: str, key: str) -> None:
         if self.fail_after is not None:
             if self.fail_after == 0:
-                raise KeyboardInterrupt  # a process dying: nothing after this reaches storage
+                raise Died
             self.fail_after -= 1
         self.writes.append((op, key.rsplit("/", 2)[-1] if "/_" in key else key.rsplit("/", 1)[-1]))
 
@@ -66,7 +70,11 @@ class Recording:
         return data
 
     async def read(self, key: str) -> tuple[bytes, str] | None:
-        return await self.inner.read(key)
+        found = await self.inner.read(key)
+        hook = self.after_get.pop(key, None)
+        if hook is not None:
+            await hook()
+        return found
 
     async def list(self, prefix: str, start_after: str | None = None) -> list[str]:
         return await self.inner.list(prefix, start_after)
@@ -116,7 +124,7 @@ async def test_a_stale_lease_is_taken_over_and_the_half_applied_commit_rolled_fo
     )
     # Dies after the lock and the commit are written, before anything is applied.
     store.fail_after = 2
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Died):
         await writer.commit(
             [([rec("tt0000001", 1), rec("tt0000003")], [])], shape="s", fmt="json", stem="m"
         )
@@ -229,3 +237,48 @@ async def test_s3_conditional_writes_refuse_a_stale_version(s3: Any, lake: str) 
             await store.delete("k.json", if_match=etag)
         await store.delete("k.json", if_match=new)
         assert await store.read("k.json") is None
+
+
+class Gated(Recording):
+    """Holds the first data-file write until the test opens the gate."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def put(self, key: str, data: bytes, content_type: str) -> str:
+        if key.endswith("-00.json") and not self.entered.is_set():
+            self.entered.set()
+            await self.gate.wait()
+        return await super().put(key, data, content_type)
+
+
+async def test_a_commit_cancelled_by_the_deadline_finishes_before_the_lock_is_released(
+    tmp_path: Path,
+) -> None:
+    """A cancelled write (a thread, an HTTP request) can still land later: a commit is
+    finished, not abandoned, so nothing lands after another writer took the lock."""
+    store = Gated(LocalStore(str(tmp_path)))
+    ledger = await Ledger(store, FOLDER).load()
+    commit = asyncio.create_task(
+        ledger.commit([([rec("tt0000001")], [])], shape="s", fmt="json", stem="m")
+    )
+    await store.entered.wait()
+    commit.cancel()
+    store.gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await commit
+    names = [name for _, name in store.writes]
+    assert names.index("m-00000001-00.json") < names.index("lock.json", 1)  # data, then release
+    assert read_local(tmp_path / FOLDER).records["tt0000001"]
+    assert not (tmp_path / FOLDER / "_ledger/lock.json").exists()
+
+
+async def test_a_commit_never_names_an_id_twice(tmp_path: Path) -> None:
+    ledger = await Ledger(LocalStore(str(tmp_path)), FOLDER).load()
+    with pytest.raises(ValueError, match="named twice"):
+        await ledger.commit(
+            [([rec("tt0000001")], []), ([rec("tt0000001", 1)], [])], shape="s", fmt="json", stem="m"
+        )
+    assert not read_local(tmp_path / FOLDER).all_ids()

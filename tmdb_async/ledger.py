@@ -73,6 +73,7 @@ class _State:
     checkpoint: int = 0  # version of the checkpoint on storage
     homes: HomeIndex = field(default_factory=HomeIndex)
     pending: int | None = None  # the newest commit, if it still holds its bodies (unapplied)
+    checkpoint_etag: str | None = None  # of the checkpoint read or written last
 
 
 class Ledger:
@@ -129,9 +130,10 @@ class Ledger:
         delete commits between our two reads: a gap in the numbers means read again."""
         for _ in range(10):
             state = _State()
-            raw = await self.store.get(self._key(f"{LEDGER_FOLDER}/checkpoint.json"))
-            if raw is not None:
-                state = _parse_checkpoint(raw, self.store.url(self._key(LEDGER_FOLDER)))
+            found = await self.store.read(self._key(f"{LEDGER_FOLDER}/checkpoint.json"))
+            if found is not None:
+                state = _parse_checkpoint(found[0], self.store.url(self._key(LEDGER_FOLDER)))
+                state.checkpoint_etag = found[1]
             if await self._fold_new(state):
                 self._state = state
                 return
@@ -212,12 +214,36 @@ class Ledger:
         (``imdb_id``, ``outcome``, ``reason``…) to the commit's sidecar file. An id's older
         home anywhere in the folder drops it first. Several chunks make one commit: one lock,
         one log entry, however many files."""
+        # A commit is short and must not stop half-way in a live process: a cancelled thread
+        # or request could still land after the lock is released. Cancellation (a deadline)
+        # waits for it, then goes on.
+        task = asyncio.ensure_future(self._commit(chunks, shape, fmt, stem))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                await asyncio.wait([task])
+            raise
+
+    async def _commit(
+        self,
+        chunks: Sequence[tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]]],
+        shape: str,
+        fmt: str,
+        stem: str,
+    ) -> Committed:
         async with self._mutex:
             for attempt in range(3):
+                decided: list[Committed] = []
                 try:
                     async with self._locked():
-                        return await self._commit_locked(chunks, shape, fmt, stem)
+                        return await self._commit_locked(chunks, shape, fmt, stem, decided)
                 except LeaseLost:
+                    if decided:  # written before the lock was lost: the next holder applies it
+                        log.warning(
+                            "folder lock lost after commit %d was decided", decided[0].version
+                        )
+                        return decided[0]
                     log.warning("folder lock lost during a commit (attempt %d)", attempt + 1)
                     await self._reload()
             raise StorageError(f"{self.store.url(self.folder)}: lost the folder lock 3 times")
@@ -228,6 +254,7 @@ class Ledger:
         shape: str,
         fmt: str,
         stem: str,
+        decided: list[Committed],
     ) -> Committed:
         version = self._state.version + 1
         extension = "jsonl" if fmt == "jsonl" else "json"
@@ -254,6 +281,9 @@ class Ledger:
                 home = self._state.homes.get(imdb_id)
                 if home is not None:
                     drops.setdefault(home.file, []).append(imdb_id)
+        named = [imdb_id for spec in files for imdb_id in spec["ids"]]
+        if len(set(named)) != len(named):
+            raise ValueError(f"commit {version}: an id is named twice")  # a caller's bug
         for spec, body in zip(files, bodies, strict=True):
             spec["size"] = len(body)
         header = {
@@ -275,16 +305,19 @@ class Ledger:
         _fold(self._state, header)
         self._state.version = version
         self._state.pending = version
+        decided.append(
+            Committed(
+                version=version,
+                data_files=tuple(data_files),
+                sidecar_file=side_file,
+                replaced=sum(len(ids) for ids in drops.values()),
+            )
+        )
         await self._apply(header, bodies)
         self._state.pending = None
         if version - self._state.checkpoint >= CHECKPOINT_EVERY:
             await self._write_checkpoint()
-        return Committed(
-            version=version,
-            data_files=tuple(data_files),
-            sidecar_file=side_file,
-            replaced=sum(len(ids) for ids in drops.values()),
-        )
+        return decided[0]
 
     async def _apply(self, header: Mapping[str, Any], bodies: Sequence[bytes]) -> None:
         """Drops first, then the new files, then slim the commit to its header. Idempotent."""
@@ -331,11 +364,17 @@ class Ledger:
         )
         assert self._lease is not None
         await self._lease.ensure()
-        await self.store.put(
-            self._key(f"{LEDGER_FOLDER}/checkpoint.json"),
-            head.encode() + groups + b"]}",
-            "application/json",
-        )
+        try:  # conditional: a late write of a writer that lost the lock cannot regress it
+            state.checkpoint_etag = await self.store.write(
+                self._key(f"{LEDGER_FOLDER}/checkpoint.json"),
+                head.encode() + groups + b"]}",
+                if_none_match=state.checkpoint_etag is None,
+                if_match=state.checkpoint_etag,
+            )
+        except Conflict:
+            log.warning("the checkpoint changed under us: leaving the log as it is")
+            await self._reload()  # take the newer checkpoint as ours
+            return
         # Keep the commits after the previous checkpoint: a reader that has just read that
         # one still finds every later commit.
         old = [

@@ -157,14 +157,17 @@ class _Run:
     async def _feed(self, entries: AsyncIterator[IdEntry]) -> None:
         chunk: _Chunk | None = None
         async for entry in entries:
-            self.cursor = entry.position + 1
+            # The cursor moves past an id only once it is done or in a chunk: a cancellation
+            # in between (the deadline) must leave it for the continuation.
             if self._keeps(self.ledger.home(entry.label)):
                 self.counts.kept += 1
                 self._done(entry.position)
+                self.cursor = entry.position + 1
                 continue
             if entry.problem is None and entry.imdb_id in self.lake:
                 self.counts.skipped += 1
                 self._done(entry.position)
+                self.cursor = entry.position + 1
                 continue
             if chunk is None or chunk.expected == self.settings.chunk_size:
                 if chunk is not None:
@@ -177,6 +180,7 @@ class _Run:
                     return
                 chunk = self.open[entry.position] = _Chunk(entry.position)
             chunk.expected += 1
+            self.cursor = entry.position + 1
             if entry.problem is not None:
                 chunk.sidecar.append(
                     (
@@ -211,6 +215,11 @@ class _Run:
                 chunk.sidecar.append((entry.position, {"imdb_id": entry.imdb_id, **outcome}))
             else:
                 if isinstance(result, Found):
+                    # The ledger keys records by the id asked for; TMDB's own value (rarely
+                    # another id, or null) is kept beside it.
+                    if result.record.get("imdb_id") != entry.imdb_id:
+                        result.record["tmdb_imdb_id"] = result.record.get("imdb_id")
+                        result.record["imdb_id"] = entry.imdb_id
                     chunk.records.append((entry.position, result.record))
                 elif isinstance(result, NotFound):
                     outcome = {"outcome": "not_found", "reason": result.reason}
