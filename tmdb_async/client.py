@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -52,7 +53,7 @@ from tenacity import (
 from yarl import URL
 
 from ._throttle import Throttle
-from .config import Credentials, Detail, Kind
+from .config import Credentials, Detail, Kind, Settings
 from .errors import CredentialsError
 from .redaction import describe_error, redact, register_secret
 
@@ -230,6 +231,12 @@ class ClientOptions:
     max_attempts: int = 6
     request_timeout: float = 10.0
     max_backoff: float = 30.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> ClientOptions:
+        """The client's part of the run settings: the same names, ``tmdb_url`` as the base."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "base_url"]
+        return cls(base_url=settings.tmdb_url, **{n: getattr(settings, n) for n in names})
 
 
 class TmdbClient:

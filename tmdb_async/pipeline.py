@@ -7,12 +7,9 @@ read only as fast as TMDB answers)::
                           │                               │
               kept / skipped / invalid        chunk resolved ─▶ Ledger.commit ─▶ date folder
 
-The producer asks the date folder's :class:`~tmdb_async.ledger.Ledger` about each distinct
-id: one already there from an equivalent run (same record settings; a failure is always
-retried) is *kept*, not fetched. The others are grouped into chunks of ``chunk_size`` ids in
-source order; a resolved chunk is committed through the ledger, which gives each id its one
-home in the folder whatever earlier runs wrote. Exactly-once is the ledger's job; this module
-only decides what to fetch and when to stop.
+What to fetch and how chunks are committed is :mod:`tmdb_async.chunks`; what a date folder
+holds, whatever ran before, is :mod:`tmdb_async.ledger`'s job. This module opens the run (its
+date, manifest, ledger, clients), drives the tasks and reports.
 
 Deadline: no chunk starts once less than ``safety_margin`` seconds remain, in-flight work is
 cancelled at a third of it, and ``next_offset`` (``remaining_items`` for a batch) names the
@@ -27,15 +24,14 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 from . import runstate
-from .client import ClientOptions, Found, LookupFailed, NotFound, TmdbClient
+from .chunks import ChunkedRun
+from .client import ClientOptions, TmdbClient
 from .config import Settings
 from .errors import IngestError, describe_error
 from .ids import IdEntry, ReadStats, read_csv_ids, read_item_ids
-from .ledger import Home, Ledger, lake_records
+from .ledger import Ledger, lake_records
 from .storage import LocalStore, S3Store, Store, open_s3, parse_s3, read_source
 from .summary import Manifest, Summary
 from .writer import RAW_FOLDER, date_folder, digest, source_stem
@@ -59,243 +55,6 @@ def record_shape(settings: Settings) -> str:
             list(settings.append_to_response),
             settings.output_format,
         ]
-    )
-
-
-@dataclass(slots=True)
-class _Chunk:
-    first: int  # position of its first id
-    expected: int = 0
-    resolved: int = 0
-    closed: bool = False
-    records: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    sidecar: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-
-    @property
-    def complete(self) -> bool:
-        return self.closed and self.resolved == self.expected
-
-
-@dataclass(slots=True)
-class _Counts:
-    records: int = 0
-    not_found: int = 0
-    invalid: int = 0
-    failed: int = 0
-    kept: int = 0
-    skipped: int = 0
-    replaced: int = 0
-
-
-class _Run:
-    """State of one run; the public entry point is :func:`run`."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        ledger: Ledger,
-        client: TmdbClient,
-        *,
-        shape: str,
-        stem: str,
-        lake: set[str],
-        remaining: Remaining | None,
-        margin: float,
-        progress: Callable[[int], None] | None,
-        track: bool,
-    ) -> None:
-        self.settings = settings
-        self.ledger = ledger
-        self.client = client
-        self.shape = shape
-        self.stem = stem
-        self.lake = lake
-        self.remaining = remaining
-        self.margin = margin
-        self.progress = progress
-        self.queue: asyncio.Queue[tuple[_Chunk, IdEntry] | None] = asyncio.Queue(
-            2 * settings.concurrency
-        )
-        # Resolved chunks wait here for the committer, which takes all that are ready as one
-        # commit. At most ``room`` chunks are open at once, so when commits lag (a slow
-        # store, or TMDB answering faster than files are written) the producer waits
-        # instead of memory filling up with resolved records.
-        self.ready: asyncio.Queue[_Chunk | None] = asyncio.Queue()
-        self.room = asyncio.Semaphore(2 + -(-2 * settings.concurrency // settings.chunk_size))
-        self.open: dict[int, _Chunk] = {}  # uncommitted chunks by first position
-        self.done = 0  # ids accounted for
-        self.accounted: set[int] | None = set() if track else None  # a batch's hand-back
-        self.counts = _Counts()
-        self.files: list[str] = []
-        self.sidecars: list[str] = []
-        self.stopped_at: int | None = None
-        self.cursor = settings.offset  # position after the last id read
-        self.finished = False
-
-    def _out_of_time(self) -> bool:
-        return self.remaining is not None and self.remaining() < self.margin
-
-    def _keeps(self, home: Home | None) -> bool:
-        if home is None or not self.settings.resume or home.outcome == "failed":
-            return False
-        return home.shape == self.shape or home.outcome == "invalid"
-
-    def _done(self, position: int) -> None:
-        self.done += 1
-        if self.accounted is not None:
-            self.accounted.add(position)
-        if self.progress is not None:
-            self.progress(1)
-
-    async def produce(self, entries: AsyncIterator[IdEntry]) -> None:
-        await self._feed(entries)
-        # Not in a finally: on an error the TaskGroup cancels the workers, and a put into a
-        # full queue nobody drains would hang the cancellation.
-        for _ in range(self.settings.concurrency):
-            await self.queue.put(None)
-
-    async def _feed(self, entries: AsyncIterator[IdEntry]) -> None:
-        chunk: _Chunk | None = None
-        async for entry in entries:
-            # The cursor moves past an id only once it is done or in a chunk: a cancellation
-            # in between (the deadline) must leave it for the continuation.
-            if self._keeps(self.ledger.home(entry.label)):
-                self.counts.kept += 1
-                self._done(entry.position)
-                self.cursor = entry.position + 1
-                continue
-            if entry.problem is None and entry.imdb_id in self.lake:
-                self.counts.skipped += 1
-                self._done(entry.position)
-                self.cursor = entry.position + 1
-                continue
-            if chunk is None or chunk.expected == self.settings.chunk_size:
-                if chunk is not None:
-                    await self._close(chunk)
-                await self.room.acquire()
-                if self._out_of_time():
-                    self.room.release()
-                    self.stopped_at = entry.position
-                    log.info("deadline near: not starting ids from position %d", entry.position)
-                    return
-                chunk = self.open[entry.position] = _Chunk(entry.position)
-            chunk.expected += 1
-            self.cursor = entry.position + 1
-            if entry.problem is not None:
-                chunk.sidecar.append(
-                    (
-                        entry.position,
-                        {
-                            "imdb_id": entry.label,
-                            "outcome": "invalid",
-                            "reason": entry.problem,
-                            "line": entry.line,
-                        },
-                    )
-                )
-                chunk.resolved += 1
-            else:
-                await self.queue.put((chunk, entry))
-        if chunk is not None:
-            await self._close(chunk)
-        self.finished = True
-
-    async def _close(self, chunk: _Chunk) -> None:
-        chunk.closed = True
-        if chunk.complete:
-            self.ready.put_nowait(chunk)
-
-    async def work(self) -> None:
-        while (job := await self.queue.get()) is not None:
-            chunk, entry = job
-            try:
-                result = await self.client.lookup(entry.imdb_id)
-            except LookupFailed as exc:
-                outcome = {"outcome": "failed", "reason": exc.reason, "attempts": exc.attempts}
-                chunk.sidecar.append((entry.position, {"imdb_id": entry.imdb_id, **outcome}))
-            else:
-                if isinstance(result, Found):
-                    # The ledger keys records by the id asked for; TMDB's own value (rarely
-                    # another id, or null) is kept beside it.
-                    if result.record.get("imdb_id") != entry.imdb_id:
-                        result.record["tmdb_imdb_id"] = result.record.get("imdb_id")
-                        result.record["imdb_id"] = entry.imdb_id
-                    chunk.records.append((entry.position, result.record))
-                elif isinstance(result, NotFound):
-                    outcome = {"outcome": "not_found", "reason": result.reason}
-                    chunk.sidecar.append((entry.position, {"imdb_id": entry.imdb_id, **outcome}))
-            chunk.resolved += 1
-            if chunk.complete:
-                self.ready.put_nowait(chunk)
-
-    async def commit_all(self) -> None:
-        """Commit resolved chunks, all that are ready as one commit, until ``None`` comes.
-        ``None`` is queued after the last chunk, so it always ends a batch."""
-        while True:
-            waiting = [await self.ready.get()]
-            while not self.ready.empty():
-                waiting.append(self.ready.get_nowait())
-            batch = [chunk for chunk in waiting if chunk is not None]
-            if batch:
-                await self._commit(batch)
-            if waiting[-1] is None:
-                return
-
-    async def _commit(self, batch: list[_Chunk]) -> None:
-        for chunk in batch:
-            chunk.records.sort(key=lambda pair: pair[0])
-            chunk.sidecar.sort(key=lambda pair: pair[0])
-        done = await self.ledger.commit(
-            [
-                ([record for _, record in c.records], [entry for _, entry in c.sidecar])
-                for c in batch
-            ],
-            shape=self.shape,
-            fmt=self.settings.output_format,
-            stem=self.stem,
-        )
-        # Only now are the chunks done: a commit cut off by the deadline leaves them open,
-        # and next_offset points at the first.
-        folder = self.ledger.folder
-        self.files += [self.ledger.store.url(f"{folder}/{name}") for name in done.data_files]
-        if done.sidecar_file:
-            self.sidecars.append(self.ledger.store.url(f"{folder}/{done.sidecar_file}"))
-        self.counts.replaced += done.replaced
-        for chunk in batch:
-            del self.open[chunk.first]
-            self.room.release()
-            self.counts.records += len(chunk.records)
-            for _, entry in chunk.sidecar:
-                name = entry["outcome"]
-                setattr(self.counts, name, getattr(self.counts, name) + 1)
-            for position, _ in chunk.records:
-                self._done(position)
-            for position, _ in chunk.sidecar:
-                self._done(position)
-
-    def next_offset(self) -> int | None:
-        """First position not accounted for; None when the whole slice is done."""
-        pending = [start for start, chunk in self.open.items() if chunk.expected]
-        if self.stopped_at is not None:
-            pending.append(self.stopped_at)
-        elif not self.finished:
-            pending.append(self.cursor)  # cancelled while reading
-        return min(pending) if pending else None
-
-
-def _client_options(settings: Settings) -> ClientOptions:
-    return ClientOptions(
-        base_url=settings.tmdb_url,
-        credentials=settings.credentials,
-        kind=settings.kind,
-        detail=settings.detail,
-        language=settings.language,
-        append_to_response=settings.append_to_response,
-        concurrency=settings.concurrency,
-        rate=settings.rate,
-        max_attempts=settings.max_attempts,
-        request_timeout=settings.request_timeout,
-        max_backoff=settings.max_backoff,
     )
 
 
@@ -332,7 +91,7 @@ async def run(
 
     async with (
         open_s3(bool(dest_url or source_url), settings.concurrency) as s3,
-        TmdbClient.open(_client_options(settings)) as client,
+        TmdbClient.open(ClientOptions.of(settings)) as client,
     ):
         if store is None:
             store = S3Store(s3, dest_url) if dest_url else LocalStore(settings.dest)
@@ -363,7 +122,7 @@ async def run(
         await runstate.started(store, job, date, label)
         ledger = await Ledger(store, folder, owner=run_id).load()
         lake = await lake_records(store, RAW_FOLDER) if settings.skip_existing else set()
-        job_run = _Run(
+        job_run = ChunkedRun(
             settings,
             ledger,
             client,
@@ -443,7 +202,7 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 def _fill(
     summary: Summary,
-    job: _Run,
+    job: ChunkedRun,
     client: TmdbClient,
     stats: ReadStats,
     batch: Sequence[IdEntry] | None,
