@@ -35,11 +35,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from tests.conftest import TOKEN
+from tests.support.kill import Killed, KillingStore, declare_dead
 from tests.support.lake import FolderView, read_local
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.ledger import Ledger
 from tmdb_async.pipeline import record_shape
-from tmdb_async.storage import LocalStore, Store
+from tmdb_async.storage import LocalStore
 from tmdb_async.writer import decode_file, encode_file
 from tmdb_devtools.csvgen import kind_of, title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
@@ -53,63 +54,6 @@ SHOWS = title_ids(20, "tv", start=3_100_000)
 INVALID = ["tt12", "\\N", "abc"]
 UNIVERSE = MOVIES + SHOWS + INVALID
 FLAKY = frozenset(random.Random(7).sample(MOVIES + SHOWS, 8))  # fail on the flaky server
-
-
-def declare_dead(lake: Path) -> None:
-    """The killed writer is a dead process: what its lease says after a real SIGKILL (an
-    in-process kill leaves this live process's pid in it)."""
-    dead = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
-    for lock in lake.rglob("_ledger/lock.json"):
-        lock.write_text(json.dumps({**json.loads(lock.read_text()), "pid": dead}))
-
-
-class Killed(BaseException):
-    """The process died: nothing it does from now on reaches storage."""
-
-
-class KillingStore:
-    """A store that dies before its ``budget``-th write (put, write or delete)."""
-
-    def __init__(self, inner: Store, budget: int) -> None:
-        self.inner = inner
-        self.budget = budget
-        self.dead = False
-
-    def _spend(self) -> None:
-        if self.dead or self.budget <= 0:
-            self.dead = True
-            raise Killed
-        self.budget -= 1
-
-    def url(self, key: str) -> str:
-        return self.inner.url(key)
-
-    async def put(self, key: str, data: bytes, content_type: str) -> str:
-        self._spend()
-        return await self.inner.put(key, data, content_type)
-
-    async def write(self, key: str, data: bytes, content_type: str = "", **kw: Any) -> str:
-        self._spend()
-        return await self.inner.write(key, data, **kw)
-
-    async def delete(self, key: str, **kw: Any) -> None:
-        self._spend()
-        await self.inner.delete(key, **kw)
-
-    async def get(self, key: str) -> bytes | None:
-        if self.dead:
-            raise Killed
-        return await self.inner.get(key)
-
-    async def read(self, key: str) -> tuple[bytes, str] | None:
-        if self.dead:
-            raise Killed
-        return await self.inner.read(key)
-
-    async def list(self, prefix: str, start_after: str | None = None) -> list[str]:
-        if self.dead:
-            raise Killed
-        return await self.inner.list(prefix, start_after)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.kill import Killed
 from tests.support.lake import read_local, read_s3
 from tmdb_async import ledger as ledger_module
 from tmdb_async.errors import StorageError
@@ -27,10 +28,6 @@ def side(imdb_id: str, outcome: str = "not_found") -> dict[str, Any]:
     return {"imdb_id": imdb_id, "outcome": outcome, "reason": "r"}
 
 
-class Died(BaseException):
-    """The process died: nothing it does from now on reaches storage."""
-
-
 class Recording:
     """A store that records every write and can run a hook after a chosen read."""
 
@@ -46,7 +43,7 @@ class Recording:
     def _spend(self, op: str, key: str) -> None:
         if self.fail_after is not None:
             if self.fail_after == 0:
-                raise Died
+                raise Killed
             self.fail_after -= 1
         self.writes.append((op, key.rsplit("/", 2)[-1] if "/_" in key else key.rsplit("/", 1)[-1]))
 
@@ -124,7 +121,7 @@ async def test_a_stale_lease_is_taken_over_and_the_half_applied_commit_rolled_fo
     )
     # Dies after the lock and the commit are written, before anything is applied.
     store.fail_after = 2
-    with pytest.raises(Died):
+    with pytest.raises(Killed):
         await writer.commit(
             [([rec("tt0000001", 1), rec("tt0000003")], [])], shape="s", fmt="json", stem="m"
         )

@@ -181,11 +181,6 @@ class ChunkedRun:
                 chunk.sidecar.append((entry.position, {"imdb_id": entry.imdb_id, **outcome}))
             else:
                 if isinstance(result, Found):
-                    # The ledger keys records by the id asked for; TMDB's own value (rarely
-                    # another id, or null) is kept beside it.
-                    if result.record.get("imdb_id") != entry.imdb_id:
-                        result.record["tmdb_imdb_id"] = result.record.get("imdb_id")
-                        result.record["imdb_id"] = entry.imdb_id
                     chunk.records.append((entry.position, result.record))
                 elif isinstance(result, NotFound):
                     outcome = {"outcome": "not_found", "reason": result.reason}

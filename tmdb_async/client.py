@@ -335,7 +335,11 @@ class TmdbClient:
             if details is None:
                 return NotFound(f"TMDB {path} answered 404")
             record = details
-        record.setdefault("imdb_id", imdb_id)
+        if record.get("imdb_id", imdb_id) != imdb_id:
+            # Records are keyed by the id asked for; TMDB's own value (rarely another id, or
+            # null) is kept beside it.
+            record["tmdb_imdb_id"] = record["imdb_id"]
+        record["imdb_id"] = imdb_id
         record.setdefault("media_type", media_type)
         return Found(record, media_type)
 

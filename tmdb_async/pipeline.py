@@ -20,6 +20,7 @@ twice and nothing is skipped.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -207,14 +208,8 @@ def _fill(
     stats: ReadStats,
     batch: Sequence[IdEntry] | None,
 ) -> None:
-    counts = job.counts
-    summary.records = counts.records
-    summary.not_found = counts.not_found
-    summary.invalid = counts.invalid
-    summary.failed = counts.failed
-    summary.kept = counts.kept
-    summary.skipped = counts.skipped
-    summary.replaced = counts.replaced
+    for count in dataclasses.fields(job.counts):  # the summary has a field of each name
+        setattr(summary, count.name, getattr(job.counts, count.name))
     summary.unique_ids = job.done
     summary.files = sorted(job.files)
     summary.sidecars = sorted(job.sidecars)

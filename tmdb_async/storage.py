@@ -194,7 +194,28 @@ def _etag(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-class LocalStore:
+class _Derived:
+    """``put`` and ``get``, the plain forms of ``write`` and ``read``, for both stores."""
+
+    def url(self, key: str) -> str:
+        raise NotImplementedError
+
+    async def write(self, key: str, data: bytes, content_type: str = "application/json") -> str:
+        raise NotImplementedError
+
+    async def read(self, key: str) -> tuple[bytes, str] | None:
+        raise NotImplementedError
+
+    async def put(self, key: str, data: bytes, content_type: str) -> str:
+        await self.write(key, data, content_type)
+        return self.url(key)
+
+    async def get(self, key: str) -> bytes | None:
+        found = await self.read(key)
+        return None if found is None else found[0]
+
+
+class LocalStore(_Derived):
     """A folder; keys are relative paths under it.
 
     Conditional operations hold an exclusive ``flock`` on a hidden file at the root while
@@ -207,10 +228,6 @@ class LocalStore:
 
     def url(self, key: str) -> str:
         return str(self.root / key)
-
-    async def put(self, key: str, data: bytes, content_type: str) -> str:
-        await self.write(key, data, content_type)
-        return self.url(key)
 
     async def write(
         self,
@@ -272,10 +289,6 @@ class LocalStore:
             raise StorageError(f"{path}: cannot write: {exc.strerror or exc}") from None
         return _etag(data)
 
-    async def get(self, key: str) -> bytes | None:
-        found = await self.read(key)
-        return None if found is None else found[0]
-
     async def read(self, key: str) -> tuple[bytes, str] | None:
         return await asyncio.to_thread(self._read, key)
 
@@ -331,7 +344,7 @@ class LocalStore:
 _CONFLICT_CODES = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 
 
-class S3Store:
+class S3Store(_Derived):
     """A bucket and optional prefix; keys are appended to the prefix."""
 
     def __init__(self, s3: Any, url: S3Url) -> None:
@@ -353,10 +366,6 @@ class S3Store:
             "403": "access denied",
         }.get(code, code)
         return StorageError(f"{self.url(key)}: cannot {action}: {hint}")
-
-    async def put(self, key: str, data: bytes, content_type: str) -> str:
-        await self.write(key, data, content_type)
-        return self.url(key)
 
     async def write(
         self,
@@ -386,10 +395,6 @@ class S3Store:
                 raise Conflict(key) from None
             raise self._fail("write", key, exc) from None
         return str(response.get("ETag", "")).strip('"')
-
-    async def get(self, key: str) -> bytes | None:
-        found = await self.read(key)
-        return None if found is None else found[0]
 
     async def read(self, key: str) -> tuple[bytes, str] | None:
         try:
