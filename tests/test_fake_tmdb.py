@@ -42,6 +42,12 @@ EMPTY_FIND: dict[str, list[Any]] = {
     "tv_episode_results": [],
     "tv_season_results": [],
 }
+NOT_FOUND_34 = {
+    "success": False,
+    "status_code": 34,
+    "status_message": "The resource you requested could not be found.",
+}
+APPEND = "append_to_response=credits,keywords,external_ids"
 # Field sets from /work/shared/reference/tmdb-api.md (what the engine may rely on).
 MOVIE_ITEM_KEYS = {
     "adult", "backdrop_path", "genre_ids", "id", "original_language", "original_title",
@@ -245,12 +251,76 @@ async def test_tv_details_have_imdb_id_only_via_external_ids() -> None:
 async def test_details_of_wrong_kind_is_404_code_34(path: str) -> None:
     async with serve() as (_, session):
         status, body = await get_json(session, path)
-    assert status == 404
-    assert body == {
-        "success": False,
-        "status_code": 34,
-        "status_message": "The resource you requested could not be found.",
-    }
+    assert (status, body) == (404, NOT_FOUND_34)
+
+
+async def test_movie_by_imdb_id_is_the_movie_by_tmdb_id() -> None:
+    """``/3/movie/{imdb_id}`` (undocumented on TMDB) answers exactly as ``/3/movie/{tmdb_id}``,
+    language and appended sub-resources included: one request instead of find + details."""
+    query = f"?language=pt-BR&{APPEND}"
+    async with serve() as (fake, session):
+        by_imdb = await get_json(session, f"/3/movie/tt0000001{query}")
+        by_tmdb = await get_json(session, f"/3/movie/1{query}")
+        other_language = await get_json(session, "/3/movie/tt0000001?language=de-DE")
+    assert by_imdb[0] == 200
+    assert by_imdb == by_tmdb
+    body = by_imdb[1]
+    assert (body["id"], body["imdb_id"]) == (1, "tt0000001")
+    assert "language=pt-BR" in body["overview"]
+    assert {"credits", "keywords", "external_ids"} <= set(body)
+    assert "language=de-DE" in other_language[1]["overview"]
+    assert "credits" not in other_language[1]  # nothing appended that was not asked for
+    # Each path is counted as asked, so a benchmark can tell the two ways apart.
+    assert fake.stats().path_counts == {"/3/movie/tt0000001": 2, "/3/movie/1": 1}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/3/movie/tt0000007",  # a series: TMDB answers IMDb ids on /movie for movies only
+        "/3/movie/tt0000017",  # unknown to the fake (n % 17 == 0)
+        "/3/movie/tt0000034",  # unknown
+        "/3/movie/tt12",  # not an IMDb id (fewer than 7 digits)
+        "/3/tv/tt0000007",  # /3/tv never takes an IMDb id, not even a series'
+        "/3/tv/tt0000001",
+        "/3/tv/tt0000017",
+    ],
+)
+async def test_imdb_id_details_of_a_series_or_unknown_id_and_on_tv_are_404_code_34(
+    path: str,
+) -> None:
+    async with serve() as (_, session):
+        assert await get_json(session, f"{path}?{APPEND}") == (404, NOT_FOUND_34)
+
+
+async def test_imdb_on_movie_off_drops_the_imdb_id_path_but_find_and_by_id_still_work() -> None:
+    """``imdb_on_movie=False`` is TMDB no longer accepting IMDb ids on ``/movie``: the direct
+    path is a 404 for every id, and the two-step way (find, then details by TMDB id) works."""
+    config = FakeTmdbConfig(token=TOKEN, imdb_on_movie=False)
+    async with serve(config) as (_, session):
+        direct = await get_json(session, f"/3/movie/tt0000001?{APPEND}")
+        _, found = await get_json(session, FIND.format("tt0000001"))
+        status, details = await get_json(session, f"/3/movie/1?{APPEND}")
+        _, found_tv = await get_json(session, FIND.format("tt0000007"))
+        tv_status, _ = await get_json(session, "/3/tv/7")
+        series_direct = await get_json(session, "/3/movie/tt0000007")
+        unknown_direct = await get_json(session, "/3/movie/tt0000017")
+    assert direct == (404, NOT_FOUND_34)
+    assert series_direct == unknown_direct == (404, NOT_FOUND_34)
+    assert [item["id"] for item in found["movie_results"]] == [1]
+    assert (status, details["imdb_id"]) == (200, "tt0000001")
+    assert {"credits", "keywords", "external_ids"} <= set(details)
+    assert [item["id"] for item in found_tv["tv_results"]] == [7]
+    assert tv_status == 200
+
+
+def test_imdb_on_movie_is_on_by_default_and_off_with_its_cli_flag() -> None:
+    from tmdb_devtools.fake_tmdb import _build_parser, _config_from_args
+
+    parser = _build_parser()
+    assert FakeTmdbConfig().imdb_on_movie is True
+    assert _config_from_args(parser.parse_args([])).imdb_on_movie is True
+    assert _config_from_args(parser.parse_args(["--no-imdb-on-movie"])).imdb_on_movie is False
 
 
 async def test_append_to_response_limit_is_20() -> None:

@@ -11,8 +11,15 @@ failures reliably. This module is that something, and it is used three ways:
    client under test (``/__stats`` reports what the server saw).
 
 Data is derived from the IMDb id alone (see :func:`expected_kind`), so there is no storage and
-any id can be served. Faults are drawn from ``random.Random(seed)``, so a run is reproducible
-for a given arrival order of requests.
+any id can be served. As on TMDB, a title's details answer by TMDB id (``/3/movie/{n}``,
+``/3/tv/{n}``), and ``/3/movie/{imdb_id}`` (undocumented) answers a movie's IMDb id with the
+very body of ``/3/movie/{n}``; a series' or an unknown IMDb id there, and any IMDb id on
+``/3/tv``, is a 404 (status_code 34). ``imdb_on_movie=False`` simulates TMDB dropping that
+undocumented feature: every ``/3/movie/{imdb_id}`` is then a 404, while ``/find`` and the
+details by TMDB id keep working.
+
+Faults are drawn from ``random.Random(seed)``, so a run is reproducible for a given arrival
+order of requests.
 
 Only aiohttp and the standard library are used, so the module can be copied anywhere.
 """
@@ -170,6 +177,11 @@ class FakeTmdbConfig:
     surrogate_ids: frozenset[str] = field(default_factory=frozenset)
     """IMDb ids whose title ends its ``overview`` with a lone surrogate escape (raw JSON
     ``"\\ud83d"``, :data:`LONE_SURROGATE`), in /find items and details alike."""
+    imdb_on_movie: bool = True
+    """Whether ``/3/movie/{imdb_id}`` answers a movie's IMDb id (TMDB does, undocumented) with
+    the body of ``/3/movie/{tmdb_id}``. ``False`` simulates TMDB dropping the feature: every
+    ``/3/movie/tt...`` is a 404 (status_code 34), movie or not, while ``/find`` and the details
+    by TMDB id work as before. ``/3/tv/{imdb_id}`` is a 404 either way, as on TMDB."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -1050,8 +1062,9 @@ class _Server:
         n: int | None = None
         if raw_id.isdigit():
             n = int(raw_id)
-        elif kind == "movie" and (match := _IMDB_ID_RE.match(raw_id)):
-            # /3/movie/{imdb_id} is undocumented but works on TMDB (for movies only).
+        elif kind == "movie" and self.config.imdb_on_movie and (match := _IMDB_ID_RE.match(raw_id)):
+            # /3/movie/{imdb_id} is undocumented but works on TMDB (for movies only), unless
+            # the config says TMDB dropped it (imdb_on_movie=False).
             n = int(match.group(1))
         if n is None or kind_of_number(n) != kind:
             return _error(_ERR_NOT_FOUND)
@@ -1277,6 +1290,13 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="ID[,ID...]",
         help="IMDb ids whose overview ends with a lone surrogate escape (\\ud83d)",
     )
+    add(
+        "--no-imdb-on-movie",
+        dest="imdb_on_movie",
+        action="store_false",
+        help="/3/movie/{imdb_id} answers 404 for every id, as if TMDB dropped the feature "
+        "(/find and details by TMDB id still work)",
+    )
     add("--seed", type=int, default=0, help="seed of the fault RNG (default 0)")
     return parser
 
@@ -1303,6 +1323,7 @@ def _config_from_args(args: argparse.Namespace) -> FakeTmdbConfig:
         fault_malformed=args.fault_malformed,
         malformed_ids=_id_list(args.malformed_ids),
         surrogate_ids=_id_list(args.surrogate_ids),
+        imdb_on_movie=args.imdb_on_movie,
         seed=args.seed,
     )
 
