@@ -1,6 +1,7 @@
 """The three measured clients, each run in its own child process (:mod:`benchmarks.child`).
 
-- :func:`engine`: ``tmdb_async.run(Settings(...))`` on a CSV, writing to a local folder;
+- :func:`engine`: ``tmdb_async.run(Settings(...))`` on a CSV, writing to a local folder
+  (``kind`` movie unless the spec says otherwise, ``date`` today unless given);
 - :func:`bare`: the floor, one aiohttp session with N workers, nothing but requests and JSON;
 - :func:`seq`: the seeds' way, blocking urllib requests one id after another.
 
@@ -10,6 +11,7 @@ Each takes the child's spec (a JSON-able dict) and returns its counts.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 import urllib.error
@@ -33,7 +35,8 @@ def engine(spec: dict[str, Any]) -> dict[str, Any]:
         rate=spec["rate"],
         concurrency=spec["concurrency"],
         detail=spec["detail"],
-        kind="movie",
+        kind=spec.get("kind", "movie"),
+        date=dt.date.fromisoformat(spec["date"]) if spec.get("date") else None,
     )
     summary = asyncio.run(run(settings))
     return {
@@ -43,6 +46,8 @@ def engine(spec: dict[str, Any]) -> dict[str, Any]:
         "not_found": summary.not_found,
         "failed": summary.failed,
         "invalid": summary.invalid,
+        "kept": summary.kept,
+        "date": summary.date,
         "requests": summary.requests,
         "retries": summary.retries,
         "throttled_429": summary.throttled_429,

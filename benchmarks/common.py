@@ -48,6 +48,7 @@ class Plan:
     cold_repeats: int
     scaling: tuple[int, ...]
     scaling_ids_per_worker: int
+    requests_ids: int  # ids per case of the requests-per-title runs (all at 40 req/s)
 
 
 FULL = Plan(
@@ -63,6 +64,7 @@ FULL = Plan(
     cold_repeats=7,
     scaling=(1, 5, 10, 20, 40),
     scaling_ids_per_worker=30,
+    requests_ids=1000,
 )
 QUICK = Plan(
     quick=True,
@@ -77,6 +79,7 @@ QUICK = Plan(
     cold_repeats=1,
     scaling=(1, 20),
     scaling_ids_per_worker=6,
+    requests_ids=120,
 )
 
 

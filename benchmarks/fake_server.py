@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,25 @@ from typing import Any
 
 from benchmarks._project import FAKE_TMDB_MODULE
 from benchmarks.common import ROOT, TMP, TOKEN
+
+#: The fake's API paths by route, for :func:`route_counts`; the first match wins.
+ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("find", re.compile(r"/3/find/[^/]+")),
+    ("movie_by_imdb", re.compile(r"/3/movie/tt\d+")),
+    ("movie_by_id", re.compile(r"/3/movie/\d+")),
+    ("tv_by_id", re.compile(r"/3/tv/\d+")),
+)
+
+
+def route_counts(path_counts: dict[str, int]) -> dict[str, int]:
+    """The fake's ``path_counts`` (one entry per path asked) summed by route: ``find``,
+    ``movie_by_imdb`` (``/3/movie/tt...``), ``movie_by_id``, ``tv_by_id``, and ``other``
+    (anything else, ``/3/tv/tt...`` included)."""
+    counts = dict.fromkeys([name for name, _ in ROUTES] + ["other"], 0)
+    for path, count in path_counts.items():
+        route = next((name for name, pattern in ROUTES if pattern.fullmatch(path)), "other")
+        counts[route] += count
+    return counts
 
 
 def _cpu_seconds_of(pid: int) -> float | None:
@@ -32,11 +52,17 @@ class FakeServer:
     """``python -m FAKE_TMDB_MODULE`` on 127.0.0.1 with a free port, stopped on exit."""
 
     def __init__(
-        self, *, latency: float = 0.0, rate_limit: float | None = None, jitter: float = 0.0
+        self,
+        *,
+        latency: float = 0.0,
+        rate_limit: float | None = None,
+        jitter: float = 0.0,
+        imdb_on_movie: bool = True,
     ) -> None:
         self.latency = latency
         self.jitter = jitter
         self.rate_limit = rate_limit
+        self.imdb_on_movie = imdb_on_movie  # False: /3/movie/{imdb_id} is a 404 for every id
         self.url = ""
         self._proc: subprocess.Popen[bytes] | None = None
         self._folder = Path(tempfile.mkdtemp(prefix="fake-", dir=TMP))
@@ -62,6 +88,8 @@ class FakeServer:
             command += ["--rate-limit", str(self.rate_limit)]
         if self.jitter:
             command += ["--latency-jitter", str(self.jitter)]
+        if not self.imdb_on_movie:
+            command.append("--no-imdb-on-movie")
         stderr = (self._folder / "stderr").open("wb")
         with stderr:
             self._proc = subprocess.Popen(

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import MARKDOWN, TABLE_END, TABLE_START
 
 
-def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each figure as a row: measured value, target, and whether it is met."""
-    rows: list[dict[str, Any]] = []
+class Rows(list[dict[str, Any]]):
+    """Target rows, in the order of the table."""
 
-    def add(key: str, figure: str, value: float, fmt: str, target: str, met: bool | None) -> None:
-        rows.append(
+    def add(
+        self, key: str, figure: str, value: float, fmt: str, target: str, met: bool | None
+    ) -> None:
+        self.append(
             {
                 "key": key,
                 "figure": figure,
@@ -24,10 +26,20 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
 
-    rate = result["rate_bound"]
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each figure of the parts in ``result`` as a row: measured value, target, whether met."""
+    rows = Rows()
+    for key, part_rows in PARTS:
+        if key in result:
+            part_rows(rows, result[key])
+    return list(rows)
+
+
+def _rate_rows(rows: Rows, rate: dict[str, Any]) -> None:
     for detail in ("full", "find"):
         part = rate[detail]
-        add(
+        rows.add(
             f"rate_{detail}_wall",
             f"1. rate-bound, {detail}: wall ÷ (requests needed ÷ 40/s)",
             part["wall_over_ideal"],
@@ -35,7 +47,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             "≤ 1.05",
             part["wall_over_ideal"] <= 1.05,
         )
-        add(
+        rows.add(
             f"rate_{detail}_429",
             f"1. rate-bound, {detail}: 429 answers ÷ requests",
             part["share_429"],
@@ -44,7 +56,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             part["share_429"] <= 0.01,
         )
     seq = rate["sequential"]
-    add(
+    rows.add(
         "rate_seq_wall",
         "1. seeds' sequential loop: wall ÷ ideal (per id)",
         seq["wall_over_ideal"],
@@ -52,7 +64,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         "baseline",
         None,
     )
-    add(
+    rows.add(
         "rate_speedup",
         "1. engine speed-up over the seeds' loop (per id)",
         seq["engine_speedup"],
@@ -60,8 +72,10 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         "report",
         None,
     )
-    lat = result["latency_bound"]
-    add(
+
+
+def _latency_rows(rows: Rows, lat: dict[str, Any]) -> None:
+    rows.add(
         "latency_ratio",
         "2. latency-bound (c=20, 50 ms): engine ÷ bare aiohttp, ids/s",
         lat["ratio"],
@@ -69,8 +83,10 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         "≥ 0.9",
         lat["ratio"] >= 0.9,
     )
-    cpu = result["cpu_bound"]
-    add(
+
+
+def _cpu_rows(rows: Rows, cpu: dict[str, Any]) -> None:
+    rows.add(
         "cpu_ratio",
         "3. CPU-bound (c=64, no latency): engine ÷ bare aiohttp, ids/s",
         cpu["ratio"],
@@ -78,7 +94,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         "≥ 0.6",
         cpu["ratio"] >= 0.6,
     )
-    add(
+    rows.add(
         "cpu_engine_ms",
         "3. CPU ms per id, engine (user+sys)",
         cpu["engine_cpu_ms_per_id"],
@@ -86,7 +102,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         "report",
         None,
     )
-    add(
+    rows.add(
         "cpu_bare_ms",
         "3. CPU ms per id, bare aiohttp loop",
         cpu["bare_cpu_ms_per_id"],
@@ -94,8 +110,10 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         "report",
         None,
     )
-    mem = result["memory"]
-    add(
+
+
+def _memory_rows(rows: Rows, mem: dict[str, Any]) -> None:
+    rows.add(
         "memory_ratio",
         f"4. peak RSS, {mem['large_ids']:,} ids ÷ {mem['small_ids']:,} ids",
         mem["ratio"],
@@ -103,7 +121,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         "≤ 1.3",
         mem["ratio"] <= 1.3,
     )
-    add(
+    rows.add(
         "memory_peak",
         f"4. peak RSS, {mem['large_ids']:,} ids (MB)",
         mem["large_peak_mb"],
@@ -111,8 +129,10 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         "< 256",
         mem["large_peak_mb"] < 256,
     )
-    cold = result["cold_start"]
-    add(
+
+
+def _cold_rows(rows: Rows, cold: dict[str, Any]) -> None:
+    rows.add(
         "cold_ratio",
         "5. cold start: import handler ÷ import its libraries",
         cold["ratio"],
@@ -120,9 +140,12 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         "≤ 1.3",
         cold["ratio"] <= 1.3,
     )
-    points = result["scaling"]["points"]
+
+
+def _scaling_rows(rows: Rows, scaling: dict[str, Any]) -> None:
+    points = scaling["points"]
     low, high = points[0], points[-1]
-    add(
+    rows.add(
         "scaling_gain",
         f"6. scaling: ids/s at c={high['concurrency']} ÷ c={low['concurrency']}",
         high["engine_ids_per_s"] / low["engine_ids_per_s"],
@@ -130,7 +153,61 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         "chart",
         None,
     )
-    return rows
+
+
+#: Requests per title of scenario 7: case, figure, target (``None``: reported only).
+REQUEST_TARGETS: tuple[tuple[str, str, float | None], ...] = (
+    ("movies", "movies, --kind movie", 1.1),
+    ("series", "series, --kind tv, first run", None),
+    ("series_rerun", "series rerun (next --date, same --dest)", 1.05),
+    ("mixed_blocks", "mixed in blocks, --kind auto", 1.5),
+    ("mixed_interleaved", "mixed interleaved, --kind auto", None),
+    ("fallback", "movies, TMDB without IMDb ids on /movie", 2.1),
+)
+
+
+def _requests_rows(rows: Rows, part: dict[str, Any]) -> None:
+    cases = part["cases"]
+    for name, label, target in REQUEST_TARGETS:
+        value = cases[name]["requests_per_title"]
+        rows.add(
+            f"requests_{name}",
+            f"7. requests ÷ title, {label}",
+            value,
+            "{:.3f}",
+            "report" if target is None else f"≤ {target:g}",
+            None if target is None else value <= target,
+        )
+        if name == "movies":
+            wall = cases[name]["wall_over_request_bound"]
+            rows.add(
+                "requests_movies_wall",
+                "7. movies: wall ÷ (requests ÷ 40/s)",
+                wall,
+                "{:.3f}",
+                "≤ 1.05",
+                wall <= 1.05,
+            )
+    rows.add(
+        "requests_movies_gain",
+        "7. movies: titles per hour ÷ find + details (2 requests per title)",
+        part["movies_gain_over_find_details"],
+        "{:.2f}×",
+        "report",
+        None,
+    )
+
+
+#: (key in the JSON result, its rows), in the order of the table.
+PARTS: tuple[tuple[str, Callable[[Rows, dict[str, Any]], None]], ...] = (
+    ("rate_bound", _rate_rows),
+    ("latency_bound", _latency_rows),
+    ("cpu_bound", _cpu_rows),
+    ("memory", _memory_rows),
+    ("cold_start", _cold_rows),
+    ("scaling", _scaling_rows),
+    ("requests_per_title", _requests_rows),
+)
 
 
 def markdown_table(result: dict[str, Any]) -> str:
@@ -195,8 +272,35 @@ def markdown_table(result: dict[str, Any]) -> str:
         "",
         f"TMDB's own ceiling at 40 requests/s is "
         f"{result['scaling']['tmdb_ceiling_ids_per_s']:.1f} ids/s with details.",
+        "",
+        *requests_table(result["requests_per_title"]),
     ]
     return "\n".join(lines)
+
+
+def requests_table(part: dict[str, Any]) -> list[str]:
+    """Scenario 7 case by case: what the fake saw, by route, and the time it took."""
+    lines = [
+        f"Requests per title ({part['ids_per_case']:,} ids per case, fake and engine at "
+        f"{part['tmdb_rate']:g} requests/s; the floor is the fewest requests per title "
+        "without knowing each id's kind):",
+        "",
+        "| Case | Titles | Requests | find | movie by IMDb id | movie by TMDB id "
+        "| tv by TMDB id | Requests ÷ title | Floor | Wall (s) | Wall ÷ (requests ÷ 40/s) "
+        "| 429s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, label, _ in REQUEST_TARGETS:
+        case = part["cases"][name]
+        routes = case["routes"]
+        lines.append(
+            f"| {label} | {case['titles']} | {case['requests']} | {routes['find']} | "
+            f"{routes['movie_by_imdb']} | {routes['movie_by_id']} | {routes['tv_by_id']} | "
+            f"{case['requests_per_title']:.3f} | {case['floor_requests_per_title']:.3f} | "
+            f"{case['wall_seconds']:.1f} | {case['wall_over_request_bound']:.3f} | "
+            f"{case['throttled_429']} |"
+        )
+    return lines
 
 
 def write_markdown(result: dict[str, Any], path: Path = MARKDOWN) -> None:

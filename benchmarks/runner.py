@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ROOT, UNLIMITED, Plan
-from benchmarks.fake_server import FakeServer
+from benchmarks.fake_server import FakeServer, route_counts
 from benchmarks.inputs import Input
 
 CHILD_MODULE = "benchmarks.child"
@@ -59,25 +59,34 @@ class Runner:
         concurrency: int,
         rate: float = UNLIMITED,
         detail: str = "full",
+        kind: str = "movie",
+        date: str | None = None,
+        dest: Path | None = None,
         label: str = "",
     ) -> dict[str, Any]:
+        """One engine run into a fresh folder, removed afterwards; or into ``dest``, which
+        is kept (the caller's, e.g. for a rerun into the same destination)."""
         self.runs += 1
-        dest = self.work / f"out-{self.runs}"
+        out = dest or self.work / f"out-{self.runs}"
         spec: dict[str, Any] = {
             "mode": "engine",
             "url": server.url,
             "csv": str(data.csv),
-            "dest": str(dest),
+            "dest": str(out),
             "rate": rate,
             "concurrency": concurrency,
             "detail": detail,
+            "kind": kind,
         }
+        if date is not None:
+            spec["date"] = date
         if self.profile and label:
             spec["profile"] = str(self.work / f"profile-{label}.txt")
         try:
             return self._measure(server, spec)
         finally:
-            shutil.rmtree(dest, ignore_errors=True)
+            if dest is None:
+                shutil.rmtree(out, ignore_errors=True)
 
     def bare(
         self, server: FakeServer, data: Input, *, concurrency: int, detail: str = "full"
@@ -106,6 +115,7 @@ class Runner:
             "requests": stats["total_requests"],
             "throttled": stats["throttled"],
             "max_in_flight": stats["max_in_flight"],
+            "routes": route_counts(stats["path_counts"]),
             "cpu_seconds": None if cpu0 is None or cpu1 is None else round(cpu1 - cpu0, 3),
         }
         report["ids_per_s"] = report["ids"] / report["seconds"] if report["seconds"] else 0.0

@@ -3,7 +3,9 @@
 The quick run is the full suite in miniature (fake TMDB in its own process, every client in
 its own process). This test asserts structure and sanity only, never wall-clock times: every
 id is accounted for, 429s stay a small share, concurrency helps, memory and CPU figures are
-there. Ratios get generous margins, because CI machines are shared and noisy. It needs no
+there, every request the fake saw is counted by route. Ratios get generous margins, because
+CI machines are shared and noisy; requests per title are asserted only within what any
+engine needs (1 to 3 per title), never against the targets of issue 10. It needs no
 matplotlib (the chart is skipped).
 """
 
@@ -18,7 +20,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.slow  # ~30 s: a dozen child processes and five fake servers
+pytestmark = pytest.mark.slow  # ~55 s: two dozen child processes and thirteen fake servers
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +47,15 @@ def _accounted(run: dict[str, Any]) -> None:
 
 
 def test_every_part_and_target_is_reported(quick: dict[str, Any]) -> None:
-    for part in ("rate_bound", "latency_bound", "cpu_bound", "memory", "cold_start", "scaling"):
+    parts = ("rate_bound", "latency_bound", "cpu_bound", "memory", "cold_start", "scaling")
+    for part in (*parts, "requests_per_title"):
         assert part in quick
     assert quick["meta"]["quick"] is True
     keys = {row["key"] for row in quick["targets"]}
     assert {"rate_full_wall", "rate_full_429", "latency_ratio", "cpu_ratio"} <= keys
     assert {"memory_ratio", "memory_peak", "cold_ratio", "scaling_gain"} <= keys
+    assert {"requests_movies", "requests_movies_wall", "requests_series_rerun"} <= keys
+    assert {"requests_mixed_blocks", "requests_fallback", "requests_movies_gain"} <= keys
     for row in quick["targets"]:
         assert row["met"] in (True, False, None)
         assert row["value"] == row["value"]  # not NaN
@@ -92,6 +97,46 @@ def test_concurrency_helps_as_a_ratio(quick: dict[str, Any]) -> None:
         _accounted(point["engine"])
     # c=20 against c=1 at 50 ms latency is ~15-20x in theory; 3x catches a serialised engine.
     assert high["engine_ids_per_s"] > 3 * low["engine_ids_per_s"]
+
+
+REQUEST_CASES = (
+    "movies", "series", "series_rerun", "mixed_blocks", "mixed_interleaved", "fallback",
+)  # fmt: skip
+
+
+def test_requests_per_title_cases_account_for_every_id_and_request(quick: dict[str, Any]) -> None:
+    part = quick["requests_per_title"]
+    assert set(part["cases"]) == set(REQUEST_CASES)
+    for name in REQUEST_CASES:
+        case = part["cases"][name]
+        run = case["run"]
+        _accounted(run)
+        assert run["status"] == "ok", name
+        assert case["titles"] == run["ids"] == part["ids_per_case"], name
+        assert run["records"] == case["expected_records"], name
+        # The fake saw what the engine sent, and every request falls in a known route.
+        assert case["requests"] == run["requests"] == sum(case["routes"].values()), name
+        assert case["routes"]["other"] == 0, name
+        # At most three requests per title (direct, find, details) and, unknown ids aside,
+        # at least one; the floor is an expectation, not a bound, so it is not compared.
+        assert 0.5 < case["requests_per_title"] <= 3.0, name
+        assert 1.0 <= case["floor_requests_per_title"] <= 2.0, name
+        assert case["wall_over_request_bound"] > 0.5, name  # faster than 40/s: a broken limit
+        assert case["throttled_429"] <= 0.25 * case["requests"], name
+    kinds = {name: part["cases"][name]["composition"] for name in REQUEST_CASES}
+    assert kinds["movies"]["tv"] == kinds["series"]["movie"] == 0
+    assert kinds["mixed_blocks"] == kinds["mixed_interleaved"]  # the same ids, in another order
+    assert min(kinds["mixed_blocks"].values()) > 0
+    # The rerun fetched every id again, into the next day's folder of the same destination.
+    first, rerun = part["cases"]["series"]["run"], part["cases"]["series_rerun"]["run"]
+    assert rerun["date"] > first["date"]
+    assert rerun["kept"] == 0
+    assert rerun["records"] == first["records"]
+    # Without IMDb ids on /movie, every movie record came from details by TMDB id.
+    fallback = part["cases"]["fallback"]
+    assert fallback["imdb_on_movie"] is False
+    assert fallback["routes"]["movie_by_id"] >= fallback["run"]["records"]
+    assert part["movies_gain_over_find_details"] > 0
 
 
 def test_memory_and_cold_start_are_measured(quick: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from benchmarks.scenarios import (
     latency_bound,
     memory,
     rate_bound,
+    requests_per_title,
     scaling,
 )
 
@@ -29,4 +30,5 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "memory": ("memory", memory.run),
     "cold": ("cold_start", cold_start.run),
     "scaling": ("scaling", scaling.run),
+    "requests": ("requests_per_title", requests_per_title.run),
 }
