@@ -495,16 +495,17 @@ async def test_burst_429_honours_retry_after() -> None:
     assert fake.stats().faults["burst_429"] == 1
 
 
-async def test_fault_ids_always_503_on_find() -> None:
+async def test_fault_ids_always_503_whichever_way_the_title_is_asked() -> None:
     config = FakeTmdbConfig(token=TOKEN, fault_ids=frozenset({"tt0000001"}))
+    paths = [FIND.format("tt0000001"), "/3/movie/tt0000001", "/3/movie/1", "/3/tv/1"]
     async with serve(config) as (fake, session):
-        failing = [await get_json(session, FIND.format("tt0000001")) for _ in range(4)]
+        failing = [await get_json(session, path) for path in paths * 2]
         other = await get_json(session, FIND.format("tt0000002"))
-        details = await get_json(session, "/3/movie/1")
-    assert [(s, b["status_code"]) for s, b in failing] == [(503, 46)] * 4
+        details = await get_json(session, "/3/movie/2")
+    assert [(s, b["status_code"]) for s, b in failing] == [(503, 46)] * 8
     assert other[0] == 200
     assert details[0] == 200
-    assert fake.stats().faults["fault_id"] == 4
+    assert fake.stats().faults["fault_id"] == 8
 
 
 async def test_faults_are_reproducible_for_a_seed() -> None:
@@ -531,16 +532,16 @@ async def test_fault_malformed_is_an_http_answer_aiohttp_rejects() -> None:
     assert stats.resets == 0
 
 
-async def test_malformed_ids_always_get_a_malformed_answer_on_find() -> None:
+async def test_malformed_ids_always_get_a_malformed_answer_whichever_way() -> None:
     config = FakeTmdbConfig(token=TOKEN, malformed_ids=["tt0000001"])  # any iterable
     assert config.malformed_ids == frozenset({"tt0000001"})
     async with serve(config) as (fake, session):
-        for _ in range(3):
+        for path in (FIND.format("tt0000001"), "/3/movie/tt0000001", "/3/movie/1"):
             with pytest.raises(aiohttp.ClientResponseError):
-                async with session.get(FIND.format("tt0000001")) as resp:
+                async with session.get(path) as resp:
                     await resp.read()
         other = await get_json(session, FIND.format("tt0000002"))
-        details = await get_json(session, "/3/movie/1")
+        details = await get_json(session, "/3/movie/2")
     assert other[0] == 200
     assert details[0] == 200
     assert fake.stats().faults["malformed"] == 3

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TOKEN
+from tests.support.asked import titles_asked
 from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.errors import CredentialsError, InputError, StorageError, UsageError
@@ -134,9 +135,9 @@ async def test_rerunning_without_resume_replaces_every_record_and_removes_the_ol
     ids = title_ids(120, "movie")
     csv_path = write_csv(tmp_path / "movies.csv", ids)
     first = await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url, resume=False))
-    requests = fake_tmdb.stats().total_requests
+    fake_tmdb.reset_stats()
     second = await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url, resume=False))
-    assert fake_tmdb.stats().total_requests == 2 * requests  # really fetched again
+    assert set(titles_asked(fake_tmdb.stats().path_counts)) == set(ids)  # really fetched again
     assert second.replaced == second.unique_ids == 120
     assert not set(first.files) & set(second.files)
     assert not any(map(os.path.exists, first.files))  # emptied files disappear
@@ -167,8 +168,7 @@ async def test_an_edited_csv_keeps_what_the_folder_holds_and_fetches_only_new_id
     fake_tmdb.reset_stats()
     second = await run(settings(csv_path, tmp_path / "lake", fake_tmdb.url))
     assert (second.kept, second.unique_ids) == (120, 150)
-    fetched = {p.rsplit("/", 1)[1] for p in fake_tmdb.stats().path_counts if "/find/" in p}
-    assert fetched == set(ids[120:])
+    assert set(titles_asked(fake_tmdb.stats().path_counts)) == set(ids[120:])
     assert_exactly_once(tmp_path / "lake", ids)
 
 
@@ -185,7 +185,7 @@ async def test_incremental_mode_fetches_only_ids_without_a_record_in_the_lake(
     second = await run(settings(csv_path, lake, fake_tmdb.url, skip_existing=True, date=next_day))
     assert second.skipped == first.records
     new_ids = set(ids[100:])
-    fetched = {p.rsplit("/", 1)[1] for p in fake_tmdb.stats().path_counts if "/find/" in p}
+    fetched = set(titles_asked(fake_tmdb.stats().path_counts))
     old_not_found = {i for i in ids[:100] if kind_of(int(i[2:])) is None}
     assert fetched == new_ids | old_not_found  # not-found ids are asked again; found ones not
     written = read_local(lake / FOLDER).record_ids()
@@ -220,8 +220,8 @@ async def test_failed_ids_go_to_the_failed_sidecar_with_the_last_error(tmp_path:
     _, sidecars = load_output(tmp_path / "lake")
     assert {e["imdb_id"] for e in sidecars["failed"]} == broken
     assert all("HTTP 503" in e["reason"] and e["attempts"] == 3 for e in sidecars["failed"])
-    for imdb_id in broken:
-        assert stats.path_counts[f"/3/find/{imdb_id}"] == 3  # bounded attempts, no more
+    asked = titles_asked(stats.path_counts)
+    assert all(asked[imdb_id] == 3 for imdb_id in broken)  # bounded attempts, no more
     assert_exactly_once(tmp_path / "lake", ids)
 
 
@@ -356,3 +356,67 @@ async def test_a_huge_invalid_value_is_listed_once_under_a_bounded_label(
     assert len(entry["imdb_id"]) < 100 and entry["imdb_id"].startswith("tt999")
     assert "longer than IMDb could issue" in entry["reason"]
     assert (first.invalid, again.kept) == (1, 6)  # kept by the rerun, not listed twice
+
+
+# --- requests per title ---------------------------------------------------------------------
+
+
+async def test_a_movie_costs_one_request_and_an_unknown_id_two(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    ids = title_ids(150, "movie")
+    summary = await run(
+        settings(write_csv(tmp_path / "m.csv", ids), tmp_path / "lake", fake_tmdb.url, kind="movie")
+    )
+    assert summary.records > 130 and summary.not_found > 0
+    assert summary.requests == fake_tmdb.stats().total_requests
+    # /3/movie/tt… answers a movie; an unknown id answers 404 there, then /find says so.
+    assert summary.requests == summary.records + 2 * summary.not_found
+
+
+async def test_a_rerun_the_next_day_asks_each_known_title_once_by_its_tmdb_id(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    """A series file costs /find + details the first time; the lake's id map then knows every
+    title it holds, so the next day's run costs one request per title, series included, and
+    writes the very same records."""
+    ids = title_ids(60, "tv") + title_ids(60, "movie")
+    csv_path = write_csv(tmp_path / "mixed.csv", ids)
+    lake = tmp_path / "lake"
+    first = await run(settings(csv_path, lake, fake_tmdb.url))
+    fake_tmdb.reset_stats()
+    next_day = dt.date(2022, 5, 3)
+    second = await run(settings(csv_path, lake, fake_tmdb.url, date=next_day))
+    sent = fake_tmdb.stats().path_counts
+    assert second.records == first.records and second.not_found == first.not_found
+    asked = titles_asked(sent)
+    known = [i for i in ids if kind_of(int(i[2:])) is not None]
+    assert all(asked[i] == 1 for i in known)  # one request each, by the TMDB id
+    assert all(f"/3/{kind_of(int(i[2:]))}/{int(i[2:])}" in sent for i in known)
+    assert second.requests == len(known) + sum(asked[i] for i in set(ids) - set(known))
+
+    def by_id(folder: str) -> dict[str, dict[str, Any]]:
+        return {i: places[0][1] for i, places in read_local(lake / folder).records.items()}
+
+    assert by_id(FOLDER) == by_id("Raw/TMDB/JSON/2022/05/03")  # the same records either way
+    assert (lake / "Raw/TMDB/_state/idmap").is_dir()
+
+
+async def test_when_tmdb_stops_answering_imdb_ids_on_movie_the_run_goes_back_to_find_first(
+    tmp_path: Path,
+) -> None:
+    """Never worse than find + details: a dead direct path is noticed within the ids already
+    in flight, and every title still gets its record."""
+    ids = title_ids(300, "movie")
+    config = FakeTmdbConfig(token=TOKEN, imdb_on_movie=False)
+    async with FakeTmdb(config) as fake:
+        csv_path = write_csv(tmp_path / "m.csv", ids)
+        summary = await run(settings(csv_path, tmp_path / "lake", fake.url, kind="movie"))
+        sent = fake.stats().path_counts
+    direct = [p for p in sent if "/movie/tt" in p]
+    assert summary.status == "ok"
+    assert summary.records == len([i for i in ids if kind_of(int(i[2:])) == "movie"])
+    assert len(direct) <= 50  # noticed within the first ~50 ids (20 of them in flight)
+    find_first = 2 * summary.records + summary.not_found  # what find + details costs
+    assert summary.requests <= find_first + len(direct)
+    assert_exactly_once(tmp_path / "lake", ids)

@@ -20,6 +20,7 @@ from typing import Any
 
 from .client import Found, LookupFailed, NotFound, TmdbClient
 from .config import Settings
+from .idmap import FLUSH_AT, LakeIdMap
 from .ids import IdEntry
 from .ledger import Home, Ledger
 
@@ -65,6 +66,7 @@ class ChunkedRun:
         shape: str,
         stem: str,
         lake: set[str],
+        titles: LakeIdMap,
         remaining: Remaining | None,
         margin: float,
         progress: Callable[[int], None] | None,
@@ -76,6 +78,7 @@ class ChunkedRun:
         self.shape = shape
         self.stem = stem
         self.lake = lake
+        self.titles = titles
         self.remaining = remaining
         self.margin = margin
         self.progress = progress
@@ -222,6 +225,11 @@ class ChunkedRun:
         if done.sidecar_file:
             self.sidecars.append(self.ledger.store.url(f"{folder}/{done.sidecar_file}"))
         self.counts.replaced += done.replaced
+        for chunk in batch:
+            for _, record in chunk.records:
+                self.titles.learn(record)
+        if self.titles.pending >= FLUSH_AT:
+            await self.titles.flush_quietly()
         for chunk in batch:
             del self.open[chunk.first]
             self.room.release()

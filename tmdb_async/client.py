@@ -1,7 +1,10 @@
 """Talking to TMDB: one aiohttp session, bounded concurrency, a rate limit, and retries.
 
-:class:`TmdbClient` turns an IMDb id into the TMDB record the data lake keeps:
-``/3/find/{imdb_id}`` then, in ``full`` detail mode, ``/3/movie/{id}`` or ``/3/tv/{id}``.
+:class:`TmdbClient` turns an IMDb id into the TMDB record the data lake keeps, in one
+request when it can (see :meth:`TmdbClient.lookup`): ``/3/{movie|tv}/{tmdb_id}`` for a title
+the lake's id map knows, ``/3/movie/{imdb_id}`` for a likely movie
+(:class:`~tmdb_async._route.Router` decides), else ``/3/find/{imdb_id}`` then, in ``full``
+detail mode, ``/3/movie/{id}`` or ``/3/tv/{id}``.
 
 - Concurrency: an :class:`asyncio.Semaphore` (TMDB allows ~20 connections per IP).
 - Rate: :class:`~tmdb_async._throttle.Throttle` (aiolimiter), slowed for everyone by a 429.
@@ -37,7 +40,7 @@ import random
 import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -52,6 +55,7 @@ from tenacity import (
 )
 from yarl import URL
 
+from ._route import Router
 from ._throttle import Throttle
 from .config import Credentials, Detail, Kind, Settings
 from .errors import CredentialsError
@@ -60,6 +64,22 @@ from .redaction import describe_error, redact, register_secret
 log = logging.getLogger(__name__)
 
 MediaType = Literal["movie", "tv"]
+
+
+class Title(Protocol):
+    @property
+    def media_type(self) -> MediaType: ...
+
+    @property
+    def tmdb_id(self) -> int: ...
+
+
+class Titles(Protocol):
+    """What the client asks the id map (:class:`tmdb_async.idmap.LakeIdMap`)."""
+
+    def get(self, imdb_id: str, /) -> Title | None: ...
+
+
 _USER_AGENT = "tmdb-ingest/0.1 (+aiohttp)"
 _REASON_LIMIT: Final = 160  # characters of an error's own message in a failure reason
 _REJECTED_MESSAGE: Final = (
@@ -203,6 +223,10 @@ class ClientStats:
     requests: int = 0
     retries: int = 0
     throttled: int = 0  # 429 answers
+    by_map: int = 0  # titles fetched by the TMDB id the id map knew: 1 request
+    map_stale: int = 0  # id-map entries TMDB no longer honours (then the other paths)
+    direct: int = 0  # titles asked by IMDb id on /3/movie first
+    direct_missed: int = 0  # ... that answered 404 for a movie /find then found
     status: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -211,6 +235,12 @@ class ClientStats:
             "requests": self.requests,
             "retries": self.retries,
             "throttled_429": self.throttled,
+            "lookups": {
+                "by_map": self.by_map,
+                "map_stale": self.map_stale,
+                "direct": self.direct,
+                "direct_missed": self.direct_missed,
+            },
             "status": {str(k): v for k, v in sorted(self.status.items())},
             "errors": dict(sorted(self.errors.items())),
         }
@@ -242,9 +272,16 @@ class ClientOptions:
 class TmdbClient:
     """Looks ids up on TMDB. Create with :meth:`open` inside the running event loop."""
 
-    def __init__(self, session: aiohttp.ClientSession, options: ClientOptions) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        options: ClientOptions,
+        titles: Titles | None = None,
+    ) -> None:
         self._session = session
         self._options = options
+        self._titles = titles
+        self._router = Router(movies_possible=options.kind != "tv")
         self._semaphore = asyncio.Semaphore(options.concurrency)
         self._throttle = Throttle(options.rate, max_pause=options.max_backoff)
         self._timeout = aiohttp.ClientTimeout(total=options.request_timeout)
@@ -285,15 +322,18 @@ class TmdbClient:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, options: ClientOptions) -> AsyncIterator[TmdbClient]:
-        """One session per run, sized to the concurrency, closed when the run ends."""
+    async def open(
+        cls, options: ClientOptions, titles: Titles | None = None
+    ) -> AsyncIterator[TmdbClient]:
+        """One session per run, sized to the concurrency, closed when the run ends.
+        ``titles`` (the lake's id map) lets a known title skip ``/find``."""
         connector = aiohttp.TCPConnector(limit=options.concurrency, ttl_dns_cache=300)
         headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
         headers.update(options.credentials.headers())
         async with aiohttp.ClientSession(
             connector=connector, headers=headers, raise_for_status=False
         ) as session:
-            yield cls(session, options)
+            yield cls(session, options, titles)
 
     @property
     def current_rate(self) -> float:
@@ -306,42 +346,66 @@ class TmdbClient:
         return self._throttle.lowest_rate
 
     async def lookup(self, imdb_id: str) -> Found | NotFound:
-        """Find ``imdb_id`` and, in ``full`` mode, fetch its details.
+        """The TMDB record of ``imdb_id``, in as few requests as what is known allows.
+
+        In ``full`` mode: a title of the id map is one request by its TMDB id; a movie is one
+        request by its IMDb id (``/3/movie/tt…``) while the :class:`~tmdb_async._route.Router`
+        says so; anything else is ``/find`` then details. A 404 on a shortcut falls back to
+        the next way, so a title is never reported missing because a shortcut failed.
 
         Raises :class:`LookupFailed` when TMDB could not answer after the allowed attempts
         (or an unexpected error hit this id), :class:`CredentialsError` when TMDB rejects the
         credentials.
         """
         opts = self._options
-        path = f"/3/find/{imdb_id}"
         # Canonical ids (tt + digits) need no quoting; anything else is quoted, never trusted.
         safe = imdb_id if imdb_id.isascii() and imdb_id.isalnum() else quote(imdb_id, safe="")
+        direct_missed = False
+        if opts.detail == "full":
+            known = self._titles.get(imdb_id) if self._titles is not None else None
+            if known is not None and opts.kind in ("auto", known.media_type):
+                media_type, tmdb_id = known.media_type, known.tmdb_id
+                details = await self._get(
+                    f"/3/{media_type}/{tmdb_id}", self._details_url.format(media_type, tmdb_id)
+                )
+                if details is not None and _confirms(details, imdb_id):
+                    self.stats.by_map += 1
+                    return _found(details, imdb_id, media_type)
+                self.stats.map_stale += 1
+            if self._router.direct_first():
+                self.stats.direct += 1
+                details = await self._get(
+                    f"/3/movie/{imdb_id}", self._details_url.format("movie", safe)
+                )
+                if details is not None:
+                    self._router.saw("movie")
+                    self._router.direct(hit=True)
+                    return _found(details, imdb_id, "movie")
+                direct_missed = True
+        path = f"/3/find/{imdb_id}"
         found = await self._get(path, self._find_url.format(safe))
+        picked = None if found is None else _pick(found, opts.kind)
+        if opts.detail == "full":
+            self._router.saw("none" if picked is None else picked[0])
+            if direct_missed and picked is not None and picked[0] == "movie":
+                self.stats.direct_missed += 1
+                self._router.direct(hit=False)
         if found is None:
             return NotFound("TMDB /find answered 404")
-        picked = _pick(found, opts.kind)
         if picked is None:
             wanted = "movie or tv" if opts.kind == "auto" else opts.kind
             return NotFound(f"no {wanted} result on TMDB /find")
         media_type, item = picked
         if opts.detail == "find":
-            record = dict(item)
-        else:
-            tmdb_id = item.get("id")
-            if type(tmdb_id) is not int:  # bool is an int subclass, and no id
-                raise LookupFailed(f"TMDB /find gave a {media_type} without a numeric id", 1)
-            path = f"/3/{media_type}/{tmdb_id}"
-            details = await self._get(path, self._details_url.format(media_type, tmdb_id))
-            if details is None:
-                return NotFound(f"TMDB {path} answered 404")
-            record = details
-        if record.get("imdb_id", imdb_id) != imdb_id:
-            # Records are keyed by the id asked for; TMDB's own value (rarely another id, or
-            # null) is kept beside it.
-            record["tmdb_imdb_id"] = record["imdb_id"]
-        record["imdb_id"] = imdb_id
-        record.setdefault("media_type", media_type)
-        return Found(record, media_type)
+            return _found(dict(item), imdb_id, media_type)
+        tmdb_id = item.get("id")
+        if type(tmdb_id) is not int:  # bool is an int subclass, and no id
+            raise LookupFailed(f"TMDB /find gave a {media_type} without a numeric id", 1)
+        path = f"/3/{media_type}/{tmdb_id}"
+        details = await self._get(path, self._details_url.format(media_type, tmdb_id))
+        if details is None:
+            return NotFound(f"TMDB {path} answered 404")
+        return _found(details, imdb_id, media_type)
 
     async def _get(self, path: str, url: str) -> dict[str, Any] | None:
         """GET ``url`` (its ``path`` names it in reasons) with retries; ``None`` for 404.
@@ -445,6 +509,25 @@ class TmdbClient:
 
     def _count_retry(self, state: RetryCallState) -> None:
         self.stats.retries += 1
+
+
+def _found(record: dict[str, Any], imdb_id: str, media_type: MediaType) -> Found:
+    """The record the lake keeps, whichever path fetched it: keyed by the id asked for, TMDB's
+    own value (rarely another id, or null) kept beside it as ``tmdb_imdb_id``."""
+    if record.get("imdb_id", imdb_id) != imdb_id:
+        record["tmdb_imdb_id"] = record["imdb_id"]
+    record["imdb_id"] = imdb_id
+    record.setdefault("media_type", media_type)
+    return Found(record, media_type)
+
+
+def _confirms(details: Mapping[str, Any], imdb_id: str) -> bool:
+    """False when the details of a mapped TMDB id name another IMDb id: TMDB moved it."""
+    own = details.get("imdb_id")
+    if own is None:
+        extra = details.get("external_ids")
+        own = extra.get("imdb_id") if isinstance(extra, Mapping) else None
+    return not isinstance(own, str) or not own or own == imdb_id
 
 
 def _pick(found: Mapping[str, Any], kind: Kind) -> tuple[MediaType, dict[str, Any]] | None:

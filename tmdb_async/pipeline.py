@@ -25,12 +25,14 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack
 
 from . import runstate
 from .chunks import ChunkedRun
 from .client import ClientOptions, TmdbClient
 from .config import Settings
 from .errors import IngestError, describe_error
+from .idmap import LakeIdMap
 from .ids import IdEntry, ReadStats, read_csv_ids, read_item_ids
 from .ledger import Ledger, lake_records
 from .storage import LocalStore, S3Store, Store, open_s3, parse_s3, read_source
@@ -90,12 +92,17 @@ async def run(
     stats = ReadStats()
     batch = None if items is None else read_item_ids(items, stats=stats)
 
-    async with (
-        open_s3(bool(dest_url or source_url), settings.concurrency) as s3,
-        TmdbClient.open(ClientOptions.of(settings)) as client,
-    ):
+    run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+    async with AsyncExitStack() as stack:
+        s3 = await stack.enter_async_context(
+            open_s3(bool(dest_url or source_url), settings.concurrency)
+        )
         if store is None:
             store = S3Store(s3, dest_url) if dest_url else LocalStore(settings.dest)
+        titles = await LakeIdMap(store, owner=run_id).load()
+        client = await stack.enter_async_context(
+            TmdbClient.open(ClientOptions.of(settings), titles)
+        )
         if batch is None:
             job = runstate.job_key(settings.source, settings.offset, settings.limit, shape)
         else:
@@ -104,7 +111,6 @@ async def run(
         if continued:
             log.warning("continuing the interrupted run of %s in its folder", date.isoformat())
         folder = date_folder(date)
-        run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
         stem = "batch" if batch is not None else source_stem(settings.source)
         summary = Summary(source=label, dest=settings.dest, date=date.isoformat())
         manifest = Manifest(
@@ -130,6 +136,7 @@ async def run(
             shape=shape,
             stem=stem,
             lake=lake,
+            titles=titles,
             remaining=remaining,
             margin=safety_margin,
             progress=progress,
@@ -167,7 +174,7 @@ async def run(
             if error is not None:
                 summary.status = "error"
                 summary.error = describe_error(error)
-            await _finish(summary, manifest, client, store, job, error)
+            await _finish(summary, manifest, client, store, job, error, titles)
         if error is not None:
             raise error
     log.info(
@@ -238,8 +245,10 @@ async def _finish(
     store: Store,
     job: str,
     error: BaseException | None,
+    titles: LakeIdMap,
 ) -> None:
     """Write the final manifest and close the run record; never mask the run's own error."""
+    await titles.flush_quietly()
     try:
         await manifest.finish(summary, client.stats.as_dict())
         if summary.status in ("ok", "failed_ids"):

@@ -120,6 +120,11 @@ def expected_kind(imdb_id: str) -> Kind | None:
     return kind_of_number(int(match.group(1)))
 
 
+def _numbers(imdb_ids: frozenset[str]) -> frozenset[int]:
+    """The title numbers of ``imdb_ids``: the fake's TMDB id of ``tt`` + n is n."""
+    return frozenset(int(m.group(1)) for i in imdb_ids if (m := _IMDB_ID_RE.match(i)))
+
+
 def kind_of_number(n: int) -> Kind | None:
     """The kind rule on the numeric part; shared by /find and the /movie and /tv lookups."""
     if n % 17 == 0:
@@ -167,13 +172,14 @@ class FakeTmdbConfig:
     burst_429: float = 0.0
     """Probability of a 429 regardless of the actual rate (CDN hiccup)."""
     fault_ids: frozenset[str] = field(default_factory=frozenset)
-    """IMDb ids whose /find always answers 503, to make "retries exhausted" deterministic."""
+    """IMDb ids that always answer 503, to make "retries exhausted" deterministic: on /find,
+    on /3/movie/{imdb_id} and on their details by TMDB id, whichever way a client asks."""
     fault_malformed: float = 0.0
     """Probability of a malformed HTTP answer (:data:`MALFORMED_RESPONSE`, then the connection
     closes) instead of any response. Drawn from its own RNG stream, so enabling it leaves
     the other faults of a seed where they were."""
     malformed_ids: frozenset[str] = field(default_factory=frozenset)
-    """IMDb ids whose /find always gets a malformed HTTP answer."""
+    """IMDb ids that always get a malformed HTTP answer, by any path (as ``fault_ids``)."""
     surrogate_ids: frozenset[str] = field(default_factory=frozenset)
     """IMDb ids whose title ends its ``overview`` with a lone surrogate escape (raw JSON
     ``"\\ud83d"``, :data:`LONE_SURROGATE`), in /find items and details alike."""
@@ -878,11 +884,9 @@ class _Server:
         self._rng = random.Random(config.seed)
         # A stream of its own: the draws of the older faults stay what a seed always gave.
         self._malformed_rng = random.Random(f"{config.seed}:malformed")
-        self._surrogates = frozenset(
-            int(match.group(1))
-            for imdb_id in config.surrogate_ids
-            if (match := _IMDB_ID_RE.match(imdb_id))
-        )
+        self._surrogates = _numbers(config.surrogate_ids)
+        self._fault_numbers = _numbers(config.fault_ids)
+        self._malformed_numbers = _numbers(config.malformed_ids)
         self._sleep = sleep
         self._limiter = (
             _SlidingWindowLimiter(config.rate_limit, clock) if config.rate_limit else None
@@ -1059,6 +1063,13 @@ class _Server:
 
     def _details(self, request: web.Request, kind: Kind) -> web.Response:
         raw_id = request.match_info["id"]
+        asked = _IMDB_ID_RE.match(raw_id)
+        title = int(raw_id) if raw_id.isdigit() else int(asked.group(1)) if asked else None
+        if title in self._fault_numbers:
+            self.stats.fault("fault_id")
+            return _error(_ERR_5XX[503])
+        if title in self._malformed_numbers:
+            self._malformed(request)
         n: int | None = None
         if raw_id.isdigit():
             n = int(raw_id)

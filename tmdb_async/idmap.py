@@ -1,0 +1,294 @@
+"""The id map: what TMDB calls each IMDb id the lake already holds.
+
+A title ingested once has a known TMDB id and media type, so it never needs ``/find`` again:
+``/3/{movie|tv}/{tmdb_id}`` is one request, even for a series (which TMDB will not look up
+by IMDb id). Runs learn the map from the records they commit and keep it in the lake::
+
+    Raw/TMDB/_state/idmap/map.bin                  compacted base
+    Raw/TMDB/_state/idmap/segments/<time>-<run>.bin  what one run learned since
+
+A run reads it once (one LIST, the base, the segments the base has not merged) and, when
+segments pile up, folds them into a new base with a conditional write, so two runs at once
+cannot lose each other's base. In memory it is two sorted ``array`` columns, 8 bytes per
+title: 300,000 titles take 2.4 MB.
+
+The map is a cache of the lake, never its truth: a title missing from it costs a ``/find``
+(a run killed with -9 loses what it learned since its last segment), and an entry TMDB no
+longer honours (a details 404, or a movie whose ``imdb_id`` differs) sends the client back to
+the IMDb-id path. Records are the same whichever path fetched them.
+
+File format: a magic line, a JSON header line (``count``, ``merged`` segment names), then
+``count`` little-endian uint32 IMDb numbers, sorted, and as many values ``tmdb_id * 2 + tv``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from .errors import StorageError
+from .ids import canonical_number
+from .storage import Conflict, Store
+from .writer import STATE_FOLDER
+
+log = logging.getLogger(__name__)
+
+MediaType = Literal["movie", "tv"]
+
+MAP_FOLDER: Final = f"{STATE_FOLDER}/idmap"
+BASE_KEY: Final = f"{MAP_FOLDER}/map.bin"
+SEGMENT_PREFIX: Final = f"{MAP_FOLDER}/segments/"
+COMPACT_AT: Final = 16
+"""Segments a run folds into a new base when it finds this many."""
+FLUSH_AT: Final = 10_000
+"""Titles learned before a run writes a segment mid-run (and at its end, whatever is left)."""
+
+_MAGIC: Final = b"tmdb-ingest idmap 1\n"
+_LIMIT: Final = 2**31  # tmdb ids and IMDb numbers must fit the uint32 columns
+_CONTENT_TYPE: Final = "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class Title:
+    """A title as TMDB knows it."""
+
+    media_type: MediaType
+    tmdb_id: int
+
+
+def _column() -> array[int]:
+    column = array("I")
+    if column.itemsize != 4:  # pragma: no cover  (every platform CPython runs on today)
+        column = array("L")
+    return column
+
+
+class IdMap:
+    """IMDb id → :class:`Title`: sorted uint32 columns plus a dict of recent additions,
+    merged into them in batches (like :class:`~tmdb_async._homes.HomeIndex`)."""
+
+    MERGE_AT = 8192
+
+    def __init__(self) -> None:
+        self._numbers = _column()
+        self._values = _column()
+        self._recent: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        self._merge()
+        return len(self._numbers)
+
+    def get(self, imdb_id: str) -> Title | None:
+        number = canonical_number(imdb_id)
+        if number is None:
+            return None
+        value = self._recent.get(number)
+        if value is None:
+            numbers = self._numbers
+            at = bisect_left(numbers, number)
+            if at == len(numbers) or numbers[at] != number:
+                return None
+            value = self._values[at]
+        return Title("tv" if value & 1 else "movie", value >> 1)
+
+    def add(self, imdb_id: str, media_type: str, tmdb_id: object) -> bool:
+        """Record a title; False (nothing kept) for what the columns cannot hold."""
+        number = canonical_number(imdb_id)
+        if (
+            number is None
+            or number >= 2**32
+            or media_type not in ("movie", "tv")
+            or type(tmdb_id) is not int
+            or not 0 < tmdb_id < _LIMIT
+        ):
+            return False
+        self._recent[number] = tmdb_id * 2 + (media_type == "tv")
+        if len(self._recent) >= self.MERGE_AT:
+            self._merge()
+        return True
+
+    def update(self, other: IdMap) -> None:
+        """Take every title of ``other``; its entries win."""
+        other._merge()
+        self._merge()
+        self._recent = dict(zip(other._numbers, other._values, strict=True))
+        self._merge()
+
+    def _merge(self) -> None:
+        if not self._recent:
+            return
+        recent = sorted(self._recent.items())
+        self._recent = {}
+        numbers, values = self._numbers, self._values
+        merged_n, merged_v = _column(), _column()
+        i = 0
+        for number, value in recent:
+            at = bisect_left(numbers, number, i)
+            merged_n.extend(numbers[i:at])
+            merged_v.extend(values[i:at])
+            merged_n.append(number)
+            merged_v.append(value)
+            i = at + 1 if at < len(numbers) and numbers[at] == number else at
+        merged_n.extend(numbers[i:])
+        merged_v.extend(values[i:])
+        self._numbers, self._values = merged_n, merged_v
+
+    def encode(self, merged: Iterable[str] = ()) -> bytes:
+        self._merge()
+        header = {"count": len(self._numbers), "merged": sorted(merged)}
+        numbers, values = _column(), _column()
+        numbers.extend(self._numbers)
+        values.extend(self._values)
+        if sys.byteorder == "big":  # pragma: no cover
+            numbers.byteswap()
+            values.byteswap()
+        head = json.dumps(header, separators=(",", ":")).encode() + b"\n"
+        return _MAGIC + head + numbers.tobytes() + values.tobytes()
+
+    @classmethod
+    def decode(cls, raw: bytes, where: str) -> tuple[IdMap, list[str]]:
+        """The map in ``raw`` and the segment names its header says it merged."""
+        try:
+            if not raw.startswith(_MAGIC):
+                raise ValueError("not an id map")
+            end = raw.index(b"\n", len(_MAGIC))
+            header: Mapping[str, Any] = json.loads(raw[len(_MAGIC) : end])
+            count = int(header["count"])
+            merged = [str(name) for name in header.get("merged", [])]
+            body = raw[end + 1 :]
+            numbers, values = _column(), _column()
+            size = numbers.itemsize * count
+            if len(body) != 2 * size:
+                raise ValueError("truncated")
+            numbers.frombytes(body[:size])
+            values.frombytes(body[size:])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StorageError(f"{where}: damaged id map ({exc})") from None
+        if sys.byteorder == "big":  # pragma: no cover
+            numbers.byteswap()
+            values.byteswap()
+        idmap = cls()
+        idmap._numbers, idmap._values = numbers, values
+        return idmap, merged
+
+
+class LakeIdMap:
+    """The lake's id map for one run: read once by :meth:`load`, taught by :meth:`learn`
+    as records are committed, its lessons written as segments by :meth:`flush`."""
+
+    def __init__(self, store: Store, owner: str) -> None:
+        self._store = store
+        self._owner = owner
+        self._known = IdMap()
+        self._pending = IdMap()
+        self._pending_count = 0
+        self._written = 0
+
+    def get(self, imdb_id: str) -> Title | None:
+        return self._known.get(imdb_id)
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    @property
+    def pending(self) -> int:
+        """Titles learned and not yet written to a segment."""
+        return self._pending_count
+
+    async def load(self) -> LakeIdMap:
+        """Read the base and the segments it has not merged; compact when they pile up.
+
+        Segments are listed before the base is read: a compaction in between only merges
+        (and deletes) segments into a base this read then sees, or at worst hides a few
+        titles from this run, which costs it a ``/find`` each and nothing else.
+        """
+        store = self._store
+        names = sorted(k.rsplit("/", 1)[-1] for k in await store.list(SEGMENT_PREFIX))
+        found = await store.read(BASE_KEY)
+        merged: set[str] = set()
+        etag = None
+        if found is not None:
+            raw, etag = found
+            try:
+                self._known, listed = IdMap.decode(raw, store.url(BASE_KEY))
+                merged = set(listed)
+            except StorageError as exc:  # rebuilt from the segments and later runs
+                log.warning("%s: starting from an empty id map", exc)
+        fresh = [name for name in names if name not in merged]
+        for name in fresh:  # in name order: time first, so newer lessons win
+            raw_segment = await store.get(SEGMENT_PREFIX + name)
+            if raw_segment is None:
+                continue  # compacted and deleted since the listing
+            try:
+                segment, _ = IdMap.decode(raw_segment, store.url(SEGMENT_PREFIX + name))
+            except StorageError as exc:
+                log.warning("%s: skipped", exc)
+                continue
+            self._known.update(segment)
+        if len(fresh) >= COMPACT_AT:
+            await self._compact(etag, merged & set(names) | set(fresh))
+        return self
+
+    async def _compact(self, etag: str | None, merged: set[str]) -> None:
+        """Write everything known as the new base, then delete the segments it merged.
+
+        The base names the segments it holds, so a segment whose deletion did not happen
+        (a kill) is skipped by readers, and the next compaction deletes it."""
+        store = self._store
+        data = self._known.encode(merged)
+        try:
+            await store.write(
+                BASE_KEY,
+                data,
+                _CONTENT_TYPE,
+                if_none_match=etag is None,
+                if_match=etag,
+            )
+        except Conflict:
+            return  # another run compacted first; its base holds these segments or newer
+        for name in sorted(merged):
+            try:
+                await store.delete(SEGMENT_PREFIX + name)
+            except StorageError as exc:
+                log.warning("could not delete a merged id-map segment: %s", exc)
+                return
+
+    def learn(self, record: Mapping[str, Any]) -> None:
+        """Note the title of a committed record (its ``imdb_id``, ``media_type``, ``id``)."""
+        imdb_id, media_type, tmdb_id = (
+            record.get("imdb_id"),
+            record.get("media_type"),
+            record.get("id"),
+        )
+        if not isinstance(imdb_id, str) or not isinstance(media_type, str):
+            return
+        title = self._known.get(imdb_id)
+        if title is not None and title.media_type == media_type and title.tmdb_id == tmdb_id:
+            return
+        if self._pending.add(imdb_id, media_type, tmdb_id):
+            self._known.add(imdb_id, media_type, tmdb_id)
+            self._pending_count += 1
+
+    async def flush_quietly(self) -> None:
+        """:meth:`flush`, a failure only logged: losing a segment costs requests, not data."""
+        try:
+            await self.flush()
+        except StorageError as exc:
+            log.warning("could not save the id map's new titles: %s", exc)
+
+    async def flush(self) -> None:
+        """Write what was learned since the last flush as a new segment."""
+        if not self._pending_count:
+            return
+        name = f"{time.time_ns():020d}-{self._owner}-{self._written:04d}.bin"
+        await self._store.write(SEGMENT_PREFIX + name, self._pending.encode(), _CONTENT_TYPE)
+        self._written += 1
+        self._pending = IdMap()
+        self._pending_count = 0
