@@ -675,10 +675,12 @@ class Catalogue:
         titles: dict[str, tuple[str, int]],
         *,
         imdb_on_movie: bool = True,
+        refusal: int = 404,
         details: dict[tuple[str, int], dict[str, Any]] | None = None,
     ) -> None:
         self.titles = titles
         self.imdb_on_movie = imdb_on_movie
+        self.refusal = refusal  # the status of /3/movie/tt… once TMDB no longer takes it
         self.details = {
             (media_type, tmdb_id): self.default_details(imdb_id, media_type, tmdb_id)
             for imdb_id, (media_type, tmdb_id) in titles.items()
@@ -721,6 +723,9 @@ class Catalogue:
                 item = {"id": tmdb_id, "media_type": media_type, "popularity": 1.5}
                 found[f"{media_type}_results"] = [item]
             return CallbackResult(payload=found)
+        refused = what == "movie" and key.startswith("tt") and not self.imdb_on_movie
+        if refused and self.refusal != 404:
+            return CallbackResult(status=self.refusal, payload=INVALID_ID)
         if what == "movie" and self.imdb_on_movie and title is not None and title[0] == "movie":
             key = str(title[1])
         body = self.details.get((what, int(key))) if key.isdigit() else None
@@ -741,6 +746,7 @@ async def lookups(
     return results, costs
 
 
+INVALID_ID = {"success": False, "status_code": 6, "status_message": "Invalid id."}
 MATRIX = {"tt0133093": ("movie", 603)}
 GOT = {"tt0944947": ("tv", 1399)}
 
@@ -855,11 +861,14 @@ async def test_kind_tv_never_asks_for_a_movie_by_imdb_id(mocked: aioresponses) -
     assert costs == [1] * 10 + [2, 1]
 
 
+@pytest.mark.parametrize("refusal", [404, 400, 422])
 async def test_when_tmdb_stops_answering_imdb_ids_on_movie_the_run_goes_find_first(
-    mocked: aioresponses, caplog: pytest.LogCaptureFixture
+    mocked: aioresponses, caplog: pytest.LogCaptureFixture, refusal: int
 ) -> None:
+    """Whatever status TMDB refuses IMDb ids with (a 404, or another 4xx), no movie is lost
+    and the direct path is abandoned after a few misses."""
     movies = {f"tt{5_000_000 + n}": ("movie", n) for n in range(1, 61)}
-    catalogue = Catalogue(movies, imdb_on_movie=False).mock(mocked)
+    catalogue = Catalogue(movies, imdb_on_movie=False, refusal=refusal).mock(mocked)
     caplog.set_level(logging.WARNING)
     async with TmdbClient.open(options()) as c:
         results, costs = await lookups(catalogue, c, list(movies))
@@ -1047,3 +1056,27 @@ async def test_a_series_record_is_the_same_by_the_map_and_by_find(mocked: aiores
     ]
     record = {**payload, "imdb_id": "tt0944947", "media_type": "tv"}
     assert found == dict.fromkeys(("map", "find"), Found(record, "tv"))
+
+
+async def test_a_mapped_title_tmdb_refuses_falls_back_instead_of_failing(
+    mocked: aioresponses,
+) -> None:
+    catalogue = Catalogue(MATRIX).mock(mocked)
+    mocked.get(re.compile(r"^http://tmdb\.test/3/movie/999\b.*$"), status=400, payload=INVALID_ID)
+    known = {"tt0133093": Title("movie", 999)}
+    async with TmdbClient.open(options(), known) as c:
+        result = await c.lookup("tt0133093")
+        assert (c.stats.by_map, c.stats.map_stale, c.stats.direct) == (0, 1, 1)
+    assert result == catalogue.record("tt0133093")
+
+
+async def test_an_outage_on_the_direct_path_fails_the_id_without_asking_find(
+    mocked: aioresponses,
+) -> None:
+    """Retries spent on 5xx are an outage, not a refusal: the id fails (and is asked again
+    on the next run) instead of doubling the attempts through /find."""
+    mocked.get(DIRECT, status=503, repeat=True)
+    async with TmdbClient.open(options()) as c:
+        with pytest.raises(LookupFailed, match=r"HTTP 503 on /3/movie/tt0133093 after 3 attempts"):
+            await c.lookup("tt0133093")
+    assert all("/3/find/" not in url for url, _ in sent(mocked))

@@ -105,12 +105,14 @@ class NotFound:
 
 class LookupFailed(Exception):
     """An id could not be looked up: retries exhausted, a request TMDB refuses (4xx), or an
-    unexpected error while asking. ``reason`` is redacted and safe to write anywhere."""
+    unexpected error while asking. ``reason`` is redacted and safe to write anywhere;
+    ``refused`` says another attempt would get the same answer (not an outage)."""
 
-    def __init__(self, reason: str, attempts: int) -> None:
+    def __init__(self, reason: str, attempts: int, refused: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.attempts = attempts
+        self.refused = refused
 
 
 # --- what an answer means: pure functions, no I/O ---------------------------------------------
@@ -365,7 +367,7 @@ class TmdbClient:
             known = self._titles.get(imdb_id) if self._titles is not None else None
             if known is not None and opts.kind in ("auto", known.media_type):
                 media_type, tmdb_id = known.media_type, known.tmdb_id
-                details = await self._get(
+                details = await self._shortcut(
                     f"/3/{media_type}/{tmdb_id}", self._details_url.format(media_type, tmdb_id)
                 )
                 if details is not None and _confirms(details, imdb_id):
@@ -374,7 +376,7 @@ class TmdbClient:
                 self.stats.map_stale += 1
             if self._router.direct_first():
                 self.stats.direct += 1
-                details = await self._get(
+                details = await self._shortcut(
                     f"/3/movie/{imdb_id}", self._details_url.format("movie", safe)
                 )
                 if details is not None:
@@ -406,6 +408,18 @@ class TmdbClient:
         if details is None:
             return NotFound(f"TMDB {path} answered 404")
         return _found(details, imdb_id, media_type)
+
+    async def _shortcut(self, path: str, url: str) -> dict[str, Any] | None:
+        """GET a one-request way to a title; ``None`` when TMDB answers 404 *or refuses it*
+        (another 4xx: it may stop taking IMDb ids with any status), so the caller falls back
+        to ``/find`` instead of failing the id. An outage (retries spent) still fails it."""
+        try:
+            return await self._get(path, url)
+        except LookupFailed as exc:
+            if not exc.refused:
+                raise
+            log.debug("%s: falling back to /find", exc.reason)
+            return None
 
     async def _get(self, path: str, url: str) -> dict[str, Any] | None:
         """GET ``url`` (its ``path`` names it in reasons) with retries; ``None`` for 404.
@@ -439,7 +453,7 @@ class TmdbClient:
             attempts = state.attempt_number
             plural = "s" if attempts != 1 else ""
             reason = redact(f"{exc.reason} on {path} after {attempts} attempt{plural}")
-            raise LookupFailed(reason, attempts) from None
+            raise LookupFailed(reason, attempts, isinstance(exc, _Failed)) from None
         finally:
             idle.append(retrying)
 
