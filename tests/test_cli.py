@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -330,3 +331,42 @@ async def test_a_run_stopped_by_its_time_budget_after_some_ids_exits_4_and_says_
     assert 0 < summary["next_offset"] < 500 and summary["next_offset"] % 5 == 0
     expected = f"continue with: --offset {summary['next_offset']} --date {summary['date']}"
     assert expected in err
+
+
+async def test_idmap_rebuilds_the_map_of_a_lake_ingested_without_one(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    """A lake written before the id map existed (or whose map was lost) learns it back from
+    its records: the next day's run then asks each title once, by its TMDB id."""
+    ids = title_ids(40, "tv")
+    csv_path = str(write_csv(tmp_path / "series.csv", ids))
+    lake = tmp_path / "lake"
+    common = ["--dest", str(lake), "--tmdb-url", fake_tmdb.url, "--rate", "500", "--json"]
+    env = {"TMDB_READ_ACCESS_TOKEN": TOKEN}
+    code, out, err = await cli("run", csv_path, "--date", "2022-05-02", *common, env=env)
+    assert code == 0, err
+    first = json.loads(out.strip().splitlines()[-1])
+    shutil.rmtree(lake / "Raw/TMDB/_state/idmap")  # as before the map existed
+
+    code, out, err = await cli("idmap", "--dest", str(lake), "--json")
+    assert code == 0, err
+    rebuilt = json.loads(out.strip().splitlines()[-1])
+    assert rebuilt["titles"] == first["records"]
+    assert rebuilt["files"] == len(first["files"])
+    assert rebuilt["map"].endswith("Raw/TMDB/_state/idmap/map.bin")
+
+    fake_tmdb.reset_stats()
+    code, out, err = await cli("run", csv_path, "--date", "2022-05-03", *common, env=env)
+    assert code == 0, err
+    second = json.loads(out.strip().splitlines()[-1])
+    assert second["records"] == first["records"]
+    sent = fake_tmdb.stats().path_counts
+    assert sum(n for p, n in sent.items() if p.startswith("/3/tv/")) == first["records"]
+    assert sum(n for p, n in sent.items() if p.startswith("/3/find/")) == first["not_found"]
+
+
+async def test_idmap_without_a_destination_is_a_usage_error(tmp_path: Path) -> None:
+    code, out, err = await cli("idmap", "--json")
+    assert code == 2
+    assert err.strip() == "error: dest: missing; pass --dest or set TMDB_DEST"
+    assert json.loads(out)["exit_code"] == 2

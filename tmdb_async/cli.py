@@ -1,4 +1,5 @@
-"""Command line: ``python -m tmdb_async run SOURCE --dest DEST [options]``.
+"""Command line: ``python -m tmdb_async run SOURCE --dest DEST [options]``, and
+``python -m tmdb_async idmap --dest DEST`` to rebuild the lake's id map from its records.
 
 Exit codes (also in the README): 0 every id accounted for; 1 some ids failed after retries;
 2 bad usage, bad input, missing/malformed/rejected credentials, or a ``--time-budget`` too
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import MISSING
 from typing import Any
 
+from . import idmap
 from . import log as logsetup
 from .config import (
     BOOL,
@@ -43,6 +45,7 @@ from .config import (
 )
 from .errors import ExitCode, IngestError, UsageError, describe_error, redacted_traceback
 from .pipeline import Summary, run
+from .storage import open_store
 
 logger = logging.getLogger("tmdb_async")
 
@@ -97,12 +100,19 @@ def _parser() -> argparse.ArgumentParser:
         help="stop starting new ids after this many seconds and report where to continue "
         "(must leave room for one chunk after its 10%% safety margin, 2..60 s)",
     )
-    run_p.add_argument("--json", action="store_true", help="print a JSON summary as last line")
-    run_p.add_argument("--quiet", action="store_true", help="no progress bar, no summary text")
-    run_p.add_argument(
-        "--log-level",
-        help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default WARNING; env TMDB_LOG_LEVEL)",
+    map_p = commands.add_parser(
+        "idmap",
+        help="rebuild the id map (IMDb id -> TMDB id) from the records under "
+        "<dest>/Raw/TMDB/JSON/, for a lake ingested before it existed",
     )
+    map_p.add_argument("--dest", help="folder or s3://bucket[/prefix] (env TMDB_DEST)")
+    for sub in (run_p, map_p):
+        sub.add_argument("--json", action="store_true", help="print a JSON summary as last line")
+        sub.add_argument("--quiet", action="store_true", help="no progress bar, no summary text")
+        sub.add_argument(
+            "--log-level",
+            help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default WARNING; env TMDB_LOG_LEVEL)",
+        )
     return parser
 
 
@@ -193,18 +203,57 @@ def _fail(exc: BaseException, code: int, as_json: bool) -> int:
     return code
 
 
+def _run(args: argparse.Namespace, env: dict[str, str]) -> int:
+    settings = settings_from_args(args, env)
+    budget, margin = _time_budget(args.time_budget)
+    show_bar = not (args.quiet or args.json) and sys.stderr.isatty()
+    with _progress(show_bar) as progress:
+        summary = asyncio.run(_run_cancellable(settings, budget, margin, progress))
+    require_progress(summary, margin, _DEADLINE_HINT)
+    if not args.quiet:
+        _print_summary(summary)
+    if args.json:
+        print(json.dumps(summary.as_dict(), ensure_ascii=False))
+    return int(summary.exit_code)
+
+
+def _idmap(args: argparse.Namespace, env: dict[str, str]) -> int:
+    dest = args.dest or env.get("TMDB_DEST", "")
+    if not dest:
+        raise UsageError("dest: missing; pass --dest or set TMDB_DEST")
+
+    async def rebuild_map() -> tuple[idmap.Rebuilt, str]:
+        async with open_store(dest) as store:
+            return await idmap.rebuild(store), store.url(idmap.BASE_KEY)
+
+    rebuilt, where = asyncio.run(rebuild_map())
+    if not args.quiet:
+        print(
+            f"ok: {rebuilt.titles} titles from {rebuilt.files} data files -> {where}",
+            file=sys.stderr,
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {"status": "ok", "files": rebuilt.files, "titles": rebuilt.titles, "map": where}
+            )
+        )
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, dict[str, str]], int]] = {
+    "run": _run,
+    "idmap": _idmap,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     env = dict(os.environ)
     try:
         logsetup.configure(log_level(args.log_level, env, "WARNING"), "text", secret_values(env))
-        settings = settings_from_args(args, env)
-        budget, margin = _time_budget(args.time_budget)
-        show_bar = not (args.quiet or args.json) and sys.stderr.isatty()
-        with _progress(show_bar) as progress:
-            summary = asyncio.run(_run_cancellable(settings, budget, margin, progress))
-        require_progress(summary, margin, _DEADLINE_HINT)
+        return _COMMANDS[args.command](args, env)
     except IngestError as exc:
         return _fail(exc, int(exc.exit_code), args.json)
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -213,8 +262,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: its traceback, with the secret masked
         print(redacted_traceback(exc), file=sys.stderr, end="")
         return _fail(exc, 1, args.json)
-    if not args.quiet:
-        _print_summary(summary)
-    if args.json:
-        print(json.dumps(summary.as_dict(), ensure_ascii=False))
-    return int(summary.exit_code)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from array import array
@@ -36,7 +37,7 @@ from typing import Any, Final, Literal
 from .errors import StorageError
 from .ids import canonical_number
 from .storage import Conflict, Store
-from .writer import STATE_FOLDER
+from .writer import RAW_FOLDER, STATE_FOLDER, decode_file
 
 log = logging.getLogger(__name__)
 
@@ -292,3 +293,52 @@ class LakeIdMap:
         self._written += 1
         self._pending = IdMap()
         self._pending_count = 0
+
+
+_DATA_FILE: Final = re.compile(rf"^{RAW_FOLDER}/\d{{4}}/\d{{2}}/\d{{2}}/[^/_][^/]*\.jsonl?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuilt:
+    """What :func:`rebuild` read and kept."""
+
+    files: int
+    titles: int
+
+
+async def rebuild(store: Store) -> Rebuilt:
+    """Learn the map again from every data file under ``Raw/TMDB/JSON/``, oldest date first
+    (newer records win), and write it as the base: for a lake ingested before the map
+    existed, or one whose map was lost. Reads each file once, one at a time."""
+    names = sorted(k.rsplit("/", 1)[-1] for k in await store.list(SEGMENT_PREFIX))
+    found = await store.read(BASE_KEY)
+    keys = sorted(k for k in await store.list(f"{RAW_FOLDER}/") if _DATA_FILE.match(k))
+    learned = IdMap()
+    files = 0
+    for key in keys:
+        raw = await store.get(key)
+        if raw is None:
+            continue  # emptied by a commit since the listing: its ids live elsewhere now
+        try:
+            records = decode_file(key, raw)
+        except ValueError as exc:
+            log.warning("%s: skipped, not a data file (%s)", store.url(key), exc)
+            continue
+        files += 1
+        for record in records:
+            learned.add(str(record.get("imdb_id")), str(record.get("media_type")), record.get("id"))
+    try:
+        await store.write(
+            BASE_KEY,
+            learned.encode(names),
+            _CONTENT_TYPE,
+            if_none_match=found is None,
+            if_match=None if found is None else found[1],
+        )
+    except Conflict:
+        raise StorageError(
+            f"{store.url(BASE_KEY)}: another run rewrote the id map meanwhile; rebuild again"
+        ) from None
+    for name in names:
+        await store.delete(SEGMENT_PREFIX + name)
+    return Rebuilt(files, len(learned))

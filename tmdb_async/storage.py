@@ -148,6 +148,15 @@ async def open_s3(needed: bool, pool: int) -> AsyncIterator[Any]:
         yield s3
 
 
+@contextlib.asynccontextmanager
+async def open_store(dest: str, pool: int = 10) -> AsyncIterator[Store]:
+    """The destination ``dest`` names (a folder or ``s3://bucket[/prefix]``), for commands
+    that need nothing else (the id map's rebuild); a run opens its own (see pipeline)."""
+    url = parse_s3(dest, "dest")
+    async with open_s3(url is not None, pool) as s3:
+        yield S3Store(s3, url) if url is not None else LocalStore(dest)
+
+
 class Conflict(Exception):
     """A conditional write or delete lost: the object is not in the state the caller saw.
 
