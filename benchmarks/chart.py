@@ -38,7 +38,7 @@ def write_chart(result: dict[str, Any], path: Path) -> bool:
     axes.set_yscale("log")
     axes.set_xticks(xs, [str(x) for x in xs])
     axes.set_xlabel("concurrency (workers and connections)")
-    axes.set_ylabel("ids per second (find + details)")
+    axes.set_ylabel("ids per second (full records)")
     latency_ms = scaling["latency_s"] * 1000
     jitter_ms = scaling.get("jitter_s", 0.0) * 1000
     axes.set_title(

@@ -2,8 +2,11 @@
 
 - :func:`engine`: ``tmdb_async.run(Settings(...))`` on a CSV, writing to a local folder
   (``kind`` movie unless the spec says otherwise, ``date`` today unless given);
-- :func:`bare`: the floor, one aiohttp session with N workers, nothing but requests and JSON;
-- :func:`seq`: the seeds' way, blocking urllib requests one id after another.
+- :func:`bare`: the floor, one aiohttp session with N workers, nothing but requests and JSON,
+  asking what the engine asks for a movie list: ``/3/movie/{imdb_id}`` first, ``/find``
+  (then details by TMDB id) only after a 404;
+- :func:`seq`: the seeds' way, the historical baseline: blocking urllib requests one id after
+  another, ``/find`` then details.
 
 Each takes the child's spec (a JSON-able dict) and returns its counts.
 """
@@ -58,7 +61,12 @@ def engine(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def bare(spec: dict[str, Any]) -> dict[str, Any]:
-    """The floor: one aiohttp session, N workers, find (+ details), parse JSON; nothing else."""
+    """The floor: one aiohttp session, N workers, the engine's requests, parse JSON; nothing
+    else. In ``full`` mode each id is asked on ``/3/movie/{imdb_id}`` (the details' params,
+    ``append_to_response`` and ``language`` included) and only on a 404 on ``/find``, then
+    details by TMDB id for a movie found there: the path the engine takes for a movie list
+    (``--kind movie``; its router stays direct-first while movies outnumber the rest, and a
+    fresh destination has no id map). In ``find`` mode, ``/find`` only."""
     import aiohttp
 
     ids = Path(spec["ids"]).read_text(encoding="utf-8").split()
@@ -76,25 +84,34 @@ def bare(spec: dict[str, Any]) -> dict[str, Any]:
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
 
-            async def get(path: str, params: dict[str, str]) -> Any:
+            async def get(path: str, params: dict[str, str]) -> tuple[int, Any]:
                 async with session.get(
                     url + path, params=params, headers=headers, **request_options
                 ) as response:
-                    counts[f"status_{response.status}"] += 1
+                    status = response.status
+                    counts[f"status_{status}"] += 1
                     counts["requests"] += 1
                     body = await response.read()
-                    return json.loads(body) if response.status == 200 else None
+                    return status, json.loads(body) if status == 200 else None
 
             async def worker() -> None:
                 for imdb_id in pending:
-                    found = await get(f"/3/find/{imdb_id}", find_params)
+                    if detail == "full":
+                        status, _ = await get(f"/3/movie/{imdb_id}", detail_params)
+                        if status == 200:
+                            counts["records"] += 1
+                            continue
+                        if status != 404:
+                            counts["failed"] += 1
+                            continue
+                    _, found = await get(f"/3/find/{imdb_id}", find_params)
                     movies = (found or {}).get("movie_results") or []
                     if not movies:
                         counts["not_found"] += 1
                         continue
                     if detail == "full":
-                        details = await get(f"/3/movie/{movies[0]['id']}", detail_params)
-                        if details is None:
+                        status, _ = await get(f"/3/movie/{movies[0]['id']}", detail_params)
+                        if status != 200:
                             counts["failed"] += 1
                             continue
                     counts["records"] += 1
@@ -113,7 +130,8 @@ def bare(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def seq(spec: dict[str, Any]) -> dict[str, Any]:
-    """The seeds' way: one id after another, blocking urllib requests, find then details."""
+    """The seeds' way, kept as the historical baseline: one id after another, blocking urllib
+    requests, ``/find`` then details (2 requests per movie, 1 per unknown id)."""
     ids = Path(spec["ids"]).read_text(encoding="utf-8").split()
     url, detail = spec["url"], spec["detail"]
     headers = {"Accept": "application/json", "Authorization": f"Bearer {TOKEN}"}

@@ -1,13 +1,31 @@
-"""Id lists for the runs: a Compass-style CSV for the engine, a plain list for the loops."""
+"""Id lists for the runs: a Compass-style CSV for the engine, a plain list for the loops.
+
+Also what a list costs in requests on each way to a record (:data:`DIRECT`, :data:`FIND`,
+:data:`MAPPED`), by what the fake makes each id: the "requests needed" and "ideal" figures of
+the scenarios are these costs, for the way the measured client really goes.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks._project import kind_of, title_ids, write_csv
+
+# Requests a title costs (``--detail full``), by what the fake makes it, when a client asks...
+#: ``/3/movie/{imdb_id}`` first, then /find (and details by TMDB id) after a 404: the one-
+#: request path. The engine's for a movie file (``--kind movie``, or ``auto`` while movies
+#: outnumber the rest; no id map in a fresh destination) and the bare loop's. A series costs
+#: 3 under ``auto`` (404, /find, details); under ``--kind movie`` /find ends it (2).
+DIRECT: Mapping[str, int] = {"movie": 1, "tv": 3, "unknown": 2}
+#: /find first, then details by TMDB id: the seeds' loop, the engine before issue 10 and the
+#: engine's fallback when TMDB takes no IMDb ids on ``/3/movie``.
+FIND: Mapping[str, int] = {"movie": 2, "tv": 2, "unknown": 1}
+#: details by TMDB id from an id map that knows the title; an id TMDB did not know still
+#: asks /find (TMDB may know it by now).
+MAPPED: Mapping[str, int] = {"movie": 1, "tv": 1, "unknown": 1}
 
 
 @dataclass(frozen=True)
@@ -17,11 +35,25 @@ class Input:
     ids: list[str]
     csv: Path
     id_file: Path
-    needed_full: int  # requests a find + details run needs: 2 per found id, 1 per unknown
     found: int  # ids TMDB finds: movies in make_input's lists, any kind in input_of's
+
+    @property
+    def needed_direct(self) -> int:
+        """Requests of the one-request path (:data:`DIRECT`): what the engine (``--detail
+        full``, ``--kind movie``, fresh destination) and the bare loop send for a movie list:
+        1 per movie, 2 per unknown id (the 404, then /find)."""
+        return cost(self.ids, DIRECT)
+
+    @property
+    def needed_find_details(self) -> int:
+        """Requests of /find then details (:data:`FIND`): the seeds' loop's, 2 per found id,
+        1 per unknown."""
+        return cost(self.ids, FIND)
 
 
 def make_input(count: int, folder: Path, *, max_artists: int = 4, start: int = 1_000_000) -> Input:
+    """``count`` ids from ``tt{start}`` on that the fake makes movies or leaves unknown
+    (~8% unknown)."""
     ids = title_ids(count, "movie", start=start)
     stem = f"ids-{count}-{start}-{max_artists}"
     csv_path = folder / f"{stem}.csv"
@@ -30,11 +62,18 @@ def make_input(count: int, folder: Path, *, max_artists: int = 4, start: int = 1
         write_csv(csv_path, ids, max_artists=max_artists)
         id_file.write_text("\n".join(ids) + "\n", encoding="utf-8")
     found = sum(1 for imdb_id in ids if kind_of(int(imdb_id[2:])) == "movie")
-    return Input(ids, csv_path, id_file, needed_full=2 * found + (count - found), found=found)
+    return Input(ids, csv_path, id_file, found=found)
 
 
 def needed_requests(data: Input, detail: str) -> int:
-    return data.needed_full if detail == "full" else len(data.ids)
+    """Requests the engine needs for a movie list (fresh destination, no retries): the one-
+    request path in ``full`` mode, one /find per id in ``find`` mode."""
+    return data.needed_direct if detail == "full" else len(data.ids)
+
+
+def cost(ids: Sequence[str], costs: Mapping[str, int]) -> int:
+    """Requests ``ids`` need when every title costs what ``costs`` says for its kind."""
+    return sum(costs[kind] * count for kind, count in composition(ids).items())
 
 
 def number(imdb_id: str) -> int:
@@ -81,4 +120,4 @@ def input_of(name: str, ids: list[str], folder: Path, *, series: bool = False) -
     write_csv(csv_path, ids, series=series)
     id_file.write_text("\n".join(ids) + "\n", encoding="utf-8")
     found = len(ids) - composition(ids)["unknown"]
-    return Input(ids, csv_path, id_file, needed_full=2 * found + (len(ids) - found), found=found)
+    return Input(ids, csv_path, id_file, found=found)

@@ -58,7 +58,7 @@ def _rate_rows(rows: Rows, rate: dict[str, Any]) -> None:
     seq = rate["sequential"]
     rows.add(
         "rate_seq_wall",
-        "1. seeds' sequential loop: wall ÷ ideal (per id)",
+        "1. seeds' loop (find + details): wall ÷ (its requests ÷ 40/s)",
         seq["wall_over_ideal"],
         "{:.2f}",
         "baseline",
@@ -190,7 +190,8 @@ def _requests_rows(rows: Rows, part: dict[str, Any]) -> None:
             )
     rows.add(
         "requests_movies_gain",
-        "7. movies: titles per hour ÷ find + details (2 requests per title)",
+        f"7. movies: titles per hour ÷ find + details "
+        f"({part['movies_find_details_per_title']:.3f} requests per title)",
         part["movies_gain_over_find_details"],
         "{:.2f}×",
         "report",
@@ -236,13 +237,14 @@ def markdown_table(result: dict[str, Any]) -> str:
         f"{full['run']['requests']} requests sent, {full['run']['throttled_429']} answered 429. "
         f"Find only: {find['needed_requests']} needed, ideal {find['ideal_seconds']:.1f} s, "
         f"engine {find['run']['seconds']:.1f} s, {find['run']['throttled_429']} × 429.",
-        f"- Seeds' loop: {seq['ids']} ids in {seq['run']['seconds']:.1f} s "
-        f"({seq['seconds_per_id'] * 1000:.0f} ms per id; {rate['ids']} ids would take "
-        f"~{seq['projected_seconds_for_rate_ids']:.0f} s).",
+        f"- Seeds' loop (find then details): {seq['ids']} ids, {seq['run']['requests']} "
+        f"requests in {seq['run']['seconds']:.1f} s ({seq['seconds_per_id'] * 1000:.0f} ms per "
+        f"id; {rate['ids']} ids would take ~{seq['projected_seconds_for_rate_ids']:.0f} s).",
         f"- Latency-bound: engine {lat['engine_ids_per_s']:.0f} ids/s, bare loop "
-        f"{lat['bare_ids_per_s']:.0f} ids/s (median of {len(lat['pairs'])} alternating pairs).",
+        f"{lat['bare_ids_per_s']:.0f} ids/s (median of {len(lat['pairs'])} alternating pairs; "
+        f"{_per_id(lat)}).",
         f"- CPU-bound: engine {cpu['engine_ids_per_s']:.0f} ids/s, bare loop "
-        f"{cpu['bare_ids_per_s']:.0f} ids/s; fake server "
+        f"{cpu['bare_ids_per_s']:.0f} ids/s ({_per_id(cpu)}); fake server "
         + (
             f"{cpu['server_cpu_ms_per_id']:.2f} CPU ms per id."
             if cpu["server_cpu_ms_per_id"] is not None
@@ -259,7 +261,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         f"{cold['median_seconds']['handler_and_aioboto3'] * 1000:.0f} ms; heavy modules "
         f"loaded by `import handler`: {heavy}.",
         "",
-        "| Concurrency | Engine ids/s | Bare ids/s | Engine ÷ bare | Ideal ids/s (c ÷ latency) |",
+        "| Concurrency | Engine ids/s | Bare ids/s | Engine ÷ bare "
+        "| Ideal ids/s (c ÷ (latency × requests per id)) |",
         "| ---: | ---: | ---: | ---: | ---: |",
     ]
     for point in result["scaling"]["points"]:
@@ -271,11 +274,20 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"TMDB's own ceiling at 40 requests/s is "
-        f"{result['scaling']['tmdb_ceiling_ids_per_s']:.1f} ids/s with details.",
+        f"{result['scaling']['tmdb_ceiling_ids_per_s']:.1f} ids/s with details "
+        f"({result['scaling']['points'][-1]['requests_per_id']:.3f} requests per id).",
         "",
         *requests_table(result["requests_per_title"]),
     ]
     return "\n".join(lines)
+
+
+def _per_id(paired: dict[str, Any]) -> str:
+    """Requests per id of the engine and the bare loop in a paired scenario."""
+    engine, bare = paired.get("engine_requests_per_id"), paired.get("bare_requests_per_id")
+    if engine is None or bare is None:
+        return "requests per id not recorded"
+    return f"requests per id: engine {engine:.3f}, bare {bare:.3f}"
 
 
 def requests_table(part: dict[str, Any]) -> list[str]:

@@ -3,7 +3,8 @@
 The quick run is the full suite in miniature (fake TMDB in its own process, every client in
 its own process). This test asserts structure and sanity only, never wall-clock times: every
 id is accounted for, 429s stay a small share, concurrency helps, memory and CPU figures are
-there, every request the fake saw is counted by route. Ratios get generous margins, because
+there, every request the fake saw is counted by route, the engine and the bare loop ask the
+same requests (the seeds' loop find then details). Ratios get generous margins, because
 CI machines are shared and noisy; requests per title are asserted only within what any
 engine needs (1 to 3 per title), never against the targets of issue 10. It needs no
 matplotlib (the chart is skipped).
@@ -70,11 +71,18 @@ def test_rate_bound_runs_account_for_every_id_with_few_429s(quick: dict[str, Any
         assert run["status"] == "ok"
         assert run["ids"] == rate["ids"]
         # Every request needed was sent (retries only add to it), and the fake saw them all.
-        assert run["requests"] >= part["needed_requests"]
+        # Full: the one-request path, 1 per movie and 2 per unknown id; find: 1 per id.
+        assert run["requests"] - run["retries"] == part["needed_requests"]
         assert run["server"]["requests"] == run["requests"]
         assert part["share_429"] <= 0.25  # generous: a collapse of the limiter shows as ~50%
         assert part["wall_over_ideal"] > 0.5  # faster than TMDB's rate would be a broken limit
-    _accounted(rate["sequential"]["run"])
+    assert rate["full"]["run"]["server"]["routes"]["movie_by_imdb"] >= rate["ids"]
+    assert rate["find"]["run"]["server"]["routes"]["find"] >= rate["ids"]
+    seq = rate["sequential"]
+    _accounted(seq["run"])
+    # The seeds' loop is find then details: 2 per movie, 1 per unknown id, and 429s again.
+    assert seq["run"]["requests"] - seq["run"]["throttled_429"] == seq["needed_requests"]
+    assert seq["run"]["server"]["routes"]["movie_by_imdb"] == 0
 
 
 def test_engine_and_bare_loop_agree_and_stay_comparable(quick: dict[str, Any]) -> None:
@@ -84,6 +92,11 @@ def test_engine_and_bare_loop_agree_and_stay_comparable(quick: dict[str, Any]) -
             _accounted(pair["engine"])
             _accounted(pair["bare"])
             assert pair["engine"]["records"] == pair["bare"]["records"]
+            # The same requests: /3/movie/{imdb_id} for every id, /find after a 404 (the
+            # engine's retries aside; the bare loop makes none).
+            engine, bare = pair["engine"]["server"], pair["bare"]["server"]
+            assert bare["routes"]["movie_by_imdb"] == pair["bare"]["ids"]
+            assert engine["requests"] - pair["engine"]["retries"] == bare["requests"]
         assert part["ratio"] > 0.2, part["ratio"]  # a collapse, not a tuning target
         assert part["engine_cpu_ms_per_id"] > 0
         assert part["bare_cpu_ms_per_id"] > 0
@@ -136,6 +149,7 @@ def test_requests_per_title_cases_account_for_every_id_and_request(quick: dict[s
     fallback = part["cases"]["fallback"]
     assert fallback["imdb_on_movie"] is False
     assert fallback["routes"]["movie_by_id"] >= fallback["run"]["records"]
+    assert 1.0 < part["movies_find_details_per_title"] <= 2.0
     assert part["movies_gain_over_find_details"] > 0
 
 

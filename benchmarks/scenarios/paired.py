@@ -1,7 +1,9 @@
 """Engine against the bare aiohttp loop on the same server and ids, in alternating pairs.
 
 Shared by the latency-bound and the CPU-bound scenarios: each pair is one engine run and one
-bare run back to back; the figures are the medians of the pair ratios.
+bare run back to back; the figures are the medians of the pair ratios. Both clients ask the
+same requests for the same ids (the one-request path, see :func:`benchmarks.clients.bare`);
+the requests per id the fake saw from each are reported beside the ratios.
 """
 
 from __future__ import annotations
@@ -49,5 +51,12 @@ def pairs(
         "bare_ids_per_s": statistics.median(p["bare"]["ids_per_s"] for p in done),
         "engine_cpu_ms_per_id": statistics.median(p["engine"]["cpu_ms_per_id"] for p in done),
         "bare_cpu_ms_per_id": statistics.median(p["bare"]["cpu_ms_per_id"] for p in done),
+        "engine_requests_per_id": statistics.median(_requests_per_id(p["engine"]) for p in done),
+        "bare_requests_per_id": statistics.median(_requests_per_id(p["bare"]) for p in done),
         "pairs": done,
     }
+
+
+def _requests_per_id(report: dict[str, Any]) -> float:
+    """Requests the fake saw per id of one run."""
+    return float(report["server"]["requests"]) / report["ids"]

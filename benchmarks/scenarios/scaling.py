@@ -1,7 +1,9 @@
 """6. Scaling: ids/s against concurrency, engine and bare loop, no limit, 50 ± 5 ms.
 
 Each concurrency gets the same number of ids per worker; the ideal is
-c ÷ (latency × requests per id). TMDB's own ceiling at 40 requests/s is drawn for scale.
+c ÷ (latency × requests per id), with the requests both clients send for a movie list (the
+one-request path: 1 per movie, 2 per unknown id). TMDB's own ceiling at 40 requests/s is
+drawn for scale.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def run(runner: Runner) -> dict[str, Any]:
             log(f"scaling: c={concurrency}, {count} ids, engine and bare")
             engine = runner.engine(server, data, concurrency=concurrency)
             bare = runner.bare(server, data, concurrency=concurrency)
-            requests_per_id = data.needed_full / count
+            requests_per_id = data.needed_direct / count
             points.append(
                 {
                     "concurrency": concurrency,
