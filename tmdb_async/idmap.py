@@ -48,7 +48,7 @@ BASE_KEY: Final = f"{MAP_FOLDER}/map.bin"
 SEGMENT_PREFIX: Final = f"{MAP_FOLDER}/segments/"
 COMPACT_AT: Final = 16
 """Segments a run folds into a new base when it finds this many."""
-FLUSH_AT: Final = 10_000
+FLUSH_AT: Final = 5_000
 """Titles learned before a run writes a segment mid-run (and at its end, whatever is left)."""
 
 _MAGIC: Final = b"tmdb-ingest idmap 1\n"
@@ -88,8 +88,11 @@ class IdMap:
 
     def get(self, imdb_id: str) -> Title | None:
         number = canonical_number(imdb_id)
-        if number is None:
-            return None
+        value = None if number is None else self.value(number)
+        return None if value is None else Title("tv" if value & 1 else "movie", value >> 1)
+
+    def value(self, number: int) -> int | None:
+        """The packed value (``tmdb_id * 2 + tv``) of IMDb number ``number``, or None."""
         value = self._recent.get(number)
         if value is None:
             numbers = self._numbers
@@ -97,23 +100,20 @@ class IdMap:
             if at == len(numbers) or numbers[at] != number:
                 return None
             value = self._values[at]
-        return Title("tv" if value & 1 else "movie", value >> 1)
+        return value
 
     def add(self, imdb_id: str, media_type: str, tmdb_id: object) -> bool:
         """Record a title; False (nothing kept) for what the columns cannot hold."""
-        number = canonical_number(imdb_id)
-        if (
-            number is None
-            or number >= 2**32
-            or media_type not in ("movie", "tv")
-            or type(tmdb_id) is not int
-            or not 0 < tmdb_id < _LIMIT
-        ):
+        packed = _pack(imdb_id, media_type, tmdb_id)
+        if packed is None:
             return False
-        self._recent[number] = tmdb_id * 2 + (media_type == "tv")
+        self._set(*packed)
+        return True
+
+    def _set(self, number: int, value: int) -> None:
+        self._recent[number] = value
         if len(self._recent) >= self.MERGE_AT:
             self._merge()
-        return True
 
     def update(self, other: IdMap) -> None:
         """Take every title of ``other``; its entries win."""
@@ -180,6 +180,20 @@ class IdMap:
         return idmap, merged
 
 
+def _pack(imdb_id: str, media_type: str, tmdb_id: object) -> tuple[int, int] | None:
+    """(IMDb number, ``tmdb_id * 2 + tv``), or None for what the columns cannot hold."""
+    number = canonical_number(imdb_id)
+    if (
+        number is None
+        or number >= 2**32
+        or media_type not in ("movie", "tv")
+        or type(tmdb_id) is not int
+        or not 0 < tmdb_id < _LIMIT
+    ):
+        return None
+    return number, tmdb_id * 2 + (media_type == "tv")
+
+
 class LakeIdMap:
     """The lake's id map for one run: read once by :meth:`load`, taught by :meth:`learn`
     as records are committed, its lessons written as segments by :meth:`flush`."""
@@ -188,8 +202,11 @@ class LakeIdMap:
         self._store = store
         self._owner = owner
         self._known = IdMap()
-        self._pending = IdMap()
-        self._pending_count = 0
+        # What this run learned since its last flush, in commit order: at most FLUSH_AT
+        # titles, 8 bytes each. Not added to _known: a run asks each title once, so its own
+        # lessons serve later runs. Known or not, every title is written again: the newest
+        # lesson must win over anything older, and compaction folds the repeats.
+        self._pending = (_column(), _column())
         self._written = 0
 
     def get(self, imdb_id: str) -> Title | None:
@@ -201,7 +218,7 @@ class LakeIdMap:
     @property
     def pending(self) -> int:
         """Titles learned and not yet written to a segment."""
-        return self._pending_count
+        return len(self._pending[0])
 
     async def load(self) -> LakeIdMap:
         """Read the base and the segments it has not merged; compact when they pile up.
@@ -270,12 +287,10 @@ class LakeIdMap:
         )
         if not isinstance(imdb_id, str) or not isinstance(media_type, str):
             return
-        title = self._known.get(imdb_id)
-        if title is not None and title.media_type == media_type and title.tmdb_id == tmdb_id:
-            return
-        if self._pending.add(imdb_id, media_type, tmdb_id):
-            self._known.add(imdb_id, media_type, tmdb_id)
-            self._pending_count += 1
+        packed = _pack(imdb_id, media_type, tmdb_id)
+        if packed is not None:
+            self._pending[0].append(packed[0])
+            self._pending[1].append(packed[1])
 
     async def flush_quietly(self) -> None:
         """:meth:`flush`, a failure only logged: losing a segment costs requests, not data."""
@@ -286,13 +301,15 @@ class LakeIdMap:
 
     async def flush(self) -> None:
         """Write what was learned since the last flush as a new segment."""
-        if not self._pending_count:
+        numbers, values = self._pending
+        if not numbers:
             return
+        segment = IdMap()
+        segment._recent = dict(zip(numbers, values, strict=True))  # the latest lesson wins
         name = f"{time.time_ns():020d}-{self._owner}-{self._written:04d}.bin"
-        await self._store.write(SEGMENT_PREFIX + name, self._pending.encode(), _CONTENT_TYPE)
+        await self._store.write(SEGMENT_PREFIX + name, segment.encode(), _CONTENT_TYPE)
         self._written += 1
-        self._pending = IdMap()
-        self._pending_count = 0
+        self._pending = (_column(), _column())
 
 
 _DATA_FILE: Final = re.compile(rf"^{RAW_FOLDER}/\d{{4}}/\d{{2}}/\d{{2}}/[^/_][^/]*\.jsonl?$")
