@@ -366,6 +366,14 @@ def test_iam_is_least_privilege(template: dict[str, Any]) -> None:
         for r in _as_list(st["Resource"])
     }
     assert reads == {f"{bucket_arn}/${{InputPrefix}}*", f"{bucket_arn}/Raw/TMDB/*"}
+    # Everything the engine's S3Store does under Raw/TMDB/ (storage.py: write, read, delete):
+    # without DeleteObject the ledger could not empty a file nor release its lease lock.
+    output = [
+        {str(a) for a in _as_list(st["Action"])}
+        for st in fn_statements
+        if f"{bucket_arn}/Raw/TMDB/*" in {_sub_text(r) for r in _as_list(st["Resource"])}
+    ]
+    assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"} <= set().union(*output)
     ssm = [st for st in fn_statements if "ssm:GetParameter" in _as_list(st["Action"])]
     assert len(ssm) == 1 and _as_list(ssm[0]["Action"]) == ["ssm:GetParameter"]
     assert _sub_text(ssm[0]["Resource"]).endswith(":parameter${TmdbTokenParameterName}")
