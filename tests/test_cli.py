@@ -341,7 +341,17 @@ async def test_idmap_rebuilds_the_map_of_a_lake_ingested_without_one(
     ids = title_ids(40, "tv")
     csv_path = str(write_csv(tmp_path / "series.csv", ids))
     lake = tmp_path / "lake"
-    common = ["--dest", str(lake), "--tmdb-url", fake_tmdb.url, "--rate", "500", "--json"]
+    common = [
+        "--dest",
+        str(lake),
+        "--tmdb-url",
+        fake_tmdb.url,
+        "--kind",
+        "tv",
+        "--rate",
+        "500",
+        "--json",
+    ]
     env = {"TMDB_READ_ACCESS_TOKEN": TOKEN}
     code, out, err = await cli("run", csv_path, "--date", "2022-05-02", *common, env=env)
     assert code == 0, err
@@ -370,3 +380,12 @@ async def test_idmap_without_a_destination_is_a_usage_error(tmp_path: Path) -> N
     assert code == 2
     assert err.strip() == "error: dest: missing; pass --dest or set TMDB_DEST"
     assert json.loads(out)["exit_code"] == 2
+
+
+async def test_idmap_of_a_destination_without_data_files_is_refused(tmp_path: Path) -> None:
+    """A mistyped --dest must not replace a good map with an empty one."""
+    code, out, err = await cli("idmap", "--dest", str(tmp_path / "typo"), "--json")
+    assert code == 2 and json.loads(out)["exit_code"] == 2
+    assert err.startswith("error: ") and "no data files to learn the id map from" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "typo" / "Raw/TMDB/_state/idmap/map.bin").exists()

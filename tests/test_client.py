@@ -234,26 +234,24 @@ async def test_connection_errors_timeouts_and_bad_json_are_retried(
 async def test_retries_are_bounded_and_the_last_error_is_the_reason(
     mocked: aioresponses, on: str
 ) -> None:
-    """On the direct request as on /find: exhausted retries fail the id (a 503 is no 404,
-    so the direct request does not fall back to /find)."""
+    """Exhausted retries fail the id with the last error: on /find (after the direct 404),
+    and on the direct request followed by /find (TMDB answering 503 everywhere)."""
     on_find = on.startswith("/3/find/")
     if on_find:
         direct_answers_404(mocked)
     for _ in range(3):
-        mocked.get(
-            FIND if on_find else DIRECT,
-            status=503,
-            payload={"status_message": "Service maintenance"},
-        )
+        for pattern in (FIND,) if on_find else (DIRECT, FIND):
+            mocked.get(pattern, status=503, payload={"status_message": "Service maintenance"})
     async with TmdbClient.open(options(max_attempts=3)) as c:
         with pytest.raises(LookupFailed) as caught:
             await c.lookup("tt0000001")
     assert caught.value.attempts == 3
-    assert caught.value.reason == f"HTTP 503 (Service maintenance) on {on} after 3 attempts"
+    find = "/3/find/tt0000001"
+    assert caught.value.reason == f"HTTP 503 (Service maintenance) on {find} after 3 attempts"
     paths = [URL(url).path for url, _ in sent(mocked)]
-    assert paths.count(on) == 3
-    assert len(paths) == (4 if on_find else 3)  # plus the direct 404 before /find
-    assert c.stats.retries == 2  # counted once per retry, in one place
+    assert paths.count(on) == 3 and paths.count(find) == 3
+    assert len(paths) == (4 if on_find else 6)  # the direct 404, or its 3 attempts, first
+    assert c.stats.retries == (2 if on_find else 4)  # counted once per retry, in one place
 
 
 async def test_one_attempt_allowed_means_no_retry(mocked: aioresponses) -> None:
@@ -338,12 +336,13 @@ async def test_429_without_retry_after_falls_back_to_backoff(mocked: aioresponse
 async def test_error_reasons_never_contain_the_query_string(mocked: aioresponses) -> None:
     for _ in range(2):
         mocked.get(DIRECT, exception=aiohttp.ClientConnectionError("boom"))
+        mocked.get(FIND, exception=aiohttp.ClientConnectionError("boom"))
     creds = Credentials(api_key="SECRET-KEY-XYZ")
     async with TmdbClient.open(options(credentials=creds, max_attempts=2)) as c:
         with pytest.raises(LookupFailed) as caught:
             await c.lookup("tt0000001")
     assert (
-        caught.value.reason == "ClientConnectionError: boom on /3/movie/tt0000001 after 2 attempts"
+        caught.value.reason == "ClientConnectionError: boom on /3/find/tt0000001 after 2 attempts"
     )
     assert "SECRET-KEY-XYZ" not in caught.value.reason
     assert "api_key" not in caught.value.reason
@@ -583,10 +582,10 @@ async def test_failure_reasons_never_hold_the_api_key_against_malformed_answers_
             with pytest.raises(LookupFailed) as caught:
                 await c.lookup("tt0000007")
             assert isinstance(await c.lookup("tt0000002"), Found)  # the run goes on
-        assert fake.stats().faults["malformed"] == 3
+        assert fake.stats().faults["malformed"] == 6  # the direct path, then /find
     reason = caught.value.reason
     assert reason.startswith("ClientResponseError: 400, Bad status line")
-    assert re.search(r" on /3/(movie|find)/tt0000007 after 3 attempts$", reason)
+    assert re.search(r" on /3/find/tt0000007 after 3 attempts$", reason)
     for text in (reason, repr(caught.value), json.dumps(c.stats.as_dict()), caplog.text):
         assert KEY_CANARY not in text
         assert "api_key" not in text
@@ -747,6 +746,23 @@ async def lookups(
 
 
 INVALID_ID = {"success": False, "status_code": 6, "status_message": "Invalid id."}
+
+
+class Known(dict[str, Title]):
+    """The id map as the client sees it: titles by IMDb id, and the ones it forgot."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.forgotten: list[str] = []
+
+    def forget(self, imdb_id: str) -> None:
+        self.forgotten.append(imdb_id)
+
+
+def sent_paths(m: aioresponses) -> list[str]:
+    return [URL(url).path for url, _ in sent(m)]
+
+
 MATRIX = {"tt0133093": ("movie", 603)}
 GOT = {"tt0944947": ("tv", 1399)}
 
@@ -896,7 +912,7 @@ async def test_a_title_the_id_map_knows_costs_one_request_by_its_tmdb_id(
 ) -> None:
     catalogue = Catalogue(titles).mock(mocked)
     media_type, tmdb_id = titles[imdb_id]
-    known = {imdb_id: Title(media_type, tmdb_id)}  # type: ignore[arg-type]
+    known = Known({imdb_id: Title(media_type, tmdb_id)})  # type: ignore[arg-type]
     async with TmdbClient.open(options(append_to_response=("credits",)), known) as c:
         result = await c.lookup(imdb_id)
         assert (c.stats.by_map, c.stats.map_stale, c.stats.direct) == (1, 0, 0)
@@ -922,7 +938,7 @@ async def test_a_mapped_title_of_a_kind_the_run_excludes_is_not_fetched(
     paths: list[str],
 ) -> None:
     catalogue = Catalogue(titles).mock(mocked)
-    known = {imdb_id: Title(*titles[imdb_id])}  # type: ignore[arg-type]
+    known = Known({imdb_id: Title(*titles[imdb_id])})  # type: ignore[arg-type]
     async with TmdbClient.open(options(kind=kind), known) as c:
         result = await c.lookup(imdb_id)
         assert (c.stats.by_map, c.stats.map_stale) == (0, 0)
@@ -965,9 +981,11 @@ async def test_a_stale_id_map_entry_falls_back_and_the_record_is_still_right(
     mocked: aioresponses, imdb_id: str, stale: Title, paths: list[str]
 ) -> None:
     catalogue = Catalogue(STALE_CATALOGUE, details={("tv", 1400): WESTWORLD}).mock(mocked)
-    async with TmdbClient.open(options(), {imdb_id: stale}) as c:
+    known = Known({imdb_id: stale})
+    async with TmdbClient.open(options(), known) as c:
         result = await c.lookup(imdb_id)
         assert (c.stats.by_map, c.stats.map_stale) == (0, 1)
+    assert known.forgotten == [imdb_id]  # for later runs; learnt again from the new record
     assert catalogue.paths == paths
     assert result == catalogue.record(imdb_id)
     assert isinstance(result, Found)
@@ -976,7 +994,8 @@ async def test_a_stale_id_map_entry_falls_back_and_the_record_is_still_right(
 
 async def test_find_mode_ignores_the_id_map(mocked: aioresponses) -> None:
     catalogue = Catalogue(MATRIX).mock(mocked)
-    async with TmdbClient.open(options(detail="find"), {"tt0133093": Title("movie", 603)}) as c:
+    known = Known({"tt0133093": Title("movie", 603)})
+    async with TmdbClient.open(options(detail="find"), known) as c:
         result = await c.lookup("tt0133093")
         assert (c.stats.by_map, c.stats.map_stale, c.stats.direct) == (0, 0, 0)
     assert catalogue.paths == ["/3/find/tt0133093"]
@@ -1023,15 +1042,19 @@ async def test_a_movie_record_is_the_same_by_the_map_directly_and_by_find(
 ) -> None:
     catalogue = Catalogue(MATRIX, details={("movie", 603): payload}).mock(mocked)
     found: dict[str, Found | NotFound] = {}
-    async with TmdbClient.open(options(), {"tt0133093": Title("movie", 603)}) as c:
+    async with TmdbClient.open(options(), Known({"tt0133093": Title("movie", 603)})) as c:
         found["map"] = await c.lookup("tt0133093")
     async with TmdbClient.open(options()) as c:
         found["direct"] = await c.lookup("tt0133093")
     catalogue.imdb_on_movie = False
     async with TmdbClient.open(options()) as c:
         found["find"] = await c.lookup("tt0133093")
+    # A movie whose details do not name the IMDb id asked for cannot confirm a map entry:
+    # the map's way costs one more request, the record is the same.
+    unconfirmed = ["/3/movie/tt0133093"] if payload.get("imdb_id") != "tt0133093" else []
     assert catalogue.paths == [
         "/3/movie/603",  # map
+        *unconfirmed,
         "/3/movie/tt0133093",  # direct
         "/3/movie/tt0133093",  # find: after the direct 404
         "/3/find/tt0133093",
@@ -1044,7 +1067,7 @@ async def test_a_series_record_is_the_same_by_the_map_and_by_find(mocked: aiores
     payload = {"id": 1399, "name": "GoT", "external_ids": {"imdb_id": "tt0944947"}}
     catalogue = Catalogue(GOT, details={("tv", 1399): payload}).mock(mocked)
     found: dict[str, Found | NotFound] = {}
-    async with TmdbClient.open(options(), {"tt0944947": Title("tv", 1399)}) as c:
+    async with TmdbClient.open(options(), Known({"tt0944947": Title("tv", 1399)})) as c:
         found["map"] = await c.lookup("tt0944947")
     async with TmdbClient.open(options()) as c:
         found["find"] = await c.lookup("tt0944947")
@@ -1063,20 +1086,50 @@ async def test_a_mapped_title_tmdb_refuses_falls_back_instead_of_failing(
 ) -> None:
     catalogue = Catalogue(MATRIX).mock(mocked)
     mocked.get(re.compile(r"^http://tmdb\.test/3/movie/999\b.*$"), status=400, payload=INVALID_ID)
-    known = {"tt0133093": Title("movie", 999)}
+    known = Known({"tt0133093": Title("movie", 999)})
     async with TmdbClient.open(options(), known) as c:
         result = await c.lookup("tt0133093")
         assert (c.stats.by_map, c.stats.map_stale, c.stats.direct) == (0, 1, 1)
     assert result == catalogue.record("tt0133093")
 
 
-async def test_an_outage_on_the_direct_path_fails_the_id_without_asking_find(
+async def test_a_direct_path_broken_with_5xx_alone_falls_back_and_is_abandoned(
     mocked: aioresponses,
 ) -> None:
-    """Retries spent on 5xx are an outage, not a refusal: the id fails (and is asked again
-    on the next run) instead of doubling the attempts through /find."""
+    """TMDB could break the undocumented IMDb-id path alone, with 5xx: spent retries there
+    fall back to /find, which finds the movies (misses), and the run stops asking directly.
+    On the documented path by TMDB id, spent retries fail the id (an outage)."""
+    movies = {f"tt{5_000_000 + n}": ("movie", n) for n in range(1, 11)}
+    catalogue = Catalogue(movies)
     mocked.get(DIRECT, status=503, repeat=True)
+    catalogue.mock(mocked)
     async with TmdbClient.open(options()) as c:
-        with pytest.raises(LookupFailed, match=r"HTTP 503 on /3/movie/tt0133093 after 3 attempts"):
+        results, _ = await lookups(catalogue, c, list(movies))
+        assert c._router.stopped
+    assert results == [catalogue.record(i) for i in movies]
+    direct = [p for p in sent_paths(mocked) if p.startswith("/3/movie/tt")]
+    assert len(direct) == MISSES_TO_STOP * 3  # 3 attempts each, then never again
+
+
+async def test_an_outage_on_the_tmdb_id_path_fails_the_id(mocked: aioresponses) -> None:
+    mocked.get(re.compile(r"^http://tmdb\.test/3/movie/603\b.*$"), status=503, repeat=True)
+    async with TmdbClient.open(options(), Known({"tt0133093": Title("movie", 603)})) as c:
+        with pytest.raises(LookupFailed, match=r"HTTP 503 on /3/movie/603 after 3 attempts"):
             await c.lookup("tt0133093")
-    assert all("/3/find/" not in url for url, _ in sent(mocked))
+    assert all("/3/find/" not in url and "/movie/tt" not in url for url, _ in sent(mocked))
+
+
+@pytest.mark.parametrize(("kind", "used"), [("tv", True), ("auto", False)])
+async def test_a_series_a_tv_run_learned_serves_tv_runs_only(
+    mocked: aioresponses, kind: str, used: bool
+) -> None:
+    """One IMDb id can be a movie and a series on TMDB; --kind auto takes the movie. A series
+    learned by a --kind tv run never looked for the movie, so auto does not trust it."""
+    both = {"tt0944947": ("tv", 1399)}
+    catalogue = Catalogue(both).mock(mocked)
+    known = Known({"tt0944947": Title("tv", 1399, narrow=True)})
+    async with TmdbClient.open(options(kind=kind), known) as c:
+        result = await c.lookup("tt0944947")
+        assert c.stats.by_map == int(used)
+    assert result == catalogue.record("tt0944947")
+    assert (catalogue.paths[0] == "/3/tv/1399") == used

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import tempfile
 import tracemalloc
@@ -16,11 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tmdb_async import idmap as idmap_module
-from tmdb_async.idmap import BASE_KEY, SEGMENT_PREFIX, IdMap, LakeIdMap, Title
+from tmdb_async.errors import InputError
+from tmdb_async.idmap import BASE_KEY, SEGMENT_PREFIX, IdMap, LakeIdMap, Rebuilt, Title, rebuild
 from tmdb_async.storage import LocalStore, S3Store, Store, open_s3, parse_s3
 
 numbers = st.integers(1, 999_999_999)
-titles = st.tuples(st.sampled_from(["movie", "tv"]), st.integers(1, 2**31 - 1))
+titles = st.tuples(st.sampled_from(["movie", "tv"]), st.integers(1, 2**30 - 1))
 
 
 def imdb(n: int) -> str:
@@ -56,7 +58,7 @@ def test_what_the_columns_cannot_hold_is_not_kept() -> None:
     assert not idmap.add("nm0000001", "movie", 1)
     assert not idmap.add("tt0000001", "person", 1)
     assert not idmap.add("tt0000001", "movie", True)  # bool is not an id
-    assert not idmap.add("tt0000001", "movie", 2**31)
+    assert not idmap.add("tt0000001", "movie", 2**30)
     assert not idmap.add("tt0000001", "movie", "603")
     assert len(idmap) == 0
 
@@ -91,33 +93,35 @@ def test_a_damaged_file_is_a_one_line_storage_error() -> None:
 
 async def test_a_run_teaches_the_next_one_through_a_segment(tmp_path: Path) -> None:
     store = LocalStore(str(tmp_path))
-    first = await LakeIdMap(store, "run-a").load()
+    first = await LakeIdMap(store, "run-a").load(compact=True)
     assert len(first) == 0
-    first.learn(record(133093, "movie", 603))
-    first.learn(record(944947, "tv", 1399))
-    first.learn({"imdb_id": "tt0000003", "media_type": "movie"})  # no id: nothing to learn
+    first.learn(record(133093, "movie", 603), "auto")
+    first.learn(record(944947, "tv", 1399), "auto")
+    first.learn({"imdb_id": "tt0000003", "media_type": "movie"}, "auto")  # no id: nothing to learn
     assert first.get("tt0944947") is None  # a run asks each title once: lessons are for later
     assert first.pending == 2
     await first.flush()
     assert first.pending == 0
     (segment,) = await store.list(SEGMENT_PREFIX)
     assert "run-a" in segment
-    second = await LakeIdMap(store, "run-b").load()
+    second = await LakeIdMap(store, "run-b").load(compact=True)
     assert second.get("tt0133093") == Title("movie", 603)
     assert second.get("tt0944947") == Title("tv", 1399)
-    second.learn(record(133093, "movie", 603))  # known already: written again, newest wins
+    second.learn(record(133093, "movie", 603), "auto")  # known already: written again, newest wins
     await second.flush()
     assert len(await store.list(SEGMENT_PREFIX)) == 2
-    assert (await LakeIdMap(store, "run-c").load()).get("tt0133093") == Title("movie", 603)
+    assert (await LakeIdMap(store, "run-c").load(compact=True)).get("tt0133093") == Title(
+        "movie", 603
+    )
 
 
 async def test_a_newer_lesson_wins(tmp_path: Path) -> None:
     store = LocalStore(str(tmp_path))
     for run, tmdb_id in (("a", 1), ("b", 2)):
-        lake_map = await LakeIdMap(store, run).load()
-        lake_map.learn(record(10, "movie", tmdb_id))
+        lake_map = await LakeIdMap(store, run).load(compact=True)
+        lake_map.learn(record(10, "movie", tmdb_id), "auto")
         await lake_map.flush()
-    assert (await LakeIdMap(store, "c").load()).get(imdb(10)) == Title("movie", 2)
+    assert (await LakeIdMap(store, "c").load(compact=True)).get(imdb(10)) == Title("movie", 2)
 
 
 async def test_segments_are_folded_into_the_base_once_they_pile_up(
@@ -126,16 +130,16 @@ async def test_segments_are_folded_into_the_base_once_they_pile_up(
     monkeypatch.setattr(idmap_module, "COMPACT_AT", 4)
     store = LocalStore(str(tmp_path))
     for n in range(4):
-        lake_map = await LakeIdMap(store, f"r{n}").load()
-        lake_map.learn(record(n + 1))
+        lake_map = await LakeIdMap(store, f"r{n}").load(compact=True)
+        lake_map.learn(record(n + 1), "auto")
         await lake_map.flush()
     assert len(await store.list(SEGMENT_PREFIX)) == 4
     assert await store.get(BASE_KEY) is None
-    compacting = await LakeIdMap(store, "r9").load()  # finds 4: folds them
+    compacting = await LakeIdMap(store, "r9").load(compact=True)  # finds 4: folds them
     assert await store.list(SEGMENT_PREFIX) == []
     _, merged = IdMap.decode(await store.get(BASE_KEY) or b"", "base")
     assert len(merged) == 4
-    after = await LakeIdMap(store, "r10").load()
+    after = await LakeIdMap(store, "r10").load(compact=True)
     assert len(after) == len(compacting) == 4
     assert all(after.get(imdb(n + 1)) == Title("movie", n + 8) for n in range(4))
 
@@ -146,7 +150,7 @@ async def test_a_damaged_base_costs_requests_not_the_run(
     store = LocalStore(str(tmp_path))
     await store.write(BASE_KEY, b"garbage", "application/octet-stream")
     with caplog.at_level(logging.WARNING):
-        lake_map = await LakeIdMap(store, "r").load()
+        lake_map = await LakeIdMap(store, "r").load(compact=True)
     assert len(lake_map) == 0
     assert "damaged id map" in caplog.text
 
@@ -190,17 +194,17 @@ def test_whatever_runs_write_and_compact_every_lesson_is_kept_newest_first(
         model: dict[int, Title] = {}
         for i, (action, arg) in enumerate(steps):
             if action == "learn":
-                lake_map = await LakeIdMap(store, f"r{i:03d}").load()  # type: ignore[arg-type]
+                lake_map = await LakeIdMap(store, f"r{i:03d}").load(compact=True)  # type: ignore[arg-type]
                 for n, (media_type, tmdb_id) in arg:
-                    lake_map.learn(record(n, media_type, tmdb_id))
+                    lake_map.learn(record(n, media_type, tmdb_id), "auto")
                     model[n] = Title(media_type, tmdb_id)
                 await lake_map.flush()
             else:
                 store.fail_deletes = arg
                 with contextlib.suppress(asyncio.CancelledError):
-                    await LakeIdMap(store, f"r{i:03d}").load()  # type: ignore[arg-type]
+                    await LakeIdMap(store, f"r{i:03d}").load(compact=True)  # type: ignore[arg-type]
                 store.fail_deletes = False
-            seen = await LakeIdMap(store, "reader").load()  # type: ignore[arg-type]
+            seen = await LakeIdMap(store, "reader").load(compact=True)  # type: ignore[arg-type]
             assert {n: seen.get(imdb(n)) for n in range(1, 31) if seen.get(imdb(n))} == model
 
     original = idmap_module.COMPACT_AT
@@ -221,11 +225,112 @@ async def test_runs_compacting_at_once_on_s3_lose_nothing(
         assert url is not None
         store = S3Store(client, url)
         for n in range(6):
-            lake_map = await LakeIdMap(store, f"r{n}").load()
-            lake_map.learn(record(n + 1, "tv", 100 + n))
+            lake_map = await LakeIdMap(store, f"r{n}").load(compact=True)
+            lake_map.learn(record(n + 1, "tv", 100 + n), "auto")
             await lake_map.flush()
-        loads = await asyncio.gather(*(LakeIdMap(store, f"c{k}").load() for k in range(4)))
+        loads = await asyncio.gather(
+            *(LakeIdMap(store, f"c{k}").load(compact=True) for k in range(4))
+        )
         assert all(len(m) == 6 for m in loads)
-        after = await LakeIdMap(store, "after").load()
+        after = await LakeIdMap(store, "after").load(compact=True)
         assert all(after.get(imdb(n + 1)) == Title("tv", 100 + n) for n in range(6))
         assert await store.get(BASE_KEY) is not None
+
+
+async def test_a_series_learned_by_a_tv_run_is_narrow(tmp_path: Path) -> None:
+    """A --kind tv run never looked for a movie of the same IMDb id; --kind auto prefers
+    the movie, so the client does not use such an entry under auto (see test_client)."""
+    store = LocalStore(str(tmp_path))
+    lake_map = await LakeIdMap(store, "r").load(compact=True)
+    lake_map.learn(record(944947, "tv", 1399), "tv")
+    lake_map.learn(record(475784, "tv", 1400), "auto")
+    lake_map.learn(record(133093, "movie", 603), "movie")
+    await lake_map.flush()
+    seen = await LakeIdMap(store, "s").load(compact=True)
+    assert seen.get("tt0944947") == Title("tv", 1399, narrow=True)
+    assert seen.get("tt0475784") == Title("tv", 1400)
+    assert seen.get("tt0133093") == Title("movie", 603)
+
+
+async def test_a_record_tmdb_files_under_another_imdb_id_is_not_learned(tmp_path: Path) -> None:
+    """Its details would never confirm the entry: every later run would pay for the map's
+    way and then the others."""
+    store = LocalStore(str(tmp_path))
+    lake_map = await LakeIdMap(store, "r").load(compact=True)
+    lake_map.learn({**record(1), "tmdb_imdb_id": "tt0000099"}, "auto")
+    lake_map.learn({**record(2, "tv"), "external_ids": {"imdb_id": "tt0000098"}}, "auto")
+    lake_map.learn({**record(3, "tv"), "external_ids": {"imdb_id": None}}, "auto")
+    lake_map.learn({**record(4, "tv"), "external_ids": {"imdb_id": imdb(4)}}, "auto")
+    await lake_map.flush()
+    seen = await LakeIdMap(store, "s").load(compact=True)
+    assert [n for n in range(1, 5) if seen.get(imdb(n))] == [4]
+
+
+async def test_a_forgotten_title_is_gone_for_later_runs_until_learnt_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(idmap_module, "COMPACT_AT", 2)
+    store = LocalStore(str(tmp_path))
+
+    async def a_run(name: str, action: str) -> LakeIdMap:
+        lake_map = await LakeIdMap(store, name).load(compact=True)
+        if action == "learn":
+            lake_map.learn(record(7, "movie", 70), "auto")
+        elif action == "forget":
+            lake_map.forget(imdb(7))
+        await lake_map.flush()
+        return lake_map
+
+    await a_run("a", "learn")
+    assert (await a_run("b", "forget")).get(imdb(7)) == Title("movie", 70)  # still, for b
+    after = await a_run("c", "")  # reads both segments, compacts them: no tombstone left
+    assert after.get(imdb(7)) is None
+    base, _ = IdMap.decode(await store.get(BASE_KEY) or b"", "base")
+    assert len(base) == 0
+    await a_run("d", "learn")
+    assert (await a_run("e", "")).get(imdb(7)) == Title("movie", 70)
+
+
+async def test_a_run_that_does_not_compact_reads_the_newest_segments_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Distributed Map children: bounded reads, and no race to rewrite the base."""
+    monkeypatch.setattr(idmap_module, "READ_AT_MOST", 3)
+    store = LocalStore(str(tmp_path))
+    for n in range(1, 6):
+        lake_map = await LakeIdMap(store, f"r{n}").load(compact=False)
+        lake_map.learn(record(n), "auto")
+        await lake_map.flush()
+    child = await LakeIdMap(store, "child").load(compact=False)
+    assert [n for n in range(1, 6) if child.get(imdb(n))] == [3, 4, 5]
+    assert await store.get(BASE_KEY) is None
+    assert len(await store.list(SEGMENT_PREFIX)) == 5
+    assert len(await LakeIdMap(store, "cli").load(compact=True)) == 5
+
+
+async def test_rebuild_learns_every_data_file_and_refuses_a_lake_without_any(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(str(tmp_path))
+    with pytest.raises(InputError, match=r"no data files to learn the id map from"):
+        await rebuild(store)
+    older = [record(1, "movie", 10), record(2, "tv", 20)]
+    newer = [record(1, "movie", 11)]
+    await store.write("Raw/TMDB/JSON/2022/05/02/m-00000001-00.json", encode(older), "x")
+    await store.write("Raw/TMDB/JSON/2023/01/09/m-00000001-00.jsonl", encode(newer, True), "x")
+    await store.write("Raw/TMDB/JSON/2023/01/09/_sidecars/m-00000001.json", b"[]", "x")
+    stale = await LakeIdMap(store, "r").load(compact=True)
+    stale.learn(record(3), "auto")
+    await stale.flush()
+    assert await rebuild(store) == Rebuilt(files=2, titles=2)
+    seen = await LakeIdMap(store, "s").load(compact=True)
+    assert seen.get(imdb(1)) == Title("movie", 11)  # the newer date wins
+    assert seen.get(imdb(2)) == Title("tv", 20, narrow=True)  # its run's kind is unknown
+    assert seen.get(imdb(3)) is None  # the lake is the truth: segments are folded away
+    assert await store.list(SEGMENT_PREFIX) == []
+
+
+def encode(records: list[dict[str, Any]], lines: bool = False) -> bytes:
+    if lines:
+        return "".join(json.dumps(r) + "\n" for r in records).encode()
+    return json.dumps(records).encode()

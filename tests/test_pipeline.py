@@ -3,8 +3,10 @@ files hold at most ``chunk_size`` records under the dated Raw path, and runs are
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import logging
 import os
 import re
 import time
@@ -221,7 +223,8 @@ async def test_failed_ids_go_to_the_failed_sidecar_with_the_last_error(tmp_path:
     assert {e["imdb_id"] for e in sidecars["failed"]} == broken
     assert all("HTTP 503" in e["reason"] and e["attempts"] == 3 for e in sidecars["failed"])
     asked = titles_asked(stats.path_counts)
-    assert all(asked[imdb_id] == 3 for imdb_id in broken)  # bounded attempts, no more
+    # Bounded attempts: 3 by IMDb id on /movie, then 3 on /find (TMDB answers 503 on both).
+    assert all(asked[imdb_id] == 6 for imdb_id in broken)
     assert_exactly_once(tmp_path / "lake", ids)
 
 
@@ -420,3 +423,84 @@ async def test_when_tmdb_stops_answering_imdb_ids_on_movie_the_run_goes_back_to_
     find_first = 2 * summary.records + summary.not_found  # what find + details costs
     assert summary.requests <= find_first + len(direct)
     assert_exactly_once(tmp_path / "lake", ids)
+
+
+class _NoIdMap:
+    """A destination whose id map cannot be read (access denied on Raw/TMDB/_state/idmap/)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.map_reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _check(self, key: str) -> None:
+        if key.startswith("Raw/TMDB/_state/idmap"):
+            self.map_reads += 1
+            raise StorageError(f"{key}: cannot read: AccessDenied")
+
+    async def list(self, prefix: str, start_after: str | None = None) -> list[str]:
+        self._check(prefix)
+        return await self.inner.list(prefix, start_after)
+
+    async def read(self, key: str) -> Any:
+        self._check(key)
+        return await self.inner.read(key)
+
+
+@pytest.mark.parametrize("detail", ["full", "find"])
+async def test_an_unreadable_id_map_costs_requests_never_the_run(
+    tmp_path: Path, fake_tmdb: FakeTmdb, detail: str
+) -> None:
+    from tmdb_async.storage import LocalStore
+
+    ids = title_ids(30, "movie")
+    store = _NoIdMap(LocalStore(str(tmp_path / "lake")))
+    summary = await run(
+        settings(
+            write_csv(tmp_path / "m.csv", ids), tmp_path / "lake", fake_tmdb.url, detail=detail
+        ),
+        store=store,  # type: ignore[arg-type]
+    )
+    assert summary.status == "ok"
+    assert_exactly_once(tmp_path / "lake", ids)
+    assert store.map_reads == (1 if detail == "full" else 0)  # /find items need no map
+
+
+async def test_a_stalled_id_map_write_never_holds_the_run_past_its_bound(
+    tmp_path: Path,
+    fake_tmdb: FakeTmdb,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The run's last id-map segment is saved within a bound (and the caller's deadline):
+    a write that never returns costs that segment, not the run or its summary."""
+    import tmdb_async.pipeline as pipeline
+    from tmdb_async.storage import LocalStore
+
+    monkeypatch.setattr(pipeline, "_SAVE_SECONDS", 0.2)
+    never = asyncio.Event()
+
+    class Stalling(_NoIdMap):
+        async def list(self, prefix: str, start_after: str | None = None) -> list[str]:
+            return await self.inner.list(prefix, start_after)
+
+        async def read(self, key: str) -> Any:
+            return await self.inner.read(key)
+
+        async def write(self, key: str, data: bytes, *args: Any, **kwargs: Any) -> str:
+            if key.startswith("Raw/TMDB/_state/idmap/segments/"):
+                await never.wait()
+            return await self.inner.write(key, data, *args, **kwargs)
+
+    ids = title_ids(30, "movie")
+    store = Stalling(LocalStore(str(tmp_path / "lake")))
+    caplog.set_level(logging.WARNING)
+    summary = await run(
+        settings(write_csv(tmp_path / "m.csv", ids), tmp_path / "lake", fake_tmdb.url),
+        store=store,  # type: ignore[arg-type]
+    )
+    assert summary.status == "ok" and summary.records > 0
+    assert_exactly_once(tmp_path / "lake", ids)
+    assert "id-map titles not saved within 0.2s" in caplog.text

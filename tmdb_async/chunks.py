@@ -226,11 +226,6 @@ class ChunkedRun:
             self.sidecars.append(self.ledger.store.url(f"{folder}/{done.sidecar_file}"))
         self.counts.replaced += done.replaced
         for chunk in batch:
-            for _, record in chunk.records:
-                self.titles.learn(record)
-        if self.titles.pending >= FLUSH_AT:
-            await self.titles.flush_quietly()
-        for chunk in batch:
             del self.open[chunk.first]
             self.room.release()
             self.counts.records += len(chunk.records)
@@ -241,6 +236,11 @@ class ChunkedRun:
                 self._done(position)
             for position, _ in chunk.sidecar:
                 self._done(position)
+            for _, record in chunk.records:
+                self.titles.learn(record, self.settings.kind)
+        # Only once the chunks are done: a deadline during this write leaves nothing open.
+        if self.titles.pending >= FLUSH_AT:
+            await self.titles.flush_quietly()
 
     def next_offset(self) -> int | None:
         """First position not accounted for; None when the whole slice is done."""

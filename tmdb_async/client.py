@@ -73,11 +73,16 @@ class Title(Protocol):
     @property
     def tmdb_id(self) -> int: ...
 
+    @property
+    def narrow(self) -> bool: ...
+
 
 class Titles(Protocol):
     """What the client asks the id map (:class:`tmdb_async.idmap.LakeIdMap`)."""
 
     def get(self, imdb_id: str, /) -> Title | None: ...
+
+    def forget(self, imdb_id: str, /) -> None: ...
 
 
 _USER_AGENT = "tmdb-ingest/0.1 (+aiohttp)"
@@ -364,20 +369,28 @@ class TmdbClient:
         safe = imdb_id if imdb_id.isascii() and imdb_id.isalnum() else quote(imdb_id, safe="")
         direct_missed = False
         if opts.detail == "full":
-            known = self._titles.get(imdb_id) if self._titles is not None else None
-            if known is not None and opts.kind in ("auto", known.media_type):
+            titles = self._titles
+            known = titles.get(imdb_id) if titles is not None else None
+            if known is not None and (
+                opts.kind == known.media_type or (opts.kind == "auto" and not known.narrow)
+            ):
                 media_type, tmdb_id = known.media_type, known.tmdb_id
                 details = await self._shortcut(
-                    f"/3/{media_type}/{tmdb_id}", self._details_url.format(media_type, tmdb_id)
+                    f"/3/{media_type}/{tmdb_id}",
+                    self._details_url.format(media_type, tmdb_id),
+                    outage_falls_back=False,
                 )
-                if details is not None and _confirms(details, imdb_id):
+                if details is not None and _confirms(details, imdb_id, media_type):
                     self.stats.by_map += 1
                     return _found(details, imdb_id, media_type)
                 self.stats.map_stale += 1
+                titles.forget(imdb_id)  # type: ignore[union-attr]  # learnt again if found
             if self._router.direct_first():
                 self.stats.direct += 1
                 details = await self._shortcut(
-                    f"/3/movie/{imdb_id}", self._details_url.format("movie", safe)
+                    f"/3/movie/{imdb_id}",
+                    self._details_url.format("movie", safe),
+                    outage_falls_back=True,
                 )
                 if details is not None:
                     self._router.saw("movie")
@@ -409,14 +422,21 @@ class TmdbClient:
             return NotFound(f"TMDB {path} answered 404")
         return _found(details, imdb_id, media_type)
 
-    async def _shortcut(self, path: str, url: str) -> dict[str, Any] | None:
+    async def _shortcut(
+        self, path: str, url: str, *, outage_falls_back: bool
+    ) -> dict[str, Any] | None:
         """GET a one-request way to a title; ``None`` when TMDB answers 404 *or refuses it*
         (another 4xx: it may stop taking IMDb ids with any status), so the caller falls back
-        to ``/find`` instead of failing the id. An outage (retries spent) still fails it."""
+        to ``/find`` instead of failing the id.
+
+        Retries spent on the IMDb-id path also fall back (``outage_falls_back``): TMDB could
+        break that undocumented path alone, with 5xx; ``/find`` then tells a broken path
+        (the movie is found: a miss, see the router) from an outage (it fails too). On the
+        documented path by TMDB id, spent retries are an outage and fail the id."""
         try:
             return await self._get(path, url)
         except LookupFailed as exc:
-            if not exc.refused:
+            if not (exc.refused or outage_falls_back):
                 raise
             log.debug("%s: falling back to /find", exc.reason)
             return None
@@ -535,13 +555,14 @@ def _found(record: dict[str, Any], imdb_id: str, media_type: MediaType) -> Found
     return Found(record, media_type)
 
 
-def _confirms(details: Mapping[str, Any], imdb_id: str) -> bool:
-    """False when the details of a mapped TMDB id name another IMDb id: TMDB moved it."""
-    own = details.get("imdb_id")
-    if own is None:
-        extra = details.get("external_ids")
-        own = extra.get("imdb_id") if isinstance(extra, Mapping) else None
-    return not isinstance(own, str) or not own or own == imdb_id
+def _confirms(details: Mapping[str, Any], imdb_id: str, media_type: MediaType) -> bool:
+    """Whether the details of a mapped TMDB id still belong to ``imdb_id``. A movie's say so
+    (its ``imdb_id``; null means TMDB unlinked it); a series' only through an appended
+    ``external_ids``, without which it is taken on trust."""
+    if media_type == "movie":
+        return details.get("imdb_id") == imdb_id
+    extra = details.get("external_ids")
+    return not isinstance(extra, Mapping) or extra.get("imdb_id") == imdb_id
 
 
 def _pick(found: Mapping[str, Any], kind: Kind) -> tuple[MediaType, dict[str, Any]] | None:

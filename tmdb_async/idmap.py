@@ -13,12 +13,21 @@ cannot lose each other's base. In memory it is two sorted ``array`` columns, 8 b
 title: 300,000 titles take 2.4 MB.
 
 The map is a cache of the lake, never its truth: a title missing from it costs a ``/find``
-(a run killed with -9 loses what it learned since its last segment), and an entry TMDB no
-longer honours (a details 404, or a movie whose ``imdb_id`` differs) sends the client back to
-the IMDb-id path. Records are the same whichever path fetched them.
+(a run killed with -9 loses what it learned since its last segment, an unreadable map is
+ignored), and an entry TMDB no longer honours (a details 404, or details naming another IMDb
+id) sends the client back to the other ways and is forgotten. Records are the same whichever
+way fetched them; a record whose TMDB-side IMDb id differs from the one asked is not learned.
+
+Only command-line runs and the Step Functions prepare step compact (see :meth:`LakeIdMap.load`):
+Distributed Map children start together and would all read every segment and race to
+compact; they read the base and the newest :data:`READ_AT_MOST` segments instead (the ids of
+one execution are in one batch each, so its siblings' lessons are of no use to a child).
 
 File format: a magic line, a JSON header line (``count``, ``merged`` segment names), then
-``count`` little-endian uint32 IMDb numbers, sorted, and as many values ``tmdb_id * 2 + tv``.
+``count`` little-endian uint32 IMDb numbers, sorted, and as many values
+``tmdb_id << 2 | narrow << 1 | tv``. ``narrow`` marks a series learned by a ``--kind tv`` run,
+which never looked for a movie of the same IMDb id (``--kind auto`` prefers the movie, so it
+does not use such an entry). Value 0 is a tombstone, kept in segments only: forget the title.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from .errors import StorageError
+from .errors import InputError, StorageError
 from .ids import canonical_number
 from .storage import Conflict, Store
 from .writer import RAW_FOLDER, STATE_FOLDER, decode_file
@@ -47,12 +56,17 @@ MAP_FOLDER: Final = f"{STATE_FOLDER}/idmap"
 BASE_KEY: Final = f"{MAP_FOLDER}/map.bin"
 SEGMENT_PREFIX: Final = f"{MAP_FOLDER}/segments/"
 COMPACT_AT: Final = 16
-"""Segments a run folds into a new base when it finds this many."""
+"""Segments a compacting run folds into a new base when it finds this many."""
+READ_AT_MOST: Final = 64
+"""Segments a run that does not compact reads at most (the newest)."""
 FLUSH_AT: Final = 5_000
 """Titles learned before a run writes a segment mid-run (and at its end, whatever is left)."""
 
 _MAGIC: Final = b"tmdb-ingest idmap 1\n"
-_LIMIT: Final = 2**31  # tmdb ids and IMDb numbers must fit the uint32 columns
+_LIMIT: Final = 2**30  # tmdb ids, shifted by 2 flag bits, must fit the uint32 columns
+_TV: Final = 1
+_NARROW: Final = 2
+_FORGOTTEN: Final = 0
 _CONTENT_TYPE: Final = "application/octet-stream"
 
 
@@ -62,6 +76,7 @@ class Title:
 
     media_type: MediaType
     tmdb_id: int
+    narrow: bool = False  # a series learned by a --kind tv run: --kind auto does not use it
 
 
 def _column() -> array[int]:
@@ -77,10 +92,11 @@ class IdMap:
 
     MERGE_AT = 8192
 
-    def __init__(self) -> None:
+    def __init__(self, *, tombstones: bool = False) -> None:
         self._numbers = _column()
         self._values = _column()
         self._recent: dict[int, int] = {}
+        self._tombstones = tombstones  # a segment keeps them; a map applies them
 
     def __len__(self) -> int:
         self._merge()
@@ -89,10 +105,12 @@ class IdMap:
     def get(self, imdb_id: str) -> Title | None:
         number = canonical_number(imdb_id)
         value = None if number is None else self.value(number)
-        return None if value is None else Title("tv" if value & 1 else "movie", value >> 1)
+        if not value:
+            return None
+        return Title("tv" if value & _TV else "movie", value >> 2, bool(value & _NARROW))
 
     def value(self, number: int) -> int | None:
-        """The packed value (``tmdb_id * 2 + tv``) of IMDb number ``number``, or None."""
+        """The packed value (``tmdb_id << 2 | flags``) of IMDb number ``number``, or None."""
         value = self._recent.get(number)
         if value is None:
             numbers = self._numbers
@@ -102,9 +120,9 @@ class IdMap:
             value = self._values[at]
         return value
 
-    def add(self, imdb_id: str, media_type: str, tmdb_id: object) -> bool:
+    def add(self, imdb_id: str, media_type: str, tmdb_id: object, narrow: bool = False) -> bool:
         """Record a title; False (nothing kept) for what the columns cannot hold."""
-        packed = _pack(imdb_id, media_type, tmdb_id)
+        packed = _pack(imdb_id, media_type, tmdb_id, narrow)
         if packed is None:
             return False
         self._set(*packed)
@@ -139,6 +157,11 @@ class IdMap:
             i = at + 1 if at < len(numbers) and numbers[at] == number else at
         merged_n.extend(numbers[i:])
         merged_v.extend(values[i:])
+        if not self._tombstones and _FORGOTTEN in merged_v:
+            kept = [(n, v) for n, v in zip(merged_n, merged_v, strict=True) if v != _FORGOTTEN]
+            merged_n, merged_v = _column(), _column()
+            merged_n.extend(n for n, _ in kept)
+            merged_v.extend(v for _, v in kept)
         self._numbers, self._values = merged_n, merged_v
 
     def encode(self, merged: Iterable[str] = ()) -> bytes:
@@ -154,7 +177,7 @@ class IdMap:
         return _MAGIC + head + numbers.tobytes() + values.tobytes()
 
     @classmethod
-    def decode(cls, raw: bytes, where: str) -> tuple[IdMap, list[str]]:
+    def decode(cls, raw: bytes, where: str, *, tombstones: bool = False) -> tuple[IdMap, list[str]]:
         """The map in ``raw`` and the segment names its header says it merged."""
         try:
             if not raw.startswith(_MAGIC):
@@ -175,13 +198,15 @@ class IdMap:
         if sys.byteorder == "big":  # pragma: no cover
             numbers.byteswap()
             values.byteswap()
-        idmap = cls()
+        idmap = cls(tombstones=tombstones)
         idmap._numbers, idmap._values = numbers, values
         return idmap, merged
 
 
-def _pack(imdb_id: str, media_type: str, tmdb_id: object) -> tuple[int, int] | None:
-    """(IMDb number, ``tmdb_id * 2 + tv``), or None for what the columns cannot hold."""
+def _pack(
+    imdb_id: str, media_type: str, tmdb_id: object, narrow: bool = False
+) -> tuple[int, int] | None:
+    """(IMDb number, packed value), or None for what the columns cannot hold."""
     number = canonical_number(imdb_id)
     if (
         number is None
@@ -191,7 +216,17 @@ def _pack(imdb_id: str, media_type: str, tmdb_id: object) -> tuple[int, int] | N
         or not 0 < tmdb_id < _LIMIT
     ):
         return None
-    return number, tmdb_id * 2 + (media_type == "tv")
+    tv = media_type == "tv"
+    return number, tmdb_id << 2 | (_NARROW if tv and narrow else 0) | (_TV if tv else 0)
+
+
+def _imdb_elsewhere(record: Mapping[str, Any]) -> bool:
+    """Whether TMDB's own data names another IMDb id than the one the record is keyed by
+    (``tmdb_imdb_id``, or an appended ``external_ids``): mapping it would never confirm."""
+    if "tmdb_imdb_id" in record:
+        return True
+    extra = record.get("external_ids")
+    return isinstance(extra, Mapping) and extra.get("imdb_id") != record.get("imdb_id")
 
 
 class LakeIdMap:
@@ -220,8 +255,10 @@ class LakeIdMap:
         """Titles learned and not yet written to a segment."""
         return len(self._pending[0])
 
-    async def load(self) -> LakeIdMap:
-        """Read the base and the segments it has not merged; compact when they pile up.
+    async def load(self, *, compact: bool) -> LakeIdMap:
+        """Read the base and the segments it has not merged: all of them, folded into a new
+        base once there are :data:`COMPACT_AT`, when ``compact``; else the newest
+        :data:`READ_AT_MOST`.
 
         Segments are listed before the base is read: a compaction in between only merges
         (and deletes) segments into a base this read then sees, or at worst hides a few
@@ -240,17 +277,22 @@ class LakeIdMap:
             except StorageError as exc:  # rebuilt from the segments and later runs
                 log.warning("%s: starting from an empty id map", exc)
         fresh = [name for name in names if name not in merged]
+        if not compact and len(fresh) > READ_AT_MOST:
+            log.info("id map: reading the newest %d of %d segments", READ_AT_MOST, len(fresh))
+            fresh = fresh[-READ_AT_MOST:]
         for name in fresh:  # in name order: time first, so newer lessons win
             raw_segment = await store.get(SEGMENT_PREFIX + name)
             if raw_segment is None:
                 continue  # compacted and deleted since the listing
             try:
-                segment, _ = IdMap.decode(raw_segment, store.url(SEGMENT_PREFIX + name))
+                segment, _ = IdMap.decode(
+                    raw_segment, store.url(SEGMENT_PREFIX + name), tombstones=True
+                )
             except StorageError as exc:
                 log.warning("%s: skipped", exc)
                 continue
             self._known.update(segment)
-        if len(fresh) >= COMPACT_AT:
+        if compact and len(fresh) >= COMPACT_AT:
             await self._compact(etag, merged & set(names) | set(fresh))
         return self
 
@@ -278,19 +320,27 @@ class LakeIdMap:
                 log.warning("could not delete a merged id-map segment: %s", exc)
                 return
 
-    def learn(self, record: Mapping[str, Any]) -> None:
-        """Note the title of a committed record (its ``imdb_id``, ``media_type``, ``id``)."""
-        imdb_id, media_type, tmdb_id = (
-            record.get("imdb_id"),
-            record.get("media_type"),
-            record.get("id"),
-        )
+    def learn(self, record: Mapping[str, Any], kind: str) -> None:
+        """Note the title of a record committed by a run of ``kind`` (its ``imdb_id``,
+        ``media_type``, ``id``)."""
+        imdb_id, media_type = record.get("imdb_id"), record.get("media_type")
         if not isinstance(imdb_id, str) or not isinstance(media_type, str):
             return
-        packed = _pack(imdb_id, media_type, tmdb_id)
+        if _imdb_elsewhere(record):
+            return
+        packed = _pack(imdb_id, media_type, record.get("id"), narrow=kind == "tv")
         if packed is not None:
-            self._pending[0].append(packed[0])
-            self._pending[1].append(packed[1])
+            self._note(*packed)
+
+    def forget(self, imdb_id: str) -> None:
+        """Drop ``imdb_id`` for later runs: TMDB no longer honours what the map said."""
+        number = canonical_number(imdb_id)
+        if number is not None:
+            self._note(number, _FORGOTTEN)
+
+    def _note(self, number: int, value: int) -> None:
+        self._pending[0].append(number)
+        self._pending[1].append(value)
 
     async def flush_quietly(self) -> None:
         """:meth:`flush`, a failure only logged: losing a segment costs requests, not data."""
@@ -304,7 +354,7 @@ class LakeIdMap:
         numbers, values = self._pending
         if not numbers:
             return
-        segment = IdMap()
+        segment = IdMap(tombstones=True)
         segment._recent = dict(zip(numbers, values, strict=True))  # the latest lesson wins
         name = f"{time.time_ns():020d}-{self._owner}-{self._written:04d}.bin"
         await self._store.write(SEGMENT_PREFIX + name, segment.encode(), _CONTENT_TYPE)
@@ -326,10 +376,19 @@ class Rebuilt:
 async def rebuild(store: Store) -> Rebuilt:
     """Learn the map again from every data file under ``Raw/TMDB/JSON/``, oldest date first
     (newer records win), and write it as the base: for a lake ingested before the map
-    existed, or one whose map was lost. Reads each file once, one at a time."""
+    existed, or one whose map was lost. Reads each file once, one at a time.
+
+    Series are learned as ``narrow``: a file does not say whether its run looked for movies.
+    Raises :class:`~tmdb_async.errors.InputError` when there is no data file at all (a
+    mistyped destination must not replace a good map with an empty one)."""
     names = sorted(k.rsplit("/", 1)[-1] for k in await store.list(SEGMENT_PREFIX))
     found = await store.read(BASE_KEY)
     keys = sorted(k for k in await store.list(f"{RAW_FOLDER}/") if _DATA_FILE.match(k))
+    if not keys:
+        raise InputError(
+            f"{store.url(RAW_FOLDER)}/: no data files to learn the id map from; is the "
+            "destination right?"
+        )
     learned = IdMap()
     files = 0
     for key in keys:
@@ -343,7 +402,13 @@ async def rebuild(store: Store) -> Rebuilt:
             continue
         files += 1
         for record in records:
-            learned.add(str(record.get("imdb_id")), str(record.get("media_type")), record.get("id"))
+            if not _imdb_elsewhere(record):
+                learned.add(
+                    str(record.get("imdb_id")),
+                    str(record.get("media_type")),
+                    record.get("id"),
+                    narrow=True,
+                )
     try:
         await store.write(
             BASE_KEY,

@@ -31,7 +31,7 @@ from . import runstate
 from .chunks import ChunkedRun
 from .client import ClientOptions, TmdbClient
 from .config import Settings
-from .errors import IngestError, describe_error
+from .errors import IngestError, StorageError, describe_error
 from .idmap import LakeIdMap
 from .ids import IdEntry, ReadStats, read_csv_ids, read_item_ids
 from .ledger import Ledger, lake_records
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 Remaining = Callable[[], float]
 """Seconds left before the caller's deadline (for Lambda: the context's remaining time)."""
+
+_SAVE_SECONDS = 5.0  # at most, for the run's last id-map segment (a lost one costs requests)
 
 
 def record_shape(settings: Settings) -> str:
@@ -99,7 +101,7 @@ async def run(
         )
         if store is None:
             store = S3Store(s3, dest_url) if dest_url else LocalStore(settings.dest)
-        titles = await LakeIdMap(store, owner=run_id).load()
+        titles = await _id_map(store, run_id, settings, batch is None)
         client = await stack.enter_async_context(
             TmdbClient.open(ClientOptions.of(settings), titles)
         )
@@ -174,7 +176,8 @@ async def run(
             if error is not None:
                 summary.status = "error"
                 summary.error = describe_error(error)
-            await _finish(summary, manifest, client, store, job, error, titles)
+            await _finish(summary, manifest, client, store, job, error)
+            await _save_lessons(titles, remaining)
         if error is not None:
             raise error
     log.info(
@@ -198,6 +201,32 @@ async def _aiter(
     for entry in entries:
         if entry.position >= offset and (stop is None or entry.position < stop):
             yield entry
+
+
+async def _id_map(store: Store, owner: str, settings: Settings, compact: bool) -> LakeIdMap:
+    """The lake's id map, read once (full detail only: ``/find`` items need no map). It is
+    a cache: when it cannot be read, the run goes on without it."""
+    titles = LakeIdMap(store, owner)
+    if settings.detail != "full":
+        return titles
+    try:
+        return await titles.load(compact=compact)
+    except StorageError as exc:
+        log.warning("id map not read, every title is looked up: %s", exc)
+        return LakeIdMap(store, owner)
+
+
+async def _save_lessons(titles: LakeIdMap, remaining: Remaining | None) -> None:
+    """The run's last id-map segment, within what is left of the caller's deadline."""
+    seconds = _SAVE_SECONDS if remaining is None else min(_SAVE_SECONDS, remaining() - 1.0)
+    if seconds <= 0:
+        log.warning("no time left to save %d id-map titles", titles.pending)
+        return
+    try:
+        async with asyncio.timeout(seconds):
+            await titles.flush_quietly()
+    except TimeoutError:
+        log.warning("id-map titles not saved within %.1fs", seconds)
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -245,10 +274,8 @@ async def _finish(
     store: Store,
     job: str,
     error: BaseException | None,
-    titles: LakeIdMap,
 ) -> None:
     """Write the final manifest and close the run record; never mask the run's own error."""
-    await titles.flush_quietly()
     try:
         await manifest.finish(summary, client.stats.as_dict())
         if summary.status in ("ok", "failed_ids"):
