@@ -14,6 +14,7 @@ from tests.conftest import TOKEN
 from tests.support.lake import read_s3
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.errors import InputError, StorageError
+from tmdb_async.idmap import BASE_KEY, COMPACT_AT, SEGMENT_PREFIX, IdMap
 from tmdb_async.prepare import prepare_ids
 from tmdb_devtools.csvgen import kind_of, title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb
@@ -107,3 +108,18 @@ async def test_prepare_writes_the_distinct_ids_for_distributed_map(
     text = s3.get_object(Bucket=lake, Key=result["ids_key"])["Body"].read().decode()
     assert text.splitlines() == ["id", *ids]
     assert result["ids_key"].startswith("Raw/TMDB/_work/movies-")
+
+
+async def test_prepare_folds_the_id_map_once_for_the_whole_execution(
+    tmp_path: Path, s3: Any, lake: str
+) -> None:
+    """Distributed Map children only read the map; the prepare step compacts it, once."""
+    s3.upload_file(str(write_csv(tmp_path / "m.csv", title_ids(5, "movie"))), lake, SOURCE_KEY)
+    for n in range(COMPACT_AT):  # what earlier children left: one segment each
+        idmap = IdMap(tombstones=True)
+        idmap.add(f"tt{n + 1:07d}", "movie", n + 1)
+        s3.put_object(Bucket=lake, Key=f"{SEGMENT_PREFIX}{n:020d}-child.bin", Body=idmap.encode())
+    await prepare_ids(s3_settings("http://unused"))
+    assert s3.list_objects_v2(Bucket=lake, Prefix=SEGMENT_PREFIX).get("KeyCount") == 0
+    base, _ = IdMap.decode(s3.get_object(Bucket=lake, Key=BASE_KEY)["Body"].read(), "base")
+    assert len(base) == COMPACT_AT
