@@ -101,7 +101,8 @@ async def test_malformed_http_fails_one_id_and_a_lone_surrogate_is_kept_not_the_
         out, err = await asyncio.wait_for(process.communicate(), timeout=120)
         faults = fake.stats().faults
     assert process.returncode == 1, err.decode()[-2000:]  # one failed id, not a crash
-    assert faults.get("malformed") == 3 and faults.get("surrogate")
+    # 3 attempts by IMDb id on /movie, then 3 on /find: spent retries there fall back.
+    assert faults.get("malformed") == 6 and faults.get("surrogate")
     summary = json.loads(out.decode().splitlines()[-1])
     assert (summary["failed"], summary["unique_ids"]) == (1, 30)
     assert b"Traceback" not in err
