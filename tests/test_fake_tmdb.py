@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,13 @@ import aiohttp
 import pytest
 
 from tmdb_devtools.fake_tmdb import (
+    _STATE,  # the server behind an app, to see its cache
     FakeTmdb,
     FakeTmdbConfig,
     FakeTmdbStats,
+    changed_ids,
     expected_kind,
+    kind_of_number,
     main,
     make_app,
 )
@@ -604,6 +608,287 @@ def test_cli_flags_of_the_new_fault_modes() -> None:
     assert config.fault_malformed == 0.25
     assert config.malformed_ids == {"tt0000001", "tt0000002"}
     assert config.surrogate_ids == {"tt0000003", "tt0000004"}
+
+
+# --- change lists --------------------------------------------------------------------------
+
+TODAY = date(2024, 3, 10)
+KINDS = ("movie", "tv")
+
+
+def changes_path(
+    kind: str, start: date | None = None, end: date | None = None, **query: Any
+) -> str:
+    params = {"start_date": start, "end_date": end, **query}
+    text = "&".join(f"{k}={v}" for k, v in params.items() if v is not None)
+    return f"/3/{kind}/changes" + (f"?{text}" if text else "")
+
+
+async def read_all_changes(
+    session: aiohttp.ClientSession, kind: str, start: date, end: date
+) -> list[dict[str, Any]]:
+    """Every page of a window, as a client would read it: page 1, then up to total_pages."""
+    status, first = await get_json(session, changes_path(kind, start, end))
+    assert status == 200
+    pages = [first]
+    for page in range(2, first["total_pages"] + 1):
+        status, body = await get_json(session, changes_path(kind, start, end, page=page))
+        assert status == 200
+        pages.append(body)
+    return pages
+
+
+def by_the_rule(kind: str, start: date, end: date, config: FakeTmdbConfig) -> list[int]:
+    """The documented rule, scanned id by id and day by day (slow, for small universes)."""
+    period, ids = config.change_period, set()
+    removed = {int(i[2:]) for i in config.removed_ids}
+    for offset in range((end - start).days + 1):
+        residue = (start + timedelta(days=offset)).toordinal() * 17 % period
+        for n in range(1, config.change_universe + 1):
+            if kind_of_number(n) == kind and n % period == residue:
+                ids.add(n)
+        ids |= {n for n in removed if kind_of_number(n) == kind}
+    return sorted(ids)
+
+
+@pytest.mark.parametrize("period", [1, 7, 20, 49, 170, 1000])
+@pytest.mark.parametrize("span", [0, 1, 3, 14])
+def test_changed_ids_is_the_documented_rule(period: int, span: int) -> None:
+    """``changed_ids`` (arithmetic progressions) lists exactly what the rule says, also for a
+    period that shares factors with 10 or 17, and with removed titles (listed every day)."""
+    config = FakeTmdbConfig(
+        change_period=period,
+        change_universe=3000,
+        removed_ids=frozenset({"tt0000001", "tt0000007", "tt0009999", "tt0000017"}),
+    )
+    start = date(2024, 2, 27)
+    for kind in KINDS:
+        expected = by_the_rule(kind, start, start + timedelta(days=span), config)
+        assert changed_ids(kind, start, start + timedelta(days=span), config) == expected
+    assert changed_ids("movie", start, start - timedelta(days=1), config) == []
+
+
+async def test_change_list_pages_are_changed_ids_of_the_window() -> None:
+    """Both kinds: the pages, read in order, are the window's ids, each once, ascending, 100
+    per page; the totals count the whole window."""
+    config = FakeTmdbConfig(token=TOKEN, change_universe=20_000, today=TODAY)
+    start, end = date(2024, 3, 1), date(2024, 3, 4)
+    async with serve(config) as (fake, session):
+        for kind in KINDS:
+            expected = changed_ids(kind, start, end, config)
+            assert len(expected) > 250  # three pages at least, so paging is exercised
+            pages = await read_all_changes(session, kind, start, end)
+            listed = [item["id"] for page in pages for item in page["results"]]
+            assert listed == expected
+            assert len(set(listed)) == len(listed)
+            assert all(kind_of_number(n) == kind for n in listed)
+            assert pages[1]["results"] != pages[0]["results"]
+            assert [len(page["results"]) for page in pages[:-1]] == [100] * (len(pages) - 1)
+            assert 1 <= len(pages[-1]["results"]) <= 100
+            for number, page in enumerate(pages, start=1):
+                assert set(page) == {"results", "page", "total_pages", "total_results"}
+                assert page["page"] == number
+                assert page["total_results"] == len(expected)
+                assert page["total_pages"] == math.ceil(len(expected) / 100) == len(pages)
+                assert all(item == {"id": item["id"], "adult": False} for item in page["results"])
+        # A page past the last one (but <= 500) is empty, with the same totals.
+        status, beyond = await get_json(session, changes_path("tv", start, end, page=499))
+        assert status == 200
+        assert beyond["results"] == []
+        assert beyond["page"] == 499
+        assert beyond["total_results"] == len(changed_ids("tv", start, end, config))
+        # Every page of a window was computed once (the server caches the window's list).
+        assert fake.app[_STATE]._changed.cache_info().misses == 2
+
+
+async def test_an_empty_change_list_is_one_empty_page() -> None:
+    config = FakeTmdbConfig(token=TOKEN, change_universe=0)
+    async with serve(config) as (_, session):
+        status, body = await get_json(session, changes_path("movie", TODAY, TODAY))
+    assert status == 200
+    assert body == {"results": [], "page": 1, "total_pages": 1, "total_results": 0}
+
+
+async def test_the_default_window_is_the_day_before_today_to_today() -> None:
+    config = FakeTmdbConfig(token=TOKEN, change_universe=5000, today=TODAY)
+    yesterday = TODAY - timedelta(days=1)
+    async with serve(config) as (_, session):
+        for kind in KINDS:
+            _, default = await get_json(session, f"/3/{kind}/changes")
+            _, explicit = await get_json(session, changes_path(kind, yesterday, TODAY))
+            _, only_end = await get_json(session, changes_path(kind, end=TODAY))
+            _, only_start = await get_json(session, changes_path(kind, start=TODAY))
+            assert default == explicit == only_end
+            assert default["total_results"] == len(changed_ids(kind, yesterday, TODAY, config))
+            # Without end_date the window ends today; without start_date it starts a day
+            # before end_date.
+            assert only_start["total_results"] == len(changed_ids(kind, TODAY, TODAY, config))
+            _, earlier = await get_json(session, changes_path(kind, end=date(2024, 1, 5)))
+            assert [item["id"] for item in earlier["results"]] == changed_ids(
+                kind, date(2024, 1, 4), date(2024, 1, 5), config
+            )[:100]
+
+
+async def test_without_today_the_default_window_ends_today_in_utc() -> None:
+    config = FakeTmdbConfig(token=TOKEN, change_universe=5000)
+    async with serve(config) as (_, session):
+        status, body = await get_json(session, "/3/movie/changes")
+    # Read "today" on both sides of the request, in case the test runs across midnight UTC.
+    days = {datetime.now(UTC).date() - timedelta(days=d) for d in (0, 1)}
+    assert status == 200
+    assert body["total_results"] in {
+        len(changed_ids("movie", day - timedelta(days=1), day, config)) for day in days
+    }
+
+
+INVALID_RANGE_20 = {
+    "success": False,
+    "status_code": 20,
+    "status_message": "Invalid date range: Should be a range no longer than 14 days.",
+}
+INVALID_PAGE_22 = {
+    "success": False,
+    "status_code": 22,
+    "status_message": "Invalid page: Pages start at 1 and max at 500. "
+    "They are expected to be an integer.",
+}
+INVALID_DATE_23 = {
+    "success": False,
+    "status_code": 23,
+    "status_message": "Invalid date: Format needs to be YYYY-MM-DD.",
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_window_longer_than_14_days_is_422_code_20(kind: str) -> None:
+    start = date(2024, 2, 1)
+    async with serve(FakeTmdbConfig(token=TOKEN, today=TODAY)) as (_, session):
+        fourteen = await get_json(session, changes_path(kind, start, start + timedelta(days=14)))
+        fifteen = await get_json(session, changes_path(kind, start, start + timedelta(days=15)))
+        backwards = await get_json(session, changes_path(kind, start, start - timedelta(days=1)))
+        # start_date alone, 15 days before today: the window runs to today, too long.
+        from_start = await get_json(session, changes_path(kind, TODAY - timedelta(days=15)))
+    assert fourteen[0] == 200
+    assert fifteen == backwards == from_start == (422, INVALID_RANGE_20)
+
+
+@pytest.mark.parametrize("page", ["0", "501", "x", "-1", "1.5", "", "²"])
+async def test_a_page_outside_1_to_500_or_not_an_integer_is_400_code_22(page: str) -> None:
+    async with serve(FakeTmdbConfig(token=TOKEN, today=TODAY)) as (_, session):
+        assert await get_json(session, f"/3/tv/changes?page={page}") == (400, INVALID_PAGE_22)
+
+
+@pytest.mark.parametrize("bad", ["2024-3-01", "20240301", "2024-02-30", "01-03-2024", "x", ""])
+@pytest.mark.parametrize("param", ["start_date", "end_date"])
+async def test_a_malformed_date_is_400_code_23(param: str, bad: str) -> None:
+    async with serve(FakeTmdbConfig(token=TOKEN, today=TODAY)) as (_, session):
+        answer = await get_json(session, f"/3/movie/changes?{param}={bad}&page=0")
+    assert answer == (400, INVALID_DATE_23)  # a bad date wins over a bad page
+
+
+async def test_reading_stops_at_page_500_but_the_totals_count_everything() -> None:
+    """With the default universe, 14 days of movie changes are more than 500 pages: TMDB
+    serves pages 1..500 only, and its totals still tell the client it was cut off."""
+    config = FakeTmdbConfig(token=TOKEN, today=TODAY)
+    start, end = TODAY - timedelta(days=14), TODAY
+    expected = changed_ids("movie", start, end, config)
+    async with serve(config) as (_, session):
+        status, last = await get_json(session, changes_path("movie", start, end, page=500))
+        beyond = await get_json(session, changes_path("movie", start, end, page=501))
+    assert status == 200
+    assert [item["id"] for item in last["results"]] == expected[49_900:50_000]
+    assert last["total_results"] == len(expected) > 50_000
+    assert last["total_pages"] == math.ceil(len(expected) / 100) > 500
+    assert beyond == (400, INVALID_PAGE_22)
+
+
+def test_about_1_in_49_lake_ids_change_a_day_and_every_last_digit_does() -> None:
+    """Of the known ids tt1000000..tt1009999 (both kinds), 1.5%..2.5% change each day, and
+    each day's changes cover every last digit, hence both kinds."""
+    config = FakeTmdbConfig()
+    lake = range(1_000_000, 1_010_000)
+    known = sum(1 for n in lake if kind_of_number(n) is not None)
+    for offset in range(30):
+        day = TODAY + timedelta(days=offset)
+        changed = {
+            n for kind in KINDS for n in changed_ids(kind, day, day, config) if n in lake
+        }  # fmt: skip
+        assert 0.015 <= len(changed) / known <= 0.025, day
+        assert {n % 10 for n in changed} == set(range(10)), day
+
+
+async def test_removed_titles_are_gone_but_listed_as_changed_every_day() -> None:
+    removed = frozenset({"tt0000001", "tt0000007"})  # a movie and a series
+    config = FakeTmdbConfig(token=TOKEN, removed_ids=removed, change_universe=1000)
+    async with serve(config) as (_, session):
+        for path in ("/3/movie/1", "/3/movie/tt0000001", "/3/tv/7", f"/3/movie/1?{APPEND}"):
+            assert await get_json(session, path) == (404, NOT_FOUND_34), path
+        for imdb_id in sorted(removed):
+            assert await get_json(session, FIND.format(imdb_id)) == (200, EMPTY_FIND)
+        # Titles that were not removed are untouched.
+        assert (await get_json(session, "/3/movie/2"))[0] == 200
+        assert (await get_json(session, "/3/tv/8"))[0] == 200
+        assert (await get_json(session, FIND.format("tt0000002")))[1]["movie_results"]
+        for offset in range(60):
+            day = TODAY + timedelta(days=offset)
+            _, movies = await get_json(session, changes_path("movie", day, day))
+            _, shows = await get_json(session, changes_path("tv", day, day))
+            movie_ids = [item["id"] for item in movies["results"]]
+            tv_ids = [item["id"] for item in shows["results"]]
+            assert movie_ids.count(1) == 1 and 7 not in movie_ids, day  # each in its kind
+            assert tv_ids.count(7) == 1 and 1 not in tv_ids, day
+
+
+async def test_change_lists_go_through_the_gates_and_are_counted() -> None:
+    """Auth, the rate limit and the statistics treat the change lists as any /3 request,
+    and ``changes`` is never taken for a title id."""
+    clock = FakeClock()
+    # The rate gate comes before auth (a CDN rejects first), so the 401 takes a slot too.
+    config = FakeTmdbConfig(token=TOKEN, rate_limit=4, today=TODAY, change_universe=5000)
+    async with serve(config, clock=clock) as (fake, session):
+        async with aiohttp.ClientSession() as anonymous:
+            unauthorized = await get_json(anonymous, fake.url + "/3/movie/changes")
+        answers = [await get_json(session, "/3/movie/changes") for _ in range(2)]
+        answers.append(await get_json(session, "/3/tv/changes?page=2"))
+        throttled = await get_json(session, "/3/tv/changes")
+        stats = fake.stats()
+    assert unauthorized[0] == 401
+    assert [status for status, _ in answers] == [200, 200, 200]
+    assert all(
+        set(body) == {"results", "page", "total_pages", "total_results"} for _, body in answers
+    )
+    assert (throttled[0], throttled[1]["status_code"]) == (429, 25)
+    assert stats.total_requests == 5
+    assert stats.status_counts == {200: 3, 401: 1, 429: 1}
+    assert stats.path_counts == {"/3/movie/changes": 3, "/3/tv/changes": 2}
+
+
+def test_change_list_knobs_defaults_validation_and_cli_flags() -> None:
+    from tmdb_devtools.fake_tmdb import _build_parser, _config_from_args
+
+    default = FakeTmdbConfig()
+    assert (default.change_period, default.change_universe) == (49, 1_500_000)
+    assert (default.removed_ids, default.today) == (frozenset(), None)
+    assert FakeTmdbConfig(removed_ids=["tt0000001"]).removed_ids == frozenset({"tt0000001"})
+    for bad in ({"change_period": 0}, {"change_universe": -1}, {"today": "2024-03-10"}):
+        with pytest.raises(ValueError):
+            FakeTmdbConfig(**bad)
+
+    parser = _build_parser()
+    assert _config_from_args(parser.parse_args([])) == default
+    config = _config_from_args(
+        parser.parse_args(
+            ["--change-period", "7", "--change-universe", "1000", "--today", "2024-03-10",
+             "--removed-ids", "tt0000001,tt0000002", "--removed-ids", "tt0000003"]
+        )
+    )  # fmt: skip
+    assert config.change_period == 7
+    assert config.change_universe == 1000
+    assert config.today == TODAY
+    assert config.removed_ids == {"tt0000001", "tt0000002", "tt0000003"}
+    for argv in (["--today", "2024-3-10"], ["--change-period", "0"], ["--change-universe", "-1"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
 
 
 # --- stats ---------------------------------------------------------------------------------

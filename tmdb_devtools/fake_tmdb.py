@@ -18,6 +18,23 @@ very body of ``/3/movie/{n}``; a series' or an unknown IMDb id there, and any IM
 undocumented feature: every ``/3/movie/{imdb_id}`` is then a 404, while ``/find`` and the
 details by TMDB id keep working.
 
+Change lists (``/3/movie/changes``, ``/3/tv/changes``) follow :func:`changed_ids`, a rule
+exported so that tests can compute the expected sets: TMDB id n of kind k is changed on day d
+iff 1 <= n <= ``change_universe``, ``kind_of_number(n) == k`` and
+``n % change_period == (d.toordinal() * 17) % change_period``; a title of ``removed_ids`` (of
+kind k) is listed as changed every day, whatever ``change_universe`` says. A window
+[start_date, end_date] (both days inclusive) lists the union over its days, each id once, in
+ascending order, 100 per page (``{"id": n, "adult": false}`` items). As on TMDB the window
+defaults to the last 24 hours (``today`` - 1 day to ``today``; an absent ``start_date`` is
+end_date - 1 day, an absent ``end_date`` is ``today``), may span at most 14 days
+(end_date - start_date <= 14 days, else 422 status_code 20; end_date before start_date too),
+takes dates as YYYY-MM-DD only (else 400 status_code 23) and pages 1..500 only (else 400
+status_code 22), even when ``total_pages`` and ``total_results`` report more. With the
+default period of 49, which is coprime with 10, a title changes on 1 day in 49 and every last
+digit, hence both kinds, gets changes every day. A title of ``removed_ids`` is gone as on
+TMDB: its details (by TMDB id, and ``/3/movie/{imdb_id}``) are a 404 (status_code 34) and
+``/find`` lists nothing for it.
+
 Faults are drawn from ``random.Random(seed)``, so a run is reproducible for a given arrival
 order of requests.
 
@@ -29,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import math
 import os
 import random
@@ -43,6 +61,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Self
@@ -56,7 +75,9 @@ __all__ = [
     "FakeTmdb",
     "FakeTmdbConfig",
     "FakeTmdbStats",
+    "changed_ids",
     "expected_kind",
+    "kind_of_number",
     "main",
     "make_app",
 ]
@@ -68,6 +89,12 @@ Sleep = Callable[[float], Awaitable[None]]
 _IMDB_ID_RE: Final = re.compile(r"^tt(\d{7,})$")
 _MAX_APPEND: Final = 20
 _DEFAULT_LANGUAGE: Final = "en-US"
+_DATE_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_CHANGES_PER_PAGE: Final = 100
+_MAX_CHANGES_PAGE: Final = 500
+_MAX_CHANGES_WINDOW: Final = timedelta(days=14)
+#: kind_of_number(n) depends on n % 10 and n % 17 only, hence on n % 170.
+_KIND_CYCLE: Final = 170
 
 # --- TMDB error bodies ---------------------------------------------------------------------
 # The texts are the ones TMDB sends, so that an engine logging status_message shows what a
@@ -75,6 +102,17 @@ _DEFAULT_LANGUAGE: Final = "en-US"
 _ERR_AUTH: Final = (401, 7, "Invalid API key: You must be granted a valid key.")
 _ERR_NOT_FOUND: Final = (404, 34, "The resource you requested could not be found.")
 _ERR_PARAMS: Final = (400, 5, "Invalid parameters: Your request parameters are incorrect.")
+_ERR_DATE_RANGE: Final = (
+    422,
+    20,
+    "Invalid date range: Should be a range no longer than 14 days.",
+)
+_ERR_PAGE: Final = (
+    400,
+    22,
+    "Invalid page: Pages start at 1 and max at 500. They are expected to be an integer.",
+)
+_ERR_DATE: Final = (400, 23, "Invalid date: Format needs to be YYYY-MM-DD.")
 _ERR_APPEND: Final = (
     400,
     27,
@@ -188,13 +226,24 @@ class FakeTmdbConfig:
     the body of ``/3/movie/{tmdb_id}``. ``False`` simulates TMDB dropping the feature: every
     ``/3/movie/tt...`` is a 404 (status_code 34), movie or not, while ``/find`` and the details
     by TMDB id work as before. ``/3/tv/{imdb_id}`` is a 404 either way, as on TMDB."""
+    change_period: int = 49
+    """A title is in the change lists on 1 day in ``change_period`` (see :func:`changed_ids`).
+    49 is coprime with 10, so every last digit, hence both kinds, gets changes every day."""
+    change_universe: int = 1_500_000
+    """TMDB ids 1..change_universe take part in the change lists."""
+    removed_ids: frozenset[str] = field(default_factory=frozenset)
+    """IMDb ids of titles TMDB removed: their details (by TMDB id, or ``/3/movie/{imdb_id}``)
+    are a 404 (status_code 34), ``/find`` lists nothing for them, and the change lists of
+    their kind list them every day."""
+    today: date | None = None
+    """The fake's "today", the end of the change lists' default window; ``None`` = UTC today."""
     seed: int = 0
 
     def __post_init__(self) -> None:
         """Fail at construction, not on the first request, when a knob is out of range."""
         # Accept any iterable of ids (list, set) but store a frozenset so the config stays
         # hashable and immutable.
-        for name in ("fault_ids", "malformed_ids", "surrogate_ids"):
+        for name in ("fault_ids", "malformed_ids", "surrogate_ids", "removed_ids"):
             if not isinstance(getattr(self, name), frozenset):
                 object.__setattr__(self, name, frozenset(getattr(self, name)))
         probabilities = (
@@ -214,6 +263,46 @@ class FakeTmdbConfig:
             raise ValueError(f"retry_after must be >= 0 or None, got {self.retry_after!r}")
         if self.max_connections is not None and self.max_connections < 1:
             raise ValueError(f"max_connections must be >= 1 or None, got {self.max_connections}")
+        if self.change_period < 1:
+            raise ValueError(f"change_period must be >= 1, got {self.change_period!r}")
+        if self.change_universe < 0:
+            raise ValueError(f"change_universe must be >= 0, got {self.change_universe!r}")
+        if self.today is not None and not isinstance(self.today, date):
+            raise ValueError(f"today must be a datetime.date or None, got {self.today!r}")
+
+
+# --- change lists --------------------------------------------------------------------------
+
+
+def changed_ids(kind: Kind, start: date, end: date, config: FakeTmdbConfig) -> list[int]:
+    """The TMDB ids of ``kind`` that ``/3/{kind}/changes`` lists for [start, end], ascending.
+
+    The rule (also in the module docstring): TMDB id n of kind ``kind`` is changed on day d
+    iff 1 <= n <= ``config.change_universe``, ``kind_of_number(n) == kind`` and
+    ``n % config.change_period == (d.toordinal() * 17) % config.change_period``; a title of
+    ``config.removed_ids`` of that kind is changed every day. Both days are inclusive; the
+    window lists the union over its days, each id once. ``end`` before ``start`` is empty.
+
+    Built from arithmetic progressions, never a scan of the universe: the kind of n depends
+    on n % 170 only, so the ids of one day's residue r are a few progressions of step
+    lcm(period, 170), one per start x < lcm with x % period == r and the right kind.
+    """
+    period, universe = config.change_period, config.change_universe
+    days = (end - start).days + 1
+    # The residue of a day repeats every `period` days, so a longer window adds nothing.
+    residues = {(start.toordinal() + i) * 17 % period for i in range(min(max(days, 0), period))}
+    cycle = math.lcm(period, _KIND_CYCLE)
+    starts = [
+        x for r in residues for x in range(r, cycle, period) if kind_of_number(x) == kind
+    ]  # x >= 1: kind_of_number(0) is None
+    ids: list[int] = []
+    for first in starts:
+        ids.extend(range(first, universe + 1, cycle))
+    removed = [n for n in _numbers(config.removed_ids) if n >= 1 and kind_of_number(n) == kind]
+    if removed and residues:
+        return sorted(set(ids).union(removed))
+    ids.sort()
+    return ids
 
 
 # --- statistics ----------------------------------------------------------------------------
@@ -887,6 +976,9 @@ class _Server:
         self._surrogates = _numbers(config.surrogate_ids)
         self._fault_numbers = _numbers(config.fault_ids)
         self._malformed_numbers = _numbers(config.malformed_ids)
+        self._removed_numbers = _numbers(config.removed_ids)
+        # Every page of a window asks for the same list: compute it once per window.
+        self._changed = functools.lru_cache(maxsize=16)(self._changed_ids)
         self._sleep = sleep
         self._limiter = (
             _SlidingWindowLimiter(config.rate_limit, clock) if config.rate_limit else None
@@ -1040,7 +1132,7 @@ class _Server:
         match = _IMDB_ID_RE.match(external_id)
         if match is not None:
             n = int(match.group(1))
-            kind = kind_of_number(n)
+            kind = kind_of_number(n) if n not in self._removed_numbers else None
             if kind == "movie":
                 movies.append(self._surrogate(n, _movie_item(_core("movie", n), language)))
             elif kind == "tv":
@@ -1077,7 +1169,7 @@ class _Server:
             # /3/movie/{imdb_id} is undocumented but works on TMDB (for movies only), unless
             # the config says TMDB dropped it (imdb_on_movie=False).
             n = int(match.group(1))
-        if n is None or kind_of_number(n) != kind:
+        if n is None or kind_of_number(n) != kind or n in self._removed_numbers:
             return _error(_ERR_NOT_FOUND)
         names = [p.strip() for p in request.query.get("append_to_response", "").split(",")]
         names = [p for p in names if p]
@@ -1090,6 +1182,46 @@ class _Server:
             appender = _APPENDERS.get(name)
             body[name] = appender(core) if appender is not None else {}
         return web.json_response(self._surrogate(n, body))
+
+    async def movie_changes(self, request: web.Request) -> web.Response:
+        return self._changes(request, "movie")
+
+    async def tv_changes(self, request: web.Request) -> web.Response:
+        return self._changes(request, "tv")
+
+    def _changes(self, request: web.Request, kind: Kind) -> web.Response:
+        """One page of the change list; when several parameters are wrong, dates win."""
+        query = request.query
+        today = self.config.today or datetime.now(UTC).date()
+        end = _query_date(query.get("end_date"), today)
+        start = _query_date(
+            query.get("start_date"), end - timedelta(days=1) if end is not None else None
+        )
+        if end is None or start is None:
+            return _error(_ERR_DATE)
+        if not timedelta(0) <= end - start <= _MAX_CHANGES_WINDOW:
+            return _error(_ERR_DATE_RANGE)
+        page = _query_page(query.get("page"))
+        if page is None:
+            return _error(_ERR_PAGE)
+        ids = self._changed(kind, start, end)
+        first = (page - 1) * _CHANGES_PER_PAGE
+        return web.json_response(
+            {
+                "results": [
+                    {"id": n, "adult": False} for n in ids[first : first + _CHANGES_PER_PAGE]
+                ],
+                "page": page,
+                # TMDB answers an empty window as one empty page, and reports the full count
+                # even beyond the pages it lets a client read (1..500).
+                "total_pages": max(1, math.ceil(len(ids) / _CHANGES_PER_PAGE)),
+                "total_results": len(ids),
+            }
+        )
+
+    def _changed_ids(self, kind: Kind, start: date, end: date) -> list[int]:
+        """:func:`changed_ids` under this server's config; cached in ``self._changed``."""
+        return changed_ids(kind, start, end, self.config)
 
     def _surrogate(self, n: int, body: dict[str, Any]) -> dict[str, Any]:
         """``body`` with :data:`LONE_SURROGATE` after its overview when ``n`` is one of
@@ -1111,6 +1243,28 @@ class _Server:
         return web.json_response({"success": True})
 
 
+def _query_date(raw: str | None, default: date | None) -> date | None:
+    """A YYYY-MM-DD query parameter (``default`` when absent); ``None`` when malformed."""
+    if raw is None:
+        return default
+    if not _DATE_RE.fullmatch(raw):
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:  # 2024-02-30 and the like
+        return None
+
+
+def _query_page(raw: str | None) -> int | None:
+    """The ``page`` query parameter (1 when absent); ``None`` unless an integer in 1..500."""
+    if raw is None:
+        return 1
+    if not (raw.isascii() and raw.isdigit()):
+        return None
+    page = int(raw)
+    return page if 1 <= page <= _MAX_CHANGES_PAGE else None
+
+
 _STATE: Final = web.AppKey("fake_tmdb_state", _Server)
 
 
@@ -1130,6 +1284,9 @@ def make_app(
     app = web.Application(middlewares=[server.middleware])
     app[_STATE] = server
     app.router.add_get("/3/find/{external_id}", server.find)
+    # The change lists before the details, or "changes" would be taken for an id.
+    app.router.add_get("/3/movie/changes", server.movie_changes)
+    app.router.add_get("/3/tv/changes", server.tv_changes)
     app.router.add_get("/3/movie/{id}", server.movie)
     app.router.add_get("/3/tv/{id}", server.tv)
     app.router.add_get("/3/{tail:.*}", server.not_found)
@@ -1253,6 +1410,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _iso_date(text: str) -> date:
+    parsed = _query_date(text, None)
+    if parsed is None:
+        raise argparse.ArgumentTypeError(f"must be a date YYYY-MM-DD, got {text}")
+    return parsed
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tmdb_devtools.fake_tmdb",
@@ -1308,6 +1479,32 @@ def _build_parser() -> argparse.ArgumentParser:
         help="/3/movie/{imdb_id} answers 404 for every id, as if TMDB dropped the feature "
         "(/find and details by TMDB id still work)",
     )
+    add(
+        "--change-period",
+        type=_positive_int,
+        default=49,
+        help="a title is in the change lists on 1 day in N (default 49)",
+    )
+    add(
+        "--change-universe",
+        type=_non_negative_int,
+        default=1_500_000,
+        help="TMDB ids 1..N take part in the change lists (default 1500000)",
+    )
+    add(
+        "--removed-ids",
+        action="append",
+        default=[],
+        metavar="ID[,ID...]",
+        help="IMDb ids of titles TMDB removed: 404 on details, absent from /find, "
+        "in the change lists every day",
+    )
+    add(
+        "--today",
+        type=_iso_date,
+        help="the fake's today (YYYY-MM-DD), end of the change lists' default window "
+        "(default: UTC today)",
+    )
     add("--seed", type=int, default=0, help="seed of the fault RNG (default 0)")
     return parser
 
@@ -1335,6 +1532,10 @@ def _config_from_args(args: argparse.Namespace) -> FakeTmdbConfig:
         malformed_ids=_id_list(args.malformed_ids),
         surrogate_ids=_id_list(args.surrogate_ids),
         imdb_on_movie=args.imdb_on_movie,
+        change_period=args.change_period,
+        change_universe=args.change_universe,
+        removed_ids=_id_list(args.removed_ids),
+        today=args.today,
         seed=args.seed,
     )
 
