@@ -9,6 +9,7 @@ import json
 import logging
 import tempfile
 import tracemalloc
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,14 @@ from hypothesis import strategies as st
 from tmdb_async import idmap as idmap_module
 from tmdb_async.errors import InputError
 from tmdb_async.idmap import BASE_KEY, SEGMENT_PREFIX, IdMap, LakeIdMap, Rebuilt, Title, rebuild
+from tmdb_async.shape import Profile
 from tmdb_async.storage import LocalStore, S3Store, Store, open_s3, parse_s3
 
+AUTO = Profile("auto", "full", "pt-BR", ("credits",), "json")
+TV = Profile("tv", "full", "en-US", (), "jsonl")
+MOVIE = Profile("movie", "full", "pt-BR", (), "json")
 numbers = st.integers(1, 999_999_999)
-titles = st.tuples(st.sampled_from(["movie", "tv"]), st.integers(1, 2**30 - 1))
+titles = st.tuples(st.sampled_from(["movie", "tv"]), st.integers(1, 2**40 - 1))
 
 
 def imdb(n: int) -> str:
@@ -58,7 +63,7 @@ def test_what_the_columns_cannot_hold_is_not_kept() -> None:
     assert not idmap.add("nm0000001", "movie", 1)
     assert not idmap.add("tt0000001", "person", 1)
     assert not idmap.add("tt0000001", "movie", True)  # bool is not an id
-    assert not idmap.add("tt0000001", "movie", 2**30)
+    assert not idmap.add("tt0000001", "movie", 2**40)
     assert not idmap.add("tt0000001", "movie", "603")
     assert len(idmap) == 0
 
@@ -68,14 +73,14 @@ def test_300000_titles_take_a_few_megabytes() -> None:
     for n in range(1, 300_001):
         source.add(imdb(n * 3), "tv" if n % 4 == 0 else "movie", n)
     raw = source.encode()
-    assert len(raw) < 300_000 * 8 + 100  # 8 bytes per title on disk
+    assert len(raw) < 300_000 * 12 + 100  # 12 bytes per title on disk
     tracemalloc.start()
     try:
         loaded, _ = IdMap.decode(raw, "here")
         held, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert held < 3 * 2**20  # 2.4 MB of columns, in memory as on disk
+    assert held < 4 * 2**20  # 3.6 MB of columns, in memory as on disk
     assert loaded.get(imdb(300_000 * 3)) == Title("tv", 300_000)
 
 
@@ -95,9 +100,9 @@ async def test_a_run_teaches_the_next_one_through_a_segment(tmp_path: Path) -> N
     store = LocalStore(str(tmp_path))
     first = await LakeIdMap(store, "run-a").load(compact=True)
     assert len(first) == 0
-    first.learn(record(133093, "movie", 603), "auto")
-    first.learn(record(944947, "tv", 1399), "auto")
-    first.learn({"imdb_id": "tt0000003", "media_type": "movie"}, "auto")  # no id: nothing to learn
+    first.learn(record(133093, "movie", 603), AUTO)
+    first.learn(record(944947, "tv", 1399), AUTO)
+    first.learn({"imdb_id": "tt0000003", "media_type": "movie"}, AUTO)  # no id: nothing to learn
     assert first.get("tt0944947") is None  # a run asks each title once: lessons are for later
     assert first.pending == 2
     await first.flush()
@@ -105,13 +110,13 @@ async def test_a_run_teaches_the_next_one_through_a_segment(tmp_path: Path) -> N
     (segment,) = await store.list(SEGMENT_PREFIX)
     assert "run-a" in segment
     second = await LakeIdMap(store, "run-b").load(compact=True)
-    assert second.get("tt0133093") == Title("movie", 603)
-    assert second.get("tt0944947") == Title("tv", 1399)
-    second.learn(record(133093, "movie", 603), "auto")  # known already: written again, newest wins
+    assert second.get("tt0133093") == Title("movie", 603, profile=AUTO)
+    assert second.get("tt0944947") == Title("tv", 1399, profile=AUTO)
+    second.learn(record(133093, "movie", 603), AUTO)  # known already: written again, newest wins
     await second.flush()
     assert len(await store.list(SEGMENT_PREFIX)) == 2
     assert (await LakeIdMap(store, "run-c").load(compact=True)).get("tt0133093") == Title(
-        "movie", 603
+        "movie", 603, profile=AUTO
     )
 
 
@@ -119,9 +124,11 @@ async def test_a_newer_lesson_wins(tmp_path: Path) -> None:
     store = LocalStore(str(tmp_path))
     for run, tmdb_id in (("a", 1), ("b", 2)):
         lake_map = await LakeIdMap(store, run).load(compact=True)
-        lake_map.learn(record(10, "movie", tmdb_id), "auto")
+        lake_map.learn(record(10, "movie", tmdb_id), AUTO)
         await lake_map.flush()
-    assert (await LakeIdMap(store, "c").load(compact=True)).get(imdb(10)) == Title("movie", 2)
+    assert (await LakeIdMap(store, "c").load(compact=True)).get(imdb(10)) == Title(
+        "movie", 2, profile=AUTO
+    )
 
 
 async def test_segments_are_folded_into_the_base_once_they_pile_up(
@@ -131,7 +138,7 @@ async def test_segments_are_folded_into_the_base_once_they_pile_up(
     store = LocalStore(str(tmp_path))
     for n in range(4):
         lake_map = await LakeIdMap(store, f"r{n}").load(compact=True)
-        lake_map.learn(record(n + 1), "auto")
+        lake_map.learn(record(n + 1), AUTO)
         await lake_map.flush()
     assert len(await store.list(SEGMENT_PREFIX)) == 4
     assert await store.get(BASE_KEY) is None
@@ -141,7 +148,7 @@ async def test_segments_are_folded_into_the_base_once_they_pile_up(
     assert len(merged) == 4
     after = await LakeIdMap(store, "r10").load(compact=True)
     assert len(after) == len(compacting) == 4
-    assert all(after.get(imdb(n + 1)) == Title("movie", n + 8) for n in range(4))
+    assert all(after.get(imdb(n + 1)) == Title("movie", n + 8, profile=AUTO) for n in range(4))
 
 
 async def test_a_damaged_base_costs_requests_not_the_run(
@@ -176,28 +183,33 @@ class _Flaky:
     st.lists(
         st.one_of(
             st.tuples(
-                st.just("learn"), st.lists(st.tuples(st.integers(1, 30), titles), max_size=5)
+                st.just("learn"),
+                st.lists(st.tuples(st.integers(1, 30), titles), max_size=5),
+                st.sampled_from([AUTO, TV, MOVIE]),
             ),
-            st.tuples(st.just("load"), st.booleans()),
+            st.tuples(st.just("load"), st.booleans(), st.none()),
         ),
         max_size=25,
     )
 )
 def test_whatever_runs_write_and_compact_every_lesson_is_kept_newest_first(
-    steps: list[tuple[str, Any]],
+    steps: list[tuple[str, Any, Profile | None]],
 ) -> None:
-    """Runs learn and flush, others load (and compact, sometimes killed before deleting the
-    folded segments): a load always sees the newest lesson of every title."""
+    """Runs of several profiles learn and flush, others load (and compact, sometimes killed
+    before deleting the folded segments): a load always sees the newest lesson of every
+    title, with the profile of the run that taught it."""
 
     async def scenario(root: str) -> None:
         store = _Flaky(LocalStore(root))
         model: dict[int, Title] = {}
-        for i, (action, arg) in enumerate(steps):
+        for i, (action, arg, profile) in enumerate(steps):
             if action == "learn":
+                assert profile is not None
                 lake_map = await LakeIdMap(store, f"r{i:03d}").load(compact=True)  # type: ignore[arg-type]
                 for n, (media_type, tmdb_id) in arg:
-                    lake_map.learn(record(n, media_type, tmdb_id), "auto")
-                    model[n] = Title(media_type, tmdb_id)
+                    lake_map.learn(record(n, media_type, tmdb_id), profile)
+                    narrow = media_type == "tv" and profile.kind == "tv"
+                    model[n] = Title(media_type, tmdb_id, narrow, profile)  # type: ignore[arg-type]
                 await lake_map.flush()
             else:
                 store.fail_deletes = arg
@@ -226,14 +238,14 @@ async def test_runs_compacting_at_once_on_s3_lose_nothing(
         store = S3Store(client, url)
         for n in range(6):
             lake_map = await LakeIdMap(store, f"r{n}").load(compact=True)
-            lake_map.learn(record(n + 1, "tv", 100 + n), "auto")
+            lake_map.learn(record(n + 1, "tv", 100 + n), AUTO)
             await lake_map.flush()
         loads = await asyncio.gather(
             *(LakeIdMap(store, f"c{k}").load(compact=True) for k in range(4))
         )
         assert all(len(m) == 6 for m in loads)
         after = await LakeIdMap(store, "after").load(compact=True)
-        assert all(after.get(imdb(n + 1)) == Title("tv", 100 + n) for n in range(6))
+        assert all(after.get(imdb(n + 1)) == Title("tv", 100 + n, profile=AUTO) for n in range(6))
         assert await store.get(BASE_KEY) is not None
 
 
@@ -242,14 +254,14 @@ async def test_a_series_learned_by_a_tv_run_is_narrow(tmp_path: Path) -> None:
     the movie, so the client does not use such an entry under auto (see test_client)."""
     store = LocalStore(str(tmp_path))
     lake_map = await LakeIdMap(store, "r").load(compact=True)
-    lake_map.learn(record(944947, "tv", 1399), "tv")
-    lake_map.learn(record(475784, "tv", 1400), "auto")
-    lake_map.learn(record(133093, "movie", 603), "movie")
+    lake_map.learn(record(944947, "tv", 1399), TV)
+    lake_map.learn(record(475784, "tv", 1400), AUTO)
+    lake_map.learn(record(133093, "movie", 603), MOVIE)
     await lake_map.flush()
     seen = await LakeIdMap(store, "s").load(compact=True)
-    assert seen.get("tt0944947") == Title("tv", 1399, narrow=True)
-    assert seen.get("tt0475784") == Title("tv", 1400)
-    assert seen.get("tt0133093") == Title("movie", 603)
+    assert seen.get("tt0944947") == Title("tv", 1399, narrow=True, profile=TV)
+    assert seen.get("tt0475784") == Title("tv", 1400, profile=AUTO)
+    assert seen.get("tt0133093") == Title("movie", 603, profile=MOVIE)
 
 
 async def test_a_record_tmdb_files_under_another_imdb_id_is_not_learned(tmp_path: Path) -> None:
@@ -257,10 +269,10 @@ async def test_a_record_tmdb_files_under_another_imdb_id_is_not_learned(tmp_path
     way and then the others."""
     store = LocalStore(str(tmp_path))
     lake_map = await LakeIdMap(store, "r").load(compact=True)
-    lake_map.learn({**record(1), "tmdb_imdb_id": "tt0000099"}, "auto")
-    lake_map.learn({**record(2, "tv"), "external_ids": {"imdb_id": "tt0000098"}}, "auto")
-    lake_map.learn({**record(3, "tv"), "external_ids": {"imdb_id": None}}, "auto")
-    lake_map.learn({**record(4, "tv"), "external_ids": {"imdb_id": imdb(4)}}, "auto")
+    lake_map.learn({**record(1), "tmdb_imdb_id": "tt0000099"}, AUTO)
+    lake_map.learn({**record(2, "tv"), "external_ids": {"imdb_id": "tt0000098"}}, AUTO)
+    lake_map.learn({**record(3, "tv"), "external_ids": {"imdb_id": None}}, AUTO)
+    lake_map.learn({**record(4, "tv"), "external_ids": {"imdb_id": imdb(4)}}, AUTO)
     await lake_map.flush()
     seen = await LakeIdMap(store, "s").load(compact=True)
     assert [n for n in range(1, 5) if seen.get(imdb(n))] == [4]
@@ -275,20 +287,22 @@ async def test_a_forgotten_title_is_gone_for_later_runs_until_learnt_again(
     async def a_run(name: str, action: str) -> LakeIdMap:
         lake_map = await LakeIdMap(store, name).load(compact=True)
         if action == "learn":
-            lake_map.learn(record(7, "movie", 70), "auto")
+            lake_map.learn(record(7, "movie", 70), AUTO)
         elif action == "forget":
             lake_map.forget(imdb(7))
         await lake_map.flush()
         return lake_map
 
     await a_run("a", "learn")
-    assert (await a_run("b", "forget")).get(imdb(7)) == Title("movie", 70)  # still, for b
+    assert (await a_run("b", "forget")).get(imdb(7)) == Title(
+        "movie", 70, profile=AUTO
+    )  # still, for b
     after = await a_run("c", "")  # reads both segments, compacts them: no tombstone left
     assert after.get(imdb(7)) is None
     base, _ = IdMap.decode(await store.get(BASE_KEY) or b"", "base")
     assert len(base) == 0
     await a_run("d", "learn")
-    assert (await a_run("e", "")).get(imdb(7)) == Title("movie", 70)
+    assert (await a_run("e", "")).get(imdb(7)) == Title("movie", 70, profile=AUTO)
 
 
 async def test_a_run_that_does_not_compact_reads_the_newest_segments_only(
@@ -299,7 +313,7 @@ async def test_a_run_that_does_not_compact_reads_the_newest_segments_only(
     store = LocalStore(str(tmp_path))
     for n in range(1, 6):
         lake_map = await LakeIdMap(store, f"r{n}").load(compact=False)
-        lake_map.learn(record(n), "auto")
+        lake_map.learn(record(n), AUTO)
         await lake_map.flush()
     child = await LakeIdMap(store, "child").load(compact=False)
     assert [n for n in range(1, 6) if child.get(imdb(n))] == [3, 4, 5]
@@ -320,7 +334,7 @@ async def test_rebuild_learns_every_data_file_and_refuses_a_lake_without_any(
     await store.write("Raw/TMDB/JSON/2023/01/09/m-00000001-00.jsonl", encode(newer, True), "x")
     await store.write("Raw/TMDB/JSON/2023/01/09/_sidecars/m-00000001.json", b"[]", "x")
     stale = await LakeIdMap(store, "r").load(compact=True)
-    stale.learn(record(3), "auto")
+    stale.learn(record(3), AUTO)
     await stale.flush()
     assert await rebuild(store) == Rebuilt(files=2, titles=2)
     seen = await LakeIdMap(store, "s").load(compact=True)
@@ -334,3 +348,27 @@ def encode(records: list[dict[str, Any]], lines: bool = False) -> bytes:
     if lines:
         return "".join(json.dumps(r) + "\n" for r in records).encode()
     return json.dumps(records).encode()
+
+
+def test_a_map_written_before_profiles_were_kept_is_still_read() -> None:
+    """Version 1 (uint32 values ``tmdb_id << 2 | narrow << 1 | tv``): its titles keep their
+    ids and flags, with no profile (a refresh then uses its own settings)."""
+    numbers, values = array("I", [10, 20, 30]), array("I", [603 << 2, 1399 << 2 | 3, 0])
+    head = json.dumps({"count": 3, "merged": ["s1"]}).encode()
+    raw = b"tmdb-ingest idmap 1\n" + head + b"\n" + numbers.tobytes() + values.tobytes()
+    loaded, merged = IdMap.decode(raw, "old", tombstones=True)
+    assert merged == ["s1"]
+    assert loaded.get(imdb(10)) == Title("movie", 603)
+    assert loaded.get(imdb(20)) == Title("tv", 1399, narrow=True)
+    assert loaded.get(imdb(30)) is None  # a tombstone stays one
+
+
+def test_profiles_beyond_the_table_are_kept_as_unknown() -> None:
+    idmap = IdMap()
+    for n in range(300):
+        idmap.add(imdb(n + 1), "movie", n + 1, profile=Profile("auto", "full", f"l{n}", (), "json"))
+    assert idmap.get(imdb(1)) == Title("movie", 1, profile=idmap.profiles[0])
+    assert idmap.get(imdb(300)) == Title("movie", 300)  # the 300th profile did not fit
+    decoded, _ = IdMap.decode(idmap.encode(), "here")
+    assert decoded.get(imdb(255)) == Title("movie", 255, profile=idmap.profiles[254])
+    assert decoded.get(imdb(256)) == Title("movie", 256)

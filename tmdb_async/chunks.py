@@ -23,6 +23,7 @@ from .config import Settings
 from .idmap import FLUSH_AT, LakeIdMap
 from .ids import IdEntry
 from .ledger import Home, Ledger
+from .shape import Profile
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class ChunkedRun:
         self.stem = stem
         self.lake = lake
         self.titles = titles
+        self.profile = Profile.of(settings)
         self.remaining = remaining
         self.margin = margin
         self.progress = progress
@@ -237,7 +239,7 @@ class ChunkedRun:
             for position, _ in chunk.sidecar:
                 self._done(position)
             for _, record in chunk.records:
-                self.titles.learn(record, self.settings.kind)
+                self.titles.learn(record, self.profile)
         # Only once the chunks are done: a deadline during this write leaves nothing open.
         if self.titles.pending >= FLUSH_AT:
             await self.titles.flush_quietly()

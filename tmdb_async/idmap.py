@@ -9,8 +9,7 @@ by IMDb id). Runs learn the map from the records they commit and keep it in the 
 
 A run reads it once (one LIST, the base, the segments the base has not merged) and, when
 segments pile up, folds them into a new base with a conditional write, so two runs at once
-cannot lose each other's base. In memory it is two sorted ``array`` columns, 8 bytes per
-title: 300,000 titles take 2.4 MB.
+cannot lose each other's base. In memory it is two sorted ``array`` columns.
 
 The map is a cache of the lake, never its truth: a title missing from it costs a ``/find``
 (a run killed with -9 loses what it learned since its last segment, an unreadable map is
@@ -23,11 +22,16 @@ Distributed Map children start together and would all read every segment and rac
 compact; they read the base and the newest :data:`READ_AT_MOST` segments instead (the ids of
 one execution are in one batch each, so its siblings' lessons are of no use to a child).
 
-File format: a magic line, a JSON header line (``count``, ``merged`` segment names), then
-``count`` little-endian uint32 IMDb numbers, sorted, and as many values
-``tmdb_id << 2 | narrow << 1 | tv``. ``narrow`` marks a series learned by a ``--kind tv`` run,
-which never looked for a movie of the same IMDb id (``--kind auto`` prefers the movie, so it
-does not use such an entry). Value 0 is a tombstone, kept in segments only: forget the title.
+Each title also keeps its :class:`~tmdb_async.shape.Profile`, the settings its record was
+last fetched with, so that a refresh fetches it again the same way (``tmdb_async.refresh``).
+
+File format: a magic line, a JSON header line (``count``, ``merged`` segment names,
+``profiles``), then ``count`` little-endian uint32 IMDb numbers, sorted, and as many uint64
+values ``tmdb_id << 10 | profile << 2 | narrow << 1 | tv`` (``profile`` indexes the header's
+list; 255: unknown). ``narrow`` marks a series learned by a ``--kind tv`` run, which never
+looked for a movie of the same IMDb id (``--kind auto`` prefers the movie, so it does not use
+such an entry). Value 0 is a tombstone, kept in segments only: forget the title. 12 bytes a
+title: 300,000 titles take 3.6 MB.
 """
 
 from __future__ import annotations
@@ -39,12 +43,13 @@ import sys
 import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from .errors import InputError, StorageError
 from .ids import canonical_number
+from .shape import Profile
 from .storage import Conflict, Store
 from .writer import RAW_FOLDER, STATE_FOLDER, decode_file
 
@@ -62,10 +67,15 @@ READ_AT_MOST: Final = 64
 FLUSH_AT: Final = 5_000
 """Titles learned before a run writes a segment mid-run (and at its end, whatever is left)."""
 
-_MAGIC: Final = b"tmdb-ingest idmap 1\n"
-_LIMIT: Final = 2**30  # tmdb ids, shifted by 2 flag bits, must fit the uint32 columns
+_MAGIC: Final = b"tmdb-ingest idmap 2\n"
+_MAGIC_1: Final = b"tmdb-ingest idmap 1\n"  # read, never written: uint32 values, no profiles
+_LIMIT: Final = 2**40  # TMDB ids: far above any there is, within the uint64 values
 _TV: Final = 1
 _NARROW: Final = 2
+_PROFILE_SHIFT: Final = 2
+_PROFILE_MASK: Final = 0xFF << _PROFILE_SHIFT
+_UNKNOWN: Final = 255  # a title whose profile did not fit the table (or was not known)
+_ID_SHIFT: Final = 10
 _FORGOTTEN: Final = 0
 _CONTENT_TYPE: Final = "application/octet-stream"
 
@@ -77,6 +87,7 @@ class Title:
     media_type: MediaType
     tmdb_id: int
     narrow: bool = False  # a series learned by a --kind tv run: --kind auto does not use it
+    profile: Profile | None = None  # how its record was last fetched; None: not known
 
 
 def _column() -> array[int]:
@@ -84,6 +95,10 @@ def _column() -> array[int]:
     if column.itemsize != 4:  # pragma: no cover  (every platform CPython runs on today)
         column = array("L")
     return column
+
+
+def _wide() -> array[int]:
+    return array("Q")
 
 
 class IdMap:
@@ -94,9 +109,22 @@ class IdMap:
 
     def __init__(self, *, tombstones: bool = False) -> None:
         self._numbers = _column()
-        self._values = _column()
+        self._values = _wide()
         self._recent: dict[int, int] = {}
         self._tombstones = tombstones  # a segment keeps them; a map applies them
+        self.profiles: list[Profile] = []  # what the values' profile indexes name
+
+    def profile_index(self, profile: Profile | None) -> int:
+        """The index of ``profile`` in this map's table, added if new (255: unknown)."""
+        if profile is None:
+            return _UNKNOWN
+        try:
+            return self.profiles.index(profile)
+        except ValueError:
+            if len(self.profiles) >= _UNKNOWN:
+                return _UNKNOWN
+            self.profiles.append(profile)
+            return len(self.profiles) - 1
 
     def __len__(self) -> int:
         self._merge()
@@ -105,12 +133,25 @@ class IdMap:
     def get(self, imdb_id: str) -> Title | None:
         number = canonical_number(imdb_id)
         value = None if number is None else self.value(number)
-        if not value:
-            return None
-        return Title("tv" if value & _TV else "movie", value >> 2, bool(value & _NARROW))
+        return None if not value else self.title(value)
+
+    def title(self, value: int) -> Title:
+        """The :class:`Title` a packed value stands for."""
+        index = (value & _PROFILE_MASK) >> _PROFILE_SHIFT
+        return Title(
+            "tv" if value & _TV else "movie",
+            value >> _ID_SHIFT,
+            bool(value & _NARROW),
+            self.profiles[index] if index < len(self.profiles) else None,
+        )
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        """(IMDb number, packed value) of every title, in IMDb order."""
+        self._merge()
+        return zip(self._numbers, self._values, strict=True)
 
     def value(self, number: int) -> int | None:
-        """The packed value (``tmdb_id << 2 | flags``) of IMDb number ``number``, or None."""
+        """The packed value of IMDb number ``number`` (see the module), or None."""
         value = self._recent.get(number)
         if value is None:
             numbers = self._numbers
@@ -120,9 +161,16 @@ class IdMap:
             value = self._values[at]
         return value
 
-    def add(self, imdb_id: str, media_type: str, tmdb_id: object, narrow: bool = False) -> bool:
+    def add(
+        self,
+        imdb_id: str,
+        media_type: str,
+        tmdb_id: object,
+        narrow: bool = False,
+        profile: Profile | None = None,
+    ) -> bool:
         """Record a title; False (nothing kept) for what the columns cannot hold."""
-        packed = _pack(imdb_id, media_type, tmdb_id, narrow)
+        packed = _pack(imdb_id, media_type, tmdb_id, narrow, self.profile_index(profile))
         if packed is None:
             return False
         self._set(*packed)
@@ -137,7 +185,11 @@ class IdMap:
         """Take every title of ``other``; its entries win."""
         other._merge()
         self._merge()
-        self._recent = dict(zip(other._numbers, other._values, strict=True))
+        remap = [self.profile_index(p) for p in other.profiles]
+        self._recent = {
+            number: _reprofile(value, remap)
+            for number, value in zip(other._numbers, other._values, strict=True)
+        }
         self._merge()
 
     def _merge(self) -> None:
@@ -146,7 +198,7 @@ class IdMap:
         recent = sorted(self._recent.items())
         self._recent = {}
         numbers, values = self._numbers, self._values
-        merged_n, merged_v = _column(), _column()
+        merged_n, merged_v = _column(), _wide()
         i = 0
         for number, value in recent:
             at = bisect_left(numbers, number, i)
@@ -159,15 +211,19 @@ class IdMap:
         merged_v.extend(values[i:])
         if not self._tombstones and _FORGOTTEN in merged_v:
             kept = [(n, v) for n, v in zip(merged_n, merged_v, strict=True) if v != _FORGOTTEN]
-            merged_n, merged_v = _column(), _column()
+            merged_n, merged_v = _column(), _wide()
             merged_n.extend(n for n, _ in kept)
             merged_v.extend(v for _, v in kept)
         self._numbers, self._values = merged_n, merged_v
 
     def encode(self, merged: Iterable[str] = ()) -> bytes:
         self._merge()
-        header = {"count": len(self._numbers), "merged": sorted(merged)}
-        numbers, values = _column(), _column()
+        header = {
+            "count": len(self._numbers),
+            "merged": sorted(merged),
+            "profiles": [p.as_json() for p in self.profiles],
+        }
+        numbers, values = _column(), _wide()
         numbers.extend(self._numbers)
         values.extend(self._values)
         if sys.byteorder == "big":  # pragma: no cover
@@ -180,16 +236,18 @@ class IdMap:
     def decode(cls, raw: bytes, where: str, *, tombstones: bool = False) -> tuple[IdMap, list[str]]:
         """The map in ``raw`` and the segment names its header says it merged."""
         try:
-            if not raw.startswith(_MAGIC):
+            version_1 = raw.startswith(_MAGIC_1)
+            if not (version_1 or raw.startswith(_MAGIC)):
                 raise ValueError("not an id map")
             end = raw.index(b"\n", len(_MAGIC))
             header: Mapping[str, Any] = json.loads(raw[len(_MAGIC) : end])
             count = int(header["count"])
             merged = [str(name) for name in header.get("merged", [])]
+            profiles = [Profile.from_json(p) for p in header.get("profiles", [])]
             body = raw[end + 1 :]
-            numbers, values = _column(), _column()
+            numbers, values = _column(), _column() if version_1 else _wide()
             size = numbers.itemsize * count
-            if len(body) != 2 * size:
+            if len(body) != size + values.itemsize * count:
                 raise ValueError("truncated")
             numbers.frombytes(body[:size])
             values.frombytes(body[size:])
@@ -198,13 +256,32 @@ class IdMap:
         if sys.byteorder == "big":  # pragma: no cover
             numbers.byteswap()
             values.byteswap()
+        if version_1:  # tmdb_id << 2 | flags, written before profiles were kept
+            unknown = _UNKNOWN << _PROFILE_SHIFT
+            wide = _wide()
+            wide.extend(v and (v >> 2) << _ID_SHIFT | unknown | v & 3 for v in values)
+            values = wide
         idmap = cls(tombstones=tombstones)
         idmap._numbers, idmap._values = numbers, values
+        idmap.profiles = profiles
         return idmap, merged
 
 
+def _reprofile(value: int, remap: list[int]) -> int:
+    """``value`` with its profile index moved to another map's table."""
+    if not value:
+        return value
+    index = (value & _PROFILE_MASK) >> _PROFILE_SHIFT
+    new = remap[index] if index < len(remap) else _UNKNOWN
+    return (value & ~_PROFILE_MASK) | new << _PROFILE_SHIFT
+
+
 def _pack(
-    imdb_id: str, media_type: str, tmdb_id: object, narrow: bool = False
+    imdb_id: str,
+    media_type: str,
+    tmdb_id: object,
+    narrow: bool = False,
+    profile: int = _UNKNOWN,
 ) -> tuple[int, int] | None:
     """(IMDb number, packed value), or None for what the columns cannot hold."""
     number = canonical_number(imdb_id)
@@ -217,7 +294,8 @@ def _pack(
     ):
         return None
     tv = media_type == "tv"
-    return number, tmdb_id << 2 | (_NARROW if tv and narrow else 0) | (_TV if tv else 0)
+    flags = (_NARROW if tv and narrow else 0) | (_TV if tv else 0)
+    return number, tmdb_id << _ID_SHIFT | profile << _PROFILE_SHIFT | flags
 
 
 def _imdb_elsewhere(record: Mapping[str, Any]) -> bool:
@@ -238,10 +316,11 @@ class LakeIdMap:
         self._owner = owner
         self._known = IdMap()
         # What this run learned since its last flush, in commit order: at most FLUSH_AT
-        # titles, 8 bytes each. Not added to _known: a run asks each title once, so its own
+        # titles, 12 bytes each. Not added to _known: a run asks each title once, so its own
         # lessons serve later runs. Known or not, every title is written again: the newest
         # lesson must win over anything older, and compaction folds the repeats.
-        self._pending = (_column(), _column())
+        self._pending = (_column(), _wide())
+        self._pending_profiles = IdMap(tombstones=True)  # holds the segment's profile table
         self._written = 0
 
     def get(self, imdb_id: str) -> Title | None:
@@ -320,15 +399,18 @@ class LakeIdMap:
                 log.warning("could not delete a merged id-map segment: %s", exc)
                 return
 
-    def learn(self, record: Mapping[str, Any], kind: str) -> None:
-        """Note the title of a record committed by a run of ``kind`` (its ``imdb_id``,
+    def learn(self, record: Mapping[str, Any], profile: Profile) -> None:
+        """Note the title of a record committed by a run of ``profile`` (its ``imdb_id``,
         ``media_type``, ``id``)."""
         imdb_id, media_type = record.get("imdb_id"), record.get("media_type")
         if not isinstance(imdb_id, str) or not isinstance(media_type, str):
             return
         if _imdb_elsewhere(record):
             return
-        packed = _pack(imdb_id, media_type, record.get("id"), narrow=kind == "tv")
+        index = self._pending_profiles.profile_index(profile)
+        packed = _pack(
+            imdb_id, media_type, record.get("id"), narrow=profile.kind == "tv", profile=index
+        )
         if packed is not None:
             self._note(*packed)
 
@@ -354,12 +436,13 @@ class LakeIdMap:
         numbers, values = self._pending
         if not numbers:
             return
-        segment = IdMap(tombstones=True)
+        segment = self._pending_profiles
         segment._recent = dict(zip(numbers, values, strict=True))  # the latest lesson wins
         name = f"{time.time_ns():020d}-{self._owner}-{self._written:04d}.bin"
         await self._store.write(SEGMENT_PREFIX + name, segment.encode(), _CONTENT_TYPE)
         self._written += 1
-        self._pending = (_column(), _column())
+        self._pending = (_column(), _wide())
+        self._pending_profiles = IdMap(tombstones=True)
 
 
 _DATA_FILE: Final = re.compile(rf"^{RAW_FOLDER}/\d{{4}}/\d{{2}}/\d{{2}}/[^/_][^/]*\.jsonl?$")

@@ -35,9 +35,10 @@ from .errors import IngestError, StorageError, describe_error
 from .idmap import LakeIdMap
 from .ids import IdEntry, ReadStats, read_csv_ids, read_item_ids
 from .ledger import Ledger, lake_records
+from .shape import Profile
 from .storage import LocalStore, S3Store, Store, open_s3, parse_s3, read_source
 from .summary import Manifest, Summary
-from .writer import RAW_FOLDER, date_folder, digest, source_stem
+from .writer import RAW_FOLDER, date_folder, source_stem
 
 __all__ = ["Summary", "record_shape", "run"]
 
@@ -50,17 +51,10 @@ _SAVE_SECONDS = 5.0  # at most, for the run's last id-map segment (a lost one co
 
 
 def record_shape(settings: Settings) -> str:
-    """The settings that make a record what it is. Two runs of one shape fetch the same
-    thing, so the second keeps the first's ids; any other shape fetches them again."""
-    return digest(
-        [
-            settings.kind,
-            settings.detail,
-            settings.language,
-            list(settings.append_to_response),
-            settings.output_format,
-        ]
-    )
+    """The settings that make a record what it is (:class:`~tmdb_async.shape.Profile`). Two
+    runs of one shape fetch the same thing, so the second keeps the first's ids; any other
+    shape fetches them again."""
+    return Profile.of(settings).shape
 
 
 async def run(
