@@ -23,7 +23,7 @@ class Home:
     """Where an id lives in the folder, with its outcome and the shape that made it."""
 
     file: str  # relative to the folder: "movies-00000042-00.json", "_sidecars/movies-….json"
-    outcome: str  # record | not_found | invalid | failed
+    outcome: str  # record | not_found | invalid | failed | deleted
     shape: str
 
 

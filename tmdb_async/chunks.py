@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import Found, LookupFailed, NotFound, TmdbClient
+from .client import Deleted, Found, LookupFailed, NotFound, TmdbClient
 from .config import Settings
 from .idmap import FLUSH_AT, LakeIdMap
 from .ids import IdEntry
@@ -50,6 +50,7 @@ class Counts:
     not_found: int = 0
     invalid: int = 0
     failed: int = 0
+    deleted: int = 0
     kept: int = 0
     skipped: int = 0
     replaced: int = 0
@@ -189,6 +190,15 @@ class ChunkedRun:
                     chunk.records.append((entry.position, result.record))
                 elif isinstance(result, NotFound):
                     outcome = {"outcome": "not_found", "reason": result.reason}
+                    chunk.sidecar.append((entry.position, {"imdb_id": entry.imdb_id, **outcome}))
+                elif isinstance(result, Deleted):
+                    path = f"/3/{result.media_type}/{result.tmdb_id}"
+                    outcome = {
+                        "outcome": "deleted",
+                        "reason": f"TMDB {path} answered 404",
+                        "media_type": result.media_type,
+                        "tmdb_id": result.tmdb_id,
+                    }
                     chunk.sidecar.append((entry.position, {"imdb_id": entry.imdb_id, **outcome}))
             chunk.resolved += 1
             if chunk.complete:

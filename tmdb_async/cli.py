@@ -1,7 +1,10 @@
-"""Command line: ``python -m tmdb_async run SOURCE --dest DEST [options]``, and
-``python -m tmdb_async idmap --dest DEST`` to rebuild the lake's id map from its records.
+"""Command line: ``python -m tmdb_async run SOURCE --dest DEST [options]``;
+``python -m tmdb_async refresh --dest DEST [--date D] [--since D]`` to fetch again the titles
+TMDB changed (:mod:`tmdb_async.refresh`); ``python -m tmdb_async idmap --dest DEST`` to
+rebuild the lake's id map from its records.
 
-Exit codes (also in the README): 0 every id accounted for; 1 some ids failed after retries;
+Exit codes (also in the README): 0 every id accounted for (a refresh: also when already up
+to date); 1 some ids failed after retries (a refresh: or a change list TMDB would not serve);
 2 bad usage, bad input, missing/malformed/rejected credentials, or a ``--time-budget`` too
 short for one chunk (refused before any I/O when it is not larger than its safety margin,
 ``DeadlineError`` when the run stopped at it without accounting for any id); 3 source or
@@ -39,18 +42,38 @@ from .config import (
     ValueType,
     check_time_budget,
     log_level,
+    parse_date,
     require_progress,
     secret_values,
     settings_from,
 )
 from .errors import ExitCode, IngestError, UsageError, describe_error, redacted_traceback
 from .pipeline import Summary, run
+from .refresh import RefreshSummary, refresh
 from .storage import open_store
 
 logger = logging.getLogger("tmdb_async")
 
 #: The settings the command line sets: every one the schema gives a flag.
 _CLI_SETTINGS = tuple(spec for spec in SCHEMA if spec.option.flag)
+#: Those ``refresh`` takes: where, when and how fast. What each title is fetched with comes
+#: from the id map (how it was ingested); language, append and format serve titles whose
+#: settings the map does not know.
+_REFRESH_SETTINGS = frozenset(
+    {
+        "dest",
+        "date",
+        "language",
+        "append_to_response",
+        "chunk_size",
+        "output_format",
+        "concurrency",
+        "rate",
+        "max_attempts",
+        "request_timeout",
+        "tmdb_url",
+    }
+)
 
 
 def _shown(value: Any) -> str:
@@ -68,10 +91,13 @@ def _help(spec: Spec) -> str:
     return f"{option.help} ({'; '.join(notes)})" if notes else option.help
 
 
-def _add_settings(parser: argparse.ArgumentParser) -> None:
-    """One argparse option per setting with a flag, from the schema. Values stay text and
-    are parsed by :func:`settings_from_args`, so a bad one is a one-line UsageError."""
+def _add_settings(parser: argparse.ArgumentParser, only: frozenset[str] | None = None) -> None:
+    """One argparse option per setting with a flag (``only`` those named), from the schema.
+    Values stay text and are parsed by :func:`settings_from_args`, so a bad one is a
+    one-line UsageError."""
     for spec in _CLI_SETTINGS:
+        if only is not None and spec.name not in only:
+            continue
         flag = spec.option.flag or ""
         if not flag.startswith("-"):
             parser.add_argument(spec.name, metavar=flag, help=_help(spec))
@@ -94,11 +120,17 @@ def _parser() -> argparse.ArgumentParser:
 
     run_p = commands.add_parser("run", help="ingest the ids of a CSV (local path or s3://)")
     _add_settings(run_p)
-    run_p.add_argument(
-        "--time-budget",
-        metavar="SECONDS",
-        help="stop starting new ids after this many seconds and report where to continue "
-        "(must leave room for one chunk after its 10%% safety margin, 2..60 s)",
+    refresh_p = commands.add_parser(
+        "refresh",
+        help="fetch again the lake's titles TMDB changed since the last refresh, into the "
+        "processing date's folder",
+    )
+    _add_settings(refresh_p, _REFRESH_SETTINGS)
+    refresh_p.add_argument(
+        "--since",
+        metavar="YYYY-MM-DD",
+        help="read the change lists from this day (default: the day after the last refresh; "
+        "the first time, the newest ingest date)",
     )
     map_p = commands.add_parser(
         "idmap",
@@ -106,7 +138,14 @@ def _parser() -> argparse.ArgumentParser:
         "<dest>/Raw/TMDB/JSON/, for a lake ingested before it existed",
     )
     map_p.add_argument("--dest", help="folder or s3://bucket[/prefix] (env TMDB_DEST)")
-    for sub in (run_p, map_p):
+    for sub in (run_p, refresh_p):
+        sub.add_argument(
+            "--time-budget",
+            metavar="SECONDS",
+            help="stop starting new ids after this many seconds and report where to continue "
+            "(must leave room for one chunk after its 10%% safety margin, 2..60 s)",
+        )
+    for sub in (run_p, refresh_p, map_p):
         sub.add_argument("--json", action="store_true", help="print a JSON summary as last line")
         sub.add_argument("--quiet", action="store_true", help="no progress bar, no summary text")
         sub.add_argument(
@@ -116,15 +155,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = None) -> Settings:
+def settings_from_args(
+    args: argparse.Namespace, env: dict[str, str] | None = None, **fixed: Any
+) -> Settings:
     """CLI options over environment defaults over built-in defaults, validated."""
     env = dict(os.environ) if env is None else env
     given: dict[str, Any] = {}
     for spec in _CLI_SETTINGS:
-        value = getattr(args, spec.name)
+        value = getattr(args, spec.name, None)
         if value is not None:
             given[spec.name] = _parse(spec.option.type, value, spec.option.flag or spec.name)
-    settings = settings_from(given, env)
+    settings = settings_from(given, env, **fixed)
     if not settings.dest:
         raise UsageError("dest: missing; pass --dest or set TMDB_DEST")
     return settings.validate()
@@ -179,18 +220,22 @@ def _print_summary(summary: Summary) -> None:
 _DEADLINE_HINT = "give a longer --time-budget, or a smaller --chunk-size"
 
 
-async def _run_cancellable(
-    settings: Settings, budget: float | None, margin: float, progress: Any
-) -> Summary:
-    """Run, turning SIGTERM into a clean cancellation like Ctrl-C."""
+def _cancel_on_sigterm(budget: float | None) -> Callable[[], float] | None:
+    """Turn SIGTERM into a clean cancellation like Ctrl-C; the clock of ``budget``."""
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGTERM, task.cancel)  # type: ignore[union-attr]
-    remaining = None
-    if budget is not None:
-        end = time.monotonic() + budget
-        remaining = lambda: end - time.monotonic()  # noqa: E731
+    if budget is None:
+        return None
+    end = time.monotonic() + budget
+    return lambda: end - time.monotonic()
+
+
+async def _run_cancellable(
+    settings: Settings, budget: float | None, margin: float, progress: Any
+) -> Summary:
+    remaining = _cancel_on_sigterm(budget)
     return await run(settings, remaining=remaining, safety_margin=margin, progress=progress)
 
 
@@ -215,6 +260,61 @@ def _run(args: argparse.Namespace, env: dict[str, str]) -> int:
     if args.json:
         print(json.dumps(summary.as_dict(), ensure_ascii=False))
     return int(summary.exit_code)
+
+
+def _refresh(args: argparse.Namespace, env: dict[str, str]) -> int:
+    settings = settings_from_args(args, env, source="refresh")
+    since = None if args.since is None else parse_date(args.since, "--since")
+    budget, margin = _time_budget(args.time_budget)
+    show_bar = not (args.quiet or args.json) and sys.stderr.isatty()
+
+    async def go(progress: Any) -> RefreshSummary:
+        remaining = _cancel_on_sigterm(budget)
+        return await refresh(
+            settings, since=since, remaining=remaining, safety_margin=margin, progress=progress
+        )
+
+    with _progress(show_bar) as progress:
+        summary = asyncio.run(go(progress))
+    if not args.quiet:
+        _print_refresh(summary)
+    if args.json:
+        print(json.dumps(summary.as_dict(), ensure_ascii=False))
+    return int(summary.exit_code)
+
+
+def _print_refresh(summary: RefreshSummary) -> None:
+    if summary.window is None:
+        print(
+            f"up to date: changes refreshed through {summary.refreshed_through}; the next "
+            "refresh reads the days after it",
+            file=sys.stderr,
+        )
+        return
+    window = summary.window
+    print(
+        f"{summary.status}: changes of {window['start']}..{window['end']}: "
+        f"{summary.changed['movie']} movies, {summary.changed['tv']} series, "
+        f"{summary.in_lake} in the lake -> {summary.records} records in "
+        f"{len(summary.files)} files, {summary.deleted} deleted, {summary.not_found} not "
+        f"found, {summary.failed} failed, {summary.kept} kept; {summary.requests} requests "
+        f"({summary.list_pages} list pages) in {summary.seconds:.1f}s",
+        file=sys.stderr,
+    )
+    for cut in summary.truncated:
+        print(
+            f"warning: the {cut['kind']} changes of {cut['start']}..{cut['end']} stop at page "
+            f"500 of {cut['total_pages']}: titles changed past it were not refreshed",
+            file=sys.stderr,
+        )
+    if summary.status == "incomplete":
+        print(f"continue with: refresh --date {summary.date}", file=sys.stderr)
+    elif summary.status == "failed_ids":
+        print(
+            f"some titles failed: refresh --date {summary.date} again fetches them (the "
+            "refreshed date does not move until then)",
+            file=sys.stderr,
+        )
 
 
 def _idmap(args: argparse.Namespace, env: dict[str, str]) -> int:
@@ -243,6 +343,7 @@ def _idmap(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, dict[str, str]], int]] = {
     "run": _run,
+    "refresh": _refresh,
     "idmap": _idmap,
 }
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import logging
 import random
@@ -106,6 +107,14 @@ class NotFound:
     """TMDB does not know the id (for the requested kind)."""
 
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """A title of the lake whose details TMDB now answers with 404 (a refresh's finding)."""
+
+    media_type: MediaType
+    tmdb_id: int
 
 
 class LookupFailed(Exception):
@@ -234,6 +243,8 @@ class ClientStats:
     map_stale: int = 0  # id-map entries TMDB no longer honours (then the other paths)
     direct: int = 0  # titles asked by IMDb id on /3/movie first
     direct_missed: int = 0  # ... that answered 404 for a movie /find then found
+    deleted: int = 0  # titles of the lake whose details answered 404 in a refresh
+    change_pages: int = 0  # pages of the change lists read
     status: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -247,7 +258,9 @@ class ClientStats:
                 "map_stale": self.map_stale,
                 "direct": self.direct,
                 "direct_missed": self.direct_missed,
+                "deleted": self.deleted,
             },
+            "change_pages": self.change_pages,
             "status": {str(k): v for k, v in sorted(self.status.items())},
             "errors": dict(sorted(self.errors.items())),
         }
@@ -284,13 +297,20 @@ class TmdbClient:
         session: aiohttp.ClientSession,
         options: ClientOptions,
         titles: Titles | None = None,
+        *,
+        deleted_on_404: bool = False,
+        _share: TmdbClient | None = None,
     ) -> None:
         self._session = session
         self._options = options
         self._titles = titles
+        self._deleted_on_404 = deleted_on_404
         self._router = Router(movies_possible=options.kind != "tv")
-        self._semaphore = asyncio.Semaphore(options.concurrency)
-        self._throttle = Throttle(options.rate, max_pause=options.max_backoff)
+        if _share is None:
+            self._semaphore = asyncio.Semaphore(options.concurrency)
+            self._throttle = Throttle(options.rate, max_pause=options.max_backoff)
+        else:  # one connection limit and one rate for the whole run
+            self._semaphore, self._throttle = _share._semaphore, _share._throttle
         self._timeout = aiohttp.ClientTimeout(total=options.request_timeout)
         credentials = options.credentials
         register_secret(credentials.read_access_token)
@@ -309,6 +329,8 @@ class TmdbClient:
         auth = credentials.params()
         self._find_url = f"{base}/3/find/{{}}?{urlencode({**find, **auth})}"
         self._details_url = f"{base}/3/{{}}/{{}}?{urlencode({**details, **auth})}"
+        self._changes_url = f"{base}/3/{{}}/changes?{{}}"
+        self._auth = auth
         # One retry policy for every attempt of every request: tenacity's stop, wait, retry
         # and before_sleep strategies, built once. A controller holds one call's statistics,
         # so each request in flight needs its own: copies of this one, pooled and reused
@@ -325,7 +347,7 @@ class TmdbClient:
             reraise=True,
         )
         self._rejected = False
-        self.stats = ClientStats()
+        self.stats = ClientStats() if _share is None else _share.stats
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -342,6 +364,52 @@ class TmdbClient:
         ) as session:
             yield cls(session, options, titles)
 
+    def reshaped(
+        self,
+        *,
+        kind: Kind,
+        detail: Detail,
+        language: str,
+        append_to_response: tuple[str, ...],
+        deleted_on_404: bool = False,
+    ) -> TmdbClient:
+        """A client asking for records of other settings over this one's session, with its
+        connection limit, rate and statistics: a refresh fetches each title the way it was
+        ingested. ``deleted_on_404``: a title of the id map whose details answer 404 is
+        :class:`Deleted`, not looked for again."""
+        options = dataclasses.replace(
+            self._options,
+            kind=kind,
+            detail=detail,
+            language=language,
+            append_to_response=append_to_response,
+        )
+        return TmdbClient(
+            self._session, options, self._titles, deleted_on_404=deleted_on_404, _share=self
+        )
+
+    async def changes(
+        self, media_type: MediaType, start: dt.date, end: dt.date, page: int
+    ) -> dict[str, Any]:
+        """One page of TMDB's change list of ``media_type`` for [start, end] (both days
+        inclusive; TMDB refuses more than 14 days and pages outside 1..500).
+
+        Raises :class:`LookupFailed` when TMDB could not answer, or refused the window."""
+        query = urlencode(
+            {
+                "start_date": start.isoformat(),
+                "end_date": end.isoformat(),
+                "page": page,
+                **self._auth,
+            }
+        )
+        path = f"/3/{media_type}/changes"
+        self.stats.change_pages += 1
+        data = await self._get(path, self._changes_url.format(media_type, query))
+        if data is None:
+            raise LookupFailed(f"HTTP 404 on {path}", 1, refused=True)
+        return data
+
     @property
     def current_rate(self) -> float:
         """The request rate the client runs at now (below ``rate`` after 429s)."""
@@ -352,7 +420,7 @@ class TmdbClient:
         """The lowest rate the client adapted down to during the run."""
         return self._throttle.lowest_rate
 
-    async def lookup(self, imdb_id: str) -> Found | NotFound:
+    async def lookup(self, imdb_id: str) -> Found | NotFound | Deleted:
         """The TMDB record of ``imdb_id``, in as few requests as what is known allows.
 
         In ``full`` mode: a title of the id map is one request by its TMDB id; a movie is one
@@ -375,11 +443,16 @@ class TmdbClient:
                 opts.kind == known.media_type or (opts.kind == "auto" and not known.narrow)
             ):
                 media_type, tmdb_id = known.media_type, known.tmdb_id
-                details = await self._shortcut(
-                    f"/3/{media_type}/{tmdb_id}",
-                    self._details_url.format(media_type, tmdb_id),
-                    outage_falls_back=False,
-                )
+                path = f"/3/{media_type}/{tmdb_id}"
+                url = self._details_url.format(media_type, tmdb_id)
+                if self._deleted_on_404:
+                    details = await self._get(path, url)
+                    if details is None:
+                        self.stats.deleted += 1
+                        titles.forget(imdb_id)  # type: ignore[union-attr]
+                        return Deleted(media_type, tmdb_id)
+                else:
+                    details = await self._shortcut(path, url, outage_falls_back=False)
                 if details is not None and _confirms(details, imdb_id, media_type):
                     self.stats.by_map += 1
                     return _found(details, imdb_id, media_type)

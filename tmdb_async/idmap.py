@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from .errors import InputError, StorageError
-from .ids import canonical_number
+from .ids import canonical_form, canonical_number
 from .shape import Profile
 from .storage import Conflict, Store
 from .writer import RAW_FOLDER, STATE_FOLDER, decode_file
@@ -328,6 +328,12 @@ class LakeIdMap:
 
     def __len__(self) -> int:
         return len(self._known)
+
+    def titles(self) -> Iterator[tuple[str, Title]]:
+        """(IMDb id, :class:`Title`) of every title read, in IMDb order."""
+        known = self._known
+        for number, value in known.items():
+            yield canonical_form(number), known.title(value)
 
     @property
     def pending(self) -> int:

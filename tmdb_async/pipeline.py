@@ -20,12 +20,14 @@ twice and nothing is skipped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
+from typing import Any
 
 from . import runstate
 from .chunks import ChunkedRun
@@ -40,7 +42,7 @@ from .storage import LocalStore, S3Store, Store, open_s3, parse_s3, read_source
 from .summary import Manifest, Summary
 from .writer import RAW_FOLDER, date_folder, source_stem
 
-__all__ = ["Summary", "record_shape", "run"]
+__all__ = ["Engine", "Summary", "record_shape", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -81,40 +83,122 @@ async def run(
     settings.validate()
     settings.credentials.require()
     started = time.monotonic()
-    shape = record_shape(settings)
-    label = settings.source if items is None else f"items[{len(items)}]"
-    dest_url = parse_s3(settings.dest, "dest")
-    source_url = None if items is not None else parse_s3(settings.source, "source")
     stats = ReadStats()
     batch = None if items is None else read_item_ids(items, stats=stats)
-
-    run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
-    async with AsyncExitStack() as stack:
-        s3 = await stack.enter_async_context(
-            open_s3(bool(dest_url or source_url), settings.concurrency)
-        )
-        if store is None:
-            store = S3Store(s3, dest_url) if dest_url else LocalStore(settings.dest)
-        titles = await _id_map(store, run_id, settings, batch is None)
-        client = await stack.enter_async_context(
-            TmdbClient.open(ClientOptions.of(settings), titles)
-        )
+    source_url = None if items is not None else parse_s3(settings.source, "source")
+    async with Engine.open(
+        settings,
+        store=store,
+        compact=batch is None,
+        source_s3=source_url is not None,
+        remaining=remaining,
+    ) as engine:
         if batch is None:
-            job = runstate.job_key(settings.source, settings.offset, settings.limit, shape)
+            entries: AsyncIterator[IdEntry] = read_csv_ids(
+                read_source(settings.source, engine.s3),
+                where=settings.source,
+                offset=settings.offset,
+                limit=settings.limit,
+                stats=stats,
+            )
+            job = runstate.job_key(
+                settings.source, settings.offset, settings.limit, record_shape(settings)
+            )
         else:
-            job = runstate.items_key([e.imdb_id for e in batch], shape)
+            entries = _aiter(batch, settings.offset, settings.limit)
+            job = runstate.items_key([e.imdb_id for e in batch], record_shape(settings))
+        return await engine.ingest(
+            settings,
+            engine.client,
+            entries,
+            job=job,
+            label=settings.source if batch is None else f"items[{len(batch)}]",
+            stem="batch" if batch is not None else source_stem(settings.source),
+            batch=batch,
+            stats=stats,
+            started=started,
+            remaining=remaining,
+            safety_margin=safety_margin,
+            progress=progress,
+        )
+
+
+@dataclasses.dataclass(slots=True)
+class Engine:
+    """What one run opens once, inside the event loop: the S3 client, the destination, the
+    lake's id map and the TMDB client (one aiohttp session). :meth:`ingest` runs a job on
+    them; a refresh runs several (one per record profile) on one engine."""
+
+    settings: Settings
+    s3: Any
+    store: Store
+    titles: LakeIdMap
+    client: TmdbClient
+    run_id: str
+    remaining: Remaining | None = None
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        compact: bool,
+        source_s3: bool = False,
+        remaining: Remaining | None = None,
+    ) -> AsyncIterator[Engine]:
+        """Open the run's clients; on the way out, save what the id map learned (within
+        ``remaining``) and close them. ``compact``: fold the id map's segments (CLI runs
+        and refreshes; never Distributed Map children)."""
+        dest_url = parse_s3(settings.dest, "dest")
+        run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+        async with AsyncExitStack() as stack:
+            s3 = await stack.enter_async_context(
+                open_s3(bool(dest_url or source_s3), settings.concurrency)
+            )
+            if store is None:
+                store = S3Store(s3, dest_url) if dest_url else LocalStore(settings.dest)
+            titles = await _id_map(store, run_id, settings, compact)
+            client = await stack.enter_async_context(
+                TmdbClient.open(ClientOptions.of(settings), titles)
+            )
+            try:
+                yield cls(settings, s3, store, titles, client, run_id, remaining)
+            finally:
+                await _save_lessons(titles, remaining)
+
+    async def ingest(
+        self,
+        settings: Settings,
+        client: TmdbClient,
+        entries: AsyncIterator[IdEntry],
+        *,
+        job: str,
+        label: str,
+        stem: str,
+        batch: Sequence[IdEntry] | None,
+        stats: ReadStats,
+        started: float,
+        remaining: Remaining | None,
+        safety_margin: float,
+        progress: Callable[[int], None] | None,
+    ) -> Summary:
+        """Account for every id of ``entries`` exactly once in the date folder (see the
+        module): resolve the date, write the manifest, drive the producer, workers and
+        committer, and report. ``batch``: the ids handed back when the deadline stops it."""
+        store, shape = self.store, record_shape(settings)
         date, continued = await runstate.resolve_date(store, job, settings.date)
         if continued:
             log.warning("continuing the interrupted run of %s in its folder", date.isoformat())
         folder = date_folder(date)
-        stem = "batch" if batch is not None else source_stem(settings.source)
         summary = Summary(source=label, dest=settings.dest, date=date.isoformat())
         manifest = Manifest(
             store,
             folder,
-            f"{stem}-{run_id}",
+            f"{stem}-{self.run_id}",
             {
-                "run": run_id,
+                "run": self.run_id,
                 "source": label,
                 "settings": {**settings.public(), "date": date.isoformat()},
                 "continued": continued,
@@ -123,7 +207,7 @@ async def run(
         # Written first: proves the destination is writable before TMDB quota is spent.
         summary.manifest = await manifest.write()
         await runstate.started(store, job, date, label)
-        ledger = await Ledger(store, folder, owner=run_id).load()
+        ledger = await Ledger(store, folder, owner=self.run_id).load()
         lake = await lake_records(store, RAW_FOLDER) if settings.skip_existing else set()
         job_run = ChunkedRun(
             settings,
@@ -132,22 +216,13 @@ async def run(
             shape=shape,
             stem=stem,
             lake=lake,
-            titles=titles,
+            titles=self.titles,
             remaining=remaining,
             margin=safety_margin,
             progress=progress,
             track=batch is not None,
         )
-        if batch is not None:
-            entries: AsyncIterator[IdEntry] = _aiter(batch, settings.offset, settings.limit)
-        else:
-            entries = read_csv_ids(
-                read_source(settings.source, s3),
-                where=settings.source,
-                offset=settings.offset,
-                limit=settings.limit,
-                stats=stats,
-            )
+        requests_before = client.stats.requests
         error: BaseException | None = None
         hard_stop = None if remaining is None else max(0.0, remaining() - safety_margin / 3)
         try:
@@ -166,26 +241,25 @@ async def run(
             error = _unwrap(exc)
         finally:
             summary.seconds = round(time.monotonic() - started, 3)
-            _fill(summary, job_run, client, stats, batch)
+            _fill(summary, job_run, client, stats, batch, requests_before)
             if error is not None:
                 summary.status = "error"
                 summary.error = describe_error(error)
             await _finish(summary, manifest, client, store, job, error)
-            await _save_lessons(titles, remaining)
         if error is not None:
             raise error
-    log.info(
-        "run %s: %d ids, %d records, %d not found, %d invalid, %d failed, %d kept in %.1fs",
-        summary.status,
-        summary.unique_ids,
-        summary.records,
-        summary.not_found,
-        summary.invalid,
-        summary.failed,
-        summary.kept,
-        summary.seconds,
-    )
-    return summary
+        log.info(
+            "run %s: %d ids, %d records, %d not found, %d invalid, %d failed, %d kept in %.1fs",
+            summary.status,
+            summary.unique_ids,
+            summary.records,
+            summary.not_found,
+            summary.invalid,
+            summary.failed,
+            summary.kept,
+            summary.seconds,
+        )
+        return summary
 
 
 async def _aiter(
@@ -237,13 +311,14 @@ def _fill(
     client: TmdbClient,
     stats: ReadStats,
     batch: Sequence[IdEntry] | None,
+    requests_before: int = 0,
 ) -> None:
     for count in dataclasses.fields(job.counts):  # the summary has a field of each name
         setattr(summary, count.name, getattr(job.counts, count.name))
     summary.unique_ids = job.done
     summary.files = sorted(job.files)
     summary.sidecars = sorted(job.sidecars)
-    summary.requests = client.stats.requests
+    summary.requests = client.stats.requests - requests_before
     summary.retries = client.stats.retries
     summary.throttled_429 = client.stats.throttled
     summary.rows_read = stats.rows

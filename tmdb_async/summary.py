@@ -23,8 +23,9 @@ MANIFEST_FOLDER = "_manifests"
 class Summary:
     """What a run did. ``as_dict()`` is the CLI's ``--json`` line and the Lambda result.
 
-    Every distinct id of the slice is counted once: ``records``, ``not_found``, ``invalid``
-    and ``failed`` are what this run wrote; ``kept`` were already in the date folder from an
+    Every distinct id of the slice is counted once: ``records``, ``not_found``, ``invalid``,
+    ``failed`` and ``deleted`` (a refresh's titles whose details TMDB now answers with 404)
+    are what this run wrote; ``kept`` were already in the date folder from an
     earlier run with the same record settings; ``skipped`` (incremental runs) have a record
     in another date folder. ``replaced`` of the written ids moved out of an older file.
     """
@@ -38,6 +39,7 @@ class Summary:
     not_found: int = 0
     invalid: int = 0
     failed: int = 0
+    deleted: int = 0
     kept: int = 0
     skipped: int = 0
     replaced: int = 0
@@ -98,6 +100,7 @@ class Manifest:
                     "not_found",
                     "invalid",
                     "failed",
+                    "deleted",
                     "kept",
                     "skipped",
                     "replaced",

@@ -1,0 +1,322 @@
+"""Refresh: only the titles TMDB changed are fetched again, once each, the way they were
+ingested, into the processing date's folder; the expected sets come from the fake's
+documented rule (:func:`tmdb_devtools.fake_tmdb.changed_ids`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import TOKEN
+from tests.support.asked import titles_asked
+from tests.support.kill import Killed, KillingStore, declare_dead
+from tests.support.lake import read_local
+from tmdb_async import Credentials, Settings, run
+from tmdb_async.client import TmdbClient
+from tmdb_async.errors import InputError, UsageError
+from tmdb_async.refresh import STATE_KEY, Window, refresh
+from tmdb_async.storage import LocalStore
+from tmdb_devtools.csvgen import write_csv
+from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig, changed_ids, kind_of_number
+
+INGESTED = dt.date(2026, 11, 10)
+TODAY = dt.date(2026, 11, 20)
+
+
+def imdb(n: int) -> str:
+    return f"tt{n:07d}"
+
+
+def config(**changes: Any) -> FakeTmdbConfig:
+    values: dict[str, Any] = {
+        "token": TOKEN,
+        "change_period": 7,
+        "change_universe": 5_000,
+        "today": TODAY,
+    }
+    values.update(changes)
+    return FakeTmdbConfig(**values)
+
+
+def settings(dest: Path, url: str, **changes: Any) -> Settings:
+    values: dict[str, Any] = {
+        "source": "refresh",
+        "dest": str(dest),
+        "credentials": Credentials(read_access_token=TOKEN),
+        "tmdb_url": url,
+        "rate": 2000.0,
+        "max_backoff": 0.05,
+        "date": TODAY,
+    }
+    values.update(changes)
+    return Settings(**values)
+
+
+async def ingest(
+    tmp_path: Path, lake: Path, url: str, ids: list[str], date: dt.date = INGESTED, **changes: Any
+) -> None:
+    csv_path = write_csv(tmp_path / f"in-{date}.csv", ids)
+    await run(settings(lake, url, source=str(csv_path), date=date, **changes))
+
+
+def expected(ids: list[str], window: Window, cfg: FakeTmdbConfig) -> set[str]:
+    """The lake's titles the fake lists as changed in ``window``."""
+    changed = {
+        kind: set(changed_ids(kind, window.start, window.end, cfg)) for kind in ("movie", "tv")
+    }
+    return {
+        i
+        for i in ids
+        if (kind := kind_of_number(int(i[2:]))) is not None
+        and int(i[2:]) not in cfg.removed_ids
+        and int(i[2:]) in changed[kind]
+    }
+
+
+def folder(date: dt.date) -> str:
+    return f"Raw/TMDB/JSON/{date:%Y/%m/%d}"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTmdb]:
+    async with FakeTmdb(config()) as server:
+        yield server
+
+
+async def test_a_refresh_fetches_exactly_the_changed_titles_of_the_lake_once_each(
+    tmp_path: Path, fake: FakeTmdb
+) -> None:
+    """Ingested on the 10th, refreshed on the 20th: the first refresh reads the days from
+    the newest ingest date through the 19th, and writes one record per changed title of the
+    lake, in one request each, the same record a run would write."""
+    ids = [imdb(n) for n in range(1, 401)]
+    lake = tmp_path / "lake"
+    await ingest(tmp_path, lake, fake.url, ids)
+    fake.reset_stats()
+    summary = await refresh(settings(lake, fake.url))
+    window = Window(INGESTED, TODAY - dt.timedelta(days=1))
+    want = expected(ids, window, fake.config)
+    assert 40 < len(want) < 400  # the rule picks some, not all
+    view = read_local(lake / folder(TODAY))
+    assert not view.duplicates()
+    assert set(view.records) == want and not view.outcomes
+    assert all(n <= 100 for n in view.data_files.values())
+    sent = fake.stats().path_counts
+    asked = titles_asked(sent)
+    assert {i for i, hits in asked.items() if hits} == want
+    assert all(asked[i] == 1 for i in want)  # one request each, by TMDB id
+    assert summary.status == "ok" and summary.records == len(want) == summary.in_lake
+    assert summary.window == {"start": "2026-11-10", "end": "2026-11-19"}
+    assert summary.requests == len(want) + summary.list_pages
+    assert summary.refreshed_through == "2026-11-19"
+    assert json.loads((lake / STATE_KEY).read_text())["through"] == "2026-11-19"
+    before = {i: places[0][1] for i, places in read_local(lake / folder(INGESTED)).records.items()}
+    after = {i: places[0][1] for i, places in view.records.items()}
+    assert all(after[i] == before[i] for i in want)  # the fake's data did not change
+
+
+async def test_the_next_refresh_reads_only_the_days_since_the_last_one(
+    tmp_path: Path, fake: FakeTmdb
+) -> None:
+    ids = [imdb(n) for n in range(1, 201)]
+    lake = tmp_path / "lake"
+    await ingest(tmp_path, lake, fake.url, ids)
+    await refresh(settings(lake, fake.url))
+    again = await refresh(settings(lake, fake.url))  # the same day: nothing new
+    assert again.status == "up_to_date" and again.requests == 0
+    assert again.refreshed_through == "2026-11-19"
+    tomorrow = TODAY + dt.timedelta(days=1)
+    fake.reset_stats()
+    nxt = await refresh(settings(lake, fake.url, date=tomorrow))
+    assert nxt.window == {"start": "2026-11-20", "end": "2026-11-20"}
+    want = expected(ids, Window(TODAY, TODAY), fake.config)
+    assert set(read_local(lake / folder(tomorrow)).records) == want
+    assert nxt.records == len(want) and nxt.refreshed_through == "2026-11-20"
+
+
+async def test_windows_longer_than_14_days_are_read_in_pieces_of_at_most_14(
+    tmp_path: Path, fake: FakeTmdb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[str, dt.date, dt.date, int]] = []
+    original = TmdbClient.changes
+
+    async def recording(self: TmdbClient, kind: Any, start: Any, end: Any, page: int) -> Any:
+        asked.append((kind, start, end, page))
+        return await original(self, kind, start, end, page)
+
+    monkeypatch.setattr(TmdbClient, "changes", recording)
+    ids = [imdb(n) for n in range(1, 301)]
+    lake = tmp_path / "lake"
+    await ingest(tmp_path, lake, fake.url, ids)
+    since = dt.date(2026, 9, 30)  # 51 days through the 19th
+    summary = await refresh(settings(lake, fake.url), since=since)
+    for kind in ("movie", "tv"):
+        spans = sorted({(s, e) for k, s, e, _ in asked if k == kind})
+        assert all((e - s).days + 1 <= 14 for s, e in spans)
+        days = [s + dt.timedelta(days=d) for s, e in spans for d in range((e - s).days + 1)]
+        assert days == [since + dt.timedelta(days=d) for d in range(51)]  # each day once
+    assert 422 not in fake.stats().status_counts
+    want = expected(ids, Window(since, TODAY - dt.timedelta(days=1)), fake.config)
+    assert set(read_local(lake / folder(TODAY)).records) == want
+    assert summary.records == len(want)
+
+
+async def test_every_page_is_read(tmp_path: Path) -> None:
+    """A universe of 60,000 titles changing every 3rd day: the movies' list of the 10 days is
+    about 140 pages; titles listed only on late pages are refreshed too."""
+    cfg = config(change_period=3, change_universe=60_000)
+    async with FakeTmdb(cfg) as fake:
+        ids = [imdb(n) for n in range(59_001, 59_401)]  # the highest ids: the last pages
+        lake = tmp_path / "lake"
+        await ingest(tmp_path, lake, fake.url, ids)
+        summary = await refresh(settings(lake, fake.url))
+    window = Window(INGESTED, TODAY - dt.timedelta(days=1))
+    want = expected(ids, window, cfg)
+    pages = {
+        kind: -(-len(changed_ids(kind, window.start, window.end, cfg)) // 100)
+        for kind in ("movie", "tv")
+    }
+    assert pages["movie"] > 100
+    assert summary.list_pages == pages["movie"] + pages["tv"]
+    assert set(read_local(lake / folder(TODAY)).records) == want and want
+    assert not summary.truncated
+
+
+@pytest.mark.slow
+async def test_a_list_cut_off_at_page_500_is_read_by_day_and_what_stays_cut_is_reported(
+    tmp_path: Path,
+) -> None:
+    """Every title changes every 4th day: two days of movies are over 500 pages, so the
+    window is read day by day (about 260 pages each, all read). With period 1 a single day
+    of 60,000 movies is over 500 pages: the summary names it."""
+    cfg = config(change_period=4, change_universe=150_000)
+    ids = [imdb(n) for n in range(149_001, 149_301)]
+    async with FakeTmdb(cfg) as fake:
+        lake = tmp_path / "lake"
+        await ingest(tmp_path, lake, fake.url, ids)
+        since = TODAY - dt.timedelta(days=2)
+        summary = await refresh(settings(lake, fake.url), since=since)
+    assert not summary.truncated
+    want = expected(ids, Window(since, TODAY - dt.timedelta(days=1)), cfg)
+    assert set(read_local(lake / folder(TODAY)).records) == want and want
+
+    cut = config(change_period=1, change_universe=90_000)
+    async with FakeTmdb(cut) as fake:
+        lake = tmp_path / "lake2"
+        await ingest(tmp_path, lake, fake.url, ids[:5], date=TODAY - dt.timedelta(days=1))
+        summary = await refresh(settings(lake, fake.url))
+    assert [(t["kind"], t["start"], t["pages_read"]) for t in summary.truncated] == [
+        ("movie", "2026-11-19", 500)
+    ]
+    assert summary.truncated[0]["total_results"] == len(
+        changed_ids("movie", TODAY - dt.timedelta(days=1), TODAY - dt.timedelta(days=1), cut)
+    )
+    assert summary.status == "ok"
+
+
+async def test_a_title_tmdb_removed_is_listed_as_deleted_and_not_asked_again(
+    tmp_path: Path,
+) -> None:
+    ids = [imdb(n) for n in range(1, 101)]
+    lake = tmp_path / "lake"
+    async with FakeTmdb(config()) as fake:
+        await ingest(tmp_path, lake, fake.url, ids)
+    gone = {imdb(3), imdb(8)}  # a movie and a series
+    cfg = config(removed_ids=frozenset(gone))
+    async with FakeTmdb(cfg) as fake:
+        summary = await refresh(settings(lake, fake.url))
+        view = read_local(lake / folder(TODAY))
+        deleted = {i: places[0][1] for i, places in view.outcomes.items()}
+        assert set(deleted) == gone
+        assert {i: (e["outcome"], e["media_type"], e["tmdb_id"]) for i, e in deleted.items()} == {
+            imdb(3): ("deleted", "movie", 3),
+            imdb(8): ("deleted", "tv", 8),
+        }
+        assert summary.deleted == 2 and gone.isdisjoint(view.records)
+        asked = titles_asked(fake.stats().path_counts)
+        assert all(asked[i] == 1 for i in gone)  # the details' 404, nothing else
+        fake.reset_stats()
+        tomorrow = TODAY + dt.timedelta(days=1)
+        await refresh(settings(lake, fake.url, date=tomorrow))  # listed again every day
+        assert all(titles_asked(fake.stats().path_counts)[i] == 0 for i in gone)
+
+
+async def test_each_title_is_refreshed_with_the_settings_it_was_ingested_with(
+    tmp_path: Path, fake: FakeTmdb
+) -> None:
+    movies = [imdb(n) for n in range(1, 201) if kind_of_number(n) == "movie"]
+    series = [imdb(n) for n in range(1, 201) if kind_of_number(n) == "tv"]
+    lake = tmp_path / "lake"
+    await ingest(tmp_path, lake, fake.url, movies, language="en-US", append_to_response=())
+    await ingest(
+        tmp_path,
+        lake,
+        fake.url,
+        series,
+        date=INGESTED + dt.timedelta(days=1),
+        kind="tv",
+        append_to_response=("credits",),
+        output_format="jsonl",
+    )
+    summary = await refresh(settings(lake, fake.url, language="fr-FR"))
+    view = read_local(lake / folder(TODAY))
+    for imdb_id, places in view.records.items():
+        name, record = places[0]
+        if imdb_id in movies:
+            assert name.endswith(".json") and "credits" not in record
+            assert record == read_local(lake / folder(INGESTED)).records[imdb_id][0][1]
+        else:
+            assert name.endswith(".jsonl") and "credits" in record
+    assert {i for i in view.records if i in series} and {i for i in view.records if i in movies}
+    assert summary.window == {"start": "2026-11-11", "end": "2026-11-19"}  # newest ingest
+
+
+async def test_a_killed_refresh_resumes_exactly_once(tmp_path: Path, fake: FakeTmdb) -> None:
+    """Killed at every 7th storage write in turn: the rerun with the same date leaves each
+    changed title once in the folder, fetches only what was not committed, and moves the
+    state only when done."""
+    ids = [imdb(n) for n in range(1, 401)]
+    lake = tmp_path / "lake"
+    await ingest(tmp_path, lake, fake.url, ids, chunk_size=25)
+    want = expected(ids, Window(INGESTED, TODAY - dt.timedelta(days=1)), fake.config)
+    budget = 1
+    while True:
+        store = KillingStore(LocalStore(str(lake)), budget)
+        try:
+            await refresh(settings(lake, fake.url, chunk_size=25), store=store)  # type: ignore[arg-type]
+        except Killed:
+            declare_dead(lake)
+            state = lake / STATE_KEY
+            assert not state.exists() or json.loads(state.read_text())["through"] == "2026-11-09"
+            budget += 7
+            continue
+        break
+    assert budget > 8  # killed a few times
+    fake.reset_stats()
+    view = read_local(lake / folder(TODAY))
+    assert not view.duplicates() and set(view.records) == want
+    final = await refresh(settings(lake, fake.url, chunk_size=25), since=INGESTED)
+    assert final.kept == len(want) and final.records == 0  # all already there
+    assert titles_asked(fake.stats().path_counts) == {}
+
+
+async def test_a_processing_date_with_no_complete_day_to_read_is_up_to_date(
+    tmp_path: Path, fake: FakeTmdb
+) -> None:
+    lake = tmp_path / "lake"
+    await ingest(tmp_path, lake, fake.url, [imdb(1)], date=TODAY)
+    summary = await refresh(settings(lake, fake.url))
+    assert summary.status == "up_to_date" and summary.requests == 0
+    assert summary.refreshed_through == "2026-11-19"  # pinned: tomorrow reads the 20th
+    with pytest.raises(UsageError, match="since: 2026-11-20 leaves no complete day"):
+        await refresh(settings(lake, fake.url), since=TODAY)
+
+
+async def test_a_lake_without_data_is_refused(tmp_path: Path, fake: FakeTmdb) -> None:
+    with pytest.raises(InputError, match="no ingested data to refresh"):
+        await refresh(settings(tmp_path / "empty", fake.url))
