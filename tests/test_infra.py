@@ -43,6 +43,7 @@ BATCH_INPUT_FIELDS = {"dest", "kind", "date", "global_rate", "max_concurrency"}
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 MIB = 1024 * 1024
 FAKE_ACCOUNT_ARN = "arn:aws:lambda:us-east-1:123456789012:function:tmdb-ingest"
+SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -118,6 +119,8 @@ def _policy_statements(policies: list[Any]) -> Iterator[dict[str, Any]]:
             yield from _policy_statements([p for p in (yes, no) if p != {"Ref": "AWS::NoValue"}])
         elif isinstance(policy, dict) and "Statement" in policy:
             yield from _as_list(policy["Statement"])
+        elif isinstance(policy, dict) and "PolicyDocument" in policy:  # AWS::IAM::Role inline
+            yield from _as_list(policy["PolicyDocument"]["Statement"])
         else:
             # A SAM policy template: only the ones reviewed here are allowed.
             assert isinstance(policy, dict), f"unexpected managed policy {policy!r}"
@@ -394,6 +397,127 @@ def test_iam_is_least_privilege(template: dict[str, Any]) -> None:
     for st in sm_statements:
         if any(a.startswith("states:") for a in _as_list(st["Action"])):
             assert all(sm_name in _sub_text(r) for r in _as_list(st["Resource"]))
+
+
+# --- the daily refresh schedule ------------------------------------------------------------
+
+
+def _refresh_schedule(template: dict[str, Any]) -> dict[str, Any]:
+    return _one(template, "AWS::Scheduler::Schedule")
+
+
+def test_refresh_schedule_is_disabled_by_default_and_set_by_parameters(
+    template: dict[str, Any],
+) -> None:
+    params = template["Parameters"]
+    defaults = _parameter_defaults(template)
+    # Daily at 04:00 UTC, after the previous UTC day's TMDB change lists are complete...
+    assert defaults["RefreshSchedule"] == "cron(0 4 * * ? *)"
+    # ...but created disabled: a deployment runs nothing until someone enables it.
+    assert defaults["RefreshScheduleState"] == "DISABLED"
+    assert set(params["RefreshScheduleState"]["AllowedValues"]) == {"ENABLED", "DISABLED"}
+    pattern = re.compile(params["RefreshSchedule"]["AllowedPattern"])
+    for good in ("cron(0 4 * * ? *)", "cron(30 5 ? * MON-FRI *)", "rate(1 day)"):
+        assert pattern.match(good), good
+    for bad in ("", "0 4 * * ? *", "at(2024-05-02T04:00:00)", "cron(0 4 * * ? *) "):
+        assert not pattern.match(bad), bad
+
+    schedule = _refresh_schedule(template)
+    assert schedule["State"] == {"Ref": "RefreshScheduleState"}
+    assert schedule["ScheduleExpression"] == {"Ref": "RefreshSchedule"}
+    assert schedule["ScheduleExpressionTimezone"] == "UTC"
+    assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
+
+    outputs = template["Outputs"]
+    (name,) = _resources_of_type(template, "AWS::Scheduler::Schedule")
+    assert outputs["RefreshScheduleName"]["Value"] == {"Ref": name}
+    assert outputs["RefreshScheduleArn"]["Value"] == {"Fn::GetAtt": [name, "Arn"]}
+
+
+def test_refresh_schedule_sends_the_refresh_event_to_the_function(
+    template: dict[str, Any], definition: dict[str, Any]
+) -> None:
+    target = _refresh_schedule(template)["Target"]
+    assert target["Arn"] == {"Fn::GetAtt": ["IngestFunction", "Arn"]}
+    params = {**_parameter_defaults(template), "DataLakeBucket": "data-lake-x"}
+    event = json.loads(_substitute(target["Input"], params))
+    # Scheduler puts the run's scheduled time in "date"; the engine takes its UTC date.
+    assert event == {"action": "refresh", "dest": "s3://data-lake-x", "date": SCHEDULED_TIME}
+    # The same lake root the ingest writes to: the function's TMDB_DEST and the state
+    # machine's dest.
+    env = _one(template, "AWS::Serverless::Function")["Environment"]["Variables"]
+    assert event["dest"] == _substitute(env["TMDB_DEST"], params)
+    assert event["dest"] == _states_named(definition)["PrepareIds"]["Parameters"]["Payload"]["dest"]
+    # Only the scheduled time, which every retry of one run repeats: an attribute that changes
+    # per attempt (execution-id, attempt-number) would make a retry a different event.
+    assert re.findall(r"<aws\.scheduler\.[a-z-]+>", target["Input"]["Fn::Sub"]) == [SCHEDULED_TIME]
+    # Delivery retries, given up long before the next day's run.
+    retry = target["RetryPolicy"]
+    assert 1 <= retry["MaximumRetryAttempts"] <= 3
+    assert 60 <= retry["MaximumEventAgeInSeconds"] <= 6 * 3600
+
+
+def test_refresh_scheduler_role_can_only_invoke_the_function(template: dict[str, Any]) -> None:
+    role_arn = _refresh_schedule(template)["Target"]["RoleArn"]
+    role_name, attribute = role_arn["Fn::GetAtt"]
+    assert attribute == "Arn"
+    role = template["Resources"][role_name]
+    assert role["Type"] == "AWS::IAM::Role"
+    props = role["Properties"]
+
+    # Trusted by EventBridge Scheduler alone, and only on behalf of this account.
+    (trust,) = _as_list(props["AssumeRolePolicyDocument"]["Statement"])
+    assert trust["Effect"] == "Allow"
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert _as_list(trust["Action"]) == ["sts:AssumeRole"]
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+    # Allowed one action, on this function (its unqualified ARN and its versions/aliases).
+    assert "ManagedPolicyArns" not in props
+    statements = list(_policy_statements(props["Policies"]))
+    assert statements
+    for st in statements:
+        assert st["Effect"] == "Allow"
+        assert _as_list(st["Action"]) == ["lambda:InvokeFunction"]
+        assert {_sub_text(r) for r in _as_list(st["Resource"])} == {
+            "${IngestFunction.Arn}",
+            "${IngestFunction.Arn}:*",
+        }
+        assert "Condition" not in st and "NotResource" not in st
+
+
+def test_asynchronous_invocations_are_retried_twice(template: dict[str, Any]) -> None:
+    """An unfinished refresh raises; Lambda then runs the same event again, at most twice."""
+    config = _one(template, "AWS::Lambda::EventInvokeConfig")
+    assert config["FunctionName"] == {"Ref": "IngestFunction"}
+    assert config["Qualifier"] == "$LATEST"  # what the schedule's unqualified ARN invokes
+    assert config["MaximumRetryAttempts"] == 2
+    # Room for three attempts of the longest timeout plus Lambda's 1 + 2 minute back-off.
+    longest = template["Parameters"]["FunctionTimeout"]["MaxValue"]
+    assert 3 * longest + 180 <= config["MaximumEventAgeInSeconds"] <= 21600
+    # One place sets it: no SAM EventInvokeConfig on the function as well.
+    assert "EventInvokeConfig" not in _one(template, "AWS::Serverless::Function")
+
+
+def test_the_schedule_is_the_only_asynchronous_caller(
+    template: dict[str, Any], definition: dict[str, Any]
+) -> None:
+    """The retry settings govern the schedule's invocations only: the state machine calls
+    the function synchronously (it retries by its own Retry rules), and no SAM event source
+    invokes it."""
+    assert "Events" not in _one(template, "AWS::Serverless::Function")
+    tasks = [
+        s
+        for s in _states_named(definition).values()
+        if s.get("Resource") == "arn:aws:states:::lambda:invoke"
+    ]
+    assert tasks
+    for task in tasks:
+        assert task["Parameters"].get("InvocationType", "RequestResponse") == "RequestResponse"
+    # Nothing else pushes events to it: no EventBridge rule, no resource policy for a service.
+    assert len(_resources_of_type(template, "AWS::Scheduler::Schedule")) == 1
+    assert not _resources_of_type(template, "AWS::Events::Rule")
+    assert not _resources_of_type(template, "AWS::Lambda::Permission")
 
 
 # --- statemachine/ingest.asl.json ---------------------------------------------------------
