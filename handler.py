@@ -43,6 +43,10 @@ _COUNTS = (
     "failed",
     "kept",
     "skipped",
+    "deleted",  # a refresh's
+    "in_lake",
+    "list_pages",
+    "requests",
     "throttled_429",
 )
 
@@ -65,10 +69,6 @@ def _invoke(event: Any, context: Any) -> dict[str, Any]:
     for name in _COUNTS:
         if isinstance(result.get(name), int):
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=result[name])
-    if isinstance(result.get("throttled_429"), int):
-        metrics.add_metric(
-            name="throttled_429", unit=MetricUnit.Count, value=result["throttled_429"]
-        )
     if isinstance(result.get("seconds"), float | int):
         metrics.add_metric(name="seconds", unit=MetricUnit.Seconds, value=result["seconds"])
     return result

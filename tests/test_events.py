@@ -3,6 +3,7 @@ anything else is refused with the field it is about."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import traceback
@@ -14,10 +15,12 @@ import pytest
 
 import handler
 from tests.conftest import TOKEN
-from tmdb_async.errors import CredentialsError, DeadlineError, UsageError
+from tests.support.asked import titles_asked
+from tests.support.lake import read_s3
+from tmdb_async.errors import CredentialsError, DeadlineError, RefreshIncomplete, UsageError
 from tmdb_async.events import handle
 from tmdb_devtools.csvgen import title_ids, write_csv
-from tmdb_devtools.fake_tmdb import FakeTmdb
+from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig, changed_ids, kind_of_number
 
 KEY = "Raw/Local/CSV/Movies/2022/05/02/movies.csv"
 
@@ -284,3 +287,83 @@ def test_lambda_errors_are_redacted_and_chain_nothing(
     printed = "".join(traceback.format_exception(raised))
     assert TOKEN not in printed and TOKEN not in str(raised)
     assert "***" in str(raised) and "\n" not in str(raised)
+
+
+async def _ingested_lake(tmp_path: Path, s3: Any, lake: str, url: str, ids: list[str]) -> None:
+    s3.upload_file(str(write_csv(tmp_path / "m.csv", ids)), lake, KEY)
+    event = {"source": f"s3://{lake}/{KEY}", "date": "2026-11-10", "chunk_size": 20}
+    assert (await handle(event, Context(), lambda_env(url)))["status"] == "ok"
+
+
+async def test_a_scheduled_refresh_event_refreshes_into_the_scheduled_date(
+    tmp_path: Path, s3: Any, lake: str
+) -> None:
+    """EventBridge Scheduler passes ``<aws.scheduler.scheduled-time>`` as the date: its UTC
+    date is the processing date, so every retry of one scheduled invocation writes into the
+    same folder."""
+    ids = title_ids(120, "movie", start=1) + title_ids(60, "tv", start=1)
+    cfg = FakeTmdbConfig(token=TOKEN, change_period=7, change_universe=5_000)
+    async with FakeTmdb(cfg) as fake:
+        await _ingested_lake(tmp_path, s3, lake, fake.url, ids)
+        event = {"action": "refresh", "dest": f"s3://{lake}", "date": "2026-11-13T04:00:00Z"}
+        result = await handle(event, Context(), lambda_env(fake.url))
+    window = (dt.date(2026, 11, 10), dt.date(2026, 11, 12))
+    changed = {k: set(changed_ids(k, *window, cfg)) for k in ("movie", "tv")}
+    want = {i for i in ids if (k := kind_of_number(int(i[2:]))) and int(i[2:]) in changed[k]}
+    assert want and result["status"] == "ok" and result["date"] == "2026-11-13"
+    assert result["window"] == {"start": "2026-11-10", "end": "2026-11-12"}
+    view = read_s3(s3, lake, "Raw/TMDB/JSON/2026/11/13")
+    assert set(view.records) == want and not view.duplicates()
+    assert result["records"] == len(want) and result["exit_code"] == 0
+
+
+async def test_a_refresh_stopped_at_the_deadline_raises_and_the_same_event_continues_it(
+    tmp_path: Path, s3: Any, lake: str
+) -> None:
+    """Lambda retries an asynchronous invocation that raised with the same event: the second
+    run continues in the same folder, each changed title once."""
+    ids = title_ids(400, "movie", start=1)
+    cfg = FakeTmdbConfig(token=TOKEN, change_period=3, change_universe=5_000)
+    async with FakeTmdb(cfg) as fake:
+        await _ingested_lake(tmp_path, s3, lake, fake.url, ids)
+        env = lambda_env(fake.url, TMDB_SAFETY_MARGIN_SECONDS="30")
+        event = {
+            "action": "refresh",
+            "dest": f"s3://{lake}",
+            "date": "2026-11-12",
+            "chunk_size": 20,
+        }
+        fake.reset_stats()
+
+        def remaining_ms() -> int:
+            return 900_000 if fake.stats().total_requests < 60 else 20_000
+
+        with pytest.raises(RefreshIncomplete, match="the same event again continues it"):
+            await handle(event, Context(remaining_ms), env)
+        committed = set(read_s3(s3, lake, "Raw/TMDB/JSON/2026/11/12").records)
+        fake.reset_stats()
+        result = await handle(event, Context(), env)
+        asked = titles_asked(fake.stats().path_counts)
+    window = (dt.date(2026, 11, 10), dt.date(2026, 11, 11))
+    changed = set(changed_ids("movie", *window, cfg))
+    want = {i for i in ids if kind_of_number(int(i[2:])) and int(i[2:]) in changed}
+    view = read_s3(s3, lake, "Raw/TMDB/JSON/2026/11/12")
+    assert set(view.records) == want and not view.duplicates()
+    assert 0 < len(committed) < len(want)  # the first invocation did part of it
+    assert set(asked) == want - committed  # the second fetched only the rest, once each
+    assert all(hits == 1 for hits in asked.values())
+    assert result["status"] == "ok" and result["kept"] == len(committed)
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"action": "refresh", "dest": "s3://data-lake-x", "kind": "tv"}, "unknown field 'kind'"),
+        ({"action": "refresh", "dest": "s3://data-lake-x", "date": "yesterday"}, "event.date"),
+        ({"action": "refresh", "dest": "s3://data-lake-x", "since": 3}, "event.since"),
+        ({"action": "refresh", "dest": "/tmp/lake"}, "is not an s3:// URL"),
+    ],
+)
+async def test_bad_refresh_events_are_refused_naming_the_field(event: Any, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        await handle(event, Context(), lambda_env("http://127.0.0.1:9"))

@@ -271,3 +271,27 @@ async def test_a_warm_awslambdaric_runtime_runs_every_event_shape(
         line.startswith("[ERROR] UsageError: event: unknown field") for line in runtime.stdout
     )
     print("awslambdaric timings:", json.dumps(timings, indent=1))
+
+
+async def test_the_scheduled_refresh_event_runs_under_awslambdaric(
+    tmp_path: Path, s3: Any, lake: str
+) -> None:
+    """What EventBridge Scheduler sends: the scheduled time as the date. The refresh writes
+    into that day's folder, and its counts reach CloudWatch as EMF metrics."""
+    ids = title_ids(80, "movie", start=1) + title_ids(40, "tv", start=1)
+    s3.upload_file(str(write_csv(tmp_path / "movies.csv", ids)), lake, KEY)
+    cfg = FakeTmdbConfig(token=TOKEN, change_period=5, change_universe=2_000)
+    async with FakeTmdb(cfg) as fake, _runtime(fake.url) as runtime:
+        ingest = {"source": f"s3://{lake}/{KEY}", "date": "2026-11-10"}
+        kind, first, _ = await runtime.call(ingest, LONG_DEADLINE_MS, "req-ingest")
+        assert kind == "response" and first["status"] == "ok", first
+        event = {"action": "refresh", "dest": f"s3://{lake}", "date": "2026-11-12T04:00:00Z"}
+        kind, result, _ = await runtime.call(event, LONG_DEADLINE_MS, "req-refresh")
+    assert kind == "response", result
+    assert result["status"] == "ok" and result["date"] == "2026-11-12"
+    assert result["window"] == {"start": "2026-11-10", "end": "2026-11-11"}
+    view = read_s3(s3, lake, "Raw/TMDB/JSON/2026/11/12")
+    assert len(view.records) == result["records"] > 0 and not view.duplicates()
+    emf = [json.loads(line) for line in runtime.stdout if '"CloudWatchMetrics"' in line]
+    assert [e["in_lake"] for e in emf if "in_lake" in e] == [[result["in_lake"]]]
+    assert TOKEN not in "".join(runtime.stdout + runtime.stderr)

@@ -4,13 +4,17 @@ documented rule (:func:`tmdb_devtools.fake_tmdb.changed_ids`)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import TOKEN
 from tests.support.asked import titles_asked
@@ -43,7 +47,7 @@ def config(**changes: Any) -> FakeTmdbConfig:
     return FakeTmdbConfig(**values)
 
 
-def settings(dest: Path, url: str, **changes: Any) -> Settings:
+def options(dest: Path, url: str, **changes: Any) -> Settings:
     values: dict[str, Any] = {
         "source": "refresh",
         "dest": str(dest),
@@ -61,7 +65,7 @@ async def ingest(
     tmp_path: Path, lake: Path, url: str, ids: list[str], date: dt.date = INGESTED, **changes: Any
 ) -> None:
     csv_path = write_csv(tmp_path / f"in-{date}.csv", ids)
-    await run(settings(lake, url, source=str(csv_path), date=date, **changes))
+    await run(options(lake, url, source=str(csv_path), date=date, **changes))
 
 
 def expected(ids: list[str], window: Window, cfg: FakeTmdbConfig) -> set[str]:
@@ -98,7 +102,7 @@ async def test_a_refresh_fetches_exactly_the_changed_titles_of_the_lake_once_eac
     lake = tmp_path / "lake"
     await ingest(tmp_path, lake, fake.url, ids)
     fake.reset_stats()
-    summary = await refresh(settings(lake, fake.url))
+    summary = await refresh(options(lake, fake.url))
     window = Window(INGESTED, TODAY - dt.timedelta(days=1))
     want = expected(ids, window, fake.config)
     assert 40 < len(want) < 400  # the rule picks some, not all
@@ -126,13 +130,13 @@ async def test_the_next_refresh_reads_only_the_days_since_the_last_one(
     ids = [imdb(n) for n in range(1, 201)]
     lake = tmp_path / "lake"
     await ingest(tmp_path, lake, fake.url, ids)
-    await refresh(settings(lake, fake.url))
-    again = await refresh(settings(lake, fake.url))  # the same day: nothing new
+    await refresh(options(lake, fake.url))
+    again = await refresh(options(lake, fake.url))  # the same day: nothing new
     assert again.status == "up_to_date" and again.requests == 0
     assert again.refreshed_through == "2026-11-19"
     tomorrow = TODAY + dt.timedelta(days=1)
     fake.reset_stats()
-    nxt = await refresh(settings(lake, fake.url, date=tomorrow))
+    nxt = await refresh(options(lake, fake.url, date=tomorrow))
     assert nxt.window == {"start": "2026-11-20", "end": "2026-11-20"}
     want = expected(ids, Window(TODAY, TODAY), fake.config)
     assert set(read_local(lake / folder(tomorrow)).records) == want
@@ -154,7 +158,7 @@ async def test_windows_longer_than_14_days_are_read_in_pieces_of_at_most_14(
     lake = tmp_path / "lake"
     await ingest(tmp_path, lake, fake.url, ids)
     since = dt.date(2026, 9, 30)  # 51 days through the 19th
-    summary = await refresh(settings(lake, fake.url), since=since)
+    summary = await refresh(options(lake, fake.url), since=since)
     for kind in ("movie", "tv"):
         spans = sorted({(s, e) for k, s, e, _ in asked if k == kind})
         assert all((e - s).days + 1 <= 14 for s, e in spans)
@@ -174,7 +178,7 @@ async def test_every_page_is_read(tmp_path: Path) -> None:
         ids = [imdb(n) for n in range(59_001, 59_401)]  # the highest ids: the last pages
         lake = tmp_path / "lake"
         await ingest(tmp_path, lake, fake.url, ids)
-        summary = await refresh(settings(lake, fake.url))
+        summary = await refresh(options(lake, fake.url))
     window = Window(INGESTED, TODAY - dt.timedelta(days=1))
     want = expected(ids, window, cfg)
     pages = {
@@ -200,7 +204,7 @@ async def test_a_list_cut_off_at_page_500_is_read_by_day_and_what_stays_cut_is_r
         lake = tmp_path / "lake"
         await ingest(tmp_path, lake, fake.url, ids)
         since = TODAY - dt.timedelta(days=2)
-        summary = await refresh(settings(lake, fake.url), since=since)
+        summary = await refresh(options(lake, fake.url), since=since)
     assert not summary.truncated
     want = expected(ids, Window(since, TODAY - dt.timedelta(days=1)), cfg)
     assert set(read_local(lake / folder(TODAY)).records) == want and want
@@ -209,7 +213,7 @@ async def test_a_list_cut_off_at_page_500_is_read_by_day_and_what_stays_cut_is_r
     async with FakeTmdb(cut) as fake:
         lake = tmp_path / "lake2"
         await ingest(tmp_path, lake, fake.url, ids[:5], date=TODAY - dt.timedelta(days=1))
-        summary = await refresh(settings(lake, fake.url))
+        summary = await refresh(options(lake, fake.url))
     assert [(t["kind"], t["start"], t["pages_read"]) for t in summary.truncated] == [
         ("movie", "2026-11-19", 500)
     ]
@@ -229,7 +233,7 @@ async def test_a_title_tmdb_removed_is_listed_as_deleted_and_not_asked_again(
     gone = {imdb(3), imdb(8)}  # a movie and a series
     cfg = config(removed_ids=frozenset(gone))
     async with FakeTmdb(cfg) as fake:
-        summary = await refresh(settings(lake, fake.url))
+        summary = await refresh(options(lake, fake.url))
         view = read_local(lake / folder(TODAY))
         deleted = {i: places[0][1] for i, places in view.outcomes.items()}
         assert set(deleted) == gone
@@ -242,7 +246,7 @@ async def test_a_title_tmdb_removed_is_listed_as_deleted_and_not_asked_again(
         assert all(asked[i] == 1 for i in gone)  # the details' 404, nothing else
         fake.reset_stats()
         tomorrow = TODAY + dt.timedelta(days=1)
-        await refresh(settings(lake, fake.url, date=tomorrow))  # listed again every day
+        await refresh(options(lake, fake.url, date=tomorrow))  # listed again every day
         assert all(titles_asked(fake.stats().path_counts)[i] == 0 for i in gone)
 
 
@@ -263,7 +267,7 @@ async def test_each_title_is_refreshed_with_the_settings_it_was_ingested_with(
         append_to_response=("credits",),
         output_format="jsonl",
     )
-    summary = await refresh(settings(lake, fake.url, language="fr-FR"))
+    summary = await refresh(options(lake, fake.url, language="fr-FR"))
     view = read_local(lake / folder(TODAY))
     for imdb_id, places in view.records.items():
         name, record = places[0]
@@ -288,7 +292,7 @@ async def test_a_killed_refresh_resumes_exactly_once(tmp_path: Path, fake: FakeT
     while True:
         store = KillingStore(LocalStore(str(lake)), budget)
         try:
-            await refresh(settings(lake, fake.url, chunk_size=25), store=store)  # type: ignore[arg-type]
+            await refresh(options(lake, fake.url, chunk_size=25), store=store)  # type: ignore[arg-type]
         except Killed:
             declare_dead(lake)
             state = lake / STATE_KEY
@@ -300,7 +304,7 @@ async def test_a_killed_refresh_resumes_exactly_once(tmp_path: Path, fake: FakeT
     fake.reset_stats()
     view = read_local(lake / folder(TODAY))
     assert not view.duplicates() and set(view.records) == want
-    final = await refresh(settings(lake, fake.url, chunk_size=25), since=INGESTED)
+    final = await refresh(options(lake, fake.url, chunk_size=25), since=INGESTED)
     assert final.kept == len(want) and final.records == 0  # all already there
     assert titles_asked(fake.stats().path_counts) == {}
 
@@ -310,13 +314,103 @@ async def test_a_processing_date_with_no_complete_day_to_read_is_up_to_date(
 ) -> None:
     lake = tmp_path / "lake"
     await ingest(tmp_path, lake, fake.url, [imdb(1)], date=TODAY)
-    summary = await refresh(settings(lake, fake.url))
+    summary = await refresh(options(lake, fake.url))
     assert summary.status == "up_to_date" and summary.requests == 0
     assert summary.refreshed_through == "2026-11-19"  # pinned: tomorrow reads the 20th
     with pytest.raises(UsageError, match="since: 2026-11-20 leaves no complete day"):
-        await refresh(settings(lake, fake.url), since=TODAY)
+        await refresh(options(lake, fake.url), since=TODAY)
 
 
 async def test_a_lake_without_data_is_refused(tmp_path: Path, fake: FakeTmdb) -> None:
     with pytest.raises(InputError, match="no ingested data to refresh"):
-        await refresh(settings(tmp_path / "empty", fake.url))
+        await refresh(options(tmp_path / "empty", fake.url))
+
+
+# --- what operators do, in any order: the refresh's promises after every step ------------
+
+_operation = st.one_of(
+    st.tuples(st.just("ingest"), st.integers(0, 6), st.integers(0, 3), st.none()),
+    st.tuples(st.just("refresh"), st.integers(1, 8), st.none(), st.none()),
+    st.tuples(st.just("killed"), st.integers(1, 8), st.none(), st.integers(1, 12)),
+    st.tuples(st.just("since"), st.integers(1, 8), st.integers(0, 7), st.none()),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.tuples(st.just("ingest"), st.integers(0, 3), st.integers(0, 3), st.none()),
+    st.lists(_operation, min_size=1, max_size=7),
+)
+def test_whatever_operators_do_each_refresh_holds_what_changed_once_and_no_day_is_lost(
+    first: tuple[str, int, int | None, int | None],
+    more: list[tuple[str, int, int | None, int | None]],
+) -> None:
+    """Ingests of slices on various days, refreshes on various days (killed after a random
+    number of storage writes, or with --since), in any order. After every step: no folder
+    holds an id twice; the refreshed day never moves back; and after a refresh that
+    completed, its folder holds every lake title changed in its window, and the refreshed
+    days since the first refresh have no gap."""
+    steps = [first, *more]
+    cfg = config(change_period=3, change_universe=600)
+    base = dt.date(2026, 11, 1)
+    slices = [[imdb(n) for n in range(1 + 60 * k, 61 + 60 * k)] for k in range(4)]
+
+    async def scenario(root: Path) -> None:
+        lake = root / "lake"
+        lake_titles: dict[str, dt.date] = {}  # title -> first ingest date
+        through: dt.date | None = None
+        async with FakeTmdb(cfg) as fake:
+            for i, (action, day, arg, kill) in enumerate(steps):
+                date = base + dt.timedelta(days=day)
+                if action == "ingest":
+                    ids = slices[arg or 0]
+                    await ingest(root, lake, fake.url, ids, date=date, chunk_size=25)
+                    for n in ids:
+                        if kind_of_number(int(n[2:])) is not None:
+                            lake_titles.setdefault(n, date)
+                    continue
+                since = None if action != "since" else base + dt.timedelta(days=arg or 0)
+                store: Any = LocalStore(str(lake))
+                if action == "killed":
+                    store = KillingStore(store, kill or 1)
+                try:
+                    summary = await refresh(
+                        options(lake, fake.url, date=date, chunk_size=25), since=since, store=store
+                    )
+                except (InputError, UsageError):
+                    continue  # nothing ingested yet, or --since after the last complete day
+                except Killed:
+                    event("a refresh was killed")
+                    declare_dead(lake)
+                    summary = None
+                now = _through(lake)
+                assert through is None or (now is not None and now >= through)  # never back
+                view = read_local(lake / folder(date))
+                assert not view.duplicates(), (i, view.duplicates())
+                if summary is not None and summary.window is not None:
+                    event("a refresh read changes")
+                    assert summary.status == "ok"
+                    window = Window(
+                        dt.date.fromisoformat(summary.window["start"]),
+                        dt.date.fromisoformat(summary.window["end"]),
+                    )
+                    if since is None and through is not None:
+                        assert window.start == through + dt.timedelta(days=1)  # no gap
+                    known = [n for n, first in lake_titles.items() if first <= date]
+                    want = expected(known, window, cfg)
+                    assert want <= set(view.records), (i, want - set(view.records))
+                    if through is None or window.start <= through + dt.timedelta(days=1):
+                        assert now == max(window.end, through or window.end)
+                    else:  # a --since after a gap: the gap is still to read
+                        assert now == through
+                through = now
+
+    with tempfile.TemporaryDirectory() as root:
+        asyncio.run(scenario(Path(root)))
+
+
+def _through(lake: Path) -> dt.date | None:
+    state = lake / STATE_KEY
+    if not state.exists():
+        return None
+    return dt.date.fromisoformat(json.loads(state.read_text())["through"])

@@ -63,6 +63,14 @@ class DeadlineError(IngestError):
     exit_code = ExitCode.BAD_INPUT
 
 
+class RefreshIncomplete(IngestError):
+    """A refresh stopped at the Lambda deadline with titles left. Raised, not returned, so
+    that Lambda's asynchronous retry runs the same event again (the same processing date),
+    which continues it exactly where it stopped."""
+
+    exit_code = ExitCode.INCOMPLETE
+
+
 def describe_error(exc: BaseException) -> str:
     """One redacted line for an operator: an :class:`IngestError`'s message as it is, any
     other error as ``Type: message`` (cut to 300 characters). See :mod:`.redaction`."""

@@ -8,7 +8,13 @@ Three event shapes (anything else is a :class:`~tmdb_async.errors.UsageError`):
   {"dest", "kind", "date", "global_rate", "max_concurrency"}}``. The request rate of each
   invocation is ``global_rate / max_concurrency`` so the whole fleet stays under TMDB's limit;
 - ``{"action": "prepare", "source", "dest"}``: writes the distinct ids of a big CSV as a small
-  CSV for the Distributed Map to read, so no id is split across two batches.
+  CSV for the Distributed Map to read, so no id is split across two batches;
+- ``{"action": "refresh", "dest", "date", "since", …}``: fetches again the lake's titles TMDB
+  changed (:mod:`tmdb_async.refresh`). ``date`` may be a timestamp such as EventBridge
+  Scheduler's ``<aws.scheduler.scheduled-time>`` (its UTC date is the processing date), so a
+  retry of one scheduled invocation continues the same refresh. A refresh stopped at the
+  deadline raises :class:`~tmdb_async.errors.RefreshIncomplete` for Lambda's asynchronous
+  retry to continue it.
 
 Which keys each shape takes, their types and checks, and the ``global_rate`` /
 ``max_concurrency`` rule all come from the settings schema in :mod:`tmdb_async.config`.
@@ -24,6 +30,7 @@ the same work back for ever.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -40,12 +47,14 @@ from .config import (
     fleet_share,
     margin_override,
     no_progress,
+    parse_date,
     require_progress,
     settings_from,
 )
-from .errors import CredentialsError, UsageError
+from .errors import CredentialsError, RefreshIncomplete, UsageError
 from .pipeline import run
 from .prepare import prepare_ids
+from .refresh import refresh
 from .storage import parse_s3, s3_error_code
 
 if TYPE_CHECKING:
@@ -150,6 +159,9 @@ async def handle(
         logsetup.log_context.set({"request_id": request_id, "action": "prepare"})
         return await prepare_ids(settings)
 
+    if event.get("action") == "refresh":
+        return await _refresh(event, env, request_id, remaining, margin)
+
     if "Items" in event:
         check_keys(event, ("Items", "BatchInput"), "event")
         items = event["Items"]
@@ -186,5 +198,63 @@ async def handle(
 
     raise UsageError(
         "event: unknown shape; expected {source, dest, …}, a Distributed Map batch "
-        "{Items, BatchInput} or {action: 'prepare', source, dest}"
+        "{Items, BatchInput}, {action: 'prepare', source, dest} or {action: 'refresh', dest}"
     )
+
+
+#: What a refresh event may set besides ``action`` and ``since``: where, when, how fast.
+_REFRESH_KEYS = (
+    "dest",
+    "date",
+    "language",
+    "append_to_response",
+    "chunk_size",
+    "format",
+    "concurrency",
+    "rate",
+    "max_attempts",
+    "request_timeout",
+)
+
+
+async def _refresh(
+    event: Mapping[str, Any],
+    env: Mapping[str, str],
+    request_id: str | None,
+    remaining: Callable[[], float] | None,
+    margin: float,
+) -> dict[str, Any]:
+    check_keys(event, ("action", "since", *_REFRESH_KEYS), "event")
+    given = {k: v for k, v in event.items() if k not in ("action", "since")}
+    if isinstance(given.get("date"), str):
+        given["date"] = _day(given["date"], "event.date")
+    since = event.get("since")
+    if since is not None:
+        since = parse_date(
+            _day(since, "event.since") if isinstance(since, str) else since, "event.since"
+        )
+    settings = _settings(event_values(given, "event"), "refresh", env)
+    settings = settings.with_changes(credentials=await _credentials(env)).validate()
+    logsetup.log_context.set({"request_id": request_id, "action": "refresh"})
+    _require_time(remaining, margin)
+    summary = await refresh(settings, since=since, remaining=remaining, safety_margin=margin)
+    if summary.status == "incomplete":
+        raise RefreshIncomplete(
+            f"refresh of {summary.date}: stopped at the function's deadline after "
+            f"{summary.records + summary.deleted + summary.kept} of {summary.in_lake} titles; "
+            "the same event again continues it"
+        )
+    return summary.as_dict()
+
+
+def _day(value: str, where: str) -> str:
+    """``YYYY-MM-DD`` of a date or of an RFC 3339 timestamp (its UTC date)."""
+    if "T" not in value:
+        return value
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{where}: {value!r} is not a date or a timestamp") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC)
+    return moment.date().isoformat()

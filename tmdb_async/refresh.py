@@ -19,7 +19,8 @@ processing date D:
    now answer 404 is a ``deleted`` entry of the folder's sidecar, with its TMDB id, and
    leaves the id map;
 4. records the window's last day as refreshed, only once every changed title is accounted
-   for without failure.
+   for without failure, and only when no day is left unread before the window (a
+   ``--since`` after a gap does not move it).
 
 A refresh killed at any point (or stopped at its deadline) is run again with the same date:
 it reads the same window, the folder's ledger keeps what was committed, and only the rest is
@@ -425,13 +426,14 @@ async def refresh(
             summary.retries = stats.retries
             summary.throttled_429 = stats.throttled
             summary.seconds = round(time.monotonic() - started, 3)
-        if summary.status == "ok":
-            # Days cut off at page 500 count as done: rereading them gets the same 500 pages
-            # (the summary lists them).
+        through = state.through
+        # "Through X" promises every day up to X was read: a --since window that leaves a
+        # gap after X does not move it (the next refresh reads the gap). Days cut off at page
+        # 500 count as read: rereading them gets the same 500 pages (the summary lists them).
+        if summary.status == "ok" and (through is None or window.start <= through + _DAY):
             await save_state(engine.store, window.end, state)
-            summary.refreshed_through = window.end.isoformat()
-        elif state.through is not None:
-            summary.refreshed_through = state.through.isoformat()
+            through = max(window.end, through or window.end)
+        summary.refreshed_through = None if through is None else through.isoformat()
     return summary
 
 
