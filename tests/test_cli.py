@@ -389,3 +389,54 @@ async def test_idmap_of_a_destination_without_data_files_is_refused(tmp_path: Pa
     assert err.startswith("error: ") and "no data files to learn the id map from" in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "typo" / "Raw/TMDB/_state/idmap/map.bin").exists()
+
+
+async def test_refresh_prints_a_json_summary_as_last_line_then_is_up_to_date(
+    tmp_path: Path,
+) -> None:
+    env = {"TMDB_READ_ACCESS_TOKEN": TOKEN}
+    csv_path = write_csv(tmp_path / "m.csv", title_ids(150, "movie", start=1))
+    cfg = FakeTmdbConfig(token=TOKEN, change_period=4, change_universe=2_000)
+    async with FakeTmdb(cfg) as fake:
+        common = ("--dest", str(tmp_path / "lake"), "--tmdb-url", fake.url, "--rate", "500")
+        code, _, err = await cli("run", str(csv_path), *common, "--date", "2026-11-10", env=env)
+        assert code == 0, err
+        refresh = ("refresh", *common, "--date", "2026-11-13", "--json")
+        code, out, err = await cli(*refresh, env=env)
+        assert code == 0, err
+        summary = json.loads(out.strip().splitlines()[-1])
+        assert summary["status"] == "ok" and summary["records"] > 0
+        assert summary["window"] == {"start": "2026-11-10", "end": "2026-11-12"}
+        assert summary["refreshed_through"] == "2026-11-12"
+        assert "in the lake ->" in err and TOKEN not in out + err
+        code, out, err = await cli(*refresh, env=env)
+        assert code == 0 and json.loads(out.strip().splitlines()[-1])["status"] == "up_to_date"
+        assert "up to date: changes refreshed through 2026-11-12" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--since", "2026-11-13"), "since: 2026-11-13 leaves no complete day"),
+        (("--since", "13/11/2026"), "--since: '13/11/2026' is not a date"),
+        ((), "no ingested data to refresh"),
+    ],
+)
+async def test_refresh_refuses_bad_input_in_one_line_with_exit_2(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    code, out, err = await cli(
+        "refresh",
+        "--dest",
+        str(tmp_path / "empty"),
+        "--date",
+        "2026-11-13",
+        "--tmdb-url",
+        "http://127.0.0.1:9",
+        *args,
+        "--json",
+        env={"TMDB_READ_ACCESS_TOKEN": TOKEN},
+    )
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert json.loads(out.strip().splitlines()[-1])["exit_code"] == 2
