@@ -371,7 +371,10 @@ async def refresh(
     settings.credentials.require()
     started = time.monotonic()
     date = settings.date or dt.datetime.now(dt.UTC).date()
-    settings = settings.with_changes(date=date, offset=0, limit=None, skip_existing=False)
+    # Full details (the id map is read for them only); every title is asked whatever it is.
+    settings = settings.with_changes(
+        date=date, offset=0, limit=None, skip_existing=False, detail="full", kind="auto"
+    )
     summary = RefreshSummary(dest=settings.dest, date=date.isoformat())
     async with Engine.open(settings, store=store, compact=True, remaining=remaining) as engine:
         state = await read_state(engine.store)
