@@ -23,12 +23,15 @@ from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.client import TmdbClient
 from tmdb_async.errors import InputError, UsageError
-from tmdb_async.refresh import STATE_KEY, Window, refresh
+from tmdb_async.idmap import LakeIdMap, Title
+from tmdb_async.refresh import STATE_KEY, Plan, Window, refresh
+from tmdb_async.shape import Profile
 from tmdb_async.storage import LocalStore
 from tmdb_devtools.csvgen import write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig, changed_ids, kind_of_number
 
 INGESTED = dt.date(2026, 11, 10)
+MOVIE = Profile("movie", "full", "pt-BR", (), "json")
 TODAY = dt.date(2026, 11, 20)
 
 
@@ -242,12 +245,33 @@ async def test_a_title_tmdb_removed_is_listed_as_deleted_and_not_asked_again(
             imdb(8): ("deleted", "tv", 8),
         }
         assert summary.deleted == 2 and gone.isdisjoint(view.records)
-        asked = titles_asked(fake.stats().path_counts)
-        assert all(asked[i] == 1 for i in gone)  # the details' 404, nothing else
+        sent = fake.stats().path_counts
+        assert all(sent[f"/3/find/{i}"] == 1 for i in gone)  # a 404 alone could be a merge
+        assert all(titles_asked(sent)[i] <= 3 for i in gone)  # details, maybe direct, /find
         fake.reset_stats()
         tomorrow = TODAY + dt.timedelta(days=1)
         await refresh(options(lake, fake.url, date=tomorrow))  # listed again every day
         assert all(titles_asked(fake.stats().path_counts)[i] == 0 for i in gone)
+
+
+async def test_a_title_whose_tmdb_id_answers_404_but_whose_imdb_id_finds_it_is_refreshed(
+    tmp_path: Path,
+) -> None:
+    """TMDB merged a duplicate: the id the map holds answers 404, /find names the title it
+    became. That is a refresh of the title, not a deletion, and the map learns the new id."""
+    lake = tmp_path / "lake"
+    cfg = config(removed_ids=frozenset({imdb(99_990)}))  # listed as changed every day
+    async with FakeTmdb(cfg) as fake:
+        await ingest(tmp_path, lake, fake.url, [imdb(n) for n in range(1, 21)])
+        titles = await LakeIdMap(LocalStore(str(lake)), "test").load(compact=True)
+        titles.learn({"imdb_id": imdb(12), "media_type": "movie", "id": 99_990}, MOVIE)
+        await titles.flush()
+        summary = await refresh(options(lake, fake.url))
+    view = read_local(lake / folder(TODAY))
+    assert view.records[imdb(12)][0][1]["id"] == 12 and imdb(12) not in view.outcomes
+    assert summary.deleted == 0
+    after = await LakeIdMap(LocalStore(str(lake)), "check").load(compact=True)
+    assert after.get(imdb(12)) == Title("movie", 12, profile=MOVIE)  # fetched as it was
 
 
 async def test_each_title_is_refreshed_with_the_settings_it_was_ingested_with(
@@ -296,7 +320,10 @@ async def test_a_killed_refresh_resumes_exactly_once(tmp_path: Path, fake: FakeT
         except Killed:
             declare_dead(lake)
             state = lake / STATE_KEY
-            assert not state.exists() or json.loads(state.read_text())["through"] == "2026-11-09"
+            through = json.loads(state.read_text())["through"] if state.exists() else None
+            assert through in (None, "2026-11-09", "2026-11-19")
+            if through == "2026-11-19":  # moved only once every title was in
+                assert set(read_local(lake / folder(TODAY)).records) == want
             budget += 7
             continue
         break
@@ -358,18 +385,25 @@ def test_whatever_operators_do_each_refresh_holds_what_changed_once_and_no_day_i
     async def scenario(root: Path) -> None:
         lake = root / "lake"
         lake_titles: dict[str, dt.date] = {}  # title -> first ingest date
-        through: dt.date | None = None
+        ingested: list[dt.date] = []
         async with FakeTmdb(cfg) as fake:
             for i, (action, day, arg, kill) in enumerate(steps):
                 date = base + dt.timedelta(days=day)
                 if action == "ingest":
                     ids = slices[arg or 0]
                     await ingest(root, lake, fake.url, ids, date=date, chunk_size=25)
+                    ingested.append(date)
                     for n in ids:
                         if kind_of_number(int(n[2:])) is not None:
                             lake_titles.setdefault(n, date)
                     continue
                 since = None if action != "since" else base + dt.timedelta(days=arg or 0)
+                before = _through(lake)
+                # The first refresh starts after the newest ingest date.
+                pinned = before or max(ingested) - dt.timedelta(days=1)
+                unfinished = _plan_window(lake, date) if since is None else None
+                if unfinished is not None and before is not None and before >= unfinished.end:
+                    unfinished = None  # finished; the file outlived a kill
                 store: Any = LocalStore(str(lake))
                 if action == "killed":
                     store = KillingStore(store, kill or 1)
@@ -378,35 +412,45 @@ def test_whatever_operators_do_each_refresh_holds_what_changed_once_and_no_day_i
                         options(lake, fake.url, date=date, chunk_size=25), since=since, store=store
                     )
                 except (InputError, UsageError):
-                    continue  # nothing ingested yet, or --since after the last complete day
+                    continue  # --since after the last complete day
                 except Killed:
                     event("a refresh was killed")
                     declare_dead(lake)
                     summary = None
                 now = _through(lake)
-                assert through is None or (now is not None and now >= through)  # never back
+                assert before is None or (now is not None and now >= before)  # never back
                 view = read_local(lake / folder(date))
                 assert not view.duplicates(), (i, view.duplicates())
-                if summary is not None and summary.window is not None:
-                    event("a refresh read changes")
-                    assert summary.status == "ok"
-                    window = Window(
-                        dt.date.fromisoformat(summary.window["start"]),
-                        dt.date.fromisoformat(summary.window["end"]),
-                    )
-                    if since is None and through is not None:
-                        assert window.start == through + dt.timedelta(days=1)  # no gap
-                    known = [n for n, first in lake_titles.items() if first <= date]
-                    want = expected(known, window, cfg)
-                    assert want <= set(view.records), (i, want - set(view.records))
-                    if through is None or window.start <= through + dt.timedelta(days=1):
-                        assert now == max(window.end, through or window.end)
-                    else:  # a --since after a gap: the gap is still to read
-                        assert now == through
-                through = now
+                if summary is None or summary.window is None:
+                    continue
+                event("a refresh read changes")
+                assert summary.status == "ok"
+                window = Window(
+                    dt.date.fromisoformat(summary.window["start"]),
+                    dt.date.fromisoformat(summary.window["end"]),
+                )
+                if unfinished is not None:
+                    assert window == unfinished  # the date's cut-off refresh, continued
+                elif since is None:
+                    assert window.start == pinned + dt.timedelta(days=1)  # no gap
+                known = [n for n, first in lake_titles.items() if first <= date]
+                want = expected(known, window, cfg)
+                assert want <= set(view.records), (i, want - set(view.records))
+                if window.start <= pinned + dt.timedelta(days=1):
+                    assert now == max(window.end, pinned)
+                else:  # a --since after a gap: the gap is still to read
+                    assert now == pinned
 
     with tempfile.TemporaryDirectory() as root:
         asyncio.run(scenario(Path(root)))
+
+
+def _plan_window(lake: Path, date: dt.date) -> Window | None:
+    plan = lake / Plan.key(date)
+    if not plan.exists():
+        return None
+    window = json.loads(plan.read_text())["window"]
+    return Window(dt.date.fromisoformat(window["start"]), dt.date.fromisoformat(window["end"]))
 
 
 def _through(lake: Path) -> dt.date | None:

@@ -375,8 +375,8 @@ class TmdbClient:
     ) -> TmdbClient:
         """A client asking for records of other settings over this one's session, with its
         connection limit, rate and statistics: a refresh fetches each title the way it was
-        ingested. ``deleted_on_404``: a title of the id map whose details answer 404 is
-        :class:`Deleted`, not looked for again."""
+        ingested. ``deleted_on_404``: a title of the id map whose details answer 404 and
+        whose IMDb id finds nothing else is :class:`Deleted`."""
         options = dataclasses.replace(
             self._options,
             kind=kind,
@@ -435,7 +435,6 @@ class TmdbClient:
         opts = self._options
         # Canonical ids (tt + digits) need no quoting; anything else is quoted, never trusted.
         safe = imdb_id if imdb_id.isascii() and imdb_id.isalnum() else quote(imdb_id, safe="")
-        direct_missed = False
         if opts.detail == "full":
             titles = self._titles
             known = titles.get(imdb_id) if titles is not None else None
@@ -445,12 +444,16 @@ class TmdbClient:
                 media_type, tmdb_id = known.media_type, known.tmdb_id
                 path = f"/3/{media_type}/{tmdb_id}"
                 url = self._details_url.format(media_type, tmdb_id)
+                gone = False  # answered 404, not refused otherwise
                 if self._deleted_on_404:
-                    details = await self._get(path, url)
-                    if details is None:
-                        self.stats.deleted += 1
-                        titles.forget(imdb_id)  # type: ignore[union-attr]
-                        return Deleted(media_type, tmdb_id)
+                    try:
+                        details = await self._get(path, url)
+                    except LookupFailed as exc:
+                        if not exc.refused:
+                            raise
+                        details = None
+                    else:
+                        gone = details is None
                 else:
                     details = await self._shortcut(path, url, outage_falls_back=False)
                 if details is not None and _confirms(details, imdb_id, media_type):
@@ -458,18 +461,32 @@ class TmdbClient:
                     return _found(details, imdb_id, media_type)
                 self.stats.map_stale += 1
                 titles.forget(imdb_id)  # type: ignore[union-attr]  # learnt again if found
-            if self._router.direct_first():
-                self.stats.direct += 1
-                details = await self._shortcut(
-                    f"/3/movie/{imdb_id}",
-                    self._details_url.format("movie", safe),
-                    outage_falls_back=True,
-                )
-                if details is not None:
-                    self._router.saw("movie")
-                    self._router.direct(hit=True)
-                    return _found(details, imdb_id, "movie")
-                direct_missed = True
+                result = await self._look_up(imdb_id, safe)
+                if gone and isinstance(result, NotFound):
+                    # Its TMDB id answers 404 and its IMDb id finds nothing: TMDB removed it.
+                    # (A 404 alone may be a merge: the IMDb id then finds the new title.)
+                    self.stats.deleted += 1
+                    return Deleted(media_type, tmdb_id)
+                return result
+        return await self._look_up(imdb_id, safe)
+
+    async def _look_up(self, imdb_id: str, safe: str) -> Found | NotFound:
+        """:meth:`lookup` without the id map: direct by IMDb id while the router says so,
+        else ``/find`` then details."""
+        opts = self._options
+        direct_missed = False
+        if opts.detail == "full" and self._router.direct_first():
+            self.stats.direct += 1
+            details = await self._shortcut(
+                f"/3/movie/{imdb_id}",
+                self._details_url.format("movie", safe),
+                outage_falls_back=True,
+            )
+            if details is not None:
+                self._router.saw("movie")
+                self._router.direct(hit=True)
+                return _found(details, imdb_id, "movie")
+            direct_missed = True
         path = f"/3/find/{imdb_id}"
         found = await self._get(path, self._find_url.format(safe))
         picked = None if found is None else _pick(found, opts.kind)

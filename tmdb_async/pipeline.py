@@ -177,6 +177,7 @@ class Engine:
         job: str,
         label: str,
         stem: str,
+        part: str = "",
         batch: Sequence[IdEntry] | None,
         stats: ReadStats,
         started: float,
@@ -186,7 +187,8 @@ class Engine:
     ) -> Summary:
         """Account for every id of ``entries`` exactly once in the date folder (see the
         module): resolve the date, write the manifest, drive the producer, workers and
-        committer, and report. ``batch``: the ids handed back when the deadline stops it."""
+        committer, and report. ``batch``: the ids handed back when the deadline stops it;
+        ``part`` tells apart the manifests of several jobs of one run."""
         store, shape = self.store, record_shape(settings)
         date, continued = await runstate.resolve_date(store, job, settings.date)
         if continued:
@@ -196,7 +198,7 @@ class Engine:
         manifest = Manifest(
             store,
             folder,
-            f"{stem}-{self.run_id}",
+            f"{stem}-{self.run_id}{part}",
             {
                 "run": self.run_id,
                 "source": label,

@@ -31,31 +31,34 @@ in the folder; the state only ever moves forward.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from . import runstate
 from .client import LookupFailed, MediaType, TmdbClient
-from .config import Settings
+from .config import Settings, no_progress
 from .errors import ExitCode, IngestError, InputError, StorageError, UsageError
 from .idmap import LakeIdMap
 from .ids import IdEntry, ReadStats
+from .ledger import Ledger
 from .pipeline import Engine, Remaining, record_shape
 from .shape import Profile
 from .storage import Conflict, Store
 from .summary import Summary
-from .writer import RAW_FOLDER, STATE_FOLDER
+from .writer import RAW_FOLDER, STATE_FOLDER, date_folder
 
 log = logging.getLogger(__name__)
 
 STATE_KEY: Final = f"{STATE_FOLDER}/refresh.json"
+PLAN_FOLDER: Final = f"{STATE_FOLDER}/refresh"
 MAX_DAYS: Final = 14  # days a change-list request may span (TMDB: 422, status_code 20)
 MAX_PAGE: Final = 500  # the last page TMDB serves (400, status_code 22)
 KINDS: Final[tuple[MediaType, ...]] = ("movie", "tv")
@@ -99,16 +102,6 @@ class Window:
 
 
 @dataclass(slots=True)
-class Changes:
-    """What the change lists of a window hold: TMDB ids by kind, pages read, and the days
-    whose list was cut off at page 500 (the ids past it are unknown)."""
-
-    ids: dict[MediaType, set[int]] = field(default_factory=lambda: {k: set() for k in KINDS})
-    pages: int = 0
-    truncated: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class RefreshSummary:
     """What a refresh did: the CLI's ``--json`` line and the Lambda result.
 
@@ -138,6 +131,7 @@ class RefreshSummary:
     list_pages: int = 0
     retries: int = 0
     throttled_429: int = 0
+    carried: list[str] = field(default_factory=list)  # failed: asked again next refresh
     seconds: float = 0.0
     error: str | None = None
 
@@ -172,41 +166,74 @@ class RefreshSummary:
 
 @dataclass(frozen=True, slots=True)
 class State:
+    """``through``: every day up to it has been read and its titles fetched; ``failed``:
+    titles whose fetch failed, carried to the next refresh."""
+
     through: dt.date | None
+    failed: tuple[str, ...] = ()
     etag: str | None = None
 
 
-async def read_state(store: Store) -> State:
+async def read_state(store: Store, today: dt.date) -> State:
     found = await store.read(STATE_KEY)
     if found is None:
         return State(None)
     raw, etag = found
     try:
-        return State(dt.date.fromisoformat(json.loads(raw)["through"]), etag)
-    except (ValueError, KeyError, TypeError):
+        body = json.loads(raw)
+        through = dt.date.fromisoformat(body["through"])
+        failed = tuple(str(i) for i in body.get("failed", []))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        through = None
+    if through is None or through >= today:  # nobody can have read a day not over yet
         raise StorageError(
-            f"{store.url(STATE_KEY)}: damaged refresh state; fix it or delete it and pass --since"
-        ) from None
+            f"{store.url(STATE_KEY)}: damaged refresh state (a refreshed day is a date before "
+            "today, UTC); fix it, or delete it and pass --since"
+        )
+    return State(through, failed, etag)
 
 
-async def save_state(store: Store, through: dt.date, state: State) -> None:
-    """Record ``through`` as refreshed, never moving back: a conditional write, and on a
-    conflict (another refresh saved meanwhile) the newer day wins."""
+def _state_body(through: dt.date, failed: Iterable[str]) -> bytes:
+    body = {"through": through.isoformat(), "failed": sorted(set(failed)), "saved_at": _now()}
+    return json.dumps(body).encode()
+
+
+async def pin_state(store: Store, through: dt.date, today: dt.date) -> State:
+    """The first refresh's start, written only if there is no state yet (create-only): a
+    refresh that lost the race takes the other's, whose files may already be in the lake
+    and must not pass for a newer ingest."""
+    with contextlib.suppress(Conflict):
+        await store.write(
+            STATE_KEY, _state_body(through, ()), "application/json", if_none_match=True
+        )
+    return await read_state(store, today)
+
+
+async def finish_state(
+    store: Store, window: Window, failed: Iterable[str], state: State, today: dt.date
+) -> State:
+    """After a refresh accounted for every title of ``window``: the refreshed day moves to
+    its end, unless that would skip a day never read (a ``--since`` after a gap), and never
+    back; this refresh's failures are carried. Conditional: a refresh that saved meanwhile
+    is read again and merged with."""
+    failed = set(failed)
     while True:
-        if state.through is not None and state.through >= through:
-            return
-        body = json.dumps({"through": through.isoformat(), "saved_at": _now()}).encode()
+        through = state.through
+        if through is not None and window.start > through + _DAY:
+            return state  # a gap: the next refresh reads it
+        new = window.end if through is None else max(through, window.end)
+        carried = failed if through is None or window.end >= through else failed | set(state.failed)
         try:
             await store.write(
                 STATE_KEY,
-                body,
+                _state_body(new, carried),
                 "application/json",
                 if_none_match=state.etag is None,
                 if_match=state.etag,
             )
-            return
+            return State(new, tuple(sorted(carried)))
         except Conflict:
-            state = await read_state(store)
+            state = await read_state(store, today)
 
 
 def _now() -> str:
@@ -223,12 +250,9 @@ async def newest_ingest_date(store: Store) -> dt.date | None:
     return newest
 
 
-def plan(
-    date: dt.date, since: dt.date | None, through: dt.date | None, newest: dt.date | None
-) -> Window:
-    """The days a refresh on ``date`` reads: from ``since``, else the day after ``through``
-    (the state), else ``newest`` (the newest ingest date); through ``date`` - 1. Empty
-    (``start`` > ``end``) when those days are already refreshed."""
+def plan_window(date: dt.date, since: dt.date | None, through: dt.date) -> Window:
+    """The days a refresh on ``date`` reads: from ``since``, else the day after ``through``;
+    through ``date`` - 1. Empty (``start`` > ``end``) when already refreshed."""
     end = date - _DAY
     if since is not None:
         if since > end:
@@ -237,41 +261,131 @@ def plan(
                 f"date {date.isoformat()} (a refresh reads days up to the one before it)"
             )
         return Window(since, end)
-    if through is not None:
-        return Window(through + _DAY, end)
-    if newest is None:
-        raise InputError(
-            f"{RAW_FOLDER}/: no ingested data to refresh; run an ingestion first, or pass "
-            "--since to read the change lists anyway"
-        )
-    return Window(newest, end)
+    return Window(through + _DAY, end)
+
+
+# --- the plan: what one refresh (one date) reads and fetches, kept until it is done -------
+
+
+@dataclass(slots=True)
+class Plan:
+    """A refresh of one processing date, saved in the lake as it goes
+    (``Raw/TMDB/_state/refresh/<date>.json``): the window, the change-list pieces read and
+    the lake's titles they named, then the groups to fetch. A refresh of the same date cut
+    off (deadline, kill, Lambda retry) continues it: the pieces read are not read again."""
+
+    date: dt.date
+    window: Window
+    carried: list[str] = field(default_factory=list)  # failed last time: asked again
+    done: list[list[str]] = field(default_factory=list)  # [kind, start, end] read
+    selected: list[str] = field(default_factory=list)  # IMDb ids of the lake, once each
+    changed: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})
+    truncated: list[dict[str, Any]] = field(default_factory=list)
+    groups: list[dict[str, Any]] | None = None  # {"profile", "media_type", "ids"}
+
+    @staticmethod
+    def key(date: dt.date) -> str:
+        return f"{PLAN_FOLDER}/{date.isoformat()}.json"
+
+    @classmethod
+    async def load(cls, store: Store, date: dt.date) -> Plan | None:
+        raw = await store.get(cls.key(date))
+        if raw is None:
+            return None
+        try:
+            body = json.loads(raw)
+            window = body["window"]
+            return cls(
+                date,
+                Window(
+                    dt.date.fromisoformat(window["start"]), dt.date.fromisoformat(window["end"])
+                ),
+                list(body["carried"]),
+                [list(piece) for piece in body["done"]],
+                list(body["selected"]),
+                dict(body["changed"]),
+                list(body["truncated"]),
+                body["groups"],
+            )
+        except (ValueError, KeyError, TypeError):
+            log.warning("%s: damaged refresh plan, starting it again", store.url(cls.key(date)))
+            return None
+
+    async def save(self, store: Store) -> None:
+        body = {
+            "date": self.date.isoformat(),
+            "window": self.window.as_json(),
+            "carried": self.carried,
+            "done": self.done,
+            "selected": self.selected,
+            "changed": self.changed,
+            "truncated": self.truncated,
+            "groups": self.groups,
+        }
+        await store.put(self.key(self.date), json.dumps(body).encode(), "application/json")
+
+    def pieces(self) -> Iterator[tuple[MediaType, Window]]:
+        """The change-list requests still to read: per kind, the window in 14-day pieces."""
+        for kind in KINDS:
+            for piece in self.window.pieces():
+                if [kind, piece.start.isoformat(), piece.end.isoformat()] not in self.done:
+                    yield kind, piece
+
+    def group(self, titles: LakeIdMap) -> None:
+        """The titles to fetch, by the profile they were ingested with."""
+        groups: dict[tuple[str, str | None], dict[str, Any]] = {}
+        wanted = dict.fromkeys([*self.selected, *self.carried])
+        for imdb_id in wanted:
+            title = titles.get(imdb_id)
+            if title is None:
+                continue  # forgotten since (TMDB no longer honoured its entry)
+            profile = title.profile
+            if profile is None:  # by media type: each kind is fetched as such
+                key, media_type = ("", title.media_type)
+            else:
+                key, media_type = (json.dumps(profile.as_json(), sort_keys=True), None)
+            group = groups.setdefault(
+                (key, media_type),
+                {
+                    "profile": None if profile is None else profile.as_json(),
+                    "media_type": media_type,
+                    "ids": [],
+                },
+            )
+            group["ids"].append(imdb_id)
+        self.groups = list(groups.values())
 
 
 # --- the change lists ----------------------------------------------------------------------
 
 
-async def read_changes(client: TmdbClient, window: Window) -> Changes:
-    """Every TMDB id both change lists hold for ``window``."""
-    changes = Changes()
-    for kind in KINDS:
-        for piece in window.pieces():
-            await _read_window(client, kind, piece, changes)
-    return changes
+@dataclass(slots=True)
+class _Piece:
+    ids: set[int] = field(default_factory=set)
+    truncated: list[dict[str, Any]] = field(default_factory=list)
 
 
-async def _read_window(
-    client: TmdbClient, kind: MediaType, window: Window, changes: Changes
-) -> None:
-    first = await _page(client, kind, window, 1, changes)
+async def read_piece(client: TmdbClient, kind: MediaType, window: Window) -> _Piece:
+    """Every TMDB id one change list holds for ``window`` (at most 14 days)."""
+    piece = _Piece()
+    await _read_window(client, kind, window, piece)
+    return piece
+
+
+async def _read_window(client: TmdbClient, kind: MediaType, window: Window, piece: _Piece) -> None:
+    first = await _page(client, kind, window, 1)
     total = first.get("total_pages")
-    total = total if type(total) is int and total >= 1 else 1
+    if type(total) is not int or total < 1:
+        raise TmdbUnavailable(
+            f"TMDB /3/{kind}/changes {window.start}..{window.end}: no page count "
+            f"(total_pages {str(total)[:20]!r})"
+        )
     if total > MAX_PAGE and window.days > 1:
         log.info("%s changes %s: %d pages, read in halves", kind, window.as_json(), total)
         for half in window.halves():
-            await _read_window(client, kind, half, changes)
+            await _read_window(client, kind, half, piece)
         return
-    ids = changes.ids[kind]
-    ids.update(_ids(first, kind, window, 1))
+    piece.ids.update(_ids(first, kind, window, 1))
     last = min(total, MAX_PAGE)
     if total > MAX_PAGE:
         results = first.get("total_results")
@@ -282,7 +396,7 @@ async def _read_window(
             results,
             total,
         )
-        changes.truncated.append(
+        piece.truncated.append(
             {
                 "kind": kind,
                 **window.as_json(),
@@ -293,22 +407,19 @@ async def _read_window(
         )
     async with asyncio.TaskGroup() as group:  # pages at once, the client's limits apply
         tasks = [
-            group.create_task(_page(client, kind, window, page, changes))
-            for page in range(2, last + 1)
+            group.create_task(_page(client, kind, window, page)) for page in range(2, last + 1)
         ]
     for page, task in enumerate(tasks, start=2):
-        ids.update(_ids(task.result(), kind, window, page))
+        piece.ids.update(_ids(task.result(), kind, window, page))
 
 
 async def _page(
-    client: TmdbClient, kind: MediaType, window: Window, page: int, changes: Changes
+    client: TmdbClient, kind: MediaType, window: Window, page: int
 ) -> Mapping[str, Any]:
     try:
-        data = await client.changes(kind, window.start, window.end, page)
+        return await client.changes(kind, window.start, window.end, page)
     except LookupFailed as exc:
         raise TmdbUnavailable(f"TMDB change list: {exc.reason}") from None
-    changes.pages += 1
-    return data
 
 
 def _ids(data: Mapping[str, Any], kind: MediaType, window: Window, page: int) -> Iterator[int]:
@@ -322,24 +433,18 @@ def _ids(data: Mapping[str, Any], kind: MediaType, window: Window, page: int) ->
             yield item["id"]
 
 
-# --- what to fetch -------------------------------------------------------------------------
-
-
-def select(titles: LakeIdMap, changes: Changes) -> dict[Profile | None, list[str]]:
-    """The lake's titles among ``changes``, by the profile they were ingested with
-    (``None``: not known, for titles of a rebuilt or older map). One scan of the map: each
-    IMDb id once, in IMDb order, whatever number of days or pages listed it."""
-    movies, shows = changes.ids["movie"], changes.ids["tv"]
-    groups: dict[Profile | None, list[str]] = {}
+def in_lake(titles: LakeIdMap, kind: MediaType, changed: set[int]) -> Iterator[str]:
+    """The IMDb ids of the lake's titles of ``kind`` among TMDB ids ``changed``: one scan of
+    the map, in IMDb order."""
     for imdb_id, title in titles.titles():
-        if title.tmdb_id in (shows if title.media_type == "tv" else movies):
-            groups.setdefault(title.profile, []).append(imdb_id)
-    return groups
+        if title.media_type == kind and title.tmdb_id in changed:
+            yield imdb_id
 
 
-def _settings_for(settings: Settings, profile: Profile | None, media_type: MediaType) -> Settings:
-    if profile is None:  # ingested before profiles were kept: this refresh's own settings
-        return settings.with_changes(kind=media_type, detail="full")
+def _settings_for(settings: Settings, group: Mapping[str, Any]) -> Settings:
+    if group["profile"] is None:  # ingested before profiles were kept: this refresh's own
+        return settings.with_changes(kind=group["media_type"], detail="full")
+    profile = Profile.from_json(group["profile"])
     return settings.with_changes(
         kind=profile.kind,
         detail=profile.detail,
@@ -365,128 +470,171 @@ async def refresh(
     UTC, when None). See the module for what it does.
 
     Raises :class:`~tmdb_async.errors.IngestError` for bad usage, unusable storage, rejected
-    credentials or a change list TMDB would not serve.
+    credentials or a change list TMDB would not serve, and
+    :class:`~tmdb_async.errors.DeadlineError` when stopped at the deadline without any
+    progress.
     """
     settings.validate()
     settings.credentials.require()
     started = time.monotonic()
-    date = settings.date or dt.datetime.now(dt.UTC).date()
+    today = dt.datetime.now(dt.UTC).date()
+    date = settings.date or today
+    if date > today:
+        raise UsageError(
+            f"date: {date.isoformat()} is after today ({today.isoformat()}, UTC); a refresh "
+            "reads the change lists of days that are over"
+        )
+    if since is not None:
+        plan_window(date, since, since)  # refused before any I/O when it reads no day
     # Full details (the id map is read for them only); every title is asked whatever it is.
     settings = settings.with_changes(
         date=date, offset=0, limit=None, skip_existing=False, detail="full", kind="auto"
     )
     summary = RefreshSummary(dest=settings.dest, date=date.isoformat())
     async with Engine.open(settings, store=store, compact=True, remaining=remaining) as engine:
-        state = await read_state(engine.store)
-        newest = None if since or state.through else await newest_ingest_date(engine.store)
-        window = plan(date, since, state.through, newest)
-        if state.through is None:
-            # Pinned before anything is written: this refresh's own files (or a later
-            # ingest) would otherwise move "the newest ingest date" of a rerun.
-            await save_state(engine.store, window.start - _DAY, state)
-            state = await read_state(engine.store)
-        if window.days < 1:
-            summary.status = "up_to_date"
-            summary.refreshed_through = (state.through or window.start - _DAY).isoformat()
-            summary.seconds = round(time.monotonic() - started, 3)
-            return summary
-        summary.window = window.as_json()
-        changes = await read_changes(engine.client, window)
-        summary.list_pages = changes.pages
-        summary.truncated = changes.truncated
-        summary.changed = {kind: len(ids) for kind, ids in changes.ids.items()}
-        groups = select(engine.titles, changes)
-        summary.in_lake = sum(len(ids) for ids in groups.values())
-        log.info(
-            "refresh %s..%s: %d movies and %d series changed, %d of them in the lake",
-            window.start,
-            window.end,
-            summary.changed["movie"],
-            summary.changed["tv"],
-            summary.in_lake,
-        )
-        try:
-            for profile, ids in groups.items():
-                for media_type, part in _by_kind(profile, ids, engine.titles):
-                    result = await _refresh_group(
-                        engine,
-                        _settings_for(settings, profile, media_type),
-                        part,
-                        window,
-                        remaining=remaining,
-                        safety_margin=safety_margin,
-                        progress=progress,
-                        started=started,
+        store = engine.store
+        state = await read_state(store, today)
+        plan = None if since is not None else await Plan.load(store, date)
+        if plan is not None and state.through is not None and state.through >= plan.window.end:
+            plan = None  # finished; its file outlived a kill
+        if plan is None:
+            if state.through is None:
+                newest = await newest_ingest_date(store)
+                if newest is None:
+                    raise InputError(
+                        f"{RAW_FOLDER}/: no ingested data to refresh; run an ingestion first"
                     )
-                    summary.add(result)
-                    if summary.status == "incomplete":
-                        break
-                if summary.status == "incomplete":
-                    break
+                state = await pin_state(store, newest - _DAY, today)
+            assert state.through is not None
+            window = plan_window(date, since, state.through)
+            if window.days < 1:
+                summary.status = "up_to_date"
+                summary.refreshed_through = state.through.isoformat()
+                summary.seconds = round(time.monotonic() - started, 3)
+                return summary
+            plan = Plan(date, window, carried=list(state.failed))
+        summary.window = plan.window.as_json()
+        before = engine.client.stats.requests
+        try:
+            listed = await _list(engine, plan, remaining, safety_margin)
+            if plan.groups is not None:
+                await _fetch(engine, settings, plan, summary, remaining, safety_margin, progress)
         finally:
             stats = engine.client.stats
-            summary.requests = stats.requests
+            summary.changed = dict(plan.changed)
+            summary.truncated = plan.truncated
+            summary.in_lake = sum(len(g["ids"]) for g in plan.groups or [])
+            summary.requests = stats.requests - before
+            summary.list_pages = stats.change_pages
             summary.retries = stats.retries
             summary.throttled_429 = stats.throttled
             summary.seconds = round(time.monotonic() - started, 3)
-        through = state.through
-        # "Through X" promises every day up to X was read: a --since window that leaves a
-        # gap after X does not move it (the next refresh reads the gap). Days cut off at page
-        # 500 count as read: rereading them gets the same 500 pages (the summary lists them).
-        if summary.status == "ok" and (through is None or window.start <= through + _DAY):
-            await save_state(engine.store, window.end, state)
-            through = max(window.end, through or window.end)
-        summary.refreshed_through = None if through is None else through.isoformat()
+        if plan.groups is None or summary.status == "incomplete":
+            summary.status = "incomplete"
+            done = summary.records + summary.deleted + summary.not_found + summary.failed
+            if not listed and not done:
+                raise no_progress(safety_margin, _DEADLINE_HINT)
+            summary.refreshed_through = state.through.isoformat() if state.through else None
+            return summary
+        failed = await _failed(store, plan)
+        state = await finish_state(store, plan.window, failed, state, today)
+        await store.delete(Plan.key(date))
+        summary.refreshed_through = None if state.through is None else state.through.isoformat()
+        summary.carried = sorted(failed)
     return summary
 
 
-def _by_kind(
-    profile: Profile | None, ids: list[str], titles: LakeIdMap
-) -> Iterator[tuple[MediaType, list[str]]]:
-    """A profile's ids as one group; titles of unknown profile by media type (each kind is
-    then fetched as such)."""
-    if profile is not None:
-        yield ("tv" if profile.kind == "tv" else "movie"), ids
-        return
-    for kind in KINDS:
-        part = [i for i in ids if (t := titles.get(i)) is not None and t.media_type == kind]
-        if part:
-            yield kind, part
+_DEADLINE_HINT = "give it more time (--time-budget, or the function's timeout)"
 
 
-async def _refresh_group(
+async def _list(engine: Engine, plan: Plan, remaining: Remaining | None, margin: float) -> int:
+    """Read the plan's change-list pieces not read yet, saving the plan after each; then
+    group its titles. Stops at the deadline (the pieces read are kept). Returns the pieces
+    read by this call."""
+    read = 0
+    hard_stop = None if remaining is None else max(0.0, remaining() - margin / 3)
+    try:
+        async with asyncio.timeout(hard_stop):
+            for kind, window in list(plan.pieces()):
+                if remaining is not None and remaining() < margin:
+                    return read
+                piece = await read_piece(engine.client, kind, window)
+                plan.changed[kind] = plan.changed.get(kind, 0) + len(piece.ids)
+                plan.truncated += piece.truncated
+                known = set(plan.selected)
+                plan.selected += [
+                    i for i in in_lake(engine.titles, kind, piece.ids) if i not in known
+                ]
+                plan.done.append([kind, window.start.isoformat(), window.end.isoformat()])
+                await plan.save(engine.store)
+                read += 1
+    except TimeoutError:
+        return read
+    if plan.groups is None:
+        read += 1
+        plan.group(engine.titles)
+        await plan.save(engine.store)
+        log.info(
+            "refresh %s..%s: %d movies and %d series listed, %d titles of the lake",
+            plan.window.start,
+            plan.window.end,
+            plan.changed["movie"],
+            plan.changed["tv"],
+            sum(len(g["ids"]) for g in plan.groups or []),
+        )
+    return read
+
+
+async def _fetch(
     engine: Engine,
     settings: Settings,
-    ids: list[str],
-    window: Window,
-    *,
+    plan: Plan,
+    summary: RefreshSummary,
     remaining: Remaining | None,
-    safety_margin: float,
+    margin: float,
     progress: Callable[[int], None] | None,
-    started: float,
-) -> Summary:
-    client = engine.client.reshaped(
-        kind=settings.kind,
-        detail=settings.detail,
-        language=settings.language,
-        append_to_response=settings.append_to_response,
-        deleted_on_404=True,
-    )
-    entries = [IdEntry(position, imdb_id, position + 1) for position, imdb_id in enumerate(ids)]
-    return await engine.ingest(
-        settings,
-        client,
-        _aiter(entries),
-        job=runstate.items_key(ids, record_shape(settings)),
-        label=f"refresh {window.start.isoformat()}..{window.end.isoformat()}",
-        stem="refresh",
-        batch=None,
-        stats=ReadStats(),
-        started=started,
-        remaining=remaining,
-        safety_margin=safety_margin,
-        progress=progress,
-    )
+) -> None:
+    started = time.monotonic()
+    for index, group in enumerate(plan.groups or []):
+        part = _settings_for(settings, group)
+        ids = group["ids"]
+        client = engine.client.reshaped(
+            kind=part.kind,
+            detail=part.detail,
+            language=part.language,
+            append_to_response=part.append_to_response,
+            deleted_on_404=True,
+        )
+        entries = [IdEntry(position, imdb_id, position + 1) for position, imdb_id in enumerate(ids)]
+        result = await engine.ingest(
+            part,
+            client,
+            _aiter(entries),
+            job=runstate.items_key(ids, record_shape(part)),
+            label=f"refresh {plan.window.start.isoformat()}..{plan.window.end.isoformat()}",
+            stem="refresh",
+            part=f"-{index}",
+            batch=None,
+            stats=ReadStats(),
+            started=started,
+            remaining=remaining,
+            safety_margin=margin,
+            progress=progress,
+        )
+        summary.add(result)
+        if summary.status == "incomplete":
+            return
+
+
+async def _failed(store: Store, plan: Plan) -> list[str]:
+    """The plan's titles whose latest outcome in the date folder is a failure."""
+    ledger = await Ledger(store, date_folder(plan.date), owner="refresh-check").load()
+    return [
+        imdb_id
+        for group in plan.groups or []
+        for imdb_id in group["ids"]
+        if (home := ledger.home(imdb_id)) is not None and home.outcome == "failed"
+    ]
 
 
 async def _aiter(entries: list[IdEntry]) -> AsyncIterator[IdEntry]:
