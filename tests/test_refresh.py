@@ -22,9 +22,16 @@ from tests.support.kill import Killed, KillingStore, declare_dead
 from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.client import TmdbClient
-from tmdb_async.errors import InputError, UsageError
+from tmdb_async.errors import DeadlineError, InputError, StorageError, UsageError
 from tmdb_async.idmap import LakeIdMap, Title
-from tmdb_async.refresh import STATE_KEY, Plan, Window, refresh
+from tmdb_async.refresh import (
+    STATE_KEY,
+    Plan,
+    TmdbUnavailable,
+    Window,
+    read_piece,
+    refresh,
+)
 from tmdb_async.shape import Profile
 from tmdb_async.storage import LocalStore
 from tmdb_devtools.csvgen import write_csv
@@ -458,3 +465,159 @@ def _through(lake: Path) -> dt.date | None:
     if not state.exists():
         return None
     return dt.date.fromisoformat(json.loads(state.read_text())["through"])
+
+
+# --- found in review: each a test of the mechanism that now holds ------------------------
+
+
+async def test_a_first_refresh_with_since_after_a_gap_leaves_the_gap_for_the_next_one(
+    tmp_path: Path, fake: FakeTmdb
+) -> None:
+    ids = [imdb(n) for n in range(1, 201)]
+    lake = tmp_path / "lake"
+    await ingest(tmp_path, lake, fake.url, ids)
+    await refresh(options(lake, fake.url), since=TODAY - dt.timedelta(days=1))
+    assert _through(lake) == INGESTED - dt.timedelta(days=1)  # the 10th..18th are unread
+    tomorrow = TODAY + dt.timedelta(days=1)
+    summary = await refresh(options(lake, fake.url, date=tomorrow))
+    assert summary.window == {"start": "2026-11-10", "end": "2026-11-20"}
+    assert _through(lake) == TODAY
+
+
+async def test_two_first_refreshes_agree_on_where_they_start(
+    tmp_path: Path, fake: FakeTmdb
+) -> None:
+    """The pin is create-only: the slower refresh takes the first one's, even though that
+    one's files already make the processing date look like the newest ingest."""
+    lake = tmp_path / "lake"
+    await ingest(tmp_path, lake, fake.url, [imdb(n) for n in range(1, 101)])
+    store = KillingStore(LocalStore(str(lake)), 4)  # pins, then dies while writing
+    with pytest.raises(Killed):
+        await refresh(options(lake, fake.url), store=store)  # type: ignore[arg-type]
+    declare_dead(lake)
+    assert _through(lake) == INGESTED - dt.timedelta(days=1)
+    later = await refresh(options(lake, fake.url))
+    assert later.window == {"start": "2026-11-10", "end": "2026-11-19"}
+
+
+async def test_a_title_that_keeps_failing_is_carried_and_the_days_move_on(
+    tmp_path: Path,
+) -> None:
+    ids = [imdb(n) for n in range(1, 101)]
+    lake = tmp_path / "lake"
+    async with FakeTmdb(config()) as fake:
+        await ingest(tmp_path, lake, fake.url, ids)
+    want = expected(ids, Window(INGESTED, TODAY - dt.timedelta(days=1)), config())
+    poison = sorted(want)[0]
+    async with FakeTmdb(config(fault_ids=frozenset({poison}))) as fake:
+        first = await refresh(options(lake, fake.url, max_attempts=2))
+        assert first.status == "failed_ids" and first.exit_code == 1
+        assert first.carried == [poison] and _through(lake) == TODAY - dt.timedelta(days=1)
+        fake.reset_stats()
+        tomorrow = TODAY + dt.timedelta(days=1)
+        second = await refresh(options(lake, fake.url, date=tomorrow, max_attempts=2))
+        assert second.window == {"start": "2026-11-20", "end": "2026-11-20"}  # one day only
+        assert titles_asked(fake.stats().path_counts)[poison] >= 1  # asked again
+        assert second.carried == [poison]
+    async with FakeTmdb(config()) as fake:  # TMDB serves it again
+        day3 = TODAY + dt.timedelta(days=2)
+        third = await refresh(options(lake, fake.url, date=day3))
+    assert third.carried == [] and poison in read_local(lake / folder(day3)).records
+
+
+async def test_a_refresh_cut_off_while_listing_continues_by_its_date_without_rereading(
+    tmp_path: Path, fake: FakeTmdb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five weeks since --since: six pieces of lists. The first call's time runs out after
+    some pages; the call again with the same date (no --since: the plan remembers it) reads
+    only the pieces not read, then fetches."""
+    ids = [imdb(n) for n in range(1, 301)]
+    lake = tmp_path / "lake"
+    await ingest(tmp_path, lake, fake.url, ids)
+    since = TODAY - dt.timedelta(days=35)
+    asked: list[tuple[str, dt.date, int]] = []
+    original = TmdbClient.changes
+
+    async def recording(self: TmdbClient, kind: Any, start: Any, end: Any, page: int) -> Any:
+        asked.append((kind, start, page))
+        return await original(self, kind, start, end, page)
+
+    monkeypatch.setattr(TmdbClient, "changes", recording)
+    first = await refresh(
+        options(lake, fake.url),
+        since=since,
+        remaining=lambda: 100.0 if len(asked) < 20 else 1.0,
+        safety_margin=10.0,
+    )
+    assert first.status == "incomplete" and first.records == 0
+    done = {(k, s) for k, s, _ in json.loads((lake / Plan.key(TODAY)).read_text())["done"]}
+    assert 0 < len(done) < 6
+    asked.clear()
+    second = await refresh(options(lake, fake.url))
+    assert second.status == "ok"
+    assert second.window == {"start": since.isoformat(), "end": "2026-11-19"}
+    assert not done & {(k, s.isoformat()) for k, s, _ in asked}  # not read again
+    want = expected(ids, Window(since, TODAY - dt.timedelta(days=1)), fake.config)
+    assert set(read_local(lake / folder(TODAY)).records) == want
+    assert _through(lake) == TODAY - dt.timedelta(days=1)
+
+
+async def test_no_time_for_one_piece_of_the_lists_is_a_deadline_error(
+    tmp_path: Path, fake: FakeTmdb
+) -> None:
+    lake = tmp_path / "lake"
+    await ingest(tmp_path, lake, fake.url, [imdb(n) for n in range(1, 51)])
+    with pytest.raises(DeadlineError, match="no progress before the deadline"):
+        await refresh(options(lake, fake.url), remaining=lambda: 5.0, safety_margin=10.0)
+
+
+async def test_dates_that_are_not_over_yet_are_refused(tmp_path: Path, fake: FakeTmdb) -> None:
+    lake = tmp_path / "lake"
+    await ingest(tmp_path, lake, fake.url, [imdb(n) for n in range(1, 21)])
+    tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    with pytest.raises(UsageError, match="is after today"):
+        await refresh(options(lake, fake.url, date=tomorrow))
+    state = lake / STATE_KEY
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"through": "2099-01-01"}))
+    with pytest.raises(StorageError, match="damaged refresh state"):
+        await refresh(options(lake, fake.url))
+
+
+async def test_each_profile_group_has_its_own_manifest(tmp_path: Path, fake: FakeTmdb) -> None:
+    lake = tmp_path / "lake"
+    await ingest(tmp_path, lake, fake.url, [imdb(n) for n in range(1, 101)], language="en-US")
+    await ingest(tmp_path, lake, fake.url, [imdb(n) for n in range(101, 201)], date=INGESTED)
+    summary = await refresh(options(lake, fake.url))
+    assert len(summary.manifests) == len(set(summary.manifests)) == 2
+    assert _records_in(summary.manifests) == summary.records
+
+
+def _records_in(manifests: list[str]) -> int:
+    return sum(json.loads(Path(m).read_text())["counts"]["records"] for m in manifests)
+
+
+class _Lists:
+    """A client whose change lists answer what a test says."""
+
+    def __init__(self, page: dict[str, Any]) -> None:
+        self.page = page
+
+    async def changes(self, kind: str, start: dt.date, end: dt.date, page: int) -> Any:
+        return self.page
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        {"results": [{"id": 1}], "total_pages": "700"},
+        {"results": [{"id": 1}]},
+        {"results": None, "total_pages": 1},
+        {"results": [], "total_pages": 0},
+    ],
+)
+async def test_a_change_list_without_its_page_count_or_results_fails_the_refresh(
+    page: dict[str, Any],
+) -> None:
+    with pytest.raises(TmdbUnavailable, match="TMDB /3/movie/changes"):
+        await read_piece(_Lists(page), "movie", Window(TODAY, TODAY))  # type: ignore[arg-type]
