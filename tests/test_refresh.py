@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.client import TmdbClient
 from tmdb_async.errors import DeadlineError, InputError, StorageError, UsageError
-from tmdb_async.idmap import LakeIdMap, Title
+from tmdb_async.idmap import LakeIdMap, Title, rebuild
 from tmdb_async.refresh import (
     STATE_KEY,
     Plan,
@@ -621,3 +622,21 @@ async def test_a_change_list_without_its_page_count_or_results_fails_the_refresh
 ) -> None:
     with pytest.raises(TmdbUnavailable, match="TMDB /3/movie/changes"):
         await read_piece(_Lists(page), "movie", Window(TODAY, TODAY))  # type: ignore[arg-type]
+
+
+async def test_a_rebuilt_id_map_keeps_how_each_title_was_fetched(
+    tmp_path: Path, fake: FakeTmdb
+) -> None:
+    """``idmap`` rebuilds the map from the records and the manifests of the runs that wrote
+    them, so a refresh after it still fetches each title the way it was ingested."""
+    ids = [imdb(n) for n in range(1, 201)]
+    lake = tmp_path / "lake"
+    ingested = {"language": "en-US", "append_to_response": ("credits",), "output_format": "jsonl"}
+    await ingest(tmp_path, lake, fake.url, ids, **ingested)
+    shutil.rmtree(lake / "Raw/TMDB/_state/idmap")
+    await rebuild(LocalStore(str(lake)))
+    await refresh(options(lake, fake.url))
+    before = read_local(lake / folder(INGESTED)).records
+    after = read_local(lake / folder(TODAY)).records
+    assert after and all(after[i][0][1] == before[i][0][1] for i in after)
+    assert all(places[0][0].endswith(".jsonl") for places in after.values())

@@ -454,6 +454,27 @@ class LakeIdMap:
 _DATA_FILE: Final = re.compile(rf"^{RAW_FOLDER}/\d{{4}}/\d{{2}}/\d{{2}}/[^/_][^/]*\.jsonl?$")
 
 
+_MANIFEST: Final = re.compile(rf"^{RAW_FOLDER}/\d{{4}}/\d{{2}}/\d{{2}}/_manifests/[^/]+\.json$")
+
+
+async def _profiles_of_files(store: Store, manifests: list[str]) -> dict[str, Profile]:
+    """Data file key → the profile of the run whose manifest lists it (a file rewritten by a
+    later commit keeps its name and its first run's records)."""
+    found: dict[str, Profile] = {}
+    for key in sorted(manifests):
+        raw = await store.get(key)
+        try:
+            body = json.loads(raw or b"null")
+            profile = Profile.from_manifest(body["settings"])
+            files = [str(url).rsplit("/", 1)[-1] for url in body.get("files", [])]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if profile is not None:
+            folder = key.rsplit("/_manifests/", 1)[0]
+            found.update({f"{folder}/{name}": profile for name in files})
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class Rebuilt:
     """What :func:`rebuild` read and kept."""
@@ -467,17 +488,21 @@ async def rebuild(store: Store) -> Rebuilt:
     (newer records win), and write it as the base: for a lake ingested before the map
     existed, or one whose map was lost. Reads each file once, one at a time.
 
-    Series are learned as ``narrow``: a file does not say whether its run looked for movies.
-    Raises :class:`~tmdb_async.errors.InputError` when there is no data file at all (a
-    mistyped destination must not replace a good map with an empty one)."""
+    Each title's profile (how it was fetched) comes from the manifest of the run that wrote
+    its file; a series is ``narrow`` when that run was ``--kind tv``. A file no manifest
+    names gives no profile, and its series are learned as ``narrow`` (whether its run looked
+    for movies is unknown). Raises :class:`~tmdb_async.errors.InputError` when there is no
+    data file at all (a mistyped destination must not replace a good map with an empty one)."""
     names = sorted(k.rsplit("/", 1)[-1] for k in await store.list(SEGMENT_PREFIX))
     found = await store.read(BASE_KEY)
-    keys = sorted(k for k in await store.list(f"{RAW_FOLDER}/") if _DATA_FILE.match(k))
+    listed = await store.list(f"{RAW_FOLDER}/")
+    keys = sorted(k for k in listed if _DATA_FILE.match(k))
     if not keys:
         raise InputError(
             f"{store.url(RAW_FOLDER)}/: no data files to learn the id map from; is the "
             "destination right?"
         )
+    profiles = await _profiles_of_files(store, [k for k in listed if _MANIFEST.match(k)])
     learned = IdMap()
     files = 0
     for key in keys:
@@ -490,13 +515,15 @@ async def rebuild(store: Store) -> Rebuilt:
             log.warning("%s: skipped, not a data file (%s)", store.url(key), exc)
             continue
         files += 1
+        profile = profiles.get(key)
         for record in records:
             if not _imdb_elsewhere(record):
                 learned.add(
                     str(record.get("imdb_id")),
                     str(record.get("media_type")),
                     record.get("id"),
-                    narrow=True,
+                    narrow=profile is None or profile.kind == "tv",
+                    profile=profile,
                 )
     try:
         await store.write(

@@ -58,6 +58,15 @@ class Profile:
         }
 
     @classmethod
+    def from_manifest(cls, settings: Mapping[str, Any]) -> Profile | None:
+        """The profile of a run's manifest ``settings`` (its public names), or None when
+        they do not say."""
+        try:
+            return cls.from_json({**settings, "output_format": settings["format"]})
+        except (KeyError, TypeError):
+            return None
+
+    @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Profile:
         return cls(
             str(data["kind"]),
