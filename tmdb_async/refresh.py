@@ -2,30 +2,34 @@
 
 TMDB lists the ids it changed, per kind and per day (``/3/movie/changes``,
 ``/3/tv/changes``: at most 14 days a request, 100 ids a page, pages 1..500). A refresh with
-processing date D:
+processing date D (today or earlier, UTC):
 
-1. picks its window of days (:func:`plan`): from the day after the last refreshed one
-   (``Raw/TMDB/_state/refresh.json``), or ``--since``, or, the first time, from the newest
-   ingest date (then recorded at once as "refreshed through the day before", so that a rerun
-   does not take its own files for a newer ingest); through D - 1, the last complete day
-   (today's changes are read tomorrow, so each day is read once);
-2. reads both change lists for the window, every page, in requests of at most 14 days, and
-   a window cut off at page 500 in halves, down to single days (:func:`read_changes`; a day
-   still cut off is reported in ``truncated``, never dropped silently);
-3. keeps the ids the lake's id map holds, and fetches each once, ``/3/{movie|tv}/{id}`` with
-   the settings it was ingested with (its :class:`~tmdb_async.shape.Profile`), into D's
-   folder through the same engine as ``run`` (:meth:`~tmdb_async.pipeline.Engine.ingest`):
-   at most 100 records per file, exactly once, the same record shape. A title whose details
-   now answer 404 is a ``deleted`` entry of the folder's sidecar, with its TMDB id, and
-   leaves the id map;
-4. records the window's last day as refreshed, only once every changed title is accounted
-   for without failure, and only when no day is left unread before the window (a
-   ``--since`` after a gap does not move it).
+1. picks its window of days: from the day after the last refreshed one
+   (``Raw/TMDB/_state/refresh.json``, :class:`State`), or ``--since``; through D - 1, the
+   last complete day (today's changes are read tomorrow, so each day is read once). The
+   first refresh pins the state at the day before the newest ingest date, create-only and
+   before writing anything, so that neither its own files nor a second first refresh can
+   pass for a newer ingest;
+2. reads both change lists for the window, every page, in requests of at most 14 days; a
+   window cut off at page 500 is read in halves, down to single days, and a day still cut
+   off is reported in ``truncated``, never dropped silently;
+3. keeps the ids the lake's id map holds, plus the titles the last refresh failed, and
+   fetches each once, ``/3/{movie|tv}/{id}`` with the settings it was ingested with (its
+   :class:`~tmdb_async.shape.Profile`), into D's folder through the same engine as ``run``
+   (:meth:`~tmdb_async.pipeline.Engine.ingest`): at most 100 records per file, exactly once,
+   the same record shape. A title whose details answer 404 and whose IMDb id ``/find`` no
+   longer finds is a ``deleted`` sidecar entry with its TMDB id, and leaves the id map (a
+   404 alone can be a merge: ``/find`` then names the new title, which is fetched);
+4. once every title is accounted for, moves the state to the window's last day (never back,
+   and not past a day never read: a ``--since`` after a gap leaves it), carrying the titles
+   that failed to the next refresh.
 
-A refresh killed at any point (or stopped at its deadline) is run again with the same date:
-it reads the same window, the folder's ledger keeps what was committed, and only the rest is
-fetched. Two refreshes at once commit through the same ledger, so each title is still once
-in the folder; the state only ever moves forward.
+The refresh of one date is a :class:`Plan` saved in the lake as it goes
+(``Raw/TMDB/_state/refresh/<date>.json``): the window, the change-list pieces read and the
+titles they named, then the groups to fetch. Run again with the same date after a kill, the
+deadline or a Lambda retry, it continues the plan: pieces read are not read again, and the
+folder's ledger keeps what was committed, so only the rest is fetched. Two refreshes at once
+commit through the same ledger, so each title is still once in the folder.
 """
 
 from __future__ import annotations
