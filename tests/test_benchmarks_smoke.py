@@ -4,7 +4,8 @@ The quick run is the full suite in miniature (fake TMDB in its own process, ever
 its own process). This test asserts structure and sanity only, never wall-clock times: every
 id is accounted for, 429s stay a small share, concurrency helps, memory and CPU figures are
 there, every request the fake saw is counted by route, the engine and the bare loop ask the
-same requests (the seeds' loop find then details). Ratios get generous margins, because
+same requests (the seeds' loop find then details), a refresh asks exactly the lake's titles
+in the fake's change lists, each once. Ratios get generous margins, because
 CI machines are shared and noisy; requests per title are asserted only within what any
 engine needs (1 to 3 per title), never against the targets of issue 10. It needs no
 matplotlib (the chart is skipped).
@@ -12,6 +13,7 @@ matplotlib (the chart is skipped).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -20,8 +22,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
+from tmdb_devtools.fake_tmdb import FakeTmdbConfig, changed_ids, kind_of_number
 
-pytestmark = pytest.mark.slow  # ~55 s: two dozen child processes and thirteen fake servers
+pytestmark = pytest.mark.slow  # ~55 s: about thirty child processes and sixteen fake servers
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +166,65 @@ def test_memory_and_cold_start_are_measured(quick: dict[str, Any]) -> None:
     cold = quick["cold_start"]
     assert set(cold["median_seconds"]) >= {"interpreter", "handler", "libraries"}
     assert "pandas" not in cold["heavy_modules_loaded_by_handler"]
+
+
+def test_refresh_fetches_each_changed_title_of_the_lake_once(quick: dict[str, Any]) -> None:
+    """Scenario 8 (issue 11): the titles the refresh asked are the lake's titles in the
+    fake's change lists (its documented rule, recomputed here), each once; its requests are
+    those titles plus the list pages; removed titles are deleted. No times, no targets."""
+    part = quick["refresh"]
+    assert set(part["cases"]) == {"daily", "backlog"}
+    cfg = FakeTmdbConfig(
+        change_period=part["change_period"],
+        change_universe=part["change_universe"],
+        removed_ids=part["removed_ids"],
+    )
+    lake = {
+        n: kind for n in range(1, part["lake_ids"] + 1) if (kind := kind_of_number(n)) is not None
+    }
+    assert part["lake_titles"] == len(lake)
+    removed = {int(i[2:]) for i in part["removed_ids"]}
+    assert removed and removed <= set(lake)
+    for name, case in part["cases"].items():
+        start = dt.date.fromisoformat(case["window"]["start"])
+        end = dt.date.fromisoformat(case["window"]["end"])
+        assert start == dt.date.fromisoformat(part["lake_date"]), name  # the first refresh
+        assert (end - start).days + 1 == case["days"], name
+        lists = {kind: set(changed_ids(kind, start, end, cfg)) for kind in ("movie", "tv")}
+        expected = {n for n, kind in lake.items() if n in lists[kind]}
+        assert removed <= expected, name  # removed titles are listed every day
+        summary = case["summary"]
+        assert summary["status"] == "ok", name
+        assert summary["changed"] == {kind: len(ids) for kind, ids in lists.items()}, name
+        # The fetched set is the expected set, each title asked once by TMDB id (a retry
+        # after a 429 may ask one again); only a removed title (404) by its IMDb id too.
+        asked = {int(n): count for n, count in case["asked"].items()}
+        by_imdb = {int(n): count for n, count in case["asked_by_imdb_id"].items()}
+        assert set(asked) == expected and case["in_lake"] == len(expected), name
+        assert sum(asked.values()) - len(asked) <= case["retries"], name
+        assert set(by_imdb) <= removed, name
+        assert case["records"] + case["deleted"] == len(expected), name
+        assert case["deleted"] == len(removed), name
+        # Requests = the titles fetched + the list pages (ceil(ids / 100) per kind).
+        pages = sum(max(1, -(-len(ids) // 100)) for ids in lists.values())
+        assert case["list_pages"] == pages == sum(case["expected_list_pages"].values()), name
+        titles = len(expected) + sum(by_imdb.values())
+        assert case["requests"] - case["retries"] == titles + case["list_pages"], name
+        routes = case["routes"]
+        assert routes["movie_by_id"] + routes["tv_by_id"] == sum(asked.values()), name
+        assert routes["by_imdb_id"] + routes["find"] == sum(by_imdb.values()), name
+        assert routes["movie_changes"] + routes["tv_changes"] >= case["list_pages"], name
+        assert routes["other"] == 0, name
+        assert case["wall_over_request_bound"] > 0.5, name  # faster than 40/s: a broken limit
+        assert case["throttled_429"] <= 0.25 * case["requests"], name
+    daily, backlog = part["cases"]["daily"], part["cases"]["backlog"]
+    # A week of changes: more pages and more titles, each still fetched once.
+    assert backlog["days"] > daily["days"] == 1
+    assert backlog["list_pages"] > daily["list_pages"]
+    assert backlog["in_lake"] > daily["in_lake"] > 0
+    assert part["projection"]["requests"] > part["projection"]["changed"] > 0
+    keys = {row["key"] for row in part["rows"]}
+    assert {"refresh_daily_requests", "refresh_daily_wall", "refresh_daily_pages"} <= keys
+    assert {"refresh_backlog_requests", "refresh_backlog_pages", "refresh_projection"} <= keys
+    for row in part["rows"]:
+        assert row["met"] in (True, False, None)

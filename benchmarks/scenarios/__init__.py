@@ -22,6 +22,16 @@ from benchmarks.scenarios import (
 
 Scenario = Callable[[Runner], dict[str, Any]]
 
+
+def _refresh(runner: Runner) -> dict[str, Any]:
+    """Scenario 8, imported when run: the module is also ``python -m
+    benchmarks.scenarios.refresh RESULT.json`` (its figures in BENCHMARKS.md), which warns
+    when the package has imported it already."""
+    from benchmarks.scenarios import refresh
+
+    return refresh.run(runner)
+
+
 #: ``--only`` name -> (key in the JSON result, the scenario's ``run``)
 SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "rate": ("rate_bound", rate_bound.run),
@@ -31,4 +41,5 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "cold": ("cold_start", cold_start.run),
     "scaling": ("scaling", scaling.run),
     "requests": ("requests_per_title", requests_per_title.run),
+    "refresh": ("refresh", _refresh),
 }
