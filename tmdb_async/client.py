@@ -461,7 +461,8 @@ class TmdbClient:
                     return _found(details, imdb_id, media_type)
                 self.stats.map_stale += 1
                 titles.forget(imdb_id)  # type: ignore[union-attr]  # learnt again if found
-                result = await self._look_up(imdb_id, safe)
+                # A refresh's 404 asks /find only: by IMDb id a removed movie 404s too.
+                result = await self._look_up(imdb_id, safe, direct=not gone)
                 if gone and isinstance(result, NotFound):
                     # Its TMDB id answers 404 and its IMDb id finds nothing: TMDB removed it.
                     # (A 404 alone may be a merge: the IMDb id then finds the new title.)
@@ -470,12 +471,12 @@ class TmdbClient:
                 return result
         return await self._look_up(imdb_id, safe)
 
-    async def _look_up(self, imdb_id: str, safe: str) -> Found | NotFound:
-        """:meth:`lookup` without the id map: direct by IMDb id while the router says so,
-        else ``/find`` then details."""
+    async def _look_up(self, imdb_id: str, safe: str, *, direct: bool = True) -> Found | NotFound:
+        """:meth:`lookup` without the id map: direct by IMDb id while the router says so
+        (and ``direct``), else ``/find`` then details."""
         opts = self._options
         direct_missed = False
-        if opts.detail == "full" and self._router.direct_first():
+        if direct and opts.detail == "full" and self._router.direct_first():
             self.stats.direct += 1
             details = await self._shortcut(
                 f"/3/movie/{imdb_id}",

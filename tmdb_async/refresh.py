@@ -559,19 +559,26 @@ async def _list(engine: Engine, plan: Plan, remaining: Remaining | None, margin:
     hard_stop = None if remaining is None else max(0.0, remaining() - margin / 3)
     try:
         async with asyncio.timeout(hard_stop):
-            for kind, window in list(plan.pieces()):
+            for pair in _by_window(plan.pieces()):
                 if remaining is not None and remaining() < margin:
                     return read
-                piece = await read_piece(engine.client, kind, window)
-                plan.changed[kind] = plan.changed.get(kind, 0) + len(piece.ids)
-                plan.truncated += piece.truncated
-                known = set(plan.selected)
-                plan.selected += [
-                    i for i in in_lake(engine.titles, kind, piece.ids) if i not in known
-                ]
-                plan.done.append([kind, window.start.isoformat(), window.end.isoformat()])
+                # Both kinds of a window at once: neither waits for the other's first page.
+                async with asyncio.TaskGroup() as group:
+                    tasks = [
+                        (kind, window, group.create_task(read_piece(engine.client, kind, window)))
+                        for kind, window in pair
+                    ]
+                for kind, window, task in tasks:
+                    piece = task.result()
+                    plan.changed[kind] = plan.changed.get(kind, 0) + len(piece.ids)
+                    plan.truncated += piece.truncated
+                    known = set(plan.selected)
+                    plan.selected += [
+                        i for i in in_lake(engine.titles, kind, piece.ids) if i not in known
+                    ]
+                    plan.done.append([kind, window.start.isoformat(), window.end.isoformat()])
+                    read += 1
                 await plan.save(engine.store)
-                read += 1
     except TimeoutError:
         return read
     if plan.groups is None:
@@ -587,6 +594,16 @@ async def _list(engine: Engine, plan: Plan, remaining: Remaining | None, margin:
             sum(len(g["ids"]) for g in plan.groups or []),
         )
     return read
+
+
+def _by_window(
+    pieces: Iterable[tuple[MediaType, Window]],
+) -> list[list[tuple[MediaType, Window]]]:
+    """The pieces still to read, those of one window (one per kind) together."""
+    together: dict[Window, list[tuple[MediaType, Window]]] = {}
+    for kind, window in pieces:
+        together.setdefault(window, []).append((kind, window))
+    return list(together.values())
 
 
 async def _fetch(
