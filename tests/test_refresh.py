@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import json
 import shutil
 import tempfile
@@ -30,6 +31,8 @@ from tmdb_async.refresh import (
     Plan,
     TmdbUnavailable,
     Window,
+    finish_state,
+    pin_state,
     read_piece,
     refresh,
 )
@@ -640,3 +643,92 @@ async def test_a_rebuilt_id_map_keeps_how_each_title_was_fetched(
     after = read_local(lake / folder(TODAY)).records
     assert after and all(after[i][0][1] == before[i][0][1] for i in after)
     assert all(places[0][0].endswith(".jsonl") for places in after.values())
+
+
+# --- found in the second review ------------------------------------------------------------
+
+
+async def test_titles_the_id_map_lost_are_learned_again_from_the_ledgers_before_picking(
+    tmp_path: Path, fake: FakeTmdb
+) -> None:
+    """The map is a cache: here its only segment is gone (a run killed before writing it
+    leaves the same). The refresh finds the lake's records in the ledgers and still
+    refreshes every changed title."""
+    ids = [imdb(n) for n in range(1, 301)]
+    lake = tmp_path / "lake"
+    await ingest(tmp_path, lake, fake.url, ids, language="en-US")
+    shutil.rmtree(lake / "Raw/TMDB/_state/idmap")
+    summary = await refresh(options(lake, fake.url))
+    want = expected(ids, Window(INGESTED, TODAY - dt.timedelta(days=1)), fake.config)
+    assert summary.map_repaired == sum(1 for i in ids if kind_of_number(int(i[2:])))
+    assert set(read_local(lake / folder(TODAY)).records) == want
+    before = read_local(lake / folder(INGESTED)).records
+    assert all(
+        r[0][1] == before[i][0][1] for i, r in read_local(lake / folder(TODAY)).records.items()
+    )
+    again = await refresh(options(lake, fake.url, date=TODAY + dt.timedelta(days=1)))
+    assert again.map_repaired == 0  # learned for good
+
+
+async def test_a_carried_failure_survives_a_refresh_that_did_not_ask_it(
+    tmp_path: Path, fake: FakeTmdb
+) -> None:
+    lake = tmp_path / "lake"
+    store = LocalStore(str(lake))
+    await ingest(tmp_path, lake, fake.url, [imdb(n) for n in range(1, 21)])
+    today = dt.datetime.now(dt.UTC).date()
+    state = await pin_state(store, INGESTED - dt.timedelta(days=1), today)
+    window = Window(INGESTED, INGESTED + dt.timedelta(days=2))
+    state = await finish_state(store, window, ["tt1", "tt2"], ["tt2"], state, today)
+    assert state.failed == ("tt2",)
+    later = Window(window.end + dt.timedelta(days=1), window.end + dt.timedelta(days=1))
+    state = await finish_state(store, later, ["tt3"], ["tt3"], state, today)
+    assert state.failed == ("tt2", "tt3")  # tt2 was not asked: still carried
+    state = await finish_state(store, later, ["tt2", "tt3"], [], state, today)
+    assert state.failed == () and state.through == later.end
+    gap = Window(later.end + dt.timedelta(days=3), later.end + dt.timedelta(days=3))
+    state = await finish_state(store, gap, [], ["tt9"], state, today)
+    assert state.through == later.end and state.failed == ("tt9",)  # gap: carried anyway
+
+
+async def test_a_since_refresh_cut_off_continues_with_the_same_since(
+    tmp_path: Path, fake: FakeTmdb
+) -> None:
+    lake = tmp_path / "lake"
+    await ingest(tmp_path, lake, fake.url, [imdb(n) for n in range(1, 101)])
+    since = TODAY - dt.timedelta(days=60)  # 5 pieces of lists per kind
+    done = []
+    for _ in range(8):
+        checks = iter(range(1_000))  # each call: time for two windows' lists, then none
+        summary = await refresh(
+            options(lake, fake.url),
+            since=since,
+            remaining=lambda checks=checks: 100.0 if next(checks) < 3 else 1.0,  # type: ignore[misc]
+            safety_margin=10.0,
+        )
+        plan = lake / Plan.key(TODAY)
+        done.append(len(json.loads(plan.read_text())["done"]) if plan.exists() else None)
+        if summary.status == "ok":
+            break
+    assert done[-1] is None and len(done) > 2  # it took several calls, and finished
+    assert all(a < b for a, b in itertools.pairwise(done[:-1]))  # each read more
+
+
+async def test_a_title_ingested_by_find_alone_is_deleted_when_find_no_longer_knows_it(
+    tmp_path: Path,
+) -> None:
+    lake = tmp_path / "lake"
+    async with FakeTmdb(config()) as fake:
+        await ingest(tmp_path, lake, fake.url, [imdb(n) for n in range(1, 31)], detail="find")
+    async with FakeTmdb(config(removed_ids=frozenset({imdb(3)}))) as fake:
+        summary = await refresh(options(lake, fake.url))
+    outcome = read_local(lake / folder(TODAY)).outcomes[imdb(3)][0][1]
+    assert (outcome["outcome"], outcome["tmdb_id"]) == ("deleted", 3) and summary.deleted == 1
+
+
+async def test_tmdb_unreachable_while_listing_is_one_error_not_a_group(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    async with FakeTmdb(config()) as fake:
+        await ingest(tmp_path, lake, fake.url, [imdb(n) for n in range(1, 11)])
+    with pytest.raises(TmdbUnavailable, match="TMDB change list"):
+        await refresh(options(lake, "http://127.0.0.1:9", max_attempts=1))

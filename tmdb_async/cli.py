@@ -311,8 +311,8 @@ def _print_refresh(summary: RefreshSummary) -> None:
         print(f"continue with: refresh --date {summary.date}", file=sys.stderr)
     elif summary.status == "failed_ids":
         print(
-            f"some titles failed: refresh --date {summary.date} again fetches them (the "
-            "refreshed date does not move until then)",
+            f"{summary.failed} titles failed: they are carried, the next refresh asks them "
+            "again (listed in the folder's _failed sidecar)",
             file=sys.stderr,
         )
 

@@ -435,41 +435,51 @@ class TmdbClient:
         opts = self._options
         # Canonical ids (tt + digits) need no quoting; anything else is quoted, never trusted.
         safe = imdb_id if imdb_id.isascii() and imdb_id.isalnum() else quote(imdb_id, safe="")
-        if opts.detail == "full":
-            titles = self._titles
-            known = titles.get(imdb_id) if titles is not None else None
-            if known is not None and (
-                opts.kind == known.media_type or (opts.kind == "auto" and not known.narrow)
-            ):
-                media_type, tmdb_id = known.media_type, known.tmdb_id
-                path = f"/3/{media_type}/{tmdb_id}"
-                url = self._details_url.format(media_type, tmdb_id)
-                gone = False  # answered 404, not refused otherwise
-                if self._deleted_on_404:
-                    try:
-                        details = await self._get(path, url)
-                    except LookupFailed as exc:
-                        if not exc.refused:
-                            raise
-                        details = None
-                    else:
-                        gone = details is None
+        titles = self._titles
+        known = titles.get(imdb_id) if titles is not None else None
+        if (
+            known is not None
+            and opts.detail == "full"
+            and (opts.kind == known.media_type or (opts.kind == "auto" and not known.narrow))
+        ):
+            media_type, tmdb_id = known.media_type, known.tmdb_id
+            path = f"/3/{media_type}/{tmdb_id}"
+            url = self._details_url.format(media_type, tmdb_id)
+            gone = False  # answered 404, not refused otherwise
+            if self._deleted_on_404:
+                try:
+                    details = await self._get(path, url)
+                except LookupFailed as exc:
+                    if not exc.refused:
+                        raise
+                    details = None
                 else:
-                    details = await self._shortcut(path, url, outage_falls_back=False)
-                if details is not None and _confirms(details, imdb_id, media_type):
-                    self.stats.by_map += 1
-                    return _found(details, imdb_id, media_type)
-                self.stats.map_stale += 1
-                titles.forget(imdb_id)  # type: ignore[union-attr]  # learnt again if found
-                # A refresh's 404 asks /find only: by IMDb id a removed movie 404s too.
-                result = await self._look_up(imdb_id, safe, direct=not gone)
-                if gone and isinstance(result, NotFound):
-                    # Its TMDB id answers 404 and its IMDb id finds nothing: TMDB removed it.
-                    # (A 404 alone may be a merge: the IMDb id then finds the new title.)
-                    self.stats.deleted += 1
-                    return Deleted(media_type, tmdb_id)
-                return result
-        return await self._look_up(imdb_id, safe)
+                    gone = details is None
+            else:
+                details = await self._shortcut(path, url, outage_falls_back=False)
+            if details is not None and _confirms(details, imdb_id, media_type):
+                self.stats.by_map += 1
+                return _found(details, imdb_id, media_type)
+            self.stats.map_stale += 1
+            # A refresh's 404 asks /find only: by IMDb id a removed movie 404s too.
+            result = await self._look_up(imdb_id, safe, direct=not gone)
+            # Forgotten once the other ways answered (an outage there keeps the entry):
+            # learnt again from the record if found.
+            titles.forget(imdb_id)  # type: ignore[union-attr]
+            if gone and isinstance(result, NotFound):
+                # Its TMDB id answers 404 and its IMDb id finds nothing: TMDB removed it.
+                # (A 404 alone may be a merge: the IMDb id then finds the new title.)
+                self.stats.deleted += 1
+                return Deleted(media_type, tmdb_id)
+            return result
+        result = await self._look_up(imdb_id, safe)
+        if self._deleted_on_404 and known is not None and isinstance(result, NotFound):
+            # A title of the lake fetched by /find alone (``--detail find``): /find no
+            # longer finding it is how TMDB says it removed it.
+            titles.forget(imdb_id)  # type: ignore[union-attr]
+            self.stats.deleted += 1
+            return Deleted(known.media_type, known.tmdb_id)
+        return result
 
     async def _look_up(self, imdb_id: str, safe: str, *, direct: bool = True) -> Found | NotFound:
         """:meth:`lookup` without the id map: direct by IMDb id while the router says so

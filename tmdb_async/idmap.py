@@ -49,6 +49,7 @@ from typing import Any, Final, Literal
 
 from .errors import InputError, StorageError
 from .ids import canonical_form, canonical_number
+from .ledger import latest_homes
 from .shape import Profile
 from .storage import Conflict, Store
 from .writer import RAW_FOLDER, STATE_FOLDER, decode_file
@@ -420,6 +421,23 @@ class LakeIdMap:
         if packed is not None:
             self._note(*packed)
 
+    def adopt(self, record: Mapping[str, Any], profile: Profile | None) -> bool:
+        """Know the title of a record already in the lake, in this run too (unlike
+        :meth:`learn`), and write it to the next segment: :func:`repair`'s way in."""
+        imdb_id, media_type = record.get("imdb_id"), record.get("media_type")
+        if not isinstance(imdb_id, str) or not isinstance(media_type, str):
+            return False
+        if _imdb_elsewhere(record):
+            return False
+        narrow = profile is None or profile.kind == "tv"
+        if not self._known.add(imdb_id, media_type, record.get("id"), narrow, profile):
+            return False
+        index = self._pending_profiles.profile_index(profile)
+        packed = _pack(imdb_id, media_type, record.get("id"), narrow=narrow, profile=index)
+        if packed is not None:
+            self._note(*packed)
+        return True
+
     def forget(self, imdb_id: str) -> None:
         """Drop ``imdb_id`` for later runs: TMDB no longer honours what the map said."""
         number = canonical_number(imdb_id)
@@ -473,6 +491,57 @@ async def _profiles_of_files(store: Store, manifests: list[str]) -> dict[str, Pr
             folder = key.rsplit("/_manifests/", 1)[0]
             found.update({f"{folder}/{name}": profile for name in files})
     return found
+
+
+async def repair(titles: LakeIdMap, store: Store) -> int:
+    """Teach ``titles`` every title whose latest outcome in the lake is a record and which
+    it does not know; return how many it learned.
+
+    The map is a cache: a run killed before its last segment, a segment that could not be
+    written, a damaged base, all leave titles of the lake out of it. A refresh keeps only
+    the titles the map knows, so it repairs the map first: one pass over the date folders'
+    ledgers (latest outcome of each id), then the data files holding the missing ones, with
+    the profiles their runs' manifests name. Titles TMDB files under another IMDb id are
+    never learned (see :func:`_imdb_elsewhere`), so their files are read again each time;
+    they are few."""
+    missing: dict[str, str] = {}  # imdb id -> data file key of its latest record
+    async for folder, homes in latest_homes(store, RAW_FOLDER):
+        for imdb_id, home in homes.items():
+            if home.outcome != "record":
+                missing.pop(imdb_id, None)
+            elif titles.get(imdb_id) is None:
+                missing[imdb_id] = f"{folder}/{home.file}"
+            else:
+                missing.pop(imdb_id, None)
+    if not missing:
+        return 0
+    by_file: dict[str, set[str]] = {}
+    for imdb_id, key in missing.items():
+        by_file.setdefault(key, set()).add(imdb_id)
+    folders = {key.rsplit("/", 1)[0] for key in by_file}
+    manifests = [
+        k
+        for folder in sorted(folders)
+        for k in await store.list(f"{folder}/_manifests/")
+        if _MANIFEST.match(k)
+    ]
+    profiles = await _profiles_of_files(store, manifests)
+    learned = 0
+    for key, wanted in sorted(by_file.items()):
+        raw = await store.get(key)
+        if raw is None:
+            continue
+        try:
+            records = decode_file(key, raw)
+        except ValueError as exc:
+            log.warning("%s: skipped, not a data file (%s)", store.url(key), exc)
+            continue
+        for record in records:
+            if record.get("imdb_id") in wanted and titles.adopt(record, profiles.get(key)):
+                learned += 1
+    if learned:
+        log.warning("id map: %d titles of the lake were missing from it, learned again", learned)
+    return learned
 
 
 @dataclass(frozen=True, slots=True)

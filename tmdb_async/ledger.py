@@ -461,6 +461,26 @@ def _parse_checkpoint(raw: bytes, where: str) -> _State:
     return _State(version=version, checkpoint=version, homes=homes)
 
 
+async def date_folders(store: Store, root: str) -> list[str]:
+    """The date folders under ``root`` that have a ledger, oldest first."""
+    return sorted(
+        {
+            key.split(f"/{LEDGER_FOLDER}/", 1)[0]
+            for key in await store.list(f"{root.rstrip('/')}/")
+            if f"/{LEDGER_FOLDER}/" in key
+        }
+    )
+
+
+async def latest_homes(store: Store, root: str) -> AsyncIterator[tuple[str, Mapping[str, Home]]]:
+    """(folder, its homes) of every date folder under ``root``, oldest first: an id's home
+    in a later folder is its latest outcome."""
+    for folder in await date_folders(store, root):
+        ledger = Ledger(store, folder)
+        await ledger._reload()
+        yield folder, ledger.homes()
+
+
 async def lake_records(store: Store, root: str) -> set[str]:
     """Ids with a record in any date folder under ``root`` (for incremental runs)."""
     folders = sorted(

@@ -13,7 +13,9 @@ processing date D (today or earlier, UTC):
 2. reads both change lists for the window, every page, in requests of at most 14 days; a
    window cut off at page 500 is read in halves, down to single days, and a day still cut
    off is reported in ``truncated``, never dropped silently;
-3. keeps the ids the lake's id map holds, plus the titles the last refresh failed, and
+3. keeps the ids the lake's id map holds (repaired first from the date folders' ledgers: the
+   map is a cache, and a killed run or a lost segment leaves titles out of it), plus the
+   titles the last refresh failed, and
    fetches each once, ``/3/{movie|tv}/{id}`` with the settings it was ingested with (its
    :class:`~tmdb_async.shape.Profile`), into D's folder through the same engine as ``run``
    (:meth:`~tmdb_async.pipeline.Engine.ingest`): at most 100 records per file, exactly once,
@@ -50,10 +52,10 @@ from . import runstate
 from .client import LookupFailed, MediaType, TmdbClient
 from .config import Settings, no_progress
 from .errors import ExitCode, IngestError, InputError, StorageError, UsageError
-from .idmap import LakeIdMap
+from .idmap import LakeIdMap, repair
 from .ids import IdEntry, ReadStats
 from .ledger import Ledger
-from .pipeline import Engine, Remaining, record_shape
+from .pipeline import Engine, Remaining, _unwrap, record_shape
 from .shape import Profile
 from .storage import Conflict, Store
 from .summary import Summary
@@ -136,6 +138,7 @@ class RefreshSummary:
     retries: int = 0
     throttled_429: int = 0
     carried: list[str] = field(default_factory=list)  # failed: asked again next refresh
+    map_repaired: int = 0  # titles of the lake the id map had lost, learned again
     seconds: float = 0.0
     error: str | None = None
 
@@ -214,19 +217,29 @@ async def pin_state(store: Store, through: dt.date, today: dt.date) -> State:
 
 
 async def finish_state(
-    store: Store, window: Window, failed: Iterable[str], state: State, today: dt.date
+    store: Store,
+    window: Window,
+    asked: Iterable[str],
+    failed: Iterable[str],
+    state: State,
+    today: dt.date,
 ) -> State:
     """After a refresh accounted for every title of ``window``: the refreshed day moves to
     its end, unless that would skip a day never read (a ``--since`` after a gap), and never
-    back; this refresh's failures are carried. Conditional: a refresh that saved meanwhile
+    back. The carried failures lose the titles this refresh ``asked`` and gain those that
+    ``failed`` now; any other refresh's stay. Conditional: a refresh that saved meanwhile
     is read again and merged with."""
-    failed = set(failed)
+    asked, failed = set(asked), set(failed)
     while True:
         through = state.through
+        carried = set(state.failed) - asked | failed
         if through is not None and window.start > through + _DAY:
-            return state  # a gap: the next refresh reads it
-        new = window.end if through is None else max(through, window.end)
-        carried = failed if through is None or window.end >= through else failed | set(state.failed)
+            new = through  # a gap: the next refresh reads it; failures are still carried
+        else:
+            new = window.end if through is None else max(through, window.end)
+        if new == through and carried == set(state.failed):
+            return state
+        assert new is not None
         try:
             await store.write(
                 STATE_KEY,
@@ -299,19 +312,22 @@ class Plan:
         try:
             body = json.loads(raw)
             window = body["window"]
-            return cls(
+            plan = cls(
                 date,
                 Window(
                     dt.date.fromisoformat(window["start"]), dt.date.fromisoformat(window["end"])
                 ),
-                list(body["carried"]),
-                [list(piece) for piece in body["done"]],
-                list(body["selected"]),
-                dict(body["changed"]),
-                list(body["truncated"]),
-                body["groups"],
+                [str(i) for i in body["carried"]],
+                [[str(kind), str(start), str(end)] for kind, start, end in body["done"]],
+                [str(i) for i in body["selected"]],
+                {str(k): int(v) for k, v in body["changed"].items()},
+                [dict(cut) for cut in body["truncated"]],
+                None if body["groups"] is None else [_group(g) for g in body["groups"]],
             )
-        except (ValueError, KeyError, TypeError):
+            if plan.window.end != date - _DAY or plan.window.days < 1:
+                raise ValueError("its window does not end the day before its date")
+            return plan
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("%s: damaged refresh plan, starting it again", store.url(cls.key(date)))
             return None
 
@@ -358,6 +374,18 @@ class Plan:
             )
             group["ids"].append(imdb_id)
         self.groups = list(groups.values())
+
+
+def _group(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved group, checked: a profile that parses, or a kind; ids as strings."""
+    profile = data["profile"]
+    if profile is None and data["media_type"] not in KINDS:
+        raise ValueError("a group with neither profile nor kind")
+    return {
+        "profile": None if profile is None else Profile.from_json(profile).as_json(),
+        "media_type": data["media_type"],
+        "ids": [str(i) for i in data["ids"]],
+    }
 
 
 # --- the change lists ----------------------------------------------------------------------
@@ -409,12 +437,22 @@ async def _read_window(client: TmdbClient, kind: MediaType, window: Window, piec
                 "pages_read": MAX_PAGE,
             }
         )
-    async with asyncio.TaskGroup() as group:  # pages at once, the client's limits apply
+    async with _first_error(), asyncio.TaskGroup() as group:  # pages at once, within limits
         tasks = [
             group.create_task(_page(client, kind, window, page)) for page in range(2, last + 1)
         ]
     for page, task in enumerate(tasks, start=2):
         piece.ids.update(_ids(task.result(), kind, window, page))
+
+
+@contextlib.asynccontextmanager
+async def _first_error() -> AsyncIterator[None]:
+    """A TaskGroup's failure as its first error (a TmdbUnavailable, a CredentialsError...),
+    not an ExceptionGroup: what the CLI's exit codes and Step Functions' error names match."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        raise _unwrap(group) from None
 
 
 async def _page(
@@ -498,9 +536,11 @@ async def refresh(
     async with Engine.open(settings, store=store, compact=True, remaining=remaining) as engine:
         store = engine.store
         state = await read_state(store, today)
-        plan = None if since is not None else await Plan.load(store, date)
+        plan = await Plan.load(store, date)
         if plan is not None and state.through is not None and state.through >= plan.window.end:
             plan = None  # finished; its file outlived a kill
+        if plan is not None and since is not None and plan.window.start != since:
+            plan = None  # another window asked for: a new plan
         if plan is None:
             if state.through is None:
                 newest = await newest_ingest_date(store)
@@ -508,7 +548,9 @@ async def refresh(
                     raise InputError(
                         f"{RAW_FOLDER}/: no ingested data to refresh; run an ingestion first"
                     )
-                state = await pin_state(store, newest - _DAY, today)
+                # An ingest dated in the future (run takes any --date) cannot pin later
+                # than yesterday: no day after it is over.
+                state = await pin_state(store, min(newest, today) - _DAY, today)
             assert state.through is not None
             window = plan_window(date, since, state.through)
             if window.days < 1:
@@ -518,6 +560,8 @@ async def refresh(
                 return summary
             plan = Plan(date, window, carried=list(state.failed))
         summary.window = plan.window.as_json()
+        if plan.groups is None:  # the titles are picked from the map: make it whole first
+            summary.map_repaired = await repair(engine.titles, store)
         before = engine.client.stats.requests
         try:
             listed = await _list(engine, plan, remaining, safety_margin)
@@ -541,10 +585,11 @@ async def refresh(
             summary.refreshed_through = state.through.isoformat() if state.through else None
             return summary
         failed = await _failed(store, plan)
-        state = await finish_state(store, plan.window, failed, state, today)
+        asked = [i for group in plan.groups or [] for i in group["ids"]]
+        state = await finish_state(store, plan.window, asked, failed, state, today)
         await store.delete(Plan.key(date))
         summary.refreshed_through = None if state.through is None else state.through.isoformat()
-        summary.carried = sorted(failed)
+        summary.carried = list(state.failed)
     return summary
 
 
@@ -563,7 +608,7 @@ async def _list(engine: Engine, plan: Plan, remaining: Remaining | None, margin:
                 if remaining is not None and remaining() < margin:
                     return read
                 # Both kinds of a window at once: neither waits for the other's first page.
-                async with asyncio.TaskGroup() as group:
+                async with _first_error(), asyncio.TaskGroup() as group:
                     tasks = [
                         (kind, window, group.create_task(read_piece(engine.client, kind, window)))
                         for kind, window in pair
