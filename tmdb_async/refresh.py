@@ -44,7 +44,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -560,14 +560,22 @@ async def refresh(
                 return summary
             plan = Plan(date, window, carried=list(state.failed))
         summary.window = plan.window.as_json()
-        if plan.groups is None:  # the titles are picked from the map: make it whole first
-            summary.map_repaired = await repair(engine.titles, store)
+        # The titles are picked from the map: it is made whole first, while the first lists
+        # are read (neither waits for the other).
+        repairing = None
+        if plan.groups is None:
+            repairing = asyncio.create_task(repair(engine.titles, store))
         before = engine.client.stats.requests
         try:
-            listed = await _list(engine, plan, remaining, safety_margin)
+            listed = await _list(engine, plan, remaining, safety_margin, repairing)
             if plan.groups is not None:
                 await _fetch(engine, settings, plan, summary, remaining, safety_margin, progress)
         finally:
+            if repairing is not None:
+                if not repairing.done():
+                    repairing.cancel()  # stopped before the map was needed
+                elif not repairing.cancelled() and repairing.exception() is None:
+                    summary.map_repaired = repairing.result()
             stats = engine.client.stats
             summary.changed = dict(plan.changed)
             summary.truncated = plan.truncated
@@ -596,10 +604,16 @@ async def refresh(
 _DEADLINE_HINT = "give it more time (--time-budget, or the function's timeout)"
 
 
-async def _list(engine: Engine, plan: Plan, remaining: Remaining | None, margin: float) -> int:
+async def _list(
+    engine: Engine,
+    plan: Plan,
+    remaining: Remaining | None,
+    margin: float,
+    map_ready: Awaitable[int] | None = None,
+) -> int:
     """Read the plan's change-list pieces not read yet, saving the plan after each; then
     group its titles. Stops at the deadline (the pieces read are kept). Returns the pieces
-    read by this call."""
+    read by this call. ``map_ready``: awaited before the map is first used."""
     read = 0
     hard_stop = None if remaining is None else max(0.0, remaining() - margin / 3)
     try:
@@ -613,6 +627,8 @@ async def _list(engine: Engine, plan: Plan, remaining: Remaining | None, margin:
                         (kind, window, group.create_task(read_piece(engine.client, kind, window)))
                         for kind, window in pair
                     ]
+                if map_ready is not None:
+                    await map_ready
                 for kind, window, task in tasks:
                     piece = task.result()
                     plan.changed[kind] = plan.changed.get(kind, 0) + len(piece.ids)
@@ -628,6 +644,8 @@ async def _list(engine: Engine, plan: Plan, remaining: Remaining | None, margin:
         return read
     if plan.groups is None:
         read += 1
+        if map_ready is not None:
+            await map_ready
         plan.group(engine.titles)
         await plan.save(engine.store)
         log.info(
