@@ -1,4 +1,4 @@
-"""Lambda events: the three event shapes run the engine on S3 (moto) and the fake TMDB;
+"""Lambda events: the four event shapes run the engine on S3 (moto) and the fake TMDB;
 anything else is refused with the field it is about."""
 
 from __future__ import annotations
@@ -12,13 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import handler
 from tests.conftest import TOKEN
 from tests.support.asked import titles_asked
 from tests.support.lake import read_s3
+from tmdb_async.config import fleet_share, plan_batches
 from tmdb_async.errors import CredentialsError, DeadlineError, RefreshIncomplete, UsageError
 from tmdb_async.events import handle
+from tmdb_async.prepare import ExecutionAlreadyRunning, ExecutionRef, earlier_executions
 from tmdb_devtools.csvgen import title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig, changed_ids, kind_of_number
 
@@ -367,3 +371,168 @@ async def test_a_refresh_stopped_at_the_deadline_raises_and_the_same_event_conti
 async def test_bad_refresh_events_are_refused_naming_the_field(event: Any, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         await handle(event, Context(), lambda_env("http://127.0.0.1:9"))
+
+
+# --- the fleet: the batch plan and one execution at a time (issue 12) -----------------------
+
+
+@given(
+    ids=st.integers(1, 20_000),
+    max_items=st.integers(1, 5_000),
+    max_concurrency=st.integers(1, 1_000),
+    global_rate=st.floats(0.5, 1_000),
+)
+def test_the_batch_plan_keeps_the_whole_rate_busy_and_never_above_it(
+    ids: int, max_items: int, max_concurrency: int, global_rate: float
+) -> None:
+    plan = plan_batches(ids, max_items, max_concurrency)
+    # ItemBatcher: consecutive slices of items_per_batch; every id is in exactly one batch.
+    slices = [
+        range(n, min(n + plan.items_per_batch, ids)) for n in range(0, ids, plan.items_per_batch)
+    ]
+    assert len(slices) == plan.batches
+    assert [i for s in slices for i in s] == list(range(ids))
+    assert all(1 <= len(s) <= plan.items_per_batch <= max_items for s in slices)
+    # All the children the Map may run work, unless there are fewer batches; then each
+    # batch runs at once with its 1/children share.
+    assert plan.children == min(max_concurrency, plan.batches)
+    assert plan.batches >= min(ids, max_concurrency) or plan.children == plan.batches
+    # What each child gets (fleet_share) times the children: the global rate, never above.
+    share = fleet_share({"global_rate": global_rate, "max_concurrency": plan.children})
+    assert plan.children * share["rate"] <= global_rate * (1 + 1e-12)
+    # Full rounds: what stays idle is the shorter last slice's share once it is done, less
+    # than one batch and less than one id per child per round.
+    rounds = -(-plan.batches // plan.children)
+    idle = rounds * plan.children * plan.items_per_batch - ids
+    assert 0 <= idle < max(plan.items_per_batch, rounds * plan.children)
+
+
+@pytest.mark.parametrize(
+    ("ids", "max_items", "max_concurrency", "expected"),
+    [
+        (241, 500, 4, (61, 4, 4)),  # the issue's file: 4 batches at 40/4, not 1 at 40/4
+        (241, 500, 8, (31, 8, 8)),
+        (600, 500, 8, (75, 8, 8)),
+        (5_000, 500, 8, (313, 16, 8)),  # 2 full rounds, not 10 batches on 8 children
+        (300_000, 500, 4, (500, 600, 4)),  # a full movies.csv: as before
+        (9, 500, 4, (3, 3, 3)),  # 3 children at a third each: the whole rate
+        (3, 500, 4, (1, 3, 3)),
+        (0, 500, 4, (500, 0, 0)),
+    ],
+)
+def test_batch_plans(
+    ids: int, max_items: int, max_concurrency: int, expected: tuple[int, int, int]
+) -> None:
+    plan = plan_batches(ids, max_items, max_concurrency)
+    assert (plan.items_per_batch, plan.batches, plan.children) == expected
+
+
+async def test_prepare_returns_the_ids_file_and_the_batch_plan(
+    tmp_path: Path, s3: Any, lake: str
+) -> None:
+    ids = title_ids(241, "movie")
+    s3.upload_file(str(write_csv(tmp_path / "movies.csv", ids, max_artists=3)), lake, KEY)
+    event = {
+        "action": "prepare",
+        "source": f"s3://{lake}/{KEY}",
+        "dest": f"s3://{lake}",
+        "max_items_per_batch": 500,
+        "max_concurrency": 4,
+    }
+    result = await handle(event, Context(), lambda_env("http://127.0.0.1:9"))
+    assert result["unique_ids"] == 241
+    assert (result["items_per_batch"], result["batches"], result["children"]) == (61, 4, 4)
+    body = s3.get_object(Bucket=lake, Key=result["ids_key"])["Body"].read().decode()
+    assert body.splitlines() == ["id", *ids]
+    json.dumps(result)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"max_items_per_batch": 0}, "event.max_items_per_batch: 0 must be at least 1"),
+        ({"max_concurrency": "4"}, "event.max_concurrency: expected an integer"),
+        ({"max_concurrency": True}, "event.max_concurrency: expected an integer"),
+        ({"execution": "arn:x"}, "event.state_machine: missing"),
+        (
+            {
+                "state_machine": "arn:aws:lambda:us-east-1:1:function:f",
+                "execution": "e",
+                "execution_started": "2022-05-02T00:00:00Z",
+            },
+            "is not a state machine ARN",
+        ),
+        ({"kind": "movie"}, "unknown field 'kind'"),
+    ],
+)
+async def test_bad_prepare_events_are_refused_naming_the_field(
+    extra: dict[str, Any], message: str
+) -> None:
+    event = {"action": "prepare", "source": f"s3://data-lake-x/{KEY}", "dest": "s3://data-lake-x"}
+    with pytest.raises(UsageError, match=message):
+        await handle({**event, **extra}, Context(), lambda_env("http://127.0.0.1:9"))
+
+
+def _listed(arn: str, start: str) -> dict[str, Any]:
+    return {"executionArn": arn, "startDate": dt.datetime.fromisoformat(start)}
+
+
+SM = "arn:aws:states:us-east-1:123456789012:stateMachine:tmdb-ingest"
+EX = "arn:aws:states:us-east-1:123456789012:execution:tmdb-ingest:"
+
+
+def test_an_earlier_running_execution_goes_first_and_ties_go_to_the_smaller_arn() -> None:
+    me = ExecutionRef(SM, EX + "b", "2022-05-02T10:00:00.500Z")
+    mine = _listed(EX + "b", "2022-05-02T10:00:00.500912+00:00")
+    earlier = _listed(EX + "z", "2022-05-02T10:00:00.499+00:00")
+    later = _listed(EX + "a", "2022-05-02T10:00:00.501+00:00")
+    same_ms_smaller = _listed(EX + "a", "2022-05-02T10:00:00.500001+00:00")
+    same_ms_larger = _listed(EX + "c", "2022-05-02T10:00:00.500+00:00")
+    assert earlier_executions(me, [mine, earlier, later]) == [earlier]
+    assert earlier_executions(me, [mine, later, same_ms_larger]) == []
+    assert earlier_executions(me, [mine, same_ms_smaller]) == [same_ms_smaller]
+    # Not listed yet: its own start time from the context object decides.
+    assert earlier_executions(me, [later, earlier]) == [earlier]
+    # Of two started at the same moment exactly one goes on.
+    other = ExecutionRef(SM, EX + "c", "2022-05-02T10:00:00.500Z")
+    both = [mine, same_ms_larger]
+    assert [bool(earlier_executions(m, both)) for m in (me, other)] == [False, True]
+
+
+async def test_prepare_refuses_while_an_earlier_execution_runs(
+    tmp_path: Path, s3: Any, lake: str
+) -> None:
+    """On moto's Step Functions (its plain backend, whose executions stay RUNNING): the
+    second execution's prepare fails with ExecutionAlreadyRunning and writes nothing; the
+    first goes on, and so does the second once the first has stopped."""
+    import boto3
+
+    s3.upload_file(str(write_csv(tmp_path / "movies.csv", title_ids(5, "movie"))), lake, KEY)
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    definition = {"StartAt": "S", "States": {"S": {"Type": "Succeed"}}}
+    machine = sfn.create_state_machine(
+        name="tmdb-ingest",
+        definition=json.dumps(definition),
+        roleArn="arn:aws:iam::123456789012:role/sfn",
+    )["stateMachineArn"]
+    first = sfn.start_execution(stateMachineArn=machine, name="first")
+    second = sfn.start_execution(stateMachineArn=machine, name="second")
+
+    def event(started: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "action": "prepare",
+            "source": f"s3://{lake}/{KEY}",
+            "dest": f"s3://{lake}",
+            "state_machine": machine,
+            "execution": started["executionArn"],
+            "execution_started": started["startDate"].isoformat(),
+        }
+
+    env = lambda_env("http://127.0.0.1:9")
+    with pytest.raises(ExecutionAlreadyRunning, match="first") as refused:
+        await handle(event(second), Context(), env)
+    assert refused.value.exit_code == 2
+    assert s3.list_objects_v2(Bucket=lake, Prefix="Raw/TMDB/")["KeyCount"] == 0
+    assert (await handle(event(first), Context(), env))["unique_ids"] == 5
+    sfn.stop_execution(executionArn=first["executionArn"])
+    assert (await handle(event(second), Context(), env))["unique_ids"] == 5

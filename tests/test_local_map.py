@@ -146,6 +146,39 @@ async def test_the_whole_fleet_stays_under_the_global_rate(
 
 
 @pytest.mark.slow
+async def test_a_small_file_runs_on_every_child_at_the_whole_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: 241 ids with MaxItemsPerBatch 500 and 4 children run as 4 batches of at most
+    61, each at rate / 4, not as one batch at a quarter of the rate."""
+    rate = 100
+    ids = title_ids(241, "movie", start=2_000_000)
+    source = write_csv(tmp_path / "movies.csv", ids)
+    monkeypatch.setenv("TMDB_READ_ACCESS_TOKEN", TOKEN)
+    async with fake_tmdb_process("--rate-limit", str(rate)) as url:
+        report = await run_local_map(
+            str(source),
+            str(tmp_path / "lake"),
+            kind="movie",
+            date=DATE,
+            max_items_per_batch=500,
+            max_concurrency=4,
+            global_rate=rate,
+            tmdb_url=url,
+        )
+        seen = await stats(url)
+
+    assert report["status"] == "ok", report["errors"]
+    assert (report["items_per_batch"], report["batches"], report["children"]) == (61, 4, 4)
+    assert report["invocations"] == 4
+    assert local_ids(tmp_path / "lake") == Counter(ids)
+    measured = seen["total_requests"] / (seen["last_request_at"] - seen["first_request_at"])
+    print(f"241 ids: {measured:.1f}/s seen by the fake (global rate {rate})")
+    assert seen["throttled"] == 0, seen
+    assert rate * 0.75 <= measured <= rate * 1.05
+
+
+@pytest.mark.slow
 async def test_s3_batches_run_the_handler_and_loop_on_remaining_items(
     tmp_path: Path, s3: Any, lake: str, fake_tmdb: FakeTmdb, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -195,6 +228,7 @@ async def test_a_failing_batch_fails_the_run_with_the_handlers_error(
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "tmdb_devtools", "local-map", str(source)),
         *("--dest", str(tmp_path / "lake"), "--tmdb-url", fake_tmdb.url, "--json"),
+        *("--max-concurrency", "1"),  # one batch (5 ids for 4 children make 3 batches)
         cwd=ROOT,
         env={**env, "TMDB_READ_ACCESS_TOKEN": wrong},
         stdout=asyncio.subprocess.PIPE,

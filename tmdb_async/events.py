@@ -1,14 +1,21 @@
 """Lambda events → engine calls. ``handler.py`` only hands its event and context here.
 
-Three event shapes (anything else is a :class:`~tmdb_async.errors.UsageError`):
+Four event shapes (anything else is a :class:`~tmdb_async.errors.UsageError`):
 
 - direct: ``{"source": "s3://…csv", "dest": "s3://bucket", "kind", "date", "offset", "limit",
   …}``, defaults from the same environment variables as the CLI (``TMDB_DEST``, …);
 - Step Functions Distributed Map batch: ``{"Items": [{"id": "tt…", …}, …], "BatchInput":
   {"dest", "kind", "date", "global_rate", "max_concurrency"}}``. The request rate of each
-  invocation is ``global_rate / max_concurrency`` so the whole fleet stays under TMDB's limit;
-- ``{"action": "prepare", "source", "dest"}``: writes the distinct ids of a big CSV as a small
-  CSV for the Distributed Map to read, so no id is split across two batches;
+  invocation is ``global_rate / max_concurrency`` so the whole fleet stays under TMDB's limit
+  (the state machine passes the children that actually run at once as ``max_concurrency``);
+- ``{"action": "prepare", "source", "dest", "max_items_per_batch", "max_concurrency",
+  "state_machine", "execution", "execution_started"}``: writes the distinct ids of a big CSV
+  as a small CSV for the Distributed Map to read, so no id is split across two batches, and
+  returns the batch plan (:func:`~tmdb_async.config.plan_batches`: ``items_per_batch``,
+  ``batches``, ``children``) when given the first two. Given the execution's identity (the
+  last three, together), it first refuses with
+  :class:`~tmdb_async.prepare.ExecutionAlreadyRunning` while another execution of the same
+  state machine that started earlier runs (:mod:`tmdb_async.prepare`);
 - ``{"action": "refresh", "dest", "date", "since", …}``: fetches again the lake's titles TMDB
   changed (:mod:`tmdb_async.refresh`). ``date`` may be a timestamp such as EventBridge
   Scheduler's ``<aws.scheduler.scheduled-time>`` (its UTC date is the processing date), so a
@@ -53,7 +60,7 @@ from .config import (
 )
 from .errors import CredentialsError, RefreshIncomplete, UsageError
 from .pipeline import run
-from .prepare import prepare_ids
+from .prepare import ExecutionRef, prepare_ids
 from .refresh import refresh
 from .storage import parse_s3, s3_error_code
 
@@ -151,13 +158,15 @@ async def handle(
     remaining, margin = _margin(context, env)
 
     if event.get("action") == "prepare":
-        check_keys(event, ("action", "source", "dest"), "event")
-        values = event_values({k: v for k, v in event.items() if k != "action"}, "event")
+        check_keys(event, ("action", "source", "dest", *_PREPARE_PLAN, *_PREPARE_RUN), "event")
+        given = {k: v for k, v in event.items() if k in ("source", "dest")}
+        values = event_values(given, "event")
         source = values.pop("source", "")
         _check_location(source, "event.source", env)
         settings = _settings(values, source, env)
+        plan = {k: _count(event.get(k), f"event.{k}") for k in _PREPARE_PLAN}
         logsetup.log_context.set({"request_id": request_id, "action": "prepare"})
-        return await prepare_ids(settings)
+        return await prepare_ids(settings, **plan, execution=_execution(event))
 
     if event.get("action") == "refresh":
         return await _refresh(event, env, request_id, remaining, margin)
@@ -200,6 +209,40 @@ async def handle(
         "event: unknown shape; expected {source, dest, …}, a Distributed Map batch "
         "{Items, BatchInput}, {action: 'prepare', source, dest} or {action: 'refresh', dest}"
     )
+
+
+#: A prepare event's batch plan inputs (the template's MaxItemsPerBatch, MapMaxConcurrency).
+_PREPARE_PLAN = ("max_items_per_batch", "max_concurrency")
+#: A prepare event's execution identity, for the one-execution-at-a-time check.
+_PREPARE_RUN = ("state_machine", "execution", "execution_started")
+
+
+def _count(value: Any, where: str) -> int | None:
+    """An optional integer ≥ 1 of an event (``None`` when absent)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise UsageError(f"{where}: expected an integer, got {value!r}")
+    if value < 1:
+        raise UsageError(f"{where}: {int(value)} must be at least 1")
+    return int(value)
+
+
+def _execution(event: Mapping[str, Any]) -> ExecutionRef | None:
+    """The execution a prepare event names (all three fields, or none of them)."""
+    given = {k: event.get(k) for k in _PREPARE_RUN if event.get(k) is not None}
+    if not given:
+        return None
+    missing = [k for k in _PREPARE_RUN if k not in given]
+    if missing:
+        raise UsageError(
+            f"event.{missing[0]}: missing (state_machine, execution and "
+            "execution_started go together)"
+        )
+    for key, value in given.items():
+        if not isinstance(value, str) or not value:
+            raise UsageError(f"event.{key}: expected a non-empty string, got {value!r}")
+    return ExecutionRef(given["state_machine"], given["execution"], given["execution_started"])
 
 
 #: What a refresh event may set besides ``action`` and ``since``: where, when, how fast.

@@ -1,26 +1,146 @@
-"""Prepare a CSV for Step Functions: its distinct ids as a small one-column CSV, and the
-lake's id map compacted once for the whole execution.
+"""Prepare a CSV for Step Functions: one execution at a time, its distinct ids as a small
+one-column CSV, the batch plan, and the lake's id map compacted once for the execution.
 
 The Distributed Map reads this file instead of the raw CSV, where one title's rows (one per
 artist) could straddle two batches and be fetched twice. Invalid values are kept, so the
 batch that gets them lists them in its sidecar.
+
+**One execution at a time.** Every child of an execution runs at its share of the whole
+global rate, so two executions at once would double it. Given the execution's identity (the
+state machine passes ``$$.StateMachine.Id``, ``$$.Execution.Id`` and
+``$$.Execution.StartTime``), prepare first lists the state machine's RUNNING executions
+(``states:ListExecutions``) and refuses with :class:`ExecutionAlreadyRunning`, before it
+reads or writes anything, when one of them started earlier. Ties on the start time go to
+the smaller execution ARN, so of two executions started at once exactly one goes on.
+
+**The batch plan** (:func:`tmdb_async.config.plan_batches`): given the template's
+``MaxItemsPerBatch`` and ``MapMaxConcurrency``, the result says how many ids a batch gets
+and how many children run at once, so that a small file keeps the whole rate busy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import datetime as dt
 import io
 import logging
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from .config import Settings
-from .errors import StorageError
+from .config import Settings, plan_batches
+from .errors import ExitCode, IngestError, StorageError, UsageError
 from .idmap import LakeIdMap
 from .ids import ReadStats, read_csv_ids
-from .storage import LocalStore, S3Store, Store, open_s3, parse_s3, read_source
+from .storage import LocalStore, S3Store, Store, open_s3, parse_s3, read_source, s3_error_code
 from .writer import digest, source_stem
 
 log = logging.getLogger(__name__)
+
+
+class ExecutionAlreadyRunning(IngestError):
+    """Another execution of the same state machine is running and started first (or at the
+    same moment with a smaller ARN). The execution fails at once with this error, having
+    written nothing; start it again once the other one has finished. Exit code 2, as a
+    usage error."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRef:
+    """Who is preparing: the state machine's and the execution's ARNs and its start time
+    (``$$.Execution.StartTime``, ISO 8601; ``None`` if unknown)."""
+
+    state_machine: str
+    execution: str
+    started: str | None = None
+
+
+def _instant(value: Any) -> dt.datetime | None:
+    """A start time at the millisecond (what Step Functions keeps), as an aware datetime."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if not isinstance(value, dt.datetime):
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+_LAST = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def earlier_executions(
+    me: ExecutionRef, running: Iterable[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The executions of ``running`` (ListExecutions entries: ``executionArn``,
+    ``startDate``) that go before ``me``: started earlier, or at the same millisecond with a
+    smaller ARN. ``me``'s own start is its entry's in the list when it is there (the same
+    clock and precision as the others'), else ``me.started``; unknown, every other running
+    execution goes first."""
+    entries = list(running)
+    mine = next((e for e in entries if e.get("executionArn") == me.execution), None)
+    start = _instant(mine["startDate"]) if mine is not None else _instant(me.started)
+    my_key = (start or _LAST, me.execution)
+    return [
+        e
+        for e in entries
+        if e.get("executionArn") != me.execution
+        and (_instant(e.get("startDate")) or _LAST, str(e.get("executionArn"))) < my_key
+    ]
+
+
+@contextlib.asynccontextmanager
+async def open_sfn(region: str) -> AsyncIterator[Any]:
+    """One aioboto3 Step Functions client per invocation, inside the running loop (as
+    :func:`tmdb_async.storage.open_s3`)."""
+    import aioboto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"max_attempts": 8, "mode": "standard"},  # throttling retried
+        connect_timeout=10,
+        read_timeout=30,
+    )
+    async with aioboto3.Session().client("stepfunctions", region_name=region, config=config) as sfn:
+        yield sfn
+
+
+async def check_single_execution(me: ExecutionRef, sfn: Any | None = None) -> None:
+    """Raise :class:`ExecutionAlreadyRunning` if a RUNNING execution of ``me``'s state
+    machine goes before it (:func:`earlier_executions`)."""
+    parts = me.state_machine.split(":")
+    if len(parts) < 7 or parts[2] != "states" or parts[5] != "stateMachine":
+        raise UsageError(f"event.state_machine: {me.state_machine!r} is not a state machine ARN")
+    if sfn is None:
+        async with open_sfn(parts[3]) as client:
+            return await check_single_execution(me, client)
+    running: list[Mapping[str, Any]] = []
+    try:
+        paginator = sfn.get_paginator("list_executions")
+        pages = paginator.paginate(stateMachineArn=me.state_machine, statusFilter="RUNNING")
+        async for page in pages:
+            running += page.get("executions", [])
+    except Exception as exc:
+        code = s3_error_code(exc)
+        raise UsageError(
+            f"{me.state_machine}: cannot list its running executions ({code}); the function's "
+            "role needs states:ListExecutions on it (template.yaml)"
+        ) from None
+    first = earlier_executions(me, running)
+    if first:
+        other = min(first, key=lambda e: (_instant(e.get("startDate")) or _LAST, e["executionArn"]))
+        started = _instant(other.get("startDate"))
+        raise ExecutionAlreadyRunning(
+            f"{me.execution}: another execution of this state machine is running "
+            f"({other['executionArn']}, started {started.isoformat() if started else '?'}); "
+            "this one stops without writing anything: start it again once that one has finished"
+        )
 
 
 async def _compact_id_map(store: Store) -> None:
@@ -32,9 +152,21 @@ async def _compact_id_map(store: Store) -> None:
         log.warning("id map not compacted: %s", exc)
 
 
-async def prepare_ids(settings: Settings) -> dict[str, Any]:
-    """Write the distinct id values of ``settings.source`` under ``Raw/TMDB/_work/``."""
+async def prepare_ids(
+    settings: Settings,
+    *,
+    max_items_per_batch: int | None = None,
+    max_concurrency: int | None = None,
+    execution: ExecutionRef | None = None,
+) -> dict[str, Any]:
+    """Write the distinct id values of ``settings.source`` under ``Raw/TMDB/_work/``.
+
+    With ``execution``, first refuse if another execution of its state machine goes first.
+    With ``max_items_per_batch`` and ``max_concurrency``, the result also has the batch plan
+    (``items_per_batch``, ``batches``, ``children``) for ``unique_ids``."""
     settings.validate()
+    if execution is not None:
+        await check_single_execution(execution)
     dest_url = parse_s3(settings.dest, "dest")
     source_url = parse_s3(settings.source, "source")
     stats = ReadStats()
@@ -51,10 +183,13 @@ async def prepare_ids(settings: Settings) -> dict[str, Any]:
         url = await store.put(key, buffer.getvalue().encode(), "text/csv")
         await _compact_id_map(store)
     bucket, _, ids_key = url.removeprefix("s3://").partition("/")
-    return {
+    result: dict[str, Any] = {
         "ids_url": url,
         "ids_bucket": bucket if dest_url else None,
         "ids_key": ids_key if dest_url else url,
         "unique_ids": stats.distinct,
         "rows_read": stats.rows,
     }
+    if max_items_per_batch is not None and max_concurrency is not None:
+        result.update(plan_batches(stats.distinct, max_items_per_batch, max_concurrency).as_dict())
+    return result

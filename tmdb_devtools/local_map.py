@@ -13,11 +13,13 @@ The steps are the state machine's:
    :func:`tmdb_async.events.handle`, when source and dest are both ``s3://``; else the same
    engine function, :func:`tmdb_async.pipeline.prepare_ids`);
 2. **ItemReader** (``CSV``, ``FIRST_ROW``, ``PIPE``): each row becomes a dict of strings;
-3. **ItemBatcher**: ``MaxItemsPerBatch`` items per batch, with the ``BatchInput``
-   ``{dest, kind, date, global_rate, max_concurrency}``;
-4. **MaxConcurrency** child workflows at a time, each invocation in a new OS process (a cold
-   start; its imports, Lambda's init phase, do not count against ``function_timeout``), each
-   at ``global_rate / max_concurrency`` requests/s as in AWS;
+3. **ItemBatcher**: the prepare step's plan (:func:`tmdb_async.config.plan_batches`):
+   ``items_per_batch`` items per batch (at most ``max_items_per_batch``, fewer for a small
+   file so that every child has a batch), with the ``BatchInput`` ``{dest, kind, date,
+   global_rate, max_concurrency}`` where ``max_concurrency`` is the plan's ``children``;
+4. **MaxConcurrency** (the plan's ``children``) child workflows at a time, each invocation in
+   a new OS process (a cold start; its imports, Lambda's init phase, do not count against
+   ``function_timeout``), each at ``global_rate / children`` requests/s as in AWS;
 5. the child's **MoreToDo** loop: while an invocation returns ``remaining_items``, invoke again
    with ``{"Items": remaining_items, "BatchInput": batch_input}``. An invocation that hands
    back exactly the items it was given fails its batch (``LocalMap.NoProgress``) where the
@@ -34,7 +36,7 @@ return no progress.
 Differences from AWS, on purpose: failed batches are not retried (the state machine retries
 only ``Lambda.*`` service errors, which cannot happen here) and a failure above
 ``tolerated_failure_percentage`` does not stop the other batches; it makes the report's
-``status`` ``"failed"``.
+``status`` ``"failed"``. There is no state machine, so no one-execution-at-a-time check.
 """
 
 from __future__ import annotations
@@ -242,16 +244,20 @@ async def _read_text(url: str) -> str:
     return data.decode("utf-8")
 
 
-async def _prepare(source: str, dest: str, env: Mapping[str, str]) -> dict[str, Any]:
-    """PrepareIds: the handler's prepare event if it can take it, else the engine function."""
+async def _prepare(
+    source: str, dest: str, env: Mapping[str, str], max_items_per_batch: int, max_concurrency: int
+) -> dict[str, Any]:
+    """PrepareIds: the handler's prepare event if it can take it, else the engine function.
+    Both return the batch plan; there is no state machine, so no execution check."""
+    plan = {"max_items_per_batch": max_items_per_batch, "max_concurrency": max_concurrency}
     if parse_s3(source, "source") and parse_s3(dest, "dest"):
         from tmdb_async.events import handle
 
-        event = {"action": "prepare", "source": source, "dest": dest}
+        event = {"action": "prepare", "source": source, "dest": dest, **plan}
         return await handle(event, None, env)
     from tmdb_async.prepare import prepare_ids
 
-    return await prepare_ids(Settings(source=source, dest=dest).validate())
+    return await prepare_ids(Settings(source=source, dest=dest).validate(), **plan)
 
 
 def _worker_env(base: Mapping[str, str], tmdb_url: str | None) -> dict[str, str]:
@@ -325,6 +331,8 @@ async def run_local_map(
     base_env = dict(os.environ if env is None else env)
     if max_concurrency < 1:
         raise UsageError(f"max_concurrency: {max_concurrency} must be at least 1")
+    if max_items_per_batch < 1:
+        raise UsageError(f"max_items_per_batch: {max_items_per_batch} must be at least 1")
     if not global_rate > 0:
         raise UsageError(f"global_rate: {global_rate} must be above 0 requests/s")
     if not function_timeout > 0:
@@ -342,15 +350,18 @@ async def run_local_map(
             "no TMDB credentials: set TMDB_READ_ACCESS_TOKEN (preferred) or TMDB_API_KEY"
         )
 
-    prepared = await _prepare(source, dest, base_env)
+    prepared = await _prepare(source, dest, base_env, max_items_per_batch, max_concurrency)
     ids_url = str(prepared["ids_url"])
     items = read_items(await _read_text(ids_url)) if prepared["unique_ids"] else []
-    batch_input = make_batch_input(dest, kind, when, global_rate, max_concurrency)
-    batches = make_batches(items, max_items_per_batch, batch_input)
+    # The state machine's IngestMap: MaxItemsPerBatchPath, MaxConcurrencyPath and the
+    # BatchInput's max_concurrency all come from the prepare step's plan.
+    running = max(1, int(prepared["children"]))
+    batch_input = make_batch_input(dest, kind, when, global_rate, running)
+    batches = make_batches(items, int(prepared["items_per_batch"]), batch_input)
     worker_env = _worker_env(base_env, tmdb_url)
     invocations: list[Invocation] = []
     failed_batches: list[int] = []
-    children = asyncio.Semaphore(max_concurrency)
+    children = asyncio.Semaphore(running)
     map_started = time.monotonic()
 
     async def child(number: int, event: dict[str, Any]) -> None:
@@ -405,6 +416,8 @@ async def run_local_map(
             "date": when.isoformat(),
             "max_items_per_batch": max_items_per_batch,
             "max_concurrency": max_concurrency,
+            "items_per_batch": prepared["items_per_batch"],
+            "children": prepared["children"],
             "global_rate": global_rate,
             "function_timeout": function_timeout,
         },
@@ -498,14 +511,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m tmdb_devtools local-map",
         description="Run the Step Functions Distributed Map of statemachine/ingest.asl.json "
         "locally: prepare the distinct ids, batch them, and run the batches in worker "
-        "processes, at most --max-concurrency at a time, each at global-rate/max-concurrency.",
+        "processes, at most --max-concurrency at a time, each at global-rate/children (the "
+        "children running at once: fewer batches than --max-concurrency only for fewer ids).",
     )
     add = parser.add_argument
     add("source", help="CSV path or s3://bucket/key")
     add("--dest", help="local folder or s3://bucket[/prefix] (env TMDB_DEST)")
     add("--kind", default="auto", choices=("movie", "tv", "auto"), help="default auto")
     add("--date", help="processing date YYYY-MM-DD (default today UTC)")
-    add("--max-items-per-batch", type=int, default=500, help="ItemBatcher (default 500)")
+    add("--max-items-per-batch", type=int, default=500, help="most ids a batch (default 500)")
     add("--max-concurrency", type=int, default=4, help="Map MaxConcurrency (default 4)")
     add("--global-rate", type=float, default=40.0, help="requests/s for all (default 40)")
     add("--tmdb-url", help="TMDB base URL (env TMDB_BASE_URL), e.g. the fake's")
