@@ -493,6 +493,10 @@ def test_an_earlier_running_execution_goes_first_and_ties_go_to_the_smaller_arn(
     assert earlier_executions(me, [mine, same_ms_smaller]) == [same_ms_smaller]
     # Not listed yet: its own start time from the context object decides.
     assert earlier_executions(me, [later, earlier]) == [earlier]
+    # A redrive of an old execution is a newcomer: it began when it was redriven.
+    redriven = {**earlier, "redriveDate": dt.datetime.fromisoformat("2022-05-02T10:00:01+00:00")}
+    assert earlier_executions(me, [mine, redriven]) == []
+    assert earlier_executions(ExecutionRef(SM, EX + "z"), [redriven, mine]) == [mine]
     # Of two started at the same moment exactly one goes on.
     other = ExecutionRef(SM, EX + "c", "2022-05-02T10:00:00.500Z")
     both = [mine, same_ms_larger]

@@ -75,24 +75,30 @@ def _instant(value: Any) -> dt.datetime | None:
 _LAST = dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
+def _began(entry: Mapping[str, Any]) -> dt.datetime:
+    """When a listed execution began running this time: its ``redriveDate`` if it was
+    redriven (a redrive of an old execution is a newcomer), else its ``startDate``."""
+    start = _instant(entry.get("startDate")) or _LAST
+    redriven = _instant(entry.get("redriveDate"))
+    return max(start, redriven) if redriven is not None else start
+
+
+def _order(entry: Mapping[str, Any]) -> tuple[dt.datetime, str]:
+    return _began(entry), str(entry.get("executionArn"))
+
+
 def earlier_executions(
     me: ExecutionRef, running: Iterable[Mapping[str, Any]]
 ) -> list[Mapping[str, Any]]:
     """The executions of ``running`` (ListExecutions entries: ``executionArn``,
-    ``startDate``) that go before ``me``: started earlier, or at the same millisecond with a
-    smaller ARN. ``me``'s own start is its entry's in the list when it is there (the same
-    clock and precision as the others'), else ``me.started``; unknown, every other running
-    execution goes first."""
+    ``startDate``, ``redriveDate``) that go before ``me``: began earlier, or at the same
+    millisecond with a smaller ARN. ``me``'s own beginning is its entry's in the list when it
+    is there (the same clock and precision as the others'), else ``me.started``; unknown,
+    every other running execution goes first."""
     entries = list(running)
     mine = next((e for e in entries if e.get("executionArn") == me.execution), None)
-    start = _instant(mine["startDate"]) if mine is not None else _instant(me.started)
-    my_key = (start or _LAST, me.execution)
-    return [
-        e
-        for e in entries
-        if e.get("executionArn") != me.execution
-        and (_instant(e.get("startDate")) or _LAST, str(e.get("executionArn"))) < my_key
-    ]
+    my_key = _order(mine) if mine is not None else (_instant(me.started) or _LAST, me.execution)
+    return [e for e in entries if e.get("executionArn") != me.execution and _order(e) < my_key]
 
 
 @contextlib.asynccontextmanager
@@ -134,11 +140,11 @@ async def check_single_execution(me: ExecutionRef, sfn: Any | None = None) -> No
         ) from None
     first = earlier_executions(me, running)
     if first:
-        other = min(first, key=lambda e: (_instant(e.get("startDate")) or _LAST, e["executionArn"]))
-        started = _instant(other.get("startDate"))
+        other = min(first, key=_order)
+        began = _began(other)
         raise ExecutionAlreadyRunning(
             f"{me.execution}: another execution of this state machine is running "
-            f"({other['executionArn']}, started {started.isoformat() if started else '?'}); "
+            f"({other['executionArn']}, started {'?' if began == _LAST else began.isoformat()}); "
             "this one stops without writing anything: start it again once that one has finished"
         )
 
