@@ -32,6 +32,14 @@ def _refresh(runner: Runner) -> dict[str, Any]:
     return refresh.run(runner)
 
 
+def _fleet(runner: Runner) -> dict[str, Any]:
+    """Scenario 9, imported when run, like :func:`_refresh` (``python -m
+    benchmarks.scenarios.fleet RESULT.json`` rewrites its figures in BENCHMARKS.md)."""
+    from benchmarks.scenarios import fleet
+
+    return fleet.run(runner)
+
+
 #: ``--only`` name -> (key in the JSON result, the scenario's ``run``)
 SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "rate": ("rate_bound", rate_bound.run),
@@ -42,4 +50,5 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "scaling": ("scaling", scaling.run),
     "requests": ("requests_per_title", requests_per_title.run),
     "refresh": ("refresh", _refresh),
+    "fleet": ("fleet", _fleet),
 }

@@ -1,0 +1,243 @@
+"""9. The fleet (issue 12): the Distributed Map's batches use the whole global rate, never more.
+
+Time-compressed: the fake enforces 400 requests/s (10 × TMDB's 40, sliding window, 429 above
+it) and answers in 5 ms (the usual 50 ms ÷ 10, so that a child's connections, 20 ÷ children,
+keep the same headroom over its share as at TMDB's pace). Each case is ``python -m
+tmdb_devtools local-map`` in its own process, the state machine's steps on one machine
+(:mod:`tmdb_devtools.local_map`): the prepare step's batch plan
+(:func:`tmdb_async.config.plan_batches`), ``MapMaxConcurrency`` 8 worker processes at a
+time, each invocation a cold process at ``global_rate / children``, ``MaxItemsPerBatch``
+500, ``--kind movie`` on a movies.csv of the fake's movie slots (~6% unknown ids, 2 requests
+each).
+
+Cases: 241 ids (a daily incremental file), 600 and 5,000 (quick: 241 and 600). Each reports
+the plan (batches, children), the requests the fake saw, the achieved rate (requests ÷ the
+time from the first request's arrival to the last one's, at the fake) ÷ the global rate, the
+highest count of requests in any one second (from ``/__stats`` polled every 20 ms: counts
+between two polls at most 1 s apart, so a lower bound, within a poll's worth, of the true
+highest), and the 429s (the fake's own sliding one-second window: any second above the rate
+is a 429). The worker processes' start (their imports) is outside the achieved-rate window
+only until their first request: a worker that starts late shows as a lower rate.
+
+Targets (the issue's): achieved ÷ global ≥ 0.9 for any file of 200 ids or more; never above
+the global rate (highest one-second count ≤ 400, no 429).
+
+``python -m benchmarks.scenarios.fleet RESULT.json`` rewrites the generated block of
+BENCHMARKS.md's Fleet section from a result holding this part.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import LATENCY, MARKDOWN, ROOT, TOKEN, log
+from benchmarks.fake_server import FakeServer
+from benchmarks.inputs import input_of, slot_ids
+from benchmarks.report import Rows
+from benchmarks.runner import Runner
+
+GLOBAL_RATE = 400.0  # requests/s: 10 × TMDB's, the fake's limit and the fleet's global rate
+COMPRESSION = 10  # the fake's latency is LATENCY ÷ this
+MAX_CONCURRENCY = 8
+MAX_ITEMS_PER_BATCH = 500
+FULL_SIZES = (241, 600, 5_000)
+QUICK_SIZES = (241, 600)
+START = 4_000_000  # ids of the fleet's files, apart from other scenarios'
+DATE = "2026-04-01"
+POLL = 0.02  # seconds between two /__stats polls
+TABLE_START = "<!-- fleet:start -->"
+TABLE_END = "<!-- fleet:end -->"
+
+
+def run(runner: Runner) -> dict[str, Any]:
+    sizes = QUICK_SIZES if runner.plan.quick else FULL_SIZES
+    cases = {str(n): measure(runner, n) for n in sizes}
+    part: dict[str, Any] = {
+        "global_rate": GLOBAL_RATE,
+        "latency_s": LATENCY / COMPRESSION,
+        "max_concurrency": MAX_CONCURRENCY,
+        "max_items_per_batch": MAX_ITEMS_PER_BATCH,
+        "cases": cases,
+    }
+    part["rows"] = rows(part)
+    return part
+
+
+class Poller:
+    """``/__stats`` ``total_requests`` every :data:`POLL` seconds, in a thread."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with urllib.request.urlopen(f"{self.url}/__stats", timeout=10) as response:
+                total = int(json.loads(response.read())["total_requests"])
+            self.samples.append((time.monotonic(), total))
+            self._stop.wait(POLL)
+
+    def __enter__(self) -> Poller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def highest_one_second(self) -> int:
+        """The most requests counted between two samples at most one second apart."""
+        best, start = 0, 0
+        for t_end, n_end in self.samples:
+            while self.samples[start][0] < t_end - 1.0:
+                start += 1
+            best = max(best, n_end - self.samples[start][1])
+        return best
+
+
+def measure(runner: Runner, count: int) -> dict[str, Any]:
+    ids = slot_ids(count, {"movie"}, START)
+    data = input_of(f"fleet-{count}", ids, runner.work)
+    dest = runner.work / f"fleet-{count}-dest"
+    shutil.rmtree(dest, ignore_errors=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TMDB_")}
+    env["TMDB_READ_ACCESS_TOKEN"] = TOKEN
+    log(f"fleet: {count} ids, local-map, {MAX_CONCURRENCY} children, {GLOBAL_RATE:g} req/s")
+    try:
+        with (
+            FakeServer(latency=LATENCY / COMPRESSION, rate_limit=GLOBAL_RATE) as server,
+            Poller(server.url) as poller,
+        ):
+            command = [
+                sys.executable, "-m", "tmdb_devtools", "local-map", str(data.csv),
+                "--dest", str(dest), "--kind", "movie", "--date", DATE,
+                "--max-items-per-batch", str(MAX_ITEMS_PER_BATCH),
+                "--max-concurrency", str(MAX_CONCURRENCY),
+                "--global-rate", f"{GLOBAL_RATE:g}", "--tmdb-url", server.url, "--json",
+            ]  # fmt: skip
+            done = subprocess.run(
+                command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+            )
+            time.sleep(3 * POLL)  # one more sample after the last request
+            stats = server.stats()
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"local-map failed ({done.returncode}): {done.stderr[-2000:]}")
+    report = json.loads(done.stdout.splitlines()[-1])
+    requests = int(stats["total_requests"])
+    span = float(stats["last_request_at"]) - float(stats["first_request_at"])
+    achieved = requests / span if span > 0 else 0.0
+    result = {
+        "ids": report["ids"],
+        "records": report["records"],
+        "not_found": report["not_found"],
+        "failed": report["failed"],
+        "status": report["status"],
+        "items_per_batch": report["items_per_batch"],
+        "batches": report["batches"],
+        "children": report["children"],
+        "invocations": report["invocations"],
+        "requests": requests,
+        "span_seconds": span,
+        "achieved_rate": achieved,
+        "achieved_over_global": achieved / GLOBAL_RATE,
+        "highest_one_second": poller.highest_one_second(),
+        "throttled_429": int(stats["throttled"]),
+        "wall_seconds": report["seconds"],
+    }
+    log(
+        f"fleet: {count} ids: {result['batches']} batches of ≤ {result['items_per_batch']}, "
+        f"{result['children']} children; {requests} requests in {span:.2f} s = "
+        f"{achieved:.1f}/s = {result['achieved_over_global']:.3f} × global; highest second "
+        f"{result['highest_one_second']}; {result['throttled_429']} × 429"
+    )
+    return result
+
+
+def rows(part: dict[str, Any]) -> list[dict[str, Any]]:
+    """The part's target rows, in the format of :mod:`benchmarks.report`."""
+    out = Rows()
+    rate = part["global_rate"]
+    for name, case in part["cases"].items():
+        ratio = case["achieved_over_global"]
+        out.add(
+            f"fleet_{name}_rate",
+            f"9. fleet, {int(name):,} ids: achieved rate ÷ global rate",
+            ratio,
+            "{:.3f}",
+            "≥ 0.9, ≤ 1",
+            0.9 <= ratio <= 1.0 if case["ids"] >= 200 else ratio <= 1.0,
+        )
+        out.add(
+            f"fleet_{name}_peak",
+            f"9. fleet, {int(name):,} ids: highest one-second count (429s)",
+            case["highest_one_second"],
+            "{:d}" + f" ({case['throttled_429']})",
+            f"≤ {rate:g} (0)",
+            case["highest_one_second"] <= rate and case["throttled_429"] == 0,
+        )
+    return list(out)
+
+
+# --- the generated block of BENCHMARKS.md's Fleet section ----------------------------------
+
+
+def table(part: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    """The Fleet section's figures, as Markdown lines."""
+    lines = [
+        f"Measured {meta['date']} on {meta['machine']} (Python {meta['python']}, "
+        f"{meta['cpus']} CPUs): `local-map`, MapMaxConcurrency {part['max_concurrency']}, "
+        f"MaxItemsPerBatch {part['max_items_per_batch']}, fake and global rate "
+        f"{part['global_rate']:g} requests/s, {part['latency_s'] * 1000:.0f} ms per answer.",
+        "",
+        "| Ids | Batches (≤ ids each) | Children | Requests | Span (s) | Achieved (req/s) "
+        "| ÷ global | Highest second | 429s |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, c in sorted(part["cases"].items(), key=lambda item: int(item[0])):
+        lines.append(
+            f"| {int(name):,} | {c['batches']} ({c['items_per_batch']}) | {c['children']} | "
+            f"{c['requests']:,} | {c['span_seconds']:.2f} | {c['achieved_rate']:.1f} | "
+            f"{c['achieved_over_global']:.3f} | {c['highest_one_second']} | "
+            f"{c['throttled_429']} |"
+        )
+    return lines
+
+
+def write_markdown(result: dict[str, Any], path: Path = MARKDOWN) -> None:
+    """Replace the block between :data:`TABLE_START` and :data:`TABLE_END` in ``path``."""
+    text = path.read_text(encoding="utf-8")
+    if TABLE_START not in text or TABLE_END not in text:
+        raise SystemExit(f"{path}: no {TABLE_START} ... {TABLE_END} block")
+    head, _, rest = text.partition(TABLE_START)
+    _, _, tail = rest.partition(TABLE_END)
+    block = "\n".join([TABLE_START, *table(result["fleet"], result["meta"]), TABLE_END])
+    path.write_text(head + block + tail, encoding="utf-8")
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m benchmarks.scenarios.fleet RESULT.json")
+    result = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    if result["meta"]["quick"]:
+        raise SystemExit(f"{argv[0]}: a --quick result; the table takes a full run")
+    write_markdown(result)
+    log(f"rewrote the Fleet figures in {MARKDOWN}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
