@@ -103,6 +103,15 @@ def test_item_reader_and_batcher_match_the_state_machine(tmp_path: Path) -> None
     assert [i for b in batches for i in b["Items"]] == rows
     assert all(b["BatchInput"] == batch_input for b in batches)
 
+    # The batch plan: the batch size and the children running at once (the Map's
+    # MaxConcurrency and each batch's share of the rate) come from the prepare step.
+    selector = definition["States"]["PrepareIds"]["ResultSelector"]
+    assert selector["items_per_batch.$"] == "$.Payload.items_per_batch"
+    assert selector["children.$"] == "$.Payload.children"
+    assert dmap["ItemBatcher"]["MaxItemsPerBatchPath"] == "$.prepared.items_per_batch"
+    assert dmap["ItemBatcher"]["BatchInput"]["max_concurrency.$"] == "$.prepared.children"
+    assert dmap["MaxConcurrencyPath"] == "$.prepared.children"
+
 
 @pytest.mark.slow
 async def test_the_whole_fleet_stays_under_the_global_rate(

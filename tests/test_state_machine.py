@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,7 +200,7 @@ def test_a_map_whose_batches_fail_on_a_401_fails_the_execution(
     types = [e["type"] for e in result.history]
     assert "MapRunFailed" in types and types[-1] == "ExecutionFailed"
     calls = _ingest_events(harness)
-    assert len(calls) == 3  # 10 ids in batches of 4: no retry of a function error
+    assert len(calls) == 4  # 10 ids for 4 children: batches of 3; no retry of a function error
     assert all(c.kind == "error" and c.payload["errorType"] == "CredentialsError" for c in calls)
     assert "not-the-token" not in output
     assert read_s3(s3, BUCKET, OUT_PREFIX).all_ids() == set()
@@ -299,3 +301,97 @@ def test_emulated_tolerated_failure_threshold(
     if status == "FAILED":
         assert result.error == "States.ExceedToleratedFailureThreshold"
         assert result.cause.startswith("1 of 5 items failed")
+
+
+def _manifest_settings(s3: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    key = payload["manifest"].split(f"{BUCKET}/", 1)[1]
+    body = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    settings: dict[str, Any] = body["settings"]
+    return settings
+
+
+@slow
+def test_a_small_file_runs_on_every_child_at_the_whole_rate(
+    s3_env: str, s3: Any, loop_thread: LoopThread, fake_tmdb_url: str, tmp_path: Path
+) -> None:
+    """Issue 12: with MaxItemsPerBatch 500 and MapMaxConcurrency 4 (the defaults), a 241-id
+    file used to run as one batch at 100 / 4 requests/s. The prepare step's plan makes it 4
+    batches, run at once, each at 100 / 4: the fleet at the whole rate, never above."""
+    rate = 100
+    ids = title_ids(241, "movie", start=8_000_000)
+    with state_machine(
+        s3_env, fake_tmdb_url, loop_thread, tmp_path / "logs", TOKEN, TmdbGlobalRate=str(rate)
+    ) as harness:
+        s3.put_object(Bucket=BUCKET, Key=SOURCE_KEY, Body=_raw_csv(ids))
+        result = harness.run({"source_key": SOURCE_KEY, "kind": "movie", "date": DATE})
+        output = harness.lam.output()
+
+    assert result.status == "SUCCEEDED", (result.error, result.cause, output[-3000:])
+    prepared = result.output["prepared"]
+    assert prepared["unique_ids"] == 241
+    assert (prepared["items_per_batch"], prepared["batches"], prepared["children"]) == (61, 4, 4)
+    batches = _ingest_events(harness)
+    assert sorted(len(b.event["Items"]) for b in batches) == [58, 61, 61, 61]
+    assert all(b.event["BatchInput"]["max_concurrency"] == 4 for b in batches)
+    assert all(_manifest_settings(s3, b.payload)["rate"] == rate / 4 for b in batches)
+    # The 4 ran at once: each started before any other ended.
+    assert max(b.started for b in batches) < min(b.ended for b in batches)
+    requests = sum(b.payload["requests"] for b in batches)
+    span = max(b.ended for b in batches) - min(b.started for b in batches)
+    print(f"241 ids: {requests} requests in {span:.2f} s = {requests / span:.1f}/s (rate {rate})")
+    assert requests / span <= rate * 1.05
+    view = read_s3(s3, BUCKET, OUT_PREFIX)
+    assert Counter({i: len(view.places(i)) for i in view.all_ids()}) == Counter(ids)
+
+
+@slow
+def test_a_second_execution_fails_at_once_and_writes_nothing(
+    s3_env: str, s3: Any, loop_thread: LoopThread, fake_tmdb_url: str, tmp_path: Path
+) -> None:
+    """One execution at a time: "first" and "second" start back to back, "third" once the
+    first's Map runs. The first goes on and ingests each id once; the others fail with
+    ExecutionAlreadyRunning from their prepare step (not retried) and write nothing."""
+    ids = title_ids(60, "movie", start=9_000_000)
+    other_key = "Raw/Local/CSV/Movies/2022/05/03/movies.csv"
+    with state_machine(
+        s3_env,
+        fake_tmdb_url,
+        loop_thread,
+        tmp_path / "logs",
+        TOKEN,
+        processes=3,  # the first's two children, and a prepare step
+        MapMaxConcurrency="2",
+        TmdbGlobalRate="30",
+    ) as harness:
+        s3.put_object(Bucket=BUCKET, Key=SOURCE_KEY, Body=_raw_csv(ids))
+        s3.put_object(Bucket=BUCKET, Key=other_key, Body=_raw_csv(title_ids(5, "movie")))
+        first = harness.start({"source_key": SOURCE_KEY, "kind": "movie", "date": DATE}, "first")
+        others = {"source_key": other_key, "kind": "movie", "date": "2022-05-03"}
+        second = harness.start(others, "second")
+        began = time.monotonic()
+        while not any(
+            (i.event or {}).get("execution") == first and i.kind == "response"
+            for i in list(harness.lam.invocations)
+        ):
+            assert time.monotonic() - began < 60, harness.lam.output()[-3000:]
+            time.sleep(0.02)
+        third = harness.start(others, "third")
+        results = {arn: harness.wait(arn) for arn in (first, second, third)}
+        output = harness.lam.output()
+
+    done = results[first]
+    assert done.status == "SUCCEEDED", (done.error, done.cause, output[-3000:])
+    for arn in (second, third):
+        refused = results[arn]
+        assert (refused.status, refused.error) == ("FAILED", "ExecutionAlreadyRunning")
+        assert first in refused.cause
+        assert refused.seconds < 10
+        assert not any(e["type"].startswith("Map") for e in refused.history)
+        calls = [i for i in harness.lam.invocations if (i.event or {}).get("execution") == arn]
+        assert [c.payload["errorType"] for c in calls] == ["ExecutionAlreadyRunning"]  # no retry
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="Raw/TMDB/").get("Contents", [])
+    keys = [o["Key"] for o in listed]
+    assert not [k for k in keys if "2022/05/03" in k]
+    assert len([k for k in keys if k.startswith("Raw/TMDB/_work/")]) == 1  # the first's ids
+    view = read_s3(s3, BUCKET, OUT_PREFIX)
+    assert Counter({i: len(view.places(i)) for i in view.all_ids()}) == Counter(ids)

@@ -17,7 +17,9 @@ Everything the definition calls is real or the project's own fake:
   ``python -m awslambdaric handler.lambda_handler`` processes poll, one per concurrent
   invocation, as Lambda's execution environments do;
 - the ItemReader (``s3:getObject``), the ResultWriter (``s3:putObject``), the handler's reads
-  and writes and the token (SSM SecureString) are on the moto server;
+  and writes, the token (SSM SecureString) and the prepare step's ``states:ListExecutions``
+  (one execution at a time: the interpreter's executions are listed as on AWS) are on the
+  moto server;
 - TMDB is ``tmdb_devtools.fake_tmdb``.
 
 moto 5.2.5's interpreter lacks a few things the definition uses; :func:`moto_sfn_patched`
