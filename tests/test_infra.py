@@ -2,18 +2,19 @@
 
 Fast tests lint ``template.yaml`` with cfn-lint (offline), check the Amazon States Language
 file's structure and its ``${...}`` substitutions, and hold the IAM policies to least
-privilege. Slow tests build the layer with ``layer/build.py``, check its size and contents,
-and run its code in a Python that sees only the layer (``-S``: no site-packages), against a
-moto server and the project's fake TMDB, driving the handler the way the state machine does.
+privilege. What the definition does when it runs is tested on moto's Step Functions
+interpreter: ``tests/test_asl_on_moto.py`` (with a scripted function) and
+``tests/test_state_machine.py`` (with the handler). Slow tests build the layer with
+``layer/build.py``, check its size and contents, and run its code in a Python that sees only
+the layer (``-S``: no site-packages), against a moto server and the project's fake TMDB, the
+last one called by the state machine itself on moto's interpreter.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import email.parser
 import importlib.util
-import io
 import json
 import os
 import re
@@ -568,23 +569,24 @@ def test_asl_transitions_are_consistent(definition: dict[str, Any]) -> None:
         assert reachable == set(states), f"{scope}: unreachable {set(states) - reachable}"
 
 
-def test_asl_prepares_unique_ids_first(definition: dict[str, Any]) -> None:
-    states = _states_named(definition)
-    prepare = states["PrepareIds"]
+def test_asl_prepare_task(definition: dict[str, Any]) -> None:
+    """The prepare Task's fields. What it does when run (first, the whole event it sends,
+    the Map over its result, its retries) is in tests/test_asl_on_moto.py."""
+    prepare = _states_named(definition)["PrepareIds"]
     assert prepare["Type"] == "Task"
     assert prepare["Resource"] == "arn:aws:states:::lambda:invoke"
     assert prepare["Parameters"]["FunctionName"] == FAKE_ACCOUNT_ARN
     payload = prepare["Parameters"]["Payload"]
-    # The engine accepts exactly these fields for the prepare action.
-    assert set(payload) == {"action", "source.$", "dest"}
     assert payload["action"] == "prepare"
     assert payload["source.$"] == "States.Format('s3://data-lake-x/{}', $.source_key)"
     assert payload["dest"] == "s3://data-lake-x"
-    assert set(prepare["ResultSelector"]) == {"ids_bucket.$", "ids_key.$", "unique_ids.$"}
+    assert set(prepare["ResultSelector"]) >= {"ids_bucket.$", "ids_key.$", "unique_ids.$"}
     assert {e for r in prepare["Retry"] for e in r["ErrorEquals"]} >= LAMBDA_RETRY_ERRORS
 
 
 def test_asl_distributed_map(definition: dict[str, Any]) -> None:
+    """The Map's fields; tests/test_asl_on_moto.py runs them (the file prepare names, its
+    batch plan, the BatchInput, MaxConcurrency, the tolerated failures, the ResultWriter)."""
     dmap = _distributed_map(definition)
     assert dmap["ItemProcessor"]["ProcessorConfig"] == {
         "Mode": "DISTRIBUTED",
@@ -611,21 +613,10 @@ def test_asl_distributed_map(definition: dict[str, Any]) -> None:
     assert writer["Resource"] == "arn:aws:states:::s3:putObject"
     assert writer["Parameters"] == {"Bucket": "data-lake-x", "Prefix": "Raw/TMDB/_runs/"}
 
-    # Configure turns the substitutions into the numbers the *Path fields read.
-    config = _resolve(_states_named(definition)["Configure"]["Parameters"], {})
-    assert config == {
-        "max_items_per_batch": 500,
-        "max_concurrency": 4,
-        "global_rate": 40,
-        "tolerated_failure_percentage": 0,
-    }
-    state = {"config": config}
-    assert _path(state, batcher["MaxItemsPerBatchPath"]) == 500
-    assert _path(state, dmap["MaxConcurrencyPath"]) == 4
-    assert _path(state, dmap["ToleratedFailurePercentagePath"]) == 0
-
 
 def test_asl_child_workflow_retries_and_continues(definition: dict[str, Any]) -> None:
+    """The child workflow's states; the retries and the remaining_items loop are run in
+    tests/test_asl_on_moto.py."""
     processor = _distributed_map(definition)["ItemProcessor"]
     states = processor["States"]
     ingest = states[processor["StartAt"]]
@@ -647,129 +638,6 @@ def test_asl_child_workflow_retries_and_continues(definition: dict[str, Any]) ->
     }
     assert again["Next"] == processor["StartAt"]
     assert states[choice["Default"]]["Type"] == "Succeed"
-
-    # The loop's decision on the handler's possible results.
-    assert (
-        _choose(choice, {"remaining_items": [{"id": "tt0000001"}], "batch_input": {}})
-        == (choice["Choices"][0]["Next"])
-    )
-    assert _choose(choice, {"remaining_items": []}) == choice["Default"]
-    assert _choose(choice, {"records": 3}) == choice["Default"]
-
-
-def test_asl_defaults_the_date_to_the_execution_start(definition: dict[str, Any]) -> None:
-    states = _states_named(definition)
-    context = {"Execution": {"StartTime": "2024-05-02T23:59:58.123Z", "Name": "run"}}
-    first = states[definition["StartAt"]]
-    no_date = {"source_key": "Raw/Local/CSV/Movies/movies.csv", "kind": "movie"}
-    assert _choose(first, {}) == first["Default"]  # invalid input fails fast
-    has_date = states[_choose(first, no_date)]
-    fill = states[_choose(has_date, no_date)]
-    assert _resolve(fill["Parameters"], no_date, context)["date"] == "2024-05-02"
-    assert _choose(has_date, {**no_date, "date": "2022-05-02"}) == "Configure"
-
-
-# --- a tiny interpreter for the JSONPath pieces the definition uses --------------------------
-
-
-def _path(data: Any, path: str, context: dict[str, Any] | None = None) -> Any:
-    root, rest = (context, path[2:]) if path.startswith("$$") else (data, path[1:])
-    value = root
-    for part in re.findall(r"\.([A-Za-z0-9_]+)|\[(\d+)\]", rest):
-        key, index = part
-        if key:
-            if not isinstance(value, dict) or key not in value:
-                raise KeyError(path)
-            value = value[key]
-        else:
-            if not isinstance(value, list) or int(index) >= len(value):
-                raise KeyError(path)
-            value = value[int(index)]
-    return value
-
-
-def _intrinsic(expr: str, data: Any, context: dict[str, Any] | None) -> Any:
-    expr = expr.strip()
-    if expr.startswith("'") and expr.endswith("'"):
-        return expr[1:-1]
-    if expr.startswith("$"):
-        return _path(data, expr, context)
-    if re.fullmatch(r"-?\d+(\.\d+)?", expr):
-        return json.loads(expr)
-    match = re.fullmatch(r"(States\.\w+)\((.*)\)", expr, re.DOTALL)
-    if match is None:
-        raise AssertionError(f"unsupported expression {expr!r}")
-    name, inner = match.groups()
-    args, depth, start, quoted = [], 0, 0, False
-    for i, ch in enumerate(inner):
-        if ch == "'":
-            quoted = not quoted
-        elif not quoted and ch == "(":
-            depth += 1
-        elif not quoted and ch == ")":
-            depth -= 1
-        elif not quoted and ch == "," and depth == 0:
-            args.append(inner[start:i])
-            start = i + 1
-    args.append(inner[start:])
-    values = [_intrinsic(a, data, context) for a in args]
-    if name == "States.StringToJson":
-        return json.loads(values[0])
-    if name == "States.Format":
-        template, *rest = values
-        for value in rest:
-            template = template.replace("{}", str(value), 1)
-        return template
-    if name == "States.StringSplit":
-        return [p for p in values[0].split(values[1]) if p]
-    if name == "States.ArrayGetItem":
-        return values[0][int(values[1])]
-    raise AssertionError(f"unsupported intrinsic {name}")
-
-
-def _resolve(template: Any, data: Any, context: dict[str, Any] | None = None) -> Any:
-    """Evaluate a Parameters-like block: keys ending in '.$' take paths or intrinsics."""
-    if isinstance(template, dict):
-        out = {}
-        for key, value in template.items():
-            if key.endswith(".$"):
-                out[key[:-2]] = _intrinsic(value, data, context)
-            else:
-                out[key] = _resolve(value, data, context)
-        return out
-    if isinstance(template, list):
-        return [_resolve(v, data, context) for v in template]
-    return template
-
-
-def _rule_holds(rule: dict[str, Any], data: Any) -> bool:
-    if "And" in rule:
-        return all(_rule_holds(r, data) for r in rule["And"])
-    if "Or" in rule:
-        return any(_rule_holds(r, data) for r in rule["Or"])
-    if "Not" in rule:
-        return not _rule_holds(rule["Not"], data)
-    try:
-        value = _path(data, rule["Variable"])
-        present = True
-    except KeyError:
-        value, present = None, False
-    if "IsPresent" in rule:
-        return present == rule["IsPresent"]
-    if not present:
-        raise AssertionError(f"{rule['Variable']} missing: Step Functions would fail here")
-    if "IsString" in rule:
-        return isinstance(value, str) == rule["IsString"]
-    if "NumericGreaterThan" in rule:
-        return value > rule["NumericGreaterThan"]
-    raise AssertionError(f"unsupported choice rule {rule}")
-
-
-def _choose(state: dict[str, Any], data: Any) -> str:
-    for rule in state["Choices"]:
-        if _rule_holds(rule, data):
-            return rule["Next"]
-    return state["Default"]
 
 
 # --- layer/build.py (fast) -----------------------------------------------------------------
@@ -1085,69 +953,64 @@ def _fake_tmdb(token: str, tmp_path: Path) -> Iterator[str]:
 def _run_handler_roundtrip(
     site: Path, moto_url: str, tmp_path: Path, template: dict[str, Any]
 ) -> dict[str, Any]:
-    """Drive ``handler.lambda_handler``, running from the unzipped layer only, the way the
-    state machine does: the definition's PrepareIds payload, the unique-ids CSV read with its
-    ReaderConfig, batches of MaxItemsPerBatch with its BatchInput, and the remaining_items loop.
+    """Run the state machine (the definition on disk, rendered with MaxItemsPerBatch 2) on
+    moto's interpreter, its Lambda tasks answered by ``handler.lambda_handler`` running from
+    the unzipped layer only (one ``python -S`` process a call, with the function's deadline).
     The function's environment is template.yaml's, resolved; the token comes from SSM.
     Returns what it saw, for the caller's assertions."""
-    bucket, token = "data-lake-x", "layer-test-token"
-    params = {**_parameter_defaults(template), "DataLakeBucket": bucket}
-    fn = _one(template, "AWS::Serverless::Function")
-    fn_env = {k: _substitute(v, params) for k, v in fn["Environment"]["Variables"].items()}
+    from tests.support.sfn import function_environment, template_parameters
+    from tests.test_asl_on_moto import machine_on_moto
 
-    s3, ssm = _aws_client("s3", moto_url), _aws_client("ssm", moto_url)
-    s3.create_bucket(Bucket=bucket)
-    ssm.put_parameter(Name=fn_env["TMDB_TOKEN_SSM_PARAMETER"], Value=token, Type="SecureString")
+    bucket, token = "data-lake-x", "layer-test-token"
+    fn_env = function_environment(template, template_parameters(template, DataLakeBucket=bucket))
     # The raw CSV: '|'-separated, one row per artist, so ids repeat on consecutive rows.
     ids = ["tt1000001", "tt1000002", "tt1000003", "tt1000004", "tt1000005"]
     rows = ["id|tituloPincipal|nomeArtista"]
     rows += [f"{i}|Filme {n}|Artista {a}" for n, i in enumerate(ids) for a in range(3)]
     source_key = "Raw/Local/CSV/Movies/2022/05/02/movies.csv"
-    s3.put_object(Bucket=bucket, Key=source_key, Body="\n".join(rows).encode() + b"\n")
 
-    definition = _render_asl(
-        _default_substitutions(template, DataLakeBucket=bucket, MaxItemsPerBatch="2")
-    )
-    states = _states_named(definition)
-    dmap = _distributed_map(definition)
-    loop = dmap["ItemProcessor"]["States"]
-    state: dict[str, Any] = {"source_key": source_key, "kind": "movie", "date": "2022-05-02"}
-    state["config"] = _resolve(states["Configure"]["Parameters"], state)
-
+    calls: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    failures: list[str] = []
     with _fake_tmdb(token, tmp_path) as tmdb_url:
         env = _isolated_env(site, moto_url, tmp_path, **fn_env, TMDB_BASE_URL=tmdb_url)
 
-        def invoke(event: dict[str, Any], seconds: float = 120.0) -> dict[str, Any]:
-            done = _run_isolated(_INVOKE_HANDLER, env, str(site), json.dumps(event), str(seconds))
-            assert done.returncode == 0, f"handler failed:\n{done.stdout}\n{done.stderr}"
-            (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-            return json.loads(line.removeprefix("RESULT "))
+        def invoke(function: Any, event: Any) -> tuple[str, bool, str]:
+            """``LambdaFunction._invoke_lambda``: the handler from the layer alone."""
+            data = json.loads(event) if isinstance(event, str | bytes) else event
+            done = _run_isolated(
+                _INVOKE_HANDLER, env, str(site), json.dumps(data), str(function.timeout)
+            )
+            lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+            if done.returncode != 0 or len(lines) != 1:
+                failures.append(f"{data}:\n{done.stdout}\n{done.stderr}")
+                error = {"errorType": "LayerRunFailed", "errorMessage": done.stderr[-500:]}
+                return json.dumps(error), True, ""
+            result = json.loads(lines[0].removeprefix("RESULT "))
+            calls.append((data, result))
+            return json.dumps(result), False, ""
 
-        prepared = invoke(_resolve(states["PrepareIds"]["Parameters"]["Payload"], state))
-        state["prepared"] = _resolve(states["PrepareIds"]["ResultSelector"], {"Payload": prepared})
-        assert state["prepared"]["unique_ids"] == len(ids)
-
-        reader = _resolve(dmap["ItemReader"]["Parameters"], state)
-        assert reader["Key"].startswith("Raw/TMDB/_work/")
-        body = s3.get_object(Bucket=reader["Bucket"], Key=reader["Key"])["Body"].read().decode()
-        items = list(csv.DictReader(io.StringIO(body), delimiter="|"))  # FIRST_ROW, PIPE
-        assert [item["id"] for item in items] == ids
-
-        size = _path(state, dmap["ItemBatcher"]["MaxItemsPerBatchPath"])
-        batch_input = _resolve(dmap["ItemBatcher"]["BatchInput"], state)
-        results = []
-        for start in range(0, len(items), size):
-            event = {"Items": items[start : start + size], "BatchInput": batch_input}
-            for _ in range(10):  # the child workflow's Ingest -> MoreToDo -> ContinueBatch loop
-                result = invoke(event)
-                results.append(result)
-                choice = loop[loop[dmap["ItemProcessor"]["StartAt"]]["Next"]]
-                if _choose(choice, result) == choice["Default"]:
-                    break
-                event = _resolve(loop[_choose(choice, result)]["Parameters"], result)
-            else:
-                raise AssertionError("the batch never finished")
-    return {"bucket": bucket, "ids": ids, "results": results, "batch_input": batch_input}
+        machine = machine_on_moto(moto_url, invoke, DataLakeBucket=bucket, MaxItemsPerBatch="2")
+        with machine as harness:
+            s3, ssm = _aws_client("s3", moto_url), _aws_client("ssm", moto_url)
+            s3.put_object(Bucket=bucket, Key=source_key, Body="\n".join(rows).encode() + b"\n")
+            ssm.put_parameter(
+                Name=fn_env["TMDB_TOKEN_SSM_PARAMETER"], Value=token, Type="SecureString"
+            )
+            execution = harness.run(
+                {"source_key": source_key, "kind": "movie", "date": "2022-05-02"}, timeout=300
+            )
+    assert not failures, "\n\n".join(failures)
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    prepares = [result for event, result in calls if event.get("action") == "prepare"]
+    batches = [(event, result) for event, result in calls if "Items" in event]
+    assert len(prepares) == 1 and len(calls) == 1 + len(batches)
+    return {
+        "bucket": bucket,
+        "ids": ids,
+        "prepared": prepares[0],
+        "batches": batches,
+        "output": execution.output,
+    }
 
 
 @pytest.mark.slow
@@ -1155,11 +1018,16 @@ def test_layer_runs_the_handler_like_the_state_machine(
     local_layer: Path, moto_url: str, tmp_path: Path, template: dict[str, Any]
 ) -> None:
     seen = _run_handler_roundtrip(local_layer, moto_url, tmp_path, template)
-    assert len(seen["results"]) == 3  # 5 ids in batches of 2
-    for result in seen["results"]:
-        assert result["batch_input"] == seen["batch_input"]
+    prepared = seen["prepared"]
+    assert prepared["unique_ids"] == len(seen["ids"])
+    assert prepared["ids_key"].startswith("Raw/TMDB/_work/")
+    # The Map read prepare's file: every id in exactly one batch, none cut by the deadline.
+    assert sorted(i["id"] for event, _ in seen["batches"] for i in event["Items"]) == seen["ids"]
+    assert all(len(event["Items"]) <= 2 for event, _ in seen["batches"])  # MaxItemsPerBatch
+    for event, result in seen["batches"]:
+        assert result["batch_input"] == event["BatchInput"]
         assert not result.get("remaining_items")
-    assert sum(r["records"] for r in seen["results"]) == len(seen["ids"])
+    assert sum(result["records"] for _, result in seen["batches"]) == len(seen["ids"])
 
     s3 = _aws_client("s3", moto_url)
     listed = s3.list_objects_v2(Bucket=seen["bucket"], Prefix="Raw/TMDB/JSON/2022/05/02/")
@@ -1171,4 +1039,5 @@ def test_layer_runs_the_handler_like_the_state_machine(
         assert isinstance(loaded, list) and len(loaded) <= 100
         records += loaded
     assert len(records) == len(seen["ids"])
-    assert "layer-test-token" not in json.dumps(seen["results"])
+    everything = json.dumps([seen["prepared"], seen["batches"], seen["output"]])
+    assert "layer-test-token" not in everything
