@@ -29,6 +29,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.sfn import load_template, substitute
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 ASL = ROOT / "statemachine" / "ingest.asl.json"
@@ -50,24 +52,6 @@ SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _plain(node: Any) -> Any:
-    """cfn-lint's YAML nodes (str/dict/list subclasses with positions) -> plain Python."""
-    if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, str):
-        return str(node)
-    return node
-
-
-def _load_template() -> dict[str, Any]:
-    """template.yaml with its short-form tags (!Ref, !Sub, ...) as {"Ref": ...} and the like."""
-    from cfnlint.decode import cfn_yaml
-
-    return _plain(cfn_yaml.load(str(TEMPLATE)))
-
-
 def _resources_of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {k: r for k, r in template["Resources"].items() if r["Type"] == kind}
 
@@ -84,17 +68,6 @@ def _parameter_defaults(template: dict[str, Any]) -> dict[str, str]:
         for name, spec in template["Parameters"].items()
         if "Default" in spec
     }
-
-
-def _substitute(value: Any, params: dict[str, str]) -> str:
-    """Resolve a string, {"Ref": P} or {"Fn::Sub": "...${P}..."} against parameter values."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and set(value) == {"Ref"}:
-        return params[value["Ref"]]
-    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
-        return PLACEHOLDER.sub(lambda m: params[m.group(1)], value["Fn::Sub"])
-    raise AssertionError(f"cannot resolve {value!r}")
 
 
 def _sub_text(value: Any) -> str:
@@ -143,7 +116,7 @@ def _default_substitutions(template: dict[str, Any], **params: str) -> dict[str,
         if isinstance(value, dict) and "Fn::GetAtt" in value:
             resolved[name] = FAKE_ACCOUNT_ARN
         else:
-            resolved[name] = _substitute(value, values)
+            resolved[name] = substitute(value, values)
     return resolved
 
 
@@ -203,7 +176,7 @@ def _load_build_module() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    return _load_template()
+    return load_template()
 
 
 @pytest.fixture(scope="module")
@@ -441,13 +414,13 @@ def test_refresh_schedule_sends_the_refresh_event_to_the_function(
     target = _refresh_schedule(template)["Target"]
     assert target["Arn"] == {"Fn::GetAtt": ["IngestFunction", "Arn"]}
     params = {**_parameter_defaults(template), "DataLakeBucket": "data-lake-x"}
-    event = json.loads(_substitute(target["Input"], params))
+    event = json.loads(substitute(target["Input"], params))
     # Scheduler puts the run's scheduled time in "date"; the engine takes its UTC date.
     assert event == {"action": "refresh", "dest": "s3://data-lake-x", "date": SCHEDULED_TIME}
     # The same lake root the ingest writes to: the function's TMDB_DEST and the state
     # machine's dest.
     env = _one(template, "AWS::Serverless::Function")["Environment"]["Variables"]
-    assert event["dest"] == _substitute(env["TMDB_DEST"], params)
+    assert event["dest"] == substitute(env["TMDB_DEST"], params)
     assert event["dest"] == _states_named(definition)["PrepareIds"]["Parameters"]["Payload"]["dest"]
     # Only the scheduled time, which every retry of one run repeats: an attribute that changes
     # per attempt (execution-id, attempt-number) would make a retry a different event.

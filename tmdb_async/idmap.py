@@ -308,6 +308,16 @@ def _imdb_elsewhere(record: Mapping[str, Any]) -> bool:
     return isinstance(extra, Mapping) and extra.get("imdb_id") != record.get("imdb_id")
 
 
+def _title_of(record: Mapping[str, Any]) -> tuple[str, str, object] | None:
+    """(IMDb id, media type, TMDB id) of a record the map may keep, or None."""
+    imdb_id, media_type = record.get("imdb_id"), record.get("media_type")
+    if not isinstance(imdb_id, str) or not isinstance(media_type, str):
+        return None
+    if _imdb_elsewhere(record):
+        return None
+    return imdb_id, media_type, record.get("id")
+
+
 class LakeIdMap:
     """The lake's id map for one run: read once by :meth:`load`, taught by :meth:`learn`
     as records are committed, its lessons written as segments by :meth:`flush`."""
@@ -409,34 +419,33 @@ class LakeIdMap:
     def learn(self, record: Mapping[str, Any], profile: Profile) -> None:
         """Note the title of a record committed by a run of ``profile`` (its ``imdb_id``,
         ``media_type``, ``id``)."""
-        imdb_id, media_type = record.get("imdb_id"), record.get("media_type")
-        if not isinstance(imdb_id, str) or not isinstance(media_type, str):
-            return
-        if _imdb_elsewhere(record):
-            return
-        index = self._pending_profiles.profile_index(profile)
-        packed = _pack(
-            imdb_id, media_type, record.get("id"), narrow=profile.kind == "tv", profile=index
-        )
-        if packed is not None:
-            self._note(*packed)
+        title = _title_of(record)
+        if title is not None:
+            self._lesson(*title, narrow=profile.kind == "tv", profile=profile)
 
     def adopt(self, record: Mapping[str, Any], profile: Profile | None) -> bool:
         """Know the title of a record already in the lake, in this run too (unlike
         :meth:`learn`), and write it to the next segment: :func:`repair`'s way in."""
-        imdb_id, media_type = record.get("imdb_id"), record.get("media_type")
-        if not isinstance(imdb_id, str) or not isinstance(media_type, str):
-            return False
-        if _imdb_elsewhere(record):
-            return False
+        title = _title_of(record)
         narrow = profile is None or profile.kind == "tv"
-        if not self._known.add(imdb_id, media_type, record.get("id"), narrow, profile):
+        if title is None or not self._known.add(*title, narrow, profile):
             return False
+        self._lesson(*title, narrow=narrow, profile=profile)
+        return True
+
+    def _lesson(
+        self,
+        imdb_id: str,
+        media_type: str,
+        tmdb_id: object,
+        *,
+        narrow: bool,
+        profile: Profile | None,
+    ) -> None:
         index = self._pending_profiles.profile_index(profile)
-        packed = _pack(imdb_id, media_type, record.get("id"), narrow=narrow, profile=index)
+        packed = _pack(imdb_id, media_type, tmdb_id, narrow=narrow, profile=index)
         if packed is not None:
             self._note(*packed)
-        return True
 
     def forget(self, imdb_id: str) -> None:
         """Drop ``imdb_id`` for later runs: TMDB no longer honours what the map said."""

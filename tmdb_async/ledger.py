@@ -483,16 +483,7 @@ async def latest_homes(store: Store, root: str) -> AsyncIterator[tuple[str, Mapp
 
 async def lake_records(store: Store, root: str) -> set[str]:
     """Ids with a record in any date folder under ``root`` (for incremental runs)."""
-    folders = sorted(
-        {
-            key.split(f"/{LEDGER_FOLDER}/", 1)[0]
-            for key in await store.list(f"{root.rstrip('/')}/")
-            if f"/{LEDGER_FOLDER}/" in key
-        }
-    )
     found: set[str] = set()
-    for folder in folders:
-        ledger = Ledger(store, folder)
-        await ledger._reload()
-        found.update(i for i, home in ledger.homes().items() if home.outcome == "record")
+    async for _, homes in latest_homes(store, root):
+        found.update(i for i, home in homes.items() if home.outcome == "record")
     return found

@@ -55,7 +55,7 @@ from .errors import ExitCode, IngestError, InputError, StorageError, UsageError
 from .idmap import LakeIdMap, repair
 from .ids import IdEntry, ReadStats
 from .ledger import Ledger
-from .pipeline import Engine, Remaining, _unwrap, record_shape
+from .pipeline import Engine, Remaining, _aiter, _unwrap, record_shape
 from .shape import Profile
 from .storage import Conflict, Store
 from .summary import Summary
@@ -693,7 +693,7 @@ async def _fetch(
         result = await engine.ingest(
             part,
             client,
-            _aiter(entries),
+            _aiter(entries, 0, None),
             job=runstate.items_key(ids, record_shape(part)),
             label=f"refresh {plan.window.start.isoformat()}..{plan.window.end.isoformat()}",
             stem="refresh",
@@ -719,8 +719,3 @@ async def _failed(store: Store, plan: Plan) -> list[str]:
         for imdb_id in group["ids"]
         if (home := ledger.home(imdb_id)) is not None and home.outcome == "failed"
     ]
-
-
-async def _aiter(entries: list[IdEntry]) -> AsyncIterator[IdEntry]:
-    for entry in entries:
-        yield entry

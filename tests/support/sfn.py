@@ -79,7 +79,6 @@ T = TypeVar("T")
 
 
 # --- the definition, as template.yaml renders it --------------------------------------------
-# (a minimal copy of tests/test_infra.py's rendering, so this module does not import a test)
 
 
 def _plain(node: Any) -> Any:
@@ -107,7 +106,7 @@ def _one(template: dict[str, Any], kind: str) -> dict[str, Any]:
     return properties
 
 
-def _substitute(value: Any, params: dict[str, str]) -> str:
+def substitute(value: Any, params: dict[str, str]) -> str:
     """Resolve a string, {"Ref": P} or {"Fn::Sub": "...${P}..."} against parameter values."""
     if isinstance(value, str):
         return value
@@ -134,7 +133,7 @@ def render_definition(template: dict[str, Any], params: dict[str, str]) -> dict[
     resolved = {
         name: FUNCTION_ARN
         if isinstance(value, dict) and "Fn::GetAtt" in value
-        else _substitute(value, params)
+        else substitute(value, params)
         for name, value in subs.items()
     }
     text = ASL.read_text(encoding="utf-8")
@@ -145,7 +144,7 @@ def render_definition(template: dict[str, Any], params: dict[str, str]) -> dict[
 def function_environment(template: dict[str, Any], params: dict[str, str]) -> dict[str, str]:
     """The function's Environment.Variables, resolved."""
     fn = _one(template, "AWS::Serverless::Function")
-    return {k: _substitute(v, params) for k, v in fn["Environment"]["Variables"].items()}
+    return {k: substitute(v, params) for k, v in fn["Environment"]["Variables"].items()}
 
 
 # --- gap 1: fields moto's grammar does not have -----------------------------------------------
