@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: cwd of every child process
 BENCH_DIR = ROOT / "benchmarks"
@@ -85,3 +88,28 @@ QUICK = Plan(
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def replace_block(path: Path, start: str, end: str, lines: Sequence[str]) -> None:
+    """Replace the block between the markers ``start`` and ``end`` in ``path`` (both must be
+    there) with ``lines``, markers kept: how a scenario rewrites its own figures."""
+    text = path.read_text(encoding="utf-8")
+    if start not in text or end not in text:
+        raise SystemExit(f"{path}: no {start} ... {end} block")
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    path.write_text(head + "\n".join([start, *lines, end]) + tail, encoding="utf-8")
+
+
+def rewrite_from_result(
+    argv: Sequence[str], module: str, write: Callable[[dict[str, Any]], None], what: str
+) -> int:
+    """``python -m MODULE RESULT.json``: ``write`` a full run's figures into BENCHMARKS.md."""
+    if len(argv) != 1:
+        raise SystemExit(f"usage: python -m {module} RESULT.json")
+    result = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    if result["meta"]["quick"]:
+        raise SystemExit(f"{argv[0]}: a --quick result; the table takes a full run")
+    write(result)
+    log(f"rewrote the {what} figures in {MARKDOWN}")
+    return 0

@@ -40,7 +40,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import LATENCY, MARKDOWN, ROOT, TOKEN, log
+from benchmarks.common import (
+    LATENCY,
+    MARKDOWN,
+    ROOT,
+    TOKEN,
+    log,
+    replace_block,
+    rewrite_from_result,
+)
 from benchmarks.fake_server import FakeServer
 from benchmarks.inputs import input_of, slot_ids
 from benchmarks.report import Rows
@@ -219,24 +227,11 @@ def table(part: dict[str, Any], meta: dict[str, Any]) -> list[str]:
 
 def write_markdown(result: dict[str, Any], path: Path = MARKDOWN) -> None:
     """Replace the block between :data:`TABLE_START` and :data:`TABLE_END` in ``path``."""
-    text = path.read_text(encoding="utf-8")
-    if TABLE_START not in text or TABLE_END not in text:
-        raise SystemExit(f"{path}: no {TABLE_START} ... {TABLE_END} block")
-    head, _, rest = text.partition(TABLE_START)
-    _, _, tail = rest.partition(TABLE_END)
-    block = "\n".join([TABLE_START, *table(result["fleet"], result["meta"]), TABLE_END])
-    path.write_text(head + block + tail, encoding="utf-8")
+    replace_block(path, TABLE_START, TABLE_END, table(result["fleet"], result["meta"]))
 
 
 def main(argv: Sequence[str]) -> int:
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m benchmarks.scenarios.fleet RESULT.json")
-    result = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    if result["meta"]["quick"]:
-        raise SystemExit(f"{argv[0]}: a --quick result; the table takes a full run")
-    write_markdown(result)
-    log(f"rewrote the Fleet figures in {MARKDOWN}")
-    return 0
+    return rewrite_from_result(argv, "benchmarks.scenarios.fleet", write_markdown, "Fleet")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from benchmarks._project import FAKE_TMDB_MODULE
-from benchmarks.common import LATENCY, MARKDOWN, ROOT, TMDB_RATE, TOKEN, UNLIMITED, log
+from benchmarks.common import (
+    LATENCY,
+    MARKDOWN,
+    ROOT,
+    TMDB_RATE,
+    TOKEN,
+    UNLIMITED,
+    log,
+    replace_block,
+    rewrite_from_result,
+)
 from benchmarks.fake_server import FakeServer
 from benchmarks.inputs import input_of, number, slot_of
 from benchmarks.report import Rows
@@ -572,24 +582,11 @@ def table(part: dict[str, Any], meta: dict[str, Any]) -> list[str]:
 
 def write_markdown(result: dict[str, Any], path: Path = MARKDOWN) -> None:
     """Replace the block between :data:`TABLE_START` and :data:`TABLE_END` in ``path``."""
-    text = path.read_text(encoding="utf-8")
-    if TABLE_START not in text or TABLE_END not in text:
-        raise SystemExit(f"{path}: no {TABLE_START} ... {TABLE_END} block")
-    head, _, rest = text.partition(TABLE_START)
-    _, _, tail = rest.partition(TABLE_END)
-    block = "\n".join([TABLE_START, *table(result["refresh"], result["meta"]), TABLE_END])
-    path.write_text(head + block + tail, encoding="utf-8")
+    replace_block(path, TABLE_START, TABLE_END, table(result["refresh"], result["meta"]))
 
 
 def main(argv: Sequence[str]) -> int:
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m benchmarks.scenarios.refresh RESULT.json")
-    result = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    if result["meta"]["quick"]:
-        raise SystemExit(f"{argv[0]}: a --quick result; the table takes a full run")
-    write_markdown(result)
-    log(f"rewrote the Refresh figures in {MARKDOWN}")
-    return 0
+    return rewrite_from_result(argv, "benchmarks.scenarios.refresh", write_markdown, "Refresh")
 
 
 if __name__ == "__main__":
