@@ -251,3 +251,76 @@ async def test_a_failing_batch_fails_the_run_with_the_handlers_error(
     assert error["errorType"] == "CredentialsError"
     assert "401" in error["errorMessage"] or "rejected" in error["errorMessage"], error
     assert wrong not in out.decode() + err.decode()
+
+
+def _python_wrapper(tmp_path: Path, first_run: str) -> str:
+    """An interpreter for the workers whose first start runs the shell code ``first_run``
+    instead of the worker; every later start is the real worker."""
+    script = tmp_path / "python"
+    started = tmp_path / "started-once"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'if [ ! -e "{started}" ]; then touch "{started}"; {first_run}; fi\n'
+        f'exec "{sys.executable}" "$@"\n'
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+async def test_a_worker_that_dies_fails_its_invocation_and_is_replaced(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    """Like an execution environment Lambda discards: the invocation running in a worker that
+    exits is a ``Runtime.ExitError`` with its last stderr line, and the child's next batch
+    runs on a new worker."""
+    dies = "echo LOCAL_MAP_READY; read job; echo 'worker died: out of memory' >&2; exit 3"
+    ids = title_ids(4, "movie", start=6_000_000)
+    report = await run_local_map(
+        str(write_csv(tmp_path / "movies.csv", ids)),
+        str(tmp_path / "lake"),
+        kind="movie",
+        date=DATE,
+        max_items_per_batch=2,
+        max_concurrency=1,
+        tmdb_url=fake_tmdb.url,
+        env={**os.environ, "TMDB_READ_ACCESS_TOKEN": TOKEN},
+        python=_python_wrapper(tmp_path, dies),
+    )
+    assert (report["batches"], report["children"], report["invocations"]) == (2, 1, 2)
+    assert report["status"] == "failed" and report["failed_batches"] == [0]
+    (error,) = report["errors"]
+    assert (error["errorType"], error["errorMessage"]) == (
+        "Runtime.ExitError",
+        "worker died: out of memory",
+    )
+    assert report["ids_done"] == 2
+    assert sum(local_ids(tmp_path / "lake").values()) == 2  # the second batch, once each
+
+
+async def test_a_worker_whose_init_fails_fails_every_invocation(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    """An init phase that fails (the handler cannot be imported) fails each invocation given
+    to that worker with the init's error, as Lambda does, instead of waiting forever."""
+    fails = (
+        'echo \'LOCAL_MAP_ERROR {"errorType": "ModuleNotFoundError", '
+        '"errorMessage": "No module named aiohttp"}\'; exit 1'
+    )
+    ids = title_ids(4, "movie", start=6_100_000)
+    report = await run_local_map(
+        str(write_csv(tmp_path / "movies.csv", ids)),
+        str(tmp_path / "lake"),
+        kind="movie",
+        date=DATE,
+        max_items_per_batch=2,
+        max_concurrency=1,
+        tmdb_url=fake_tmdb.url,
+        env={**os.environ, "TMDB_READ_ACCESS_TOKEN": TOKEN},
+        python=_python_wrapper(tmp_path, fails),
+    )
+    assert report["status"] == "failed" and report["failed_batches"] == [0, 1]
+    assert {(e["errorType"], e["errorMessage"]) for e in report["errors"]} == {
+        ("ModuleNotFoundError", "No module named aiohttp")
+    }
+    assert report["ids_done"] == 0
+    assert not (tmp_path / "lake" / OUT).exists()

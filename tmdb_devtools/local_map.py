@@ -17,9 +17,11 @@ The steps are the state machine's:
    ``items_per_batch`` items per batch (at most ``max_items_per_batch``, fewer for a small
    file so that every child has a batch), with the ``BatchInput`` ``{dest, kind, date,
    global_rate, max_concurrency}`` where ``max_concurrency`` is the plan's ``children``;
-4. **MaxConcurrency** (the plan's ``children``) child workflows at a time, each invocation in
-   a new OS process (a cold start; its imports, Lambda's init phase, do not count against
-   ``function_timeout``), each at ``global_rate / children`` requests/s as in AWS;
+4. **MaxConcurrency** (the plan's ``children``) child workflows at a time, each at
+   ``global_rate / children`` requests/s as in AWS. Each child runs on a warm worker process
+   (:class:`WorkerPool`), one per child, whose init phase (the imports) is over before the
+   Map starts and never counts against ``function_timeout``: as on Lambda, where children
+   start on machines of their own and a child's next invocation finds its environment warm;
 5. the child's **MoreToDo** loop: while an invocation returns ``remaining_items``, invoke again
    with ``{"Items": remaining_items, "BatchInput": batch_input}``. An invocation that hands
    back exactly the items it was given fails its batch (``LocalMap.NoProgress``) where the
@@ -51,7 +53,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -63,7 +66,11 @@ from tmdb_async.storage import parse_s3, read_source
 ROOT = Path(__file__).resolve().parent.parent  # where handler.py lives
 RESULT_MARK = "LOCAL_MAP_RESULT "
 ERROR_MARK = "LOCAL_MAP_ERROR "
-WORKER_CODE = "import sys; from tmdb_devtools.local_map import worker_main; sys.exit(worker_main())"
+READY_MARK = "LOCAL_MAP_READY"
+WORKER_CODE = (
+    "import sys; from tmdb_devtools.local_map import worker_main; "
+    "sys.exit(worker_main(sys.argv[1], sys.argv[2]))"
+)
 FUNCTION_NAME = "tmdb-ingest-local"
 
 Item = dict[str, str]
@@ -134,46 +141,49 @@ def _engine_invoke(event: Any, context: WorkerContext) -> dict[str, Any]:
     return asyncio.run(engine_batch(event, context, env))
 
 
-def _print_error(exc: Exception) -> int:
+def _print_error(exc: BaseException) -> None:
     """Lambda's function error shape: the exception's class name and first line."""
     message = str(exc).splitlines()[0] if str(exc) else ""
-    print(ERROR_MARK + json.dumps({"errorType": type(exc).__name__, "errorMessage": message}))
-    return 1
+    error = {"errorType": type(exc).__name__, "errorMessage": message}
+    print(ERROR_MARK + json.dumps(error), flush=True)
 
 
-def worker_main() -> int:
-    """Entry point of a worker process: a job as JSON on stdin, one result line on stdout.
+def worker_main(mode: str, dest: str) -> int:
+    """Entry point of a worker process: one warm Lambda execution environment.
 
-    The job is ``{"mode": "handler" | "engine", "event": {...}, "request_id": str,
-    "timeout_seconds": float}``. The last stdout line is ``LOCAL_MAP_RESULT {"result",
-    "started_at", "finished_at"}`` or ``LOCAL_MAP_ERROR {"errorType", "errorMessage"}``, the
-    shape Lambda gives a function error; the handler's own output (its CloudWatch metrics
-    line) comes before it, its logs go to stderr.
+    Its init phase (the handler module's imports, and boto's for an ``s3://`` ``dest``, which
+    the engine would import on first use) runs once, before ``LOCAL_MAP_READY`` is printed, so
+    it never counts against an invocation's timeout. Then each stdin line is an invocation,
+    ``{"event": {...}, "request_id": str, "timeout_seconds": float}``, answered by one stdout
+    line ``LOCAL_MAP_RESULT {"result", "started_at", "finished_at"}`` or ``LOCAL_MAP_ERROR
+    {"errorType", "errorMessage"}`` (the shape Lambda gives a function error); the handler's
+    own output (its CloudWatch metrics line) comes before it, its logs go to stderr. End of
+    stdin ends the process.
     """
-    job = json.loads(sys.stdin.read())
-    # Lambda's init phase, not counted in the invocation's timeout: the handler module's
-    # imports, and (as in a container that has run before) boto's, which the engine imports
-    # on first use.
     try:
-        if job["mode"] == "handler":
+        if mode == "handler":
             import handler  # the Lambda entry point, at the repository root
 
             invoke: Callable[[Any, WorkerContext], dict[str, Any]] = handler.lambda_handler
         else:
             invoke = _engine_invoke
-        if parse_s3(str(job["event"]["BatchInput"].get("dest", "")), "dest"):
+        if parse_s3(dest, "dest"):
             import aioboto3  # noqa: F401
-    except Exception as exc:
-        return _print_error(exc)
-    context = WorkerContext(str(job["request_id"]), float(job["timeout_seconds"]))
-    started = time.monotonic()
-    try:
-        result = invoke(job["event"], context)
-    except Exception as exc:
-        return _print_error(exc)
-    finished = time.monotonic()
-    line = {"result": result, "started_at": started, "finished_at": finished}
-    print(RESULT_MARK + json.dumps(line), flush=True)
+    except Exception as exc:  # Lambda's Runtime.ImportModuleError: every invocation fails
+        _print_error(exc)
+        return 1
+    print(READY_MARK, flush=True)
+    for line in sys.stdin:
+        job = json.loads(line)
+        context = WorkerContext(str(job["request_id"]), float(job["timeout_seconds"]))
+        started = time.monotonic()
+        try:
+            result = invoke(job["event"], context)
+        except Exception as exc:
+            _print_error(exc)
+            continue
+        done = {"result": result, "started_at": started, "finished_at": time.monotonic()}
+        print(RESULT_MARK + json.dumps(done), flush=True)
     return 0
 
 
@@ -269,38 +279,176 @@ def _worker_env(base: Mapping[str, str], tmdb_url: str | None) -> dict[str, str]
     return env
 
 
-async def _invoke(
-    job: dict[str, Any], env: Mapping[str, str], python: str, invocation: Invocation
-) -> None:
-    process = await asyncio.create_subprocess_exec(
-        *(python, "-c", WORKER_CODE),
-        cwd=ROOT,  # handler.py, tmdb_async and tmdb_devtools import from here, as in the layer
-        env=dict(env),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await process.communicate(json.dumps(job).encode())
-    except BaseException:  # cancelled (Ctrl-C): no orphan worker keeps calling TMDB
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        raise
-    invocation.stderr = err.decode("utf-8", "replace")
-    lines = out.decode("utf-8", "replace").splitlines()
-    for line in reversed(lines):
-        if line.startswith(RESULT_MARK):
-            done = json.loads(line.removeprefix(RESULT_MARK))
-            invocation.result = done["result"]
-            invocation.started_at = done["started_at"]
-            invocation.finished_at = done["finished_at"]
+_STREAM_LIMIT = 1 << 24  # bytes a line may hold: a job or a result is one JSON line
+
+
+class Worker:
+    """One worker process (:func:`worker_main`): a warm execution environment that takes
+    invocations one at a time. Its stderr (the handler's JSON logs) goes to ``log_stream``
+    as it comes, the last lines kept for the error of a process that dies."""
+
+    def __init__(self, process: asyncio.subprocess.Process, log_stream: TextIO | None) -> None:
+        self._process = process
+        self._tail: deque[str] = deque(maxlen=20)
+        self._stderr = asyncio.create_task(self._drain(log_stream))
+        self.init_error: dict[str, str] | None = None
+
+    @classmethod
+    async def start(
+        cls, mode: str, dest: str, env: Mapping[str, str], python: str, log: TextIO | None
+    ) -> Worker:
+        """Start a worker and wait for its init phase to end (or fail: :attr:`init_error`)."""
+        process = await asyncio.create_subprocess_exec(
+            *(python, "-c", WORKER_CODE, mode, dest),
+            cwd=ROOT,  # handler.py, tmdb_async and tmdb_devtools import from here, as in the layer
+            env=dict(env),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=_STREAM_LIMIT,
+        )
+        worker = cls(process, log)
+        try:
+            answer = await worker._answer()
+        except BaseException:
+            await worker.close(kill=True)
+            raise
+        if answer is None or answer[0] != READY_MARK:
+            worker.init_error = answer[1] if answer else await worker._exit_error()
+        return worker
+
+    @property
+    def alive(self) -> bool:
+        return self._process.returncode is None
+
+    async def _drain(self, log_stream: TextIO | None) -> None:
+        stream = self._process.stderr
+        assert stream is not None
+        async for raw in stream:
+            line = raw.decode("utf-8", "replace")
+            self._tail.append(line)
+            if log_stream is not None:
+                log_stream.write(line)
+                log_stream.flush()
+
+    async def _answer(self) -> tuple[str, dict[str, Any]] | None:
+        """The next marked stdout line as ``(mark, payload)``; ``None`` when the process ended.
+        Other lines are the handler's own output (its metrics line)."""
+        stream = self._process.stdout
+        assert stream is not None
+        async for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if line == READY_MARK:
+                return READY_MARK, {}
+            for mark in (RESULT_MARK, ERROR_MARK):
+                if line.startswith(mark):
+                    return mark, json.loads(line.removeprefix(mark))
+        return None
+
+    async def _exit_error(self) -> dict[str, str]:
+        """Lambda's error for an environment that exited: the last stderr line or the code."""
+        code = await self._process.wait()
+        await self._stderr
+        tail = "".join(self._tail).strip().splitlines()[-1:] or [f"exit code {code}"]
+        return {"errorType": "Runtime.ExitError", "errorMessage": tail[0]}
+
+    async def invoke(self, job: dict[str, Any], invocation: Invocation) -> None:
+        """Run one invocation; fill ``invocation`` with its result or its error."""
+        if self.init_error is not None:  # Lambda fails every invocation of such a function
+            invocation.error = dict(self.init_error)
             return
-        if line.startswith(ERROR_MARK):
-            invocation.error = json.loads(line.removeprefix(ERROR_MARK))
-            return
-    tail = invocation.stderr.strip().splitlines()[-1:] or [f"exit code {process.returncode}"]
-    invocation.error = {"errorType": "Runtime.ExitError", "errorMessage": tail[0]}
+        stdin = self._process.stdin
+        assert stdin is not None
+        answer = None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            stdin.write(json.dumps(job).encode() + b"\n")
+            await stdin.drain()
+            answer = await self._answer()
+        if answer is None or answer[0] == READY_MARK:
+            invocation.error = await self._exit_error()
+            invocation.stderr = "".join(self._tail)
+        elif answer[0] == ERROR_MARK:
+            invocation.error = answer[1]
+        else:
+            invocation.result = answer[1]["result"]
+            invocation.started_at = answer[1]["started_at"]
+            invocation.finished_at = answer[1]["finished_at"]
+
+    async def close(self, *, kill: bool = False) -> None:
+        """End the process: end of stdin (it exits after its invocation), or kill it."""
+        if self.alive:
+            if kill:
+                with contextlib.suppress(ProcessLookupError):
+                    self._process.kill()
+            elif self._process.stdin is not None:
+                self._process.stdin.close()
+            try:
+                await asyncio.wait_for(self._process.wait(), 10)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self._process.kill()
+                await self._process.wait()
+        await self._stderr
+
+
+class WorkerPool:
+    """``size`` warm workers, all through their init phase before the Map starts.
+
+    On AWS each child's Lambda environment starts on its own machine, so their inits overlap
+    and the children's first requests come together. Here they would share this machine's
+    CPUs and start one after the other (on 2 CPUs, 8 inits take about a second), leaving
+    part of the rate idle; and Lambda reuses a warm environment for the next invocation of a
+    child where a new process would start cold. A worker that died is replaced, like an
+    environment Lambda discards."""
+
+    def __init__(
+        self,
+        size: int,
+        mode: str,
+        dest: str,
+        env: Mapping[str, str],
+        python: str,
+        log_stream: TextIO | None,
+    ) -> None:
+        self._spec = (mode, dest, env, python, log_stream)
+        self._size = size
+        self._idle: asyncio.Queue[Worker] = asyncio.Queue()
+        self._all: list[Worker] = []
+
+    async def _start(self) -> Worker:
+        worker = await Worker.start(*self._spec)
+        self._all.append(worker)
+        return worker
+
+    async def __aenter__(self) -> WorkerPool:
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._start()) for _ in range(self._size)]
+        except BaseException:
+            await self._close(kill=True)
+            raise
+        for task in tasks:
+            self._idle.put_nowait(task.result())
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        # Cancelled (Ctrl-C) or failed: no orphan worker keeps calling TMDB.
+        await self._close(kill=exc_type is not None)
+
+    async def _close(self, *, kill: bool) -> None:
+        await asyncio.gather(*(w.close(kill=kill) for w in self._all))
+
+    @contextlib.asynccontextmanager
+    async def worker(self) -> AsyncIterator[Worker]:
+        """An idle worker for one child's invocations; at most ``size`` children at once."""
+        worker = await self._idle.get()
+        try:
+            if not worker.alive and worker.init_error is None:
+                await worker.close()
+                worker = await self._start()
+            yield worker
+        finally:
+            self._idle.put_nowait(worker)
 
 
 async def run_local_map(
@@ -361,11 +509,9 @@ async def run_local_map(
     worker_env = _worker_env(base_env, tmdb_url)
     invocations: list[Invocation] = []
     failed_batches: list[int] = []
-    children = asyncio.Semaphore(running)
-    map_started = time.monotonic()
 
-    async def child(number: int, event: dict[str, Any]) -> None:
-        async with children:
+    async def child(pool: WorkerPool, number: int, event: dict[str, Any]) -> None:
+        async with pool.worker() as worker:
             attempt = 0
             while True:
                 attempt += 1
@@ -373,12 +519,11 @@ async def run_local_map(
                 invocation = Invocation(number, attempt, request_id, len(event["Items"]))
                 invocations.append(invocation)
                 job = {
-                    "mode": mode,
                     "event": event,
                     "request_id": request_id,
                     "timeout_seconds": function_timeout,
                 }
-                await _invoke(job, worker_env, python, invocation)
+                await worker.invoke(job, invocation)
                 result = invocation.result or {}
                 left: list[Item] = result.get("remaining_items") or []
                 if left and [i.get("id") for i in left] == [i.get("id") for i in event["Items"]]:
@@ -386,9 +531,6 @@ async def run_local_map(
                         "errorType": "LocalMap.NoProgress",
                         "errorMessage": f"{len(left)} items handed back unchanged",
                     }
-                if log_stream is not None and invocation.stderr:
-                    log_stream.write(invocation.stderr)
-                    log_stream.flush()
                 if on_invocation is not None:
                     on_invocation(invocation)
                 if invocation.error is not None:
@@ -398,10 +540,13 @@ async def run_local_map(
                     return
                 event = {"Items": left, "BatchInput": result["batch_input"]}
 
-    async with asyncio.TaskGroup() as group:
-        for number, event in enumerate(batches):
-            group.create_task(child(number, event))
-    map_seconds = time.monotonic() - map_started
+    workers = WorkerPool(min(running, len(batches)), mode, dest, worker_env, python, log_stream)
+    async with workers:
+        map_started = time.monotonic()
+        async with asyncio.TaskGroup() as group:
+            for number, event in enumerate(batches):
+                group.create_task(child(workers, number, event))
+        map_seconds = time.monotonic() - map_started
     return _report(
         prepared=prepared,
         source=source,

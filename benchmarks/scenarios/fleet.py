@@ -5,10 +5,11 @@ it) and answers in 5 ms (the usual 50 ms ÷ 10, so that a child's connections, 2
 keep the same headroom over its share as at TMDB's pace). Each case is ``python -m
 tmdb_devtools local-map`` in its own process, the state machine's steps on one machine
 (:mod:`tmdb_devtools.local_map`): the prepare step's batch plan
-(:func:`tmdb_async.config.plan_batches`), ``MapMaxConcurrency`` 8 worker processes at a
-time, each invocation a cold process at ``global_rate / children``, ``MaxItemsPerBatch``
-500, ``--kind movie`` on a movies.csv of the fake's movie slots (~6% unknown ids, 2 requests
-each).
+(:func:`tmdb_async.config.plan_batches`), ``MapMaxConcurrency`` 8 children at a time, each
+at ``global_rate / children`` on a warm worker process whose imports are done before the Map
+starts (:class:`tmdb_devtools.local_map.WorkerPool`: on AWS each child has a machine of its
+own), ``MaxItemsPerBatch`` 500, ``--kind movie`` on a movies.csv of the fake's movie slots
+(~6% unknown ids, 2 requests each).
 
 Cases: 241 ids (a daily incremental file), 600 and 5,000 (quick: 241 and 600). Each reports
 the plan (batches, children), the requests the fake saw, the achieved rate (requests ÷ the
@@ -16,8 +17,8 @@ time from the first request's arrival to the last one's, at the fake) ÷ the glo
 highest count of requests in any one second (from ``/__stats`` polled every 20 ms: counts
 between two polls at most 1 s apart, so a lower bound, within a poll's worth, of the true
 highest), and the 429s (the fake's own sliding one-second window: any second above the rate
-is a 429). The worker processes' start (their imports) is outside the achieved-rate window
-only until their first request: a worker that starts late shows as a lower rate.
+is a 429). A child whose first request comes late, or that idles between its batches, shows
+as a lower rate.
 
 Targets (the issue's): achieved ÷ global ≥ 0.9 for any file of 200 ids or more; never above
 the global rate (highest one-second count ≤ 400, no 429).
