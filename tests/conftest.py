@@ -7,7 +7,6 @@ the project's aiohttp fake on 127.0.0.1, and unit tests of the client use aiores
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -67,17 +66,11 @@ async def fake_tmdb() -> AsyncIterator[FakeTmdb]:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """moto's S3 server over HTTP on loopback, for the whole session."""
-    from moto.server import ThreadedMotoServer
+    """moto's server over HTTP on loopback, for the whole session."""
+    from tests.support.moto_server import moto_server
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
