@@ -39,7 +39,7 @@ def route_counts(path_counts: dict[str, int]) -> dict[str, int]:
     return counts
 
 
-def _cpu_seconds_of(pid: int) -> float | None:
+def cpu_seconds_of(pid: int) -> float | None:
     """user+sys CPU seconds of another process (Linux /proc), ``None`` elsewhere."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -127,7 +127,7 @@ class FakeServer:
         shutil.rmtree(self._folder, ignore_errors=True)
 
     def cpu_seconds(self) -> float | None:
-        return None if self._proc is None else _cpu_seconds_of(self._proc.pid)
+        return None if self._proc is None else cpu_seconds_of(self._proc.pid)
 
     def reset(self) -> None:
         request = urllib.request.Request(f"{self.url}/__reset", method="POST", data=b"")

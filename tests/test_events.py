@@ -20,9 +20,15 @@ from tests.conftest import TOKEN
 from tests.support.asked import titles_asked
 from tests.support.lake import read_s3
 from tmdb_async.config import fleet_share, plan_batches
-from tmdb_async.errors import CredentialsError, DeadlineError, RefreshIncomplete, UsageError
+from tmdb_async.errors import (
+    CredentialsError,
+    DeadlineError,
+    ExecutionAlreadyRunning,
+    RefreshIncomplete,
+    UsageError,
+)
 from tmdb_async.events import handle
-from tmdb_async.prepare import ExecutionAlreadyRunning, ExecutionRef, earlier_executions
+from tmdb_async.prepare import ExecutionRef, earlier_executions
 from tmdb_devtools.csvgen import title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig, changed_ids, kind_of_number
 

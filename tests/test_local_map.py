@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -324,3 +325,22 @@ async def test_a_worker_whose_init_fails_fails_every_invocation(
     }
     assert report["ids_done"] == 0
     assert not (tmp_path / "lake" / OUT).exists()
+
+
+def test_a_lambda_error_type_maps_to_its_exit_code_with_only_the_errors_module_loaded() -> None:
+    """local-map turns a failed batch's ``errorType`` into the CLI's exit code. Every error
+    a Lambda invocation can raise lives in ``tmdb_async.errors``, so the mapping does not
+    depend on which engine modules the driver happened to import."""
+    code = (
+        "import sys; from tmdb_async.errors import ExitCode, exit_code_of; "
+        "names = ['ExecutionAlreadyRunning', 'StorageError', 'RefreshIncomplete', "
+        "'DeadlineError', 'KeyError']; "
+        "print([int(exit_code_of(n, ExitCode.FAILED_IDS)) for n in names]); "
+        "print(sorted(m for m in sys.modules if m.startswith('tmdb_async')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    codes, modules = done.stdout.splitlines()
+    assert json.loads(codes) == [2, 3, 4, 2, 1]
+    assert "tmdb_async.prepare" not in modules

@@ -8,6 +8,7 @@ What moto 5.2.5's interpreter lacks is emulated in ``tests/support/sfn.py`` (see
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import itertools
 import json
@@ -53,20 +54,26 @@ def loop_thread() -> Iterator[LoopThread]:
         loop.close()
 
 
-@pytest.fixture
-def fake_tmdb_url(loop_thread: LoopThread) -> Iterator[str]:
+@contextlib.contextmanager
+def fake_on(loop_thread: LoopThread, **config: Any) -> Iterator[FakeTmdb]:
     """The fake TMDB on the loop thread (moto's threads call the handler, which calls it)."""
 
     async def start() -> FakeTmdb:
-        fake = FakeTmdb(FakeTmdbConfig(token=TOKEN, latency=0.005))
+        fake = FakeTmdb(FakeTmdbConfig(token=TOKEN, latency=0.005, **config))
         await fake.__aenter__()
         return fake
 
     fake = loop_thread.run(start())
     try:
-        yield fake.url
+        yield fake
     finally:
         loop_thread.run(fake.__aexit__(None, None, None))
+
+
+@pytest.fixture
+def fake_tmdb_url(loop_thread: LoopThread) -> Iterator[str]:
+    with fake_on(loop_thread) as fake:
+        yield fake.url
 
 
 def _raw_csv(ids: list[str]) -> bytes:
@@ -312,21 +319,27 @@ def _manifest_settings(s3: Any, payload: dict[str, Any]) -> dict[str, Any]:
 
 @slow
 def test_a_small_file_runs_on_every_child_at_the_whole_rate(
-    s3_env: str, s3: Any, loop_thread: LoopThread, fake_tmdb_url: str, tmp_path: Path
+    s3_env: str, s3: Any, loop_thread: LoopThread, tmp_path: Path
 ) -> None:
     """Issue 12: with MaxItemsPerBatch 500 and MapMaxConcurrency 4 (the defaults), a 241-id
     file used to run as one batch at 100 / 4 requests/s. The prepare step's plan makes it 4
-    batches, run at once, each at 100 / 4: the fleet at the whole rate, never above."""
+    batches, run at once, each at 100 / 4: the fleet at the whole rate, never above (the
+    fake enforces the global rate over any one second, as TMDB's CDN does)."""
     rate = 100
     ids = title_ids(241, "movie", start=8_000_000)
-    with state_machine(
-        s3_env, fake_tmdb_url, loop_thread, tmp_path / "logs", TOKEN, TmdbGlobalRate=str(rate)
-    ) as harness:
+    with (
+        fake_on(loop_thread, rate_limit=float(rate)) as fake,
+        state_machine(
+            s3_env, fake.url, loop_thread, tmp_path / "logs", TOKEN, TmdbGlobalRate=str(rate)
+        ) as harness,
+    ):
         s3.put_object(Bucket=BUCKET, Key=SOURCE_KEY, Body=_raw_csv(ids))
         result = harness.run({"source_key": SOURCE_KEY, "kind": "movie", "date": DATE})
         output = harness.lam.output()
+        seen = fake.stats()
 
     assert result.status == "SUCCEEDED", (result.error, result.cause, output[-3000:])
+    assert seen.throttled == 0, seen
     prepared = result.output["prepared"]
     assert prepared["unique_ids"] == 241
     assert (prepared["items_per_batch"], prepared["batches"], prepared["children"]) == (61, 4, 4)

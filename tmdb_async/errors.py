@@ -71,6 +71,15 @@ class RefreshIncomplete(IngestError):
     exit_code = ExitCode.INCOMPLETE
 
 
+class ExecutionAlreadyRunning(IngestError):
+    """Another execution of the same state machine is running and started first (or at the
+    same moment with a smaller ARN). The execution fails at once with this error, having
+    written nothing; start it again once the other one has finished. Exit code 2, as a
+    usage error."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
 def describe_error(exc: BaseException) -> str:
     """One redacted line for an operator: an :class:`IngestError`'s message as it is, any
     other error as ``Type: message`` (cut to 300 characters). See :mod:`.redaction`."""

@@ -14,7 +14,7 @@ Four event shapes (anything else is a :class:`~tmdb_async.errors.UsageError`):
   returns the batch plan (:func:`~tmdb_async.config.plan_batches`: ``items_per_batch``,
   ``batches``, ``children``) when given the first two. Given the execution's identity (the
   last three, together), it first refuses with
-  :class:`~tmdb_async.prepare.ExecutionAlreadyRunning` while another execution of the same
+  :class:`~tmdb_async.errors.ExecutionAlreadyRunning` while another execution of the same
   state machine that started earlier runs (:mod:`tmdb_async.prepare`);
 - ``{"action": "refresh", "dest", "date", "since", …}``: fetches again the lake's titles TMDB
   changed (:mod:`tmdb_async.refresh`). ``date`` may be a timestamp such as EventBridge

@@ -30,22 +30,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import Settings, plan_batches
-from .errors import ExitCode, IngestError, StorageError, UsageError
+from .errors import ExecutionAlreadyRunning, StorageError, UsageError
 from .idmap import LakeIdMap
 from .ids import ReadStats, read_csv_ids
 from .storage import LocalStore, S3Store, Store, open_s3, parse_s3, read_source, s3_error_code
 from .writer import digest, source_stem
 
 log = logging.getLogger(__name__)
-
-
-class ExecutionAlreadyRunning(IngestError):
-    """Another execution of the same state machine is running and started first (or at the
-    same moment with a smaller ARN). The execution fails at once with this error, having
-    written nothing; start it again once the other one has finished. Exit code 2, as a
-    usage error."""
-
-    exit_code = ExitCode.BAD_INPUT
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,7 @@ from benchmarks.common import (
     replace_block,
     rewrite_from_result,
 )
-from benchmarks.fake_server import FakeServer
+from benchmarks.fake_server import FakeServer, cpu_seconds_of
 from benchmarks.inputs import input_of, slot_ids
 from benchmarks.report import Rows
 from benchmarks.runner import Runner
@@ -256,12 +256,18 @@ def measure_on_interpreter(runner: Runner, count: int) -> dict[str, Any]:
                 if time.monotonic() - began > 120:
                     raise RuntimeError(f"runtimes not ready:\n{harness.lam.output()[-2000:]}")
                 time.sleep(POLL)
+            cpu_before = time.process_time()  # this process: moto, its interpreter, harness
             with Poller(server.url) as poller:
                 execution = harness.run(
                     {"source_key": SOURCE_KEY, "kind": "movie", "date": DATE}, timeout=600
                 )
                 time.sleep(3 * POLL)  # one more sample after the last request
             stats = server.stats()
+            cpu = {
+                "moto_and_interpreter": time.process_time() - cpu_before,
+                "runtimes": sum(cpu_seconds_of(p.pid) or 0.0 for p in harness.lam.procs),
+                "fake": server.cpu_seconds(),
+            }
             batches = [i for i in harness.lam.invocations if "Items" in (i.event or {})]
             output = harness.lam.output()
     finally:
@@ -291,6 +297,8 @@ def measure_on_interpreter(runner: Runner, count: int) -> dict[str, Any]:
         "highest_one_second": poller.highest_one_second(),
         "throttled_429": int(stats["throttled"]),
         "wall_seconds": execution.seconds,
+        # CPU seconds the run took from the machine's CPUs (the runtimes' include their init)
+        "cpu_seconds": cpu,
     }
     log(
         f"fleet (interpreter): {count} ids: {result['batches']} batches of ≤ "
