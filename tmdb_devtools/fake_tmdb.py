@@ -340,6 +340,9 @@ class FakeTmdbStats:
     first_request_at: float | None
     """time.monotonic() at the first request's arrival (CLOCK_MONOTONIC is host-wide)."""
     last_request_at: float | None
+    taken_at: float
+    """time.monotonic() when this snapshot was taken: a poller that counts requests between
+    two snapshots uses the server's clock, not the time the answer reached it."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form; status codes become string keys, as JSON requires."""
@@ -355,6 +358,7 @@ class FakeTmdbStats:
             "max_in_flight": self.max_in_flight,
             "first_request_at": self.first_request_at,
             "last_request_at": self.last_request_at,
+            "taken_at": self.taken_at,
         }
 
     @classmethod
@@ -372,6 +376,7 @@ class FakeTmdbStats:
             max_in_flight=int(data["max_in_flight"]),
             first_request_at=data["first_request_at"],
             last_request_at=data["last_request_at"],
+            taken_at=float(data["taken_at"]),
         )
 
 
@@ -428,6 +433,7 @@ class _StatsCollector:
             max_in_flight=self.max_in_flight,
             first_request_at=self.first_at,
             last_request_at=self.last_at,
+            taken_at=time.monotonic(),
         )
 
 

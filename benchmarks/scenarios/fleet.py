@@ -99,7 +99,9 @@ def run(runner: Runner) -> dict[str, Any]:
 
 
 class Poller:
-    """``/__stats`` ``total_requests`` every :data:`POLL` seconds, in a thread."""
+    """``/__stats`` ``total_requests`` every :data:`POLL` seconds, in a thread, each sample
+    stamped with the server's clock (``taken_at``): a sample answered late on a busy machine
+    still counts the requests of its own window."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -110,8 +112,8 @@ class Poller:
     def _run(self) -> None:
         while not self._stop.is_set():
             with urllib.request.urlopen(f"{self.url}/__stats", timeout=10) as response:
-                total = int(json.loads(response.read())["total_requests"])
-            self.samples.append((time.monotonic(), total))
+                stats = json.loads(response.read())
+            self.samples.append((float(stats["taken_at"]), int(stats["total_requests"])))
             self._stop.wait(POLL)
 
     def __enter__(self) -> Poller:
