@@ -36,6 +36,7 @@ from . import log as logsetup
 from .config import (
     BOOL,
     FLOAT,
+    REFRESH_SETTINGS,
     SCHEMA,
     Settings,
     Spec,
@@ -56,24 +57,6 @@ logger = logging.getLogger("tmdb_async")
 
 #: The settings the command line sets: every one the schema gives a flag.
 _CLI_SETTINGS = tuple(spec for spec in SCHEMA if spec.option.flag)
-#: Those ``refresh`` takes: where, when and how fast. What each title is fetched with comes
-#: from the id map (how it was ingested); language, append and format serve titles whose
-#: settings the map does not know.
-_REFRESH_SETTINGS = frozenset(
-    {
-        "dest",
-        "date",
-        "language",
-        "append_to_response",
-        "chunk_size",
-        "output_format",
-        "concurrency",
-        "rate",
-        "max_attempts",
-        "request_timeout",
-        "tmdb_url",
-    }
-)
 
 
 def _shown(value: Any) -> str:
@@ -125,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         help="fetch again the lake's titles TMDB changed since the last refresh, into the "
         "processing date's folder",
     )
-    _add_settings(refresh_p, _REFRESH_SETTINGS)
+    _add_settings(refresh_p, REFRESH_SETTINGS)
     refresh_p.add_argument(
         "--since",
         metavar="YYYY-MM-DD",

@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import log as logsetup
 from .config import (
+    REFRESH_SETTINGS,
+    SCHEMA,
     Credentials,
     Settings,
     check_keys,
@@ -246,17 +248,10 @@ def _execution(event: Mapping[str, Any]) -> ExecutionRef | None:
 
 
 #: What a refresh event may set besides ``action`` and ``since``: where, when, how fast.
-_REFRESH_KEYS = (
-    "dest",
-    "date",
-    "language",
-    "append_to_response",
-    "chunk_size",
-    "format",
-    "concurrency",
-    "rate",
-    "max_attempts",
-    "request_timeout",
+#: The event keys of :data:`~tmdb_async.config.REFRESH_SETTINGS` (``tmdb_url`` has none: a
+#: function's TMDB is its environment's ``TMDB_BASE_URL``).
+_REFRESH_KEYS = tuple(
+    s.option.event for s in SCHEMA if s.name in REFRESH_SETTINGS and s.option.event
 )
 
 
