@@ -52,7 +52,7 @@ from .ids import canonical_form, canonical_number
 from .ledger import latest_homes
 from .shape import Profile
 from .storage import Conflict, Store
-from .writer import RAW_FOLDER, STATE_FOLDER, decode_file
+from .writer import RAW_FOLDER, STATE_FOLDER, data_file_date, decode_file
 
 log = logging.getLogger(__name__)
 
@@ -478,9 +478,6 @@ class LakeIdMap:
         self._pending_profiles = IdMap(tombstones=True)
 
 
-_DATA_FILE: Final = re.compile(rf"^{RAW_FOLDER}/\d{{4}}/\d{{2}}/\d{{2}}/[^/_][^/]*\.jsonl?$")
-
-
 _MANIFEST: Final = re.compile(rf"^{RAW_FOLDER}/\d{{4}}/\d{{2}}/\d{{2}}/_manifests/[^/]+\.json$")
 
 
@@ -574,7 +571,7 @@ async def rebuild(store: Store) -> Rebuilt:
     names = sorted(k.rsplit("/", 1)[-1] for k in await store.list(SEGMENT_PREFIX))
     found = await store.read(BASE_KEY)
     listed = await store.list(f"{RAW_FOLDER}/")
-    keys = sorted(k for k in listed if _DATA_FILE.match(k))
+    keys = sorted(k for k in listed if data_file_date(k) is not None)
     if not keys:
         raise InputError(
             f"{store.url(RAW_FOLDER)}/: no data files to learn the id map from; is the "

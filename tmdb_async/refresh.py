@@ -42,7 +42,6 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -59,7 +58,7 @@ from .pipeline import Engine, Remaining, _aiter, _unwrap, record_shape
 from .shape import Profile
 from .storage import Conflict, Store
 from .summary import Summary
-from .writer import RAW_FOLDER, STATE_FOLDER, date_folder
+from .writer import RAW_FOLDER, STATE_FOLDER, data_file_date, date_folder
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,6 @@ MAX_DAYS: Final = 14  # days a change-list request may span (TMDB: 422, status_c
 MAX_PAGE: Final = 500  # the last page TMDB serves (400, status_code 22)
 KINDS: Final[tuple[MediaType, ...]] = ("movie", "tv")
 
-_DATE_FOLDER: Final = re.compile(rf"^{RAW_FOLDER}/(\d{{4}})/(\d{{2}})/(\d{{2}})/[^/_][^/]*$")
 _DAY: Final = dt.timedelta(days=1)
 
 
@@ -261,8 +259,7 @@ async def newest_ingest_date(store: Store) -> dt.date | None:
     """The newest date folder holding a data file."""
     newest = None
     for key in await store.list(f"{RAW_FOLDER}/"):
-        if (m := _DATE_FOLDER.match(key)) is not None:
-            with_data = dt.date(int(m[1]), int(m[2]), int(m[3]))
+        if (with_data := data_file_date(key)) is not None:
             newest = with_data if newest is None or with_data > newest else newest
     return newest
 

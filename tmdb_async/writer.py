@@ -34,6 +34,21 @@ def date_folder(date: dt.date) -> str:
     return f"{RAW_FOLDER}/{date:%Y/%m/%d}"
 
 
+_DATA_FILE = re.compile(rf"^{RAW_FOLDER}/(\d{{4}})/(\d{{2}})/(\d{{2}})/[^/_.][^/]*\.jsonl?$")
+
+
+def data_file_date(key: str) -> dt.date | None:
+    """The date of the folder holding ``key`` if ``key`` is a data file (``.json``/``.jsonl``
+    at the top of a date folder, not ``_``-prefixed bookkeeping nor a ``.``-hidden temporary
+    file), else ``None``."""
+    if (m := _DATA_FILE.match(key)) is None:
+        return None
+    try:
+        return dt.date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError:  # e.g. a folder named 2024/13/45: not one of ours
+        return None
+
+
 def source_stem(source: str) -> str:
     """A readable, safe file-name stem from the source (``movies`` for …/movies.csv)."""
     name = source.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
