@@ -268,6 +268,24 @@ def _python_wrapper(tmp_path: Path, first_run: str) -> str:
     return str(script)
 
 
+async def _two_batches_one_child(
+    tmp_path: Path, fake: FakeTmdb, start: int, first_run: str
+) -> dict[str, Any]:
+    """4 ids as 2 batches on 1 child, its first worker start running ``first_run``."""
+    ids = title_ids(4, "movie", start=start)
+    return await run_local_map(
+        str(write_csv(tmp_path / "movies.csv", ids)),
+        str(tmp_path / "lake"),
+        kind="movie",
+        date=DATE,
+        max_items_per_batch=2,
+        max_concurrency=1,
+        tmdb_url=fake.url,
+        env={**os.environ, "TMDB_READ_ACCESS_TOKEN": TOKEN},
+        python=_python_wrapper(tmp_path, first_run),
+    )
+
+
 async def test_a_worker_that_dies_fails_its_invocation_and_is_replaced(
     tmp_path: Path, fake_tmdb: FakeTmdb
 ) -> None:
@@ -275,18 +293,7 @@ async def test_a_worker_that_dies_fails_its_invocation_and_is_replaced(
     exits is a ``Runtime.ExitError`` with its last stderr line, and the child's next batch
     runs on a new worker."""
     dies = "echo LOCAL_MAP_READY; read job; echo 'worker died: out of memory' >&2; exit 3"
-    ids = title_ids(4, "movie", start=6_000_000)
-    report = await run_local_map(
-        str(write_csv(tmp_path / "movies.csv", ids)),
-        str(tmp_path / "lake"),
-        kind="movie",
-        date=DATE,
-        max_items_per_batch=2,
-        max_concurrency=1,
-        tmdb_url=fake_tmdb.url,
-        env={**os.environ, "TMDB_READ_ACCESS_TOKEN": TOKEN},
-        python=_python_wrapper(tmp_path, dies),
-    )
+    report = await _two_batches_one_child(tmp_path, fake_tmdb, 6_000_000, dies)
     assert (report["batches"], report["children"], report["invocations"]) == (2, 1, 2)
     assert report["status"] == "failed" and report["failed_batches"] == [0]
     (error,) = report["errors"]
@@ -307,18 +314,7 @@ async def test_a_worker_whose_init_fails_fails_every_invocation(
         'echo \'LOCAL_MAP_ERROR {"errorType": "ModuleNotFoundError", '
         '"errorMessage": "No module named aiohttp"}\'; exit 1'
     )
-    ids = title_ids(4, "movie", start=6_100_000)
-    report = await run_local_map(
-        str(write_csv(tmp_path / "movies.csv", ids)),
-        str(tmp_path / "lake"),
-        kind="movie",
-        date=DATE,
-        max_items_per_batch=2,
-        max_concurrency=1,
-        tmdb_url=fake_tmdb.url,
-        env={**os.environ, "TMDB_READ_ACCESS_TOKEN": TOKEN},
-        python=_python_wrapper(tmp_path, fails),
-    )
+    report = await _two_batches_one_child(tmp_path, fake_tmdb, 6_100_000, fails)
     assert report["status"] == "failed" and report["failed_batches"] == [0, 1]
     assert {(e["errorType"], e["errorMessage"]) for e in report["errors"]} == {
         ("ModuleNotFoundError", "No module named aiohttp")
