@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import io
 import itertools
 import json
 import threading
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from math import ceil
@@ -34,7 +32,6 @@ from types import SimpleNamespace
 from typing import Any, cast
 from unittest import mock
 
-import boto3
 import pytest
 from moto.core.exceptions import JsonRESTError
 
@@ -43,13 +40,14 @@ from tests.support.sfn import (
     BUCKET,
     FUNCTION_ARN,
     FUNCTION_NAME,
-    REGION,
     ExecutionResult,
     Harness,
+    aws_client,
     create_state_machine,
     interpreter_on,
     load_template,
     moto_sfn_patched,
+    provision,
     render_definition,
     template_parameters,
 )
@@ -163,13 +161,6 @@ def ids_of(n: int, start: int = 1_000_000) -> list[str]:
 # --- the state machine on moto ----------------------------------------------------------------
 
 
-def _function_zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        zf.writestr("placeholder.py", "# the scripted stand-in answers instead\n")
-    return buffer.getvalue()
-
-
 @dataclass
 class Machine:
     harness: Harness
@@ -199,39 +190,8 @@ def machine_on_moto(
     values = template_parameters(template, **params)
     definition = render_definition(template, values)
 
-    def client(service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=endpoint,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-
-    sfn = client("stepfunctions")
-    client("s3").create_bucket(Bucket=values["DataLakeBucket"])
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-    role = client("iam").create_role(
-        RoleName="tmdb-ingest-asl", AssumeRolePolicyDocument=json.dumps(trust)
-    )["Role"]["Arn"]
-    client("lambda").create_function(
-        FunctionName=FUNCTION_NAME,
-        Runtime=values["PythonRuntime"],
-        Role=role,
-        Handler="handler.lambda_handler",
-        Code={"ZipFile": _function_zip()},
-        Timeout=int(values["FunctionTimeout"]),
-        MemorySize=int(values["FunctionMemory"]),
-    )
+    role = provision(endpoint, values, int(values["FunctionTimeout"]))
+    sfn = aws_client("stepfunctions", endpoint)
     with interpreter_on(endpoint), moto_sfn_patched(invoke):
         arn = create_state_machine(sfn, f"{FUNCTION_NAME}-ingest", definition, role)
         try:

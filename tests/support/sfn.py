@@ -515,7 +515,8 @@ def runtime_environment(function_env: dict[str, str], moto: str, tmdb_url: str) 
 # --- the harness -------------------------------------------------------------------------------
 
 
-def _aws(service: str, endpoint: str) -> Any:
+def aws_client(service: str, endpoint: str) -> Any:
+    """A boto3 client of the moto server at ``endpoint``."""
     import boto3
 
     return boto3.client(
@@ -543,6 +544,40 @@ def _function_zip() -> bytes:
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr("placeholder.py", "# tmdb-ingest runs from the checkout in these tests\n")
     return buffer.getvalue()
+
+
+def provision(
+    endpoint: str, values: dict[str, str], timeout: int, env: dict[str, str] | None = None
+) -> str:
+    """What the stack gives the state machine, on the moto server at ``endpoint``: the
+    data-lake bucket, and the function on moto's Lambda (a placeholder package, ``Timeout``
+    ``timeout``, environment ``env``) with its role on moto's IAM. Returns the role's ARN."""
+    aws_client("s3", endpoint).create_bucket(Bucket=values["DataLakeBucket"])
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    role = aws_client("iam", endpoint).create_role(
+        RoleName="tmdb-ingest-test", AssumeRolePolicyDocument=json.dumps(trust)
+    )
+    role_arn: str = role["Role"]["Arn"]
+    aws_client("lambda", endpoint).create_function(
+        FunctionName=FUNCTION_NAME,
+        Runtime=values["PythonRuntime"],
+        Role=role_arn,
+        Handler="handler.lambda_handler",
+        Code={"ZipFile": _function_zip()},
+        Timeout=timeout,
+        MemorySize=int(values["FunctionMemory"]),
+        Environment={"Variables": env or {}},
+    )
+    return role_arn
 
 
 @dataclass
@@ -655,32 +690,11 @@ def state_machine(
     definition = render_definition(template, values)
     fn_env = function_environment(template, values)
 
-    s3, ssm, iam = _aws("s3", endpoint), _aws("ssm", endpoint), _aws("iam", endpoint)
-    lam_client, sfn = _aws("lambda", endpoint), _aws("stepfunctions", endpoint)
-    s3.create_bucket(Bucket=values["DataLakeBucket"])
-    ssm.put_parameter(Name=fn_env["TMDB_TOKEN_SSM_PARAMETER"], Value=token, Type="SecureString")
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-    role = iam.create_role(RoleName="tmdb-ingest-test", AssumeRolePolicyDocument=json.dumps(trust))
-    role_arn = role["Role"]["Arn"]
-    lam_client.create_function(
-        FunctionName=FUNCTION_NAME,
-        Runtime=values["PythonRuntime"],
-        Role=role_arn,
-        Handler="handler.lambda_handler",
-        Code={"ZipFile": _function_zip()},
-        Timeout=function_timeout,
-        MemorySize=int(values["FunctionMemory"]),
-        Environment={"Variables": fn_env},
+    role_arn = provision(endpoint, values, function_timeout, fn_env)
+    aws_client("ssm", endpoint).put_parameter(
+        Name=fn_env["TMDB_TOKEN_SSM_PARAMETER"], Value=token, Type="SecureString"
     )
+    sfn = aws_client("stepfunctions", endpoint)
 
     lam = LoopbackLambda(
         loop,
