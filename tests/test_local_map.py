@@ -28,7 +28,14 @@ from tests.conftest import ROOT, TOKEN
 from tests.support.lake import FolderView, read_local, read_s3
 from tmdb_devtools.csvgen import title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb
-from tmdb_devtools.local_map import make_batch_input, make_batches, read_items, run_local_map
+from tmdb_devtools.local_map import (
+    Invocation,
+    Worker,
+    make_batch_input,
+    make_batches,
+    read_items,
+    run_local_map,
+)
 
 ASL = ROOT / "statemachine" / "ingest.asl.json"
 DATE = "2022-05-02"
@@ -305,22 +312,25 @@ async def test_a_worker_that_dies_fails_its_invocation_and_is_replaced(
     assert sum(local_ids(tmp_path / "lake").values()) == 2  # the second batch, once each
 
 
-async def test_a_worker_whose_init_fails_fails_every_invocation(
+async def test_a_failed_init_fails_one_invocation_and_the_next_gets_a_new_worker(
     tmp_path: Path, fake_tmdb: FakeTmdb
 ) -> None:
-    """An init phase that fails (the handler cannot be imported) fails each invocation given
-    to that worker with the init's error, as Lambda does, instead of waiting forever."""
+    """An init phase that fails (the handler cannot be imported) fails the invocation given to
+    that worker with the init's error, instead of waiting for ever; as on Lambda, the next
+    invocation tries the init again, on a new worker."""
     fails = (
         'echo \'LOCAL_MAP_ERROR {"errorType": "ModuleNotFoundError", '
         '"errorMessage": "No module named aiohttp"}\'; exit 1'
     )
     report = await _two_batches_one_child(tmp_path, fake_tmdb, 6_100_000, fails)
-    assert report["status"] == "failed" and report["failed_batches"] == [0, 1]
-    assert {(e["errorType"], e["errorMessage"]) for e in report["errors"]} == {
-        ("ModuleNotFoundError", "No module named aiohttp")
-    }
-    assert report["ids_done"] == 0
-    assert not (tmp_path / "lake" / OUT).exists()
+    assert report["status"] == "failed" and report["failed_batches"] == [0]
+    (error,) = report["errors"]
+    assert (error["errorType"], error["errorMessage"]) == (
+        "ModuleNotFoundError",
+        "No module named aiohttp",
+    )
+    assert report["ids_done"] == 2
+    assert sum(local_ids(tmp_path / "lake").values()) == 2  # the second batch, once each
 
 
 def test_a_lambda_error_type_maps_to_its_exit_code_with_only_the_errors_module_loaded() -> None:
@@ -340,3 +350,73 @@ def test_a_lambda_error_type_maps_to_its_exit_code_with_only_the_errors_module_l
     codes, modules = done.stdout.splitlines()
     assert json.loads(codes) == [2, 3, 4, 2, 1]
     assert "tmdb_async.prepare" not in modules
+
+
+def _worker_running(tmp_path: Path, invoke_body: str) -> str:
+    """An interpreter for the workers that runs the real :func:`worker_main` with its engine
+    invocation replaced by ``def invoke(event, context): <invoke_body>``."""
+    module = tmp_path / "misbehaving_worker.py"
+    module.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "import tmdb_devtools.local_map as local_map\n"
+        "def invoke(event, context):\n"
+        f"    {invoke_body}\n"
+        "local_map._engine_invoke = invoke\n"
+        "sys.exit(local_map.worker_main('engine', sys.argv[1]))\n"
+    )
+    script = tmp_path / "python"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{module}" "$5"\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+async def _invoke_once(python: str, tmp_path: Path, limit: float = 30.0) -> Invocation:
+    worker = await Worker.start("engine", str(tmp_path / "lake"), dict(os.environ), python, None)
+    invocation = Invocation(batch=0, attempt=1, request_id="r-1", items=0)
+    try:
+        job = {"event": {}, "request_id": "r-1", "timeout_seconds": limit}
+        await worker.invoke(job, invocation)
+    finally:
+        worker.kill()
+        await worker.close()
+    return invocation
+
+
+async def test_what_the_handler_prints_cannot_garble_or_fake_an_answer(tmp_path: Path) -> None:
+    """The handler's stdout goes to the logs (stderr), so output without a final newline, or
+    lines that look like the protocol's, leave the real answer intact."""
+    body = (
+        "sys.stdout.write('no newline'); print('LOCAL_MAP_READY'); "
+        'print(\'LOCAL_MAP_RESULT {"result": "fake"}\'); '
+        "return {'status': 'ok', 'answer': 42}"
+    )
+    invocation = await _invoke_once(_worker_running(tmp_path, body), tmp_path)
+    assert invocation.error is None
+    assert invocation.result == {"status": "ok", "answer": 42}
+
+
+async def test_an_invocation_past_its_timeout_is_killed_as_lambda_does(tmp_path: Path) -> None:
+    invocation = await _invoke_once(
+        _worker_running(tmp_path, "time.sleep(60)"), tmp_path, limit=0.2
+    )
+    assert invocation.error == {
+        "errorType": "Sandbox.Timedout",
+        "errorMessage": "Task timed out after 0.20 seconds",
+    }
+
+
+async def test_a_worker_that_dies_reports_what_it_wrote_during_that_invocation(
+    tmp_path: Path,
+) -> None:
+    """A line longer than any stream limit on stderr is logged, not fatal, and the error of a
+    worker that then dies names its own last line, not an earlier invocation's."""
+    body = (
+        "sys.stderr.write('x' * 17_000_000 + '\\n'); sys.stderr.write('killed: out of memory\\n');"
+        " sys.stderr.flush(); import os; os._exit(9)"
+    )
+    invocation = await _invoke_once(_worker_running(tmp_path, body), tmp_path)
+    assert invocation.error == {
+        "errorType": "Runtime.ExitError",
+        "errorMessage": "killed: out of memory",
+    }

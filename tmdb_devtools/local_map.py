@@ -53,7 +53,6 @@ import json
 import os
 import sys
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,25 +140,35 @@ def _engine_invoke(event: Any, context: WorkerContext) -> dict[str, Any]:
     return asyncio.run(engine_batch(event, context, env))
 
 
-def _print_error(exc: BaseException) -> None:
+def _error_line(exc: BaseException) -> str:
     """Lambda's function error shape: the exception's class name and first line."""
     message = str(exc).splitlines()[0] if str(exc) else ""
-    error = {"errorType": type(exc).__name__, "errorMessage": message}
-    print(ERROR_MARK + json.dumps(error), flush=True)
+    return ERROR_MARK + json.dumps({"errorType": type(exc).__name__, "errorMessage": message})
 
 
 def worker_main(mode: str, dest: str) -> int:
     """Entry point of a worker process: one warm Lambda execution environment.
 
     Its init phase (the handler module's imports, and boto's for an ``s3://`` ``dest``, which
-    the engine would import on first use) runs once, before ``LOCAL_MAP_READY`` is printed, so
-    it never counts against an invocation's timeout. Then each stdin line is an invocation,
-    ``{"event": {...}, "request_id": str, "timeout_seconds": float}``, answered by one stdout
-    line ``LOCAL_MAP_RESULT {"result", "started_at", "finished_at"}`` or ``LOCAL_MAP_ERROR
-    {"errorType", "errorMessage"}`` (the shape Lambda gives a function error); the handler's
-    own output (its CloudWatch metrics line) comes before it, its logs go to stderr. End of
-    stdin ends the process.
+    the engine would import on first use) runs once, before ``LOCAL_MAP_READY``, so it never
+    counts against an invocation's timeout. Then each stdin line is an invocation,
+    ``{"event": {...}, "request_id": str, "timeout_seconds": float}``, answered by one line
+    ``LOCAL_MAP_RESULT {"result", "started_at", "finished_at"}`` or ``LOCAL_MAP_ERROR
+    {"errorType", "errorMessage"}`` (the shape Lambda gives a function error). End of stdin
+    ends the process.
+
+    The answers go to the process's stdout and nothing else does: the handler's own output
+    (its CloudWatch metrics line) is sent to stderr with its logs, as Lambda sends both to
+    CloudWatch, so whatever the handler prints cannot garble or fake an answer.
     """
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+
+    def answer(line: str) -> None:
+        answers.write(line + "\n")
+        answers.flush()
+
     try:
         if mode == "handler":
             import handler  # the Lambda entry point, at the repository root
@@ -169,10 +178,10 @@ def worker_main(mode: str, dest: str) -> int:
             invoke = _engine_invoke
         if parse_s3(dest, "dest"):
             import aioboto3  # noqa: F401
-    except Exception as exc:  # Lambda's Runtime.ImportModuleError: every invocation fails
-        _print_error(exc)
+    except Exception as exc:  # Lambda's Runtime.ImportModuleError for this invocation
+        answer(_error_line(exc))
         return 1
-    print(READY_MARK, flush=True)
+    answer(READY_MARK)
     for line in sys.stdin:
         job = json.loads(line)
         context = WorkerContext(str(job["request_id"]), float(job["timeout_seconds"]))
@@ -180,10 +189,10 @@ def worker_main(mode: str, dest: str) -> int:
         try:
             result = invoke(job["event"], context)
         except Exception as exc:
-            _print_error(exc)
+            answer(_error_line(exc))
             continue
         done = {"result": result, "started_at": started, "finished_at": time.monotonic()}
-        print(RESULT_MARK + json.dumps(done), flush=True)
+        answer(RESULT_MARK + json.dumps(done))
     return 0
 
 
@@ -202,7 +211,7 @@ class Invocation:
     error: dict[str, str] | None = None
     started_at: float | None = None  # time.monotonic() in the worker (host-wide clock)
     finished_at: float | None = None
-    stderr: str = ""
+    stderr: str = ""  #: what the worker wrote to stderr during an invocation it died in
 
 
 def read_items(text: str) -> list[Item]:
@@ -279,17 +288,20 @@ def _worker_env(base: Mapping[str, str], tmdb_url: str | None) -> dict[str, str]
     return env
 
 
-_STREAM_LIMIT = 1 << 24  # bytes a line may hold: a job or a result is one JSON line
+_STREAM_LIMIT = 1 << 24  # bytes an answer line may hold (a batch's result is far less)
+_TAIL = 4096  # characters of a worker's latest stderr kept for the error of a crash
+_TIMEOUT_GRACE = 1.0  # seconds past its timeout before an invocation is killed
 
 
 class Worker:
     """One worker process (:func:`worker_main`): a warm execution environment that takes
-    invocations one at a time. Its stderr (the handler's JSON logs) goes to ``log_stream``
-    as it comes, the last lines kept for the error of a process that dies."""
+    invocations one at a time. Its stderr (the handler's JSON logs and metrics line) goes to
+    ``log_stream`` as it comes; what an invocation wrote last is kept for its error if the
+    process dies during it."""
 
     def __init__(self, process: asyncio.subprocess.Process, log_stream: TextIO | None) -> None:
         self._process = process
-        self._tail: deque[str] = deque(maxlen=20)
+        self._tail = ""
         self._stderr = asyncio.create_task(self._drain(log_stream))
         self.init_error: dict[str, str] | None = None
 
@@ -311,7 +323,8 @@ class Worker:
         try:
             answer = await worker._answer()
         except BaseException:
-            await worker.close(kill=True)
+            worker.kill()
+            await worker.close()
             raise
         if answer is None or answer[0] != READY_MARK:
             worker.init_error = answer[1] if answer else await worker._exit_error()
@@ -324,49 +337,61 @@ class Worker:
     async def _drain(self, log_stream: TextIO | None) -> None:
         stream = self._process.stderr
         assert stream is not None
-        async for raw in stream:
-            line = raw.decode("utf-8", "replace")
-            self._tail.append(line)
+        while chunk := await stream.read(1 << 16):  # chunks, not lines: no line is too long
+            text = chunk.decode("utf-8", "replace")
+            self._tail = (self._tail + text)[-_TAIL:]
             if log_stream is not None:
-                log_stream.write(line)
+                log_stream.write(text)
                 log_stream.flush()
 
     async def _answer(self) -> tuple[str, dict[str, Any]] | None:
-        """The next marked stdout line as ``(mark, payload)``; ``None`` when the process ended.
-        Other lines are the handler's own output (its metrics line)."""
+        """The next answer as ``(mark, payload)``; ``None`` when the process ended."""
         stream = self._process.stdout
         assert stream is not None
-        async for raw in stream:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            if line == READY_MARK:
-                return READY_MARK, {}
-            for mark in (RESULT_MARK, ERROR_MARK):
-                if line.startswith(mark):
-                    return mark, json.loads(line.removeprefix(mark))
-        return None
+        line = (await stream.readline()).decode("utf-8", "replace").rstrip("\n")
+        if not line:
+            return None
+        for mark in (RESULT_MARK, ERROR_MARK):
+            if line.startswith(mark):
+                return mark, json.loads(line.removeprefix(mark))
+        return (READY_MARK, {}) if line == READY_MARK else None
 
     async def _exit_error(self) -> dict[str, str]:
-        """Lambda's error for an environment that exited: the last stderr line or the code."""
+        """Lambda's error for an environment that exited: its last stderr line or its code."""
+        self.kill()  # an answer it should not give counts as an exit
         code = await self._process.wait()
         await self._stderr
-        tail = "".join(self._tail).strip().splitlines()[-1:] or [f"exit code {code}"]
+        tail = self._tail.strip().splitlines()[-1:] or [f"exit code {code}"]
         return {"errorType": "Runtime.ExitError", "errorMessage": tail[0]}
 
     async def invoke(self, job: dict[str, Any], invocation: Invocation) -> None:
-        """Run one invocation; fill ``invocation`` with its result or its error."""
-        if self.init_error is not None:  # Lambda fails every invocation of such a function
-            invocation.error = dict(self.init_error)
+        """Run one invocation; fill ``invocation`` with its result or its error. Past its
+        timeout the process is killed, as Lambda stops an invocation that runs too long."""
+        if self.init_error is not None:  # fails this invocation; the next gets a new worker
+            invocation.error, self.init_error = self.init_error, None
             return
         stdin = self._process.stdin
         assert stdin is not None
+        self._tail = ""
+        timeout = float(job["timeout_seconds"])
         answer = None
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            stdin.write(json.dumps(job).encode() + b"\n")
-            await stdin.drain()
-            answer = await self._answer()
+        try:
+            async with asyncio.timeout(timeout + _TIMEOUT_GRACE):
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    stdin.write(json.dumps(job).encode() + b"\n")
+                    await stdin.drain()
+                    answer = await self._answer()
+        except TimeoutError:
+            self.kill()
+            await self._process.wait()
+            invocation.error = {
+                "errorType": "Sandbox.Timedout",
+                "errorMessage": f"Task timed out after {timeout:.2f} seconds",
+            }
+            return
         if answer is None or answer[0] == READY_MARK:
             invocation.error = await self._exit_error()
-            invocation.stderr = "".join(self._tail)
+            invocation.stderr = self._tail
         elif answer[0] == ERROR_MARK:
             invocation.error = answer[1]
         else:
@@ -374,21 +399,24 @@ class Worker:
             invocation.started_at = answer[1]["started_at"]
             invocation.finished_at = answer[1]["finished_at"]
 
-    async def close(self, *, kill: bool = False) -> None:
-        """End the process: end of stdin (it exits after its invocation), or kill it."""
+    def kill(self) -> None:
+        """Kill the process now, without waiting: nothing can stop it between here and the
+        signal (a second Ctrl-C while a pool closes included)."""
         if self.alive:
-            if kill:
-                with contextlib.suppress(ProcessLookupError):
-                    self._process.kill()
-            elif self._process.stdin is not None:
-                self._process.stdin.close()
-            try:
-                await asyncio.wait_for(self._process.wait(), 10)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self._process.kill()
-                await self._process.wait()
-        await self._stderr
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+
+    async def close(self) -> None:
+        """End the process (end of stdin: it exits after its invocation) and reap it."""
+        if self.alive and self._process.stdin is not None:
+            self._process.stdin.close()
+        try:
+            await asyncio.wait_for(self._process.wait(), 10)
+        except TimeoutError:
+            self.kill()
+            await self._process.wait()
+        with contextlib.suppress(Exception):
+            await self._stderr
 
 
 class WorkerPool:
@@ -436,11 +464,17 @@ class WorkerPool:
         await self._close(kill=exc_type is not None)
 
     async def _close(self, *, kill: bool) -> None:
-        await asyncio.gather(*(w.close(kill=kill) for w in self._all))
+        if kill:
+            for worker in self._all:  # all signalled before the first await
+                worker.kill()
+        await asyncio.gather(*(w.close() for w in self._all), return_exceptions=True)
 
     @contextlib.asynccontextmanager
     async def worker(self) -> AsyncIterator[Worker]:
-        """An idle worker for one child's invocations; at most ``size`` children at once."""
+        """An idle worker for one child's invocations; at most ``size`` children at once.
+        One that exited is replaced first, unless its failed init has not yet failed an
+        invocation: as on Lambda, a failed init fails the invocation it was for, and the next
+        one tries the init again."""
         worker = await self._idle.get()
         try:
             if not worker.alive and worker.init_error is None:
@@ -632,7 +666,7 @@ def _report(
         "seconds": round(seconds, 3),
         "map_seconds": round(map_seconds, 3),
         # Requests of every invocation over the time from the first invocation's start to the
-        # last one's end: the rate TMDB saw, process start-ups between batches included.
+        # last one's end: the rate TMDB saw, the children's gaps between batches included.
         "measured_global_rate": round(requests / span, 2) if span > 0 else None,
         **settings,
     }
