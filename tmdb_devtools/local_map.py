@@ -328,6 +328,8 @@ class Worker:
             raise
         if answer is None or answer[0] != READY_MARK:
             worker.init_error = answer[1] if answer else await worker._exit_error()
+            worker.kill()  # a failed environment is never used again
+            await worker._process.wait()
         return worker
 
     @property
