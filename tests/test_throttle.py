@@ -3,7 +3,9 @@
 The promise: no window of one second (of ``1 / rate`` seconds below 1/s) holds more than
 ``max(1, floor(rate))`` requests, at any rate from 0.5 to 1,000/s, whatever came before: an
 idle spell, a 429 pause, a cut of the pace or its recovery (the current rate is the limit
-then). And the pace stays close to the rate: the guard must not starve it.
+then). The windows checked here are 20 ms longer than that, so that the promise still holds
+where the requests arrive (the server's clock), up to 20 ms closer together than they left.
+And the pace stays close to the rate: the guard must not starve it.
 """
 
 from __future__ import annotations
@@ -28,9 +30,12 @@ Release = tuple[float, float]  # (loop time of the release, the throttle's rate 
 # --- the promise, written independently of the implementation ------------------------------
 
 
+ARRIVAL_JITTER = 0.02  # seconds: how much closer together requests may arrive than they left
+
+
 def limit(rate: float) -> tuple[int, float]:
     """``(count, span)``: at most ``count`` requests in any window ``[t, t + span)``."""
-    return max(1, math.floor(rate)), max(1.0, 1.0 / rate)
+    return max(1, math.floor(rate)), max(1.0, 1.0 / rate) + ARRIVAL_JITTER
 
 
 def fullest_window(times: Sequence[float], span: float) -> int:
