@@ -51,7 +51,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from benchmarks._project import FAKE_TMDB_MODULE
+# The fake's change-list rule, to compute the expected sets. benchmarks/_project.py is meant
+# to be the only import of the dev tools, but it does not export these (yet).
+from benchmarks._project import FAKE_TMDB_MODULE, FakeTmdbConfig, changed_ids, kind_of_number
 from benchmarks.common import (
     LATENCY,
     MARKDOWN,
@@ -67,10 +69,6 @@ from benchmarks.fake_server import FakeServer
 from benchmarks.inputs import input_of, number, slot_of
 from benchmarks.report import Rows
 from benchmarks.runner import Runner
-
-# The fake's change-list rule, to compute the expected sets. benchmarks/_project.py is meant
-# to be the only import of the dev tools, but it does not export these (yet).
-from tmdb_devtools.fake_tmdb import FakeTmdbConfig, changed_ids, kind_of_number
 
 LAKE_DATE = dt.date(2026, 3, 1)  # the ingest date: the first refresh starts from it
 CHANGE_PERIOD = 49  # the fake's default: each title changes on 1 day in 49
