@@ -140,7 +140,7 @@ def _accounted(s3: Any) -> Counter[str]:
     view = read_s3(s3, BUCKET, OUT_PREFIX)
     assert not view.stray, view.stray
     assert all(n <= 100 for n in view.data_files.values())
-    return Counter({i: len(view.places(i)) for i in view.all_ids()})
+    return view.id_counts()
 
 
 def _ids_in(s3: Any, urls: list[str]) -> list[str]:

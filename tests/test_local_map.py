@@ -75,7 +75,7 @@ def _counts(view: FolderView) -> Counter[str]:
     """How often each id appears in the dated folder's data files and sidecars."""
     assert not view.stray, view.stray
     assert all(n <= 100 for n in view.data_files.values())
-    return Counter({i: len(view.places(i)) for i in view.all_ids()})
+    return view.id_counts()
 
 
 def local_ids(dest: Path) -> Counter[str]:

@@ -8,6 +8,7 @@ outcomes, everything else is bookkeeping in ``_``-prefixed folders.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,11 @@ class FolderView:
 
     def all_ids(self) -> set[str]:
         return set(self.records) | set(self.outcomes)
+
+    def id_counts(self) -> Counter[str]:
+        """How many places (records and sidecar entries) each id has: exactly once means
+        ``== Counter(ids)``."""
+        return Counter({i: len(self.places(i)) for i in self.all_ids()})
 
     def record_ids(self) -> list[str]:
         return [i for i, places in self.records.items() for _ in places]
