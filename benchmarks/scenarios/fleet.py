@@ -164,34 +164,53 @@ def measure(runner: Runner, count: int) -> dict[str, Any]:
     if done.returncode != 0:
         raise RuntimeError(f"local-map failed ({done.returncode}): {done.stderr[-2000:]}")
     report = json.loads(done.stdout.splitlines()[-1])
+    result = {
+        **{key: report[key] for key in _PLAN_AND_OUTCOME},
+        **_rate_figures(stats, poller, GLOBAL_RATE),
+        "wall_seconds": report["seconds"],
+    }
+    _log_case(f"fleet: {count} ids", result)
+    return result
+
+
+#: What a case reports of the plan and of the ids, as local-map's report names them.
+_PLAN_AND_OUTCOME = (
+    "ids",
+    "records",
+    "not_found",
+    "failed",
+    "status",
+    "items_per_batch",
+    "batches",
+    "children",
+    "invocations",
+)
+
+
+def _rate_figures(stats: dict[str, Any], poller: Poller, rate: float) -> dict[str, Any]:
+    """What the fake saw: its requests, their span (first to last arrival), the achieved rate
+    and its share of ``rate``, the highest one-second count and the 429s."""
     requests = int(stats["total_requests"])
     span = float(stats["last_request_at"]) - float(stats["first_request_at"])
     achieved = requests / span if span > 0 else 0.0
-    result = {
-        "ids": report["ids"],
-        "records": report["records"],
-        "not_found": report["not_found"],
-        "failed": report["failed"],
-        "status": report["status"],
-        "items_per_batch": report["items_per_batch"],
-        "batches": report["batches"],
-        "children": report["children"],
-        "invocations": report["invocations"],
+    return {
         "requests": requests,
         "span_seconds": span,
         "achieved_rate": achieved,
-        "achieved_over_global": achieved / GLOBAL_RATE,
+        "achieved_over_global": achieved / rate,
+        "global_rate": rate,
         "highest_one_second": poller.highest_one_second(),
         "throttled_429": int(stats["throttled"]),
-        "wall_seconds": report["seconds"],
     }
+
+
+def _log_case(label: str, r: dict[str, Any]) -> None:
     log(
-        f"fleet: {count} ids: {result['batches']} batches of ≤ {result['items_per_batch']}, "
-        f"{result['children']} children; {requests} requests in {span:.2f} s = "
-        f"{achieved:.1f}/s = {result['achieved_over_global']:.3f} × global; highest second "
-        f"{result['highest_one_second']}; {result['throttled_429']} × 429"
+        f"{label}: {r['batches']} batches of ≤ {r['items_per_batch']}, {r['children']} "
+        f"children; {r['requests']} requests in {r['span_seconds']:.2f} s = "
+        f"{r['achieved_rate']:.1f}/s = {r['achieved_over_global']:.3f} × global; highest "
+        f"second {r['highest_one_second']}; {r['throttled_429']} × 429"
     )
-    return result
 
 
 SOURCE_KEY = "Raw/Local/CSV/Movies/2026/04/01/movies.csv"
@@ -282,9 +301,6 @@ def measure_on_interpreter(runner: Runner, count: int, rate: float = GLOBAL_RATE
         raise RuntimeError(f"execution {execution.status}: {execution.cause}\n{output[-2000:]}")
     prepared = execution.output["prepared"]
     payloads = [b.payload for b in batches if b.kind == "response"]
-    requests = int(stats["total_requests"])
-    span = float(stats["last_request_at"]) - float(stats["first_request_at"])
-    achieved = requests / span if span > 0 else 0.0
     result = {
         "ids": prepared["unique_ids"],
         "records": sum(p["records"] for p in payloads),
@@ -295,23 +311,12 @@ def measure_on_interpreter(runner: Runner, count: int, rate: float = GLOBAL_RATE
         "batches": prepared["batches"],
         "children": prepared["children"],
         "invocations": len(batches),
-        "requests": requests,
-        "span_seconds": span,
-        "achieved_rate": achieved,
-        "achieved_over_global": achieved / rate,
-        "global_rate": rate,
-        "highest_one_second": poller.highest_one_second(),
-        "throttled_429": int(stats["throttled"]),
+        **_rate_figures(stats, poller, rate),
         "wall_seconds": execution.seconds,
         # CPU seconds the run took from the machine's CPUs (the runtimes' include their init)
         "cpu_seconds": cpu,
     }
-    log(
-        f"fleet (interpreter, {rate:g}/s): {count} ids: {result['batches']} batches of ≤ "
-        f"{result['items_per_batch']}, {result['children']} children; {requests} requests in "
-        f"{span:.2f} s = {achieved:.1f}/s = {result['achieved_over_global']:.3f} × global; "
-        f"highest second {result['highest_one_second']}; {result['throttled_429']} × 429"
-    )
+    _log_case(f"fleet (interpreter, {rate:g}/s): {count} ids", result)
     return result
 
 
