@@ -543,9 +543,6 @@ def settings_from(
 
 # --- Lambda events ---------------------------------------------------------------------------
 
-#: Distributed Map ``BatchInput`` keys that are not settings but shape two of them: each of
-#: ``max_concurrency`` parallel invocations gets ``rate = global_rate / max_concurrency`` and
-#: ``concurrency = 20 // max_concurrency``, so the fleet stays under TMDB's per-IP limits.
 #: The settings ``refresh`` takes (command line and event): where, when and how fast. What
 #: each title is fetched with comes from the id map (how it was ingested); language, append
 #: and format serve titles whose settings the map does not know.
@@ -565,6 +562,9 @@ REFRESH_SETTINGS = frozenset(
     }
 )
 
+#: Distributed Map ``BatchInput`` keys that are not settings but shape two of them: each of
+#: ``max_concurrency`` parallel invocations gets ``rate = global_rate / max_concurrency`` and
+#: ``concurrency = 20 // max_concurrency``, so the fleet stays under TMDB's per-IP limits.
 BATCH_ONLY: dict[str, Option] = {
     "global_rate": Option("requests/s for the whole fleet", FLOAT, check=check_rate),
     "max_concurrency": Option("invocations running at once", INT, check=_at_least_1),
