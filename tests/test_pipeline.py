@@ -146,6 +146,29 @@ async def test_rerunning_without_resume_replaces_every_record_and_removes_the_ol
     assert_exactly_once(tmp_path / "lake", ids)
 
 
+async def test_a_transient_failure_never_replaces_an_answer_tmdb_gave(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    """A rerun that must fetch again (``--no-resume``, another language) during a TMDB outage
+    keeps every record and every not-found entry as they were, and reports the failures."""
+    ids = title_ids(60, "movie")
+    csv_path = write_csv(tmp_path / "movies.csv", ids)
+    lake = tmp_path / "lake"
+    first = await run(settings(csv_path, lake, fake_tmdb.url))
+    before = read_local(lake / FOLDER)
+    answered = set(before.records) | set(before.outcomes)
+    assert first.records and first.not_found and answered == set(ids)
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN, fault_5xx=1.0)) as outage:
+        for changes in ({"resume": False}, {"language": "fr-FR", "output_format": "jsonl"}):
+            summary = await run(settings(csv_path, lake, outage.url, max_attempts=2, **changes))
+            assert summary.status == "failed_ids" and summary.exit_code == 1
+            assert summary.failed == summary.held == 60 and summary.sidecars == []
+            assert read_local(lake / FOLDER) == before  # every record and entry as it was
+            manifest = json.loads(Path(summary.manifest or "").read_text())
+            assert {e["imdb_id"] for e in manifest["held_failures"]} == set(ids)
+            assert manifest["counts"]["held"] == 60
+
+
 async def test_a_finished_job_run_again_keeps_every_id_without_calling_tmdb(
     tmp_path: Path, fake_tmdb: FakeTmdb
 ) -> None:

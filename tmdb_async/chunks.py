@@ -54,6 +54,7 @@ class Counts:
     kept: int = 0
     skipped: int = 0
     replaced: int = 0
+    held: int = 0  # failed, but kept the answer they had (see Ledger.commit)
 
 
 class ChunkedRun:
@@ -100,6 +101,7 @@ class ChunkedRun:
         self.counts = Counts()
         self.files: list[str] = []
         self.sidecars: list[str] = []
+        self.held_failures: list[dict[str, Any]] = []
         self.stopped_at: int | None = None
         self.cursor = settings.offset  # position after the last id read
         self.finished = False
@@ -237,6 +239,9 @@ class ChunkedRun:
         if done.sidecar_file:
             self.sidecars.append(self.ledger.store.url(f"{folder}/{done.sidecar_file}"))
         self.counts.replaced += done.replaced
+        self.counts.held += len(done.held)
+        held = set(done.held)
+        self.held_failures += [e for c in batch for _, e in c.sidecar if e["imdb_id"] in held]
         for chunk in batch:
             del self.open[chunk.first]
             self.room.release()

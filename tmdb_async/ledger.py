@@ -44,12 +44,13 @@ from typing import Any, Literal
 from ._homes import Home, HomeIndex
 from ._lease import Lease, LeaseLost
 from .errors import StorageError
-from .storage import Conflict, Store
+from .storage import Conflict, Store, delete_once, write_once
 from .writer import decode_file, encode_file
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["record", "not_found", "invalid", "failed"]
+ANSWERS = frozenset({"record", "not_found", "deleted"})  # what only TMDB can say
 SIDECAR_FOLDER = "_sidecars"
 LEDGER_FOLDER = "_ledger"
 CHECKPOINT_EVERY = 64  # commits between checkpoints: bounds what a new reader folds
@@ -65,6 +66,7 @@ class Committed:
     data_files: tuple[str, ...]
     sidecar_file: str | None
     replaced: int  # ids that had a home before and moved here
+    held: tuple[str, ...] = ()  # failed ids that keep the answer they had (not written)
 
 
 @dataclass(slots=True)
@@ -85,7 +87,7 @@ class Ledger:
         folder: str,
         *,
         owner: str | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
         lease_seconds: float = LEASE_SECONDS,
         wait_seconds: float = WAIT_SECONDS,
     ) -> None:
@@ -98,6 +100,7 @@ class Ledger:
         self._state = _State()
         self._mutex = asyncio.Lock()  # one commit at a time from this process
         self._lease: Lease | None = None
+        self._holder = uuid.uuid4().hex  # this writer's lock, whichever Lease object wrote it
 
     # --- reading -------------------------------------------------------------------------
 
@@ -169,6 +172,7 @@ class Ledger:
             self.owner,
             self._clock,
             self._lease_seconds,
+            holder=self._holder,
         )
         await lease.acquire(self._wait)
         self._lease = lease
@@ -239,14 +243,31 @@ class Ledger:
                     async with self._locked():
                         return await self._commit_locked(chunks, shape, fmt, stem, decided)
                 except LeaseLost:
-                    if decided:  # written before the lock was lost: the next holder applies it
+                    if decided:
+                        # Written before the lock was lost: whoever holds the lock next rolls
+                        # it forward, and that may be us. Either way it is applied before we
+                        # report it (a run never ends with its own commit unapplied).
                         log.warning(
-                            "folder lock lost after commit %d was decided", decided[0].version
+                            "folder lock lost after commit %d was decided; finishing it",
+                            decided[0].version,
                         )
+                        await self._finish_decided(decided[0].version)
                         return decided[0]
                     log.warning("folder lock lost during a commit (attempt %d)", attempt + 1)
                     await self._reload()
             raise StorageError(f"{self.store.url(self.folder)}: lost the folder lock 3 times")
+
+    async def _finish_decided(self, version: int) -> None:
+        for _ in range(3):
+            with contextlib.suppress(LeaseLost):
+                async with self._locked():  # holding the lock rolls a pending commit forward
+                    pass
+                raw = await self.store.get(self._log_key(version))
+                if raw is None or not _parse_entry(raw, self.store.url(self._log_key(version)))[1]:
+                    return  # applied (slimmed), or compacted into a checkpoint after that
+        raise StorageError(
+            f"{self.store.url(self._log_key(version))}: commit {version} could not be finished"
+        )
 
     async def _commit_locked(
         self,
@@ -261,7 +282,18 @@ class Ledger:
         files: list[dict[str, Any]] = []
         bodies: list[bytes] = []
         data_files: list[str] = []
-        sidecar = [entry for _, entries in chunks for entry in entries]
+        # A failure is not an answer: an id that has one here (a record, not found, deleted)
+        # keeps it, and the failure is only reported (``held``).
+        sidecar: list[dict[str, Any]] = []
+        held: list[str] = []
+        for entry in (entry for _, entries in chunks for entry in entries):
+            home = self._state.homes.get(entry["imdb_id"])
+            if entry["outcome"] == "failed" and home is not None and home.outcome in ANSWERS:
+                held.append(entry["imdb_id"])
+            else:
+                sidecar.append(entry)
+        if not sidecar and not any(records for records, _ in chunks):
+            return Committed(self._state.version, (), None, 0, tuple(held))
         for index, (records, _) in enumerate(c for c in chunks if c[0]):
             name = f"{stem}-{version:08d}-{index:02d}.{extension}"
             ids = [r["imdb_id"] for r in records]
@@ -295,11 +327,14 @@ class Ledger:
             "drops": drops,
         }
         assert self._lease is not None
-        await self._lease.ensure()
         try:
-            await self.store.write(
-                self._log_key(version), _entry_bytes(header, bodies), if_none_match=True
-            )
+            async with self._lease.held():
+                await write_once(
+                    self.store,
+                    self._log_key(version),
+                    _entry_bytes(header, bodies),
+                    if_none_match=True,
+                )
         except Conflict:
             raise LeaseLost(self._log_key(version)) from None
         _fold(self._state, header)
@@ -311,6 +346,7 @@ class Ledger:
                 data_files=tuple(data_files),
                 sidecar_file=side_file,
                 replaced=sum(len(ids) for ids in drops.values()),
+                held=tuple(held),
             )
         )
         await self._apply(header, bodies)
@@ -320,24 +356,39 @@ class Ledger:
         return decided[0]
 
     async def _apply(self, header: Mapping[str, Any], bodies: Sequence[bytes]) -> None:
-        """Drops first, then the new files, then slim the commit to its header. Idempotent."""
+        """Drops first, then the new files, then slim the commit to its header. Idempotent.
+
+        Every data write is fenced as well as leased: a new file is created only if absent
+        (or already holding these bytes: a roll-forward, or a retry that landed), and a file
+        losing ids is replaced or deleted only in the version just read. A late write of a
+        writer whose lease ran out therefore fails instead of undoing a newer commit."""
         assert self._lease is not None
         for name, ids in header["drops"].items():
-            await self._lease.ensure()
-            await self._drop(name, set(ids))
+            async with self._lease.held():
+                await self._drop(name, set(ids))
         for spec, body in zip(header["files"], bodies, strict=True):
-            await self._lease.ensure()
-            await self.store.put(self._key(spec["key"]), body, _content_type(spec["key"]))
-        await self._lease.ensure()
-        await self.store.write(
-            self._log_key(int(header["version"])), _entry_bytes(header, ()), durable=False
-        )
+            async with self._lease.held():
+                try:
+                    await write_once(
+                        self.store,
+                        self._key(spec["key"]),
+                        body,
+                        _content_type(spec["key"]),
+                        if_none_match=True,
+                    )
+                except Conflict:
+                    raise LeaseLost(f"{spec['key']}: changed by a later commit") from None
+        async with self._lease.held():
+            await self.store.write(
+                self._log_key(int(header["version"])), _entry_bytes(header, ()), durable=False
+            )
 
     async def _drop(self, name: str, ids: set[str]) -> None:
         key = self._key(name)
-        raw = await self.store.get(key)
-        if raw is None:
+        found = await self.store.read(key)
+        if found is None:
             return
+        raw, etag = found
         try:
             items = decode_file(name, raw)
         except ValueError:
@@ -348,10 +399,26 @@ class Ledger:
         kept = [item for item in items if item.get("imdb_id") not in ids]
         if len(kept) == len(items):
             return
-        if kept:
-            await self.store.put(key, encode_file(name, kept), _content_type(name))
-        else:
-            await self.store.delete(key)
+        try:
+            if kept:
+                await write_once(
+                    self.store, key, encode_file(name, kept), _content_type(name), if_match=etag
+                )
+            else:
+                await delete_once(self.store, key, if_match=etag)
+        except Conflict:
+            # Changed since we read it: by a roll-forward of this same commit (then the ids
+            # are gone and all is well), or by a newer writer (then we must stop).
+            await self._drop_again(name, ids)
+
+    async def _drop_again(self, name: str, ids: set[str]) -> None:
+        found = await self.store.read(self._key(name))
+        if found is None:
+            return
+        with contextlib.suppress(ValueError):
+            if not any(item.get("imdb_id") in ids for item in decode_file(name, found[0])):
+                return
+        raise LeaseLost(f"{name}: changed by another writer while this one dropped ids")
 
     async def _write_checkpoint(self) -> None:
         """The folded state, one group per home: canonical ids as numbers, so the file is
@@ -363,14 +430,15 @@ class Ledger:
             for home, numbers, others in state.homes.groups()
         )
         assert self._lease is not None
-        await self._lease.ensure()
         try:  # conditional: a late write of a writer that lost the lock cannot regress it
-            state.checkpoint_etag = await self.store.write(
-                self._key(f"{LEDGER_FOLDER}/checkpoint.json"),
-                head.encode() + groups + b"]}",
-                if_none_match=state.checkpoint_etag is None,
-                if_match=state.checkpoint_etag,
-            )
+            async with self._lease.held():
+                state.checkpoint_etag = await write_once(
+                    self.store,
+                    self._key(f"{LEDGER_FOLDER}/checkpoint.json"),
+                    head.encode() + groups + b"]}",
+                    if_none_match=state.checkpoint_etag is None,
+                    if_match=state.checkpoint_etag,
+                )
         except Conflict:
             log.warning("the checkpoint changed under us: leaving the log as it is")
             await self._reload()  # take the newer checkpoint as ours
@@ -383,8 +451,8 @@ class Ledger:
             if (v := _version_of(key)) is not None and v <= state.checkpoint
         ]
         for key in old:
-            await self._lease.ensure()
-            await self.store.delete(key)
+            async with self._lease.held():
+                await self.store.delete(key)
         state.checkpoint = state.version
 
 

@@ -320,6 +320,7 @@ def _fill(
     summary.unique_ids = job.done
     summary.files = sorted(job.files)
     summary.sidecars = sorted(job.sidecars)
+    summary.held_failures = job.held_failures
     summary.requests = client.stats.requests - requests_before
     summary.retries = client.stats.retries
     summary.throttled_429 = client.stats.throttled

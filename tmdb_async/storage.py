@@ -199,6 +199,51 @@ class Store(Protocol):
     async def list(self, prefix: str, start_after: str | None = None) -> list[str]: ...
 
 
+async def write_once(
+    store: Store,
+    key: str,
+    data: bytes,
+    content_type: str = "application/json",
+    *,
+    if_none_match: bool = False,
+    if_match: str | None = None,
+    durable: bool = True,
+) -> str:
+    """A conditional write that recognises its own first attempt.
+
+    When S3 applies a write but its answer is lost (a 500 or a reset after the write landed),
+    botocore sends it again, and the condition of the retry fails *because of the first
+    attempt*. So a :class:`Conflict` is checked against what is there: the same bytes mean
+    the write landed and its ETag is returned. Callers make every conditional body unique
+    (a lease names its holder and renewal, a commit its writer and number), so equal bytes
+    are never another writer's.
+    """
+    try:
+        return await store.write(
+            key,
+            data,
+            content_type,
+            if_none_match=if_none_match,
+            if_match=if_match,
+            durable=durable,
+        )
+    except Conflict:
+        found = await store.read(key)
+        if found is not None and found[0] == data:
+            return found[1]
+        raise
+
+
+async def delete_once(store: Store, key: str, *, if_match: str) -> None:
+    """A conditional delete that recognises its own first attempt: a retry of a delete that
+    landed fails its condition on a missing object, which is what was asked."""
+    try:
+        await store.delete(key, if_match=if_match)
+    except Conflict:
+        if await store.read(key) is not None:
+            raise
+
+
 def _etag(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 

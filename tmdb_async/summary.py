@@ -28,6 +28,9 @@ class Summary:
     are what this run wrote; ``kept`` were already in the date folder from an
     earlier run with the same record settings; ``skipped`` (incremental runs) have a record
     in another date folder. ``replaced`` of the written ids moved out of an older file.
+    ``held`` of the ``failed`` ids kept the answer TMDB gave them before (a record, not
+    found, deleted): a failure never replaces an answer. They are listed, with why they
+    failed, in the manifest's ``held_failures``.
     """
 
     source: str
@@ -43,6 +46,7 @@ class Summary:
     kept: int = 0
     skipped: int = 0
     replaced: int = 0
+    held: int = 0
     files: list[str] = field(default_factory=list)
     sidecars: list[str] = field(default_factory=list)
     manifest: str | None = None
@@ -54,6 +58,7 @@ class Summary:
     next_offset: int | None = None
     remaining_items: list[dict[str, str]] | None = None
     error: str | None = None
+    held_failures: list[dict[str, Any]] = field(default_factory=list)  # manifest only
 
     @property
     def exit_code(self) -> ExitCode:
@@ -69,6 +74,7 @@ class Summary:
         data["exit_code"] = int(self.exit_code)
         if self.remaining_items is None:
             del data["remaining_items"]
+        del data["held_failures"]
         return data
 
 
@@ -104,11 +110,13 @@ class Manifest:
                     "kept",
                     "skipped",
                     "replaced",
+                    "held",
                     "rows_read",
                 )
             },
             files=summary.files,
             sidecars=summary.sidecars,
+            held_failures=summary.held_failures,
             next_offset=summary.next_offset,
             seconds=summary.seconds,
             tmdb=tmdb,

@@ -1,0 +1,120 @@
+"""The folder lock: no timing assumption an operator can break, and no storage answer lost
+after the write landed can make a writer give up a lock, or a commit, that is its own.
+
+Clocks here are each writer's own monotonic clock; they are injected so that one writer's
+can be far ahead of another's (skew) or move while it waits (a lease running out)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.faulty import FaultyStore
+from tests.support.lake import read_local
+from tmdb_async.errors import StorageError
+from tmdb_async.ledger import Ledger
+from tmdb_async.storage import LocalStore
+
+FOLDER = "Raw/TMDB/JSON/2022/05/02"
+LOCK = f"{FOLDER}/_ledger/lock.json"
+
+
+def rec(imdb_id: str, n: int = 0) -> dict[str, Any]:
+    return {"imdb_id": imdb_id, "id": n, "title": f"title {imdb_id} v{n}"}
+
+
+def _commit(ledger: Ledger, *records: dict[str, Any]) -> Any:
+    return ledger.commit([(list(records), [])], shape="s", fmt="json", stem="m")
+
+
+async def test_a_writer_whose_clock_is_far_ahead_never_takes_over_a_live_lock(
+    tmp_path: Path,
+) -> None:
+    store = FaultyStore(LocalStore(str(tmp_path)), rule=lambda op, key, n: None)
+    holder = await Ledger(store, FOLDER, clock=lambda: 1000.0).load()
+    store.rule = lambda op, key, n: "stall" if key.endswith("-00.json") else None
+    stalled = asyncio.create_task(_commit(holder, rec("tt0000001")))
+    async with asyncio.timeout(20):
+        while not (tmp_path / LOCK).exists():
+            await asyncio.sleep(0.01)
+    # The other machine's clock is a day ahead: the lock's age is not its to judge.
+    skewed = Ledger(
+        LocalStore(str(tmp_path)), FOLDER, clock=lambda: 1000.0 + 86_400, wait_seconds=0.3
+    )
+    with pytest.raises(StorageError, match="locked by another run"):
+        await _commit(skewed, rec("tt0000002"))
+    store.release()
+    await stalled
+    assert set(read_local(tmp_path / FOLDER).records) == {"tt0000001"}
+
+
+async def test_a_storage_call_never_outlasts_the_lease_and_its_commit_still_finishes(
+    tmp_path: Path,
+) -> None:
+    calls = {"stalled": 0}
+
+    def rule(op: str, key: str, n: int) -> str | None:
+        if key.endswith("-00.json") and calls["stalled"] == 0:
+            calls["stalled"] += 1
+            return "stall"  # the first put of the data file hangs (a dead connection)
+        return None
+
+    store = FaultyStore(LocalStore(str(tmp_path)), rule=rule)
+    ledger = await Ledger(store, FOLDER, lease_seconds=0.6).load()
+    done = await asyncio.wait_for(_commit(ledger, rec("tt0000001"), rec("tt0000002")), 20)
+    assert len(store.late) == 1  # cancelled at the lease's bound, not left running
+    assert set(read_local(tmp_path / FOLDER).records) == {"tt0000001", "tt0000002"}
+    assert done.data_files and not (tmp_path / LOCK).exists()
+
+
+async def test_a_late_write_of_a_writer_that_lost_its_lease_cannot_undo_a_newer_commit(
+    tmp_path: Path,
+) -> None:
+    """Writer A stalls writing its file past its lease; B takes the folder over, finishes A's
+    commit and moves an id out of A's file; then A's write reaches storage after all."""
+    store = FaultyStore(LocalStore(str(tmp_path)))
+    a = await Ledger(store, FOLDER, lease_seconds=0.6).load()
+    store.rule = lambda op, key, n: "stall" if key.endswith("m-00000001-00.json") else None
+    ticking = itertools.count(0.0, 0.2)  # B's clock: the lock it sees unchanged runs out
+    b = Ledger(LocalStore(str(tmp_path)), FOLDER, clock=lambda: next(ticking))
+    a_commit = asyncio.create_task(_commit(a, rec("tt0000001"), rec("tt0000002")))
+    async with asyncio.timeout(20):
+        while not store.late:  # A gave up on its write at its lease's bound
+            await asyncio.sleep(0.01)
+    await _commit(b, rec("tt0000001", 1))  # rolls A's commit forward, then moves tt0000001
+    answers = await store.land_late()  # A's create of m-00000001-00.json lands only now
+    assert answers and answers[0] is not None  # refused: the file exists
+    await a_commit  # A finishes: its commit was applied by B
+    view = read_local(tmp_path / FOLDER)
+    assert not view.duplicates(), view.duplicates()
+    assert view.records["tt0000001"][0][1] == rec("tt0000001", 1)
+    assert set(view.records) == {"tt0000001", "tt0000002"}
+
+
+@pytest.mark.parametrize("lost", ["lock.json", "log/", "-00.json", "checkpoint"])
+async def test_a_write_whose_answer_was_lost_is_recognised_and_every_commit_is_applied(
+    tmp_path: Path, lost: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 applied the write, the answer was lost, botocore sent it again and the retry's
+    condition failed because of the first attempt."""
+    from tmdb_async import ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "CHECKPOINT_EVERY", 2)
+    store = FaultyStore(
+        LocalStore(str(tmp_path)), rule=lambda op, key, n: "lost" if lost in key else None
+    )
+    ledger = await Ledger(store, FOLDER).load()
+    for n in range(4):
+        await asyncio.wait_for(_commit(ledger, rec(f"tt000000{n}"), rec("tt0000009", n)), 20)
+    assert any(lost in key for key in store.lost)
+    view = read_local(tmp_path / FOLDER)
+    assert not view.duplicates()
+    assert set(view.records) == {"tt0000000", "tt0000001", "tt0000002", "tt0000003", "tt0000009"}
+    assert view.records["tt0000009"][0][1] == rec("tt0000009", 3)
+    assert not (tmp_path / LOCK).exists()
+    fresh = await Ledger(LocalStore(str(tmp_path)), FOLDER).load()
+    assert {i for i, h in fresh.homes().items() if h.outcome == "record"} == set(view.records)
