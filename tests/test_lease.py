@@ -39,8 +39,7 @@ async def test_a_writer_whose_clock_is_far_ahead_never_takes_over_a_live_lock(
     store.rule = lambda op, key, n: "stall" if key.endswith("-00.json") else None
     stalled = asyncio.create_task(_commit(holder, rec("tt0000001")))
     async with asyncio.timeout(20):
-        while not (tmp_path / LOCK).exists():
-            await asyncio.sleep(0.01)
+        await store.stalling.wait()  # holding the lock, stalled in its data write
     # The other machine's clock is a day ahead: the lock's age is not its to judge.
     skewed = Ledger(
         LocalStore(str(tmp_path)), FOLDER, clock=lambda: 1000.0 + 86_400, wait_seconds=0.3
@@ -83,8 +82,7 @@ async def test_a_late_write_of_a_writer_that_lost_its_lease_cannot_undo_a_newer_
     b = Ledger(LocalStore(str(tmp_path)), FOLDER, clock=lambda: next(ticking))
     a_commit = asyncio.create_task(_commit(a, rec("tt0000001"), rec("tt0000002")))
     async with asyncio.timeout(20):
-        while not store.late:  # A gave up on its write at its lease's bound
-            await asyncio.sleep(0.01)
+        await store.given_up.wait()  # A gave up on its write at its lease's bound
     await _commit(b, rec("tt0000001", 1))  # rolls A's commit forward, then moves tt0000001
     answers = await store.land_late()  # A's create of m-00000001-00.json lands only now
     assert answers and answers[0] is not None  # refused: the file exists

@@ -164,7 +164,7 @@ async def test_a_transient_failure_never_replaces_an_answer_tmdb_gave(
             assert summary.status == "failed_ids" and summary.exit_code == 1
             assert summary.failed == summary.held == 60 and summary.sidecars == []
             assert read_local(lake / FOLDER) == before  # every record and entry as it was
-            manifest = json.loads(Path(summary.manifest or "").read_text())
+            manifest = json.loads(await asyncio.to_thread(Path(summary.manifest or "").read_text))
             assert {e["imdb_id"] for e in manifest["held_failures"]} == set(ids)
             assert manifest["counts"]["held"] == 60
 

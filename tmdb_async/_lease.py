@@ -148,9 +148,7 @@ class Lease:
                     with contextlib.suppress(Conflict):
                         await self._take(if_match=etag)
                         if not mine:
-                            log.warning(
-                                "took over the stale folder lock of %s", info.get("owner")
-                            )
+                            log.warning("took over the stale folder lock of %s", info.get("owner"))
                         return
                 elif time.monotonic() > give_up:
                     raise StorageError(

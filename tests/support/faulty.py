@@ -42,6 +42,8 @@ class FaultyStore:
     writes: int = 0
     lost: list[str] = field(default_factory=list)
     late: list[LateWrite] = field(default_factory=list)
+    stalling: asyncio.Event = field(default_factory=asyncio.Event)  # a write is stalled
+    given_up: asyncio.Event = field(default_factory=asyncio.Event)  # a stalled one cancelled
     _gate: asyncio.Event = field(default_factory=asyncio.Event)
 
     def url(self, key: str) -> str:
@@ -71,10 +73,12 @@ class FaultyStore:
         self.writes += 1
         fault = self.rule(op, key, n)
         if fault == "stall":
+            self.stalling.set()
             try:
                 await self._gate.wait()
             except asyncio.CancelledError:
                 self.late.append(LateWrite(op, key, data, kwargs))
+                self.given_up.set()
                 raise
         answer = await self._send(op, key, data, kwargs)
         if fault == "lost":
