@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -440,3 +441,26 @@ async def test_refresh_refuses_bad_input_in_one_line_with_exit_2(
     assert code == 2, err
     assert message in err and len(err.strip().splitlines()) == 1
     assert json.loads(out.strip().splitlines()[-1])["exit_code"] == 2
+
+
+async def test_a_json_run_prints_its_json_line_when_stopped_by_sigterm(tmp_path: Path) -> None:
+    """SIGTERM (a scheduler stopping the job) exits 130, and a ``--json`` caller still
+    reads a JSON line, as on every other exit."""
+    csv_path = write_csv(tmp_path / "m.csv", title_ids(400, "movie", start=7_100_000))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TMDB_")}
+    env["TMDB_READ_ACCESS_TOKEN"] = TOKEN
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN, latency=0.05)) as fake:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tmdb_async", "run", str(csv_path),
+            "--dest", str(tmp_path / "lake"), "--tmdb-url", fake.url, "--concurrency", "1",
+            "--json", cwd=ROOT, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(60):  # until it is talking to TMDB: a condition, polled
+            while fake.stats().total_requests < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        process.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 130, err
+    line = json.loads(out.decode().strip().splitlines()[-1])
+    assert line["status"] == "interrupted" and line["exit_code"] == 130
