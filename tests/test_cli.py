@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, TOKEN
+from tests.support.lake import read_local
 from tmdb_devtools.csvgen import title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
@@ -464,3 +465,32 @@ async def test_a_json_run_prints_its_json_line_when_stopped_by_sigterm(tmp_path:
     assert process.returncode == 130, err
     line = json.loads(out.decode().strip().splitlines()[-1])
     assert line["status"] == "interrupted" and line["exit_code"] == 130
+
+
+async def test_the_continuation_of_a_slice_carries_its_limit_and_covers_exactly_its_rest(
+    tmp_path: Path,
+) -> None:
+    """``--offset 100 --limit 200`` stopped at ``--time-budget``: the printed continuation
+    names the remaining ``--limit``, so following it ends where the slice ends, not at the
+    end of the file (over the next batches)."""
+    ids = title_ids(500, "movie", start=7_200_000)
+    csv_path = str(write_csv(tmp_path / "m.csv", ids))
+    lake = tmp_path / "lake"
+    env = {"TMDB_READ_ACCESS_TOKEN": TOKEN}
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN)) as fake:
+        common = ["--dest", str(lake), "--tmdb-url", fake.url, "--chunk-size", "5", "--json"]
+        code, out, err = await cli(
+            "run", csv_path, *common, "--offset", "100", "--limit", "200",
+            "--rate", "20", "--time-budget", "6", env=env,
+        )  # fmt: skip
+        assert code == 4, err
+        first = json.loads(out.splitlines()[-1])
+        assert 100 < first["next_offset"] < 300
+        assert first["next_limit"] == 300 - first["next_offset"]
+        printed = err.split("continue with: ", 1)[1].splitlines()[0].split()
+        code, out, err = await cli("run", csv_path, *common, "--rate", "500", *printed, env=env)
+    assert code == 0, err
+    assert json.loads(out.splitlines()[-1])["next_limit"] is None
+    assert read_local(lake / f"Raw/TMDB/JSON/{first['date'].replace('-', '/')}").all_ids() == set(
+        ids[100:300]
+    )

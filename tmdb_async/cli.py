@@ -195,10 +195,14 @@ def _print_summary(summary: Summary) -> None:
     if summary.manifest:
         print(f"manifest: {summary.manifest}", file=sys.stderr)
     if summary.next_offset is not None:
-        print(
-            f"continue with: --offset {summary.next_offset} --date {summary.date}",
-            file=sys.stderr,
-        )
+        print(f"continue with: {continuation(summary)}", file=sys.stderr)
+
+
+def continuation(summary: Summary) -> str:
+    """The options that continue a stopped run: every slice argument, so the continuation
+    covers exactly the rest of the slice (not the rest of the file), and its date."""
+    limit = "" if summary.next_limit is None else f" --limit {summary.next_limit}"
+    return f"--offset {summary.next_offset}{limit} --date {summary.date}"
 
 
 _DEADLINE_HINT = "give a longer --time-budget, or a smaller --chunk-size"
