@@ -494,3 +494,30 @@ async def test_the_continuation_of_a_slice_carries_its_limit_and_covers_exactly_
     assert read_local(lake / f"Raw/TMDB/JSON/{first['date'].replace('-', '/')}").all_ids() == set(
         ids[100:300]
     )
+
+
+@pytest.mark.parametrize("where", ["source", "dest"])
+@pytest.mark.parametrize("case", ["symlink loop", "under a file", "name over 255 bytes"])
+async def test_an_os_error_on_a_path_is_one_line_naming_it_with_a_documented_code(
+    tmp_path: Path, where: str, case: str
+) -> None:
+    """Source: exit 2; destination: exit 3. Never a traceback (it was exit 1)."""
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "somefile.csv").write_text("id\ntt0000001\n")
+    bad = {
+        "symlink loop": tmp_path / "loop",
+        "under a file": tmp_path / "somefile.csv" / "x.csv",
+        "name over 255 bytes": tmp_path / ("é" * 130),
+    }[case]
+    good = {"source": tmp_path / "somefile.csv", "dest": tmp_path / "lake"}
+    paths = {**good, where: bad}
+    code, out, err = await cli(
+        "run", str(paths["source"]), "--dest", str(paths["dest"]),
+        "--tmdb-url", "http://127.0.0.1:9", "--json",
+        env={"TMDB_READ_ACCESS_TOKEN": TOKEN},
+    )  # fmt: skip
+    assert code == (2 if where == "source" else 3), err
+    assert "Traceback" not in err
+    [line] = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert str(bad) in line  # a warning may come first (the id map, read before)
+    assert json.loads(out.splitlines()[-1])["exit_code"] == code
