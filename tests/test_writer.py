@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from tests.conftest import TOKEN
 from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
+from tmdb_async.errors import StorageError
 from tmdb_async.idmap import rebuild
 from tmdb_async.storage import LocalStore
 from tmdb_async.writer import data_file_date, date_folder, decode_file, encode_file
@@ -106,3 +107,42 @@ async def test_an_overview_with_a_unicode_line_separator_never_wedges_a_jsonl_fo
     assert all("language=fr-FR" in places[0][1]["overview"] for places in view.records.values())
     rebuilt = await rebuild(LocalStore(str(lake)))
     assert rebuilt.titles == found
+
+
+async def test_a_damaged_data_file_stops_only_the_runs_that_must_move_its_ids(
+    tmp_path: Path,
+) -> None:
+    """A data file truncated by hand: a run that must take ids out of it stops with one
+    line naming it and a fix that loses nothing, and decides nothing, so the folder is not
+    wedged: a run over other ids of the folder still commits, and the damaged bytes stay."""
+    ids_a, ids_b = title_ids(10, "movie", start=4_900_000), title_ids(10, "movie", start=5_000_000)
+    csv_a, csv_b = write_csv(tmp_path / "a.csv", ids_a), write_csv(tmp_path / "b.csv", ids_b)
+    lake = tmp_path / "lake"
+    folder = lake / "Raw/TMDB/JSON/2022/05/02"
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN)) as fake:
+
+        def settings_(csv_path: Path, **changes: object) -> Settings:
+            return Settings(
+                source=str(csv_path),
+                dest=str(lake),
+                credentials=Credentials(read_access_token=TOKEN),
+                tmdb_url=fake.url,
+                date=dt.date(2022, 5, 2),
+                rate=1000.0,
+                output_format="jsonl",
+                **changes,  # type: ignore[arg-type]
+            )
+
+        await run(settings_(csv_a))
+        await run(settings_(csv_b))
+        [damaged] = folder.glob("a-*.jsonl")
+        data = damaged.read_bytes()[:-30]  # the last record cut short
+        damaged.write_bytes(data)
+        with pytest.raises(StorageError) as caught:
+            await run(settings_(csv_a, language="fr-FR"))  # must move ids out of it
+        message = str(caught.value)
+        assert str(damaged) in message and "do not delete it" in message
+        assert "\n" not in message
+        again = await run(settings_(csv_b, language="fr-FR"))  # not wedged
+    assert again.status == "ok" and again.replaced >= again.records > 0
+    assert damaged.read_bytes() == data  # never rewritten nor deleted

@@ -284,6 +284,12 @@ class Ledger:
         named = [imdb_id for spec in files for imdb_id in spec["ids"]]
         if len(set(named)) != len(named):
             raise ValueError(f"commit {version}: an id is named twice")  # a caller's bug
+        # Read every file that must drop ids before the commit is decided: a decided commit
+        # must be applied before any other, so one that cannot be (a damaged file) would
+        # block every later writer of the folder. Refused here, it blocks only the writers
+        # that must move ids out of that file. Under the lock no writer changes them, so
+        # the apply below uses these bytes.
+        current = {name: await self._readable(name) for name in drops}
         for spec, body in zip(files, bodies, strict=True):
             spec["size"] = len(body)
         header = {
@@ -313,18 +319,24 @@ class Ledger:
                 replaced=sum(len(ids) for ids in drops.values()),
             )
         )
-        await self._apply(header, bodies)
+        await self._apply(header, bodies, current)
         self._state.pending = None
         if version - self._state.checkpoint >= CHECKPOINT_EVERY:
             await self._write_checkpoint()
         return decided[0]
 
-    async def _apply(self, header: Mapping[str, Any], bodies: Sequence[bytes]) -> None:
-        """Drops first, then the new files, then slim the commit to its header. Idempotent."""
+    async def _apply(
+        self,
+        header: Mapping[str, Any],
+        bodies: Sequence[bytes],
+        current: Mapping[str, tuple[bytes, list[dict[str, Any]]] | None] | None = None,
+    ) -> None:
+        """Drops first, then the new files, then slim the commit to its header. Idempotent.
+        ``current``: the files losing ids as :meth:`_readable` read them under this lock."""
         assert self._lease is not None
         for name, ids in header["drops"].items():
             await self._lease.ensure()
-            await self._drop(name, set(ids))
+            await self._drop(name, set(ids), (current or {}).get(name))
         for spec, body in zip(header["files"], bodies, strict=True):
             await self._lease.ensure()
             await self.store.put(self._key(spec["key"]), body, _content_type(spec["key"]))
@@ -333,18 +345,32 @@ class Ledger:
             self._log_key(int(header["version"])), _entry_bytes(header, ()), durable=False
         )
 
-    async def _drop(self, name: str, ids: set[str]) -> None:
+    async def _readable(self, name: str) -> tuple[bytes, list[dict[str, Any]]] | None:
+        """A file's bytes and items (``None`` when it is gone); a :class:`StorageError` that
+        names the file and a fix that loses nothing when it cannot be read."""
         key = self._key(name)
         raw = await self.store.get(key)
         if raw is None:
-            return
+            return None
         try:
-            items = decode_file(name, raw)
-        except ValueError:
+            return raw, decode_file(name, raw)
+        except ValueError as exc:
+            reason = str(exc).splitlines()[0][:80]
             raise StorageError(
-                f"{self.store.url(key)}: not readable as JSON; the ledger cannot take ids out "
-                "of it (restore or delete the file)"
+                f"{self.store.url(key)}: damaged ({reason}); the ledger cannot move ids out of "
+                "it, so only runs that refetch its titles stop here. Repair it (one JSON "
+                "object per record) or restore its last version; do not delete it: the "
+                "folder's ledger places titles there"
             ) from None
+
+    async def _drop(
+        self, name: str, ids: set[str], found: tuple[bytes, list[dict[str, Any]]] | None = None
+    ) -> None:
+        key = self._key(name)
+        found = found or await self._readable(name)
+        if found is None:
+            return
+        _, items = found
         kept = [item for item in items if item.get("imdb_id") not in ids]
         if len(kept) == len(items):
             return
