@@ -6,12 +6,14 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, TOKEN
+from tests.support.lake import read_local
 from tmdb_devtools.csvgen import title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
@@ -440,3 +442,82 @@ async def test_refresh_refuses_bad_input_in_one_line_with_exit_2(
     assert code == 2, err
     assert message in err and len(err.strip().splitlines()) == 1
     assert json.loads(out.strip().splitlines()[-1])["exit_code"] == 2
+
+
+async def test_a_json_run_prints_its_json_line_when_stopped_by_sigterm(tmp_path: Path) -> None:
+    """SIGTERM (a scheduler stopping the job) exits 130, and a ``--json`` caller still
+    reads a JSON line, as on every other exit."""
+    csv_path = write_csv(tmp_path / "m.csv", title_ids(400, "movie", start=7_100_000))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TMDB_")}
+    env["TMDB_READ_ACCESS_TOKEN"] = TOKEN
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN, latency=0.05)) as fake:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tmdb_async", "run", str(csv_path),
+            "--dest", str(tmp_path / "lake"), "--tmdb-url", fake.url, "--concurrency", "1",
+            "--json", cwd=ROOT, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(60):  # until it is talking to TMDB: a condition, polled
+            while fake.stats().total_requests < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        process.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 130, err
+    line = json.loads(out.decode().strip().splitlines()[-1])
+    assert line["status"] == "interrupted" and line["exit_code"] == 130
+
+
+async def test_the_continuation_of_a_slice_carries_its_limit_and_covers_exactly_its_rest(
+    tmp_path: Path,
+) -> None:
+    """``--offset 100 --limit 200`` stopped at ``--time-budget``: the printed continuation
+    names the remaining ``--limit``, so following it ends where the slice ends, not at the
+    end of the file (over the next batches)."""
+    ids = title_ids(500, "movie", start=7_200_000)
+    csv_path = str(write_csv(tmp_path / "m.csv", ids))
+    lake = tmp_path / "lake"
+    env = {"TMDB_READ_ACCESS_TOKEN": TOKEN}
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN)) as fake:
+        common = ["--dest", str(lake), "--tmdb-url", fake.url, "--chunk-size", "5", "--json"]
+        code, out, err = await cli(
+            "run", csv_path, *common, "--offset", "100", "--limit", "200",
+            "--rate", "20", "--time-budget", "6", env=env,
+        )  # fmt: skip
+        assert code == 4, err
+        first = json.loads(out.splitlines()[-1])
+        assert 100 < first["next_offset"] < 300
+        assert first["next_limit"] == 300 - first["next_offset"]
+        printed = err.split("continue with: ", 1)[1].splitlines()[0].split()
+        code, out, err = await cli("run", csv_path, *common, "--rate", "500", *printed, env=env)
+    assert code == 0, err
+    assert json.loads(out.splitlines()[-1])["next_limit"] is None
+    assert read_local(lake / f"Raw/TMDB/JSON/{first['date'].replace('-', '/')}").all_ids() == set(
+        ids[100:300]
+    )
+
+
+@pytest.mark.parametrize("where", ["source", "dest"])
+@pytest.mark.parametrize("case", ["symlink loop", "under a file", "name over 255 bytes"])
+async def test_an_os_error_on_a_path_is_one_line_naming_it_with_a_documented_code(
+    tmp_path: Path, where: str, case: str
+) -> None:
+    """Source: exit 2; destination: exit 3. Never a traceback (it was exit 1)."""
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "somefile.csv").write_text("id\ntt0000001\n")
+    bad = {
+        "symlink loop": tmp_path / "loop",
+        "under a file": tmp_path / "somefile.csv" / "x.csv",
+        "name over 255 bytes": tmp_path / ("é" * 130),
+    }[case]
+    good = {"source": tmp_path / "somefile.csv", "dest": tmp_path / "lake"}
+    paths = {**good, where: bad}
+    code, out, err = await cli(
+        "run", str(paths["source"]), "--dest", str(paths["dest"]),
+        "--tmdb-url", "http://127.0.0.1:9", "--json",
+        env={"TMDB_READ_ACCESS_TOKEN": TOKEN},
+    )  # fmt: skip
+    assert code == (2 if where == "source" else 3), err
+    assert "Traceback" not in err
+    [line] = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert str(bad) in line  # a warning may come first (the id map, read before)
+    assert json.loads(out.splitlines()[-1])["exit_code"] == code

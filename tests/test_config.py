@@ -324,3 +324,32 @@ def test_any_rate_is_either_refused_or_finite_and_at_most_max_rate(rate: float) 
         assert str(refused).startswith("rate: ")
     else:
         assert 0 < settings.rate <= MAX_RATE and math.isfinite(settings.rate)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--rate", "5e-324"], {}, "rate: 5e-324 is below 0.01 requests/s"),
+        (["--rate", "1e-300"], {}, "rate: 1e-300 is below 0.01 requests/s"),
+        ([], {"TMDB_RATE": "1e-310"}, "rate: 1e-310 is below 0.01 requests/s"),
+        (["--concurrency", "1000000"], {}, "concurrency: 1000000 is outside 1..100"),
+        ([], {"TMDB_CONCURRENCY": "101"}, "concurrency: 101 is outside 1..100"),
+        (["--concurrency", "0"], {}, "concurrency: 0 is outside 1..100"),
+        (["--max-attempts", "1000000000"], {}, "max_attempts: 1000000000 is outside 1..20"),
+        (["--timeout", "1e300"], {}, "request_timeout: 1e+300 is above 300 s"),
+    ],
+)
+def test_every_setting_is_bounded_and_a_value_past_its_bound_is_one_usage_line(
+    argv: list[str], env: dict[str, str], message: str
+) -> None:
+    """A rate too slow to schedule (a silent hang, or a traceback from ``1 / rate``), a
+    concurrency that costs memory before the first request: refused before any I/O."""
+    with pytest.raises(UsageError) as caught:
+        _cli_settings("m.csv", *argv, env=env)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_bounds_themselves_are_allowed() -> None:
+    settings = _cli_settings("m.csv", "--rate", "0.01", "--concurrency", "100")
+    assert (settings.rate, settings.concurrency) == (0.01, 100)

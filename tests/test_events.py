@@ -169,6 +169,12 @@ async def test_bad_events_are_refused_naming_the_field(event: Any, message: str)
     assert message in str(caught.value)
 
 
+async def test_a_direct_event_concurrency_past_its_ceiling_is_one_usage_error() -> None:
+    event = {"source": "s3://data-lake-x/a.csv", "concurrency": 1_000_000}
+    with pytest.raises(UsageError, match=r"^concurrency: 1000000 is outside 1\.\.100"):
+        await handle(event, Context(), lambda_env("http://127.0.0.1:9"))
+
+
 async def test_no_credentials_anywhere_is_refused() -> None:
     event = {"source": "s3://data-lake-x/a.csv", "dest": "s3://data-lake-x"}
     with pytest.raises(CredentialsError, match="TMDB_TOKEN_SSM_PARAMETER"):
@@ -185,6 +191,9 @@ async def test_no_credentials_anywhere_is_refused() -> None:
         ({"global_rate": 40000, "max_concurrency": 4}, "global_rate: 40000.0 is above 10000"),
         ({"rate": "inf"}, "rate: inf is not a finite number"),
         ({"rate": 1e400}, "rate: inf is not a finite number"),
+        ({"rate": 5e-324}, "rate: 5e-324 is below 0.01 requests/s"),
+        ({"global_rate": 1, "max_concurrency": 1000}, "global_rate: 1 requests/s over"),
+        ({"concurrency": 1000000}, "concurrency: 1000000 is outside 1..100"),
     ],
 )
 async def test_rate_inf_or_nan_is_a_usage_error_not_a_hang(
@@ -386,7 +395,7 @@ async def test_bad_refresh_events_are_refused_naming_the_field(event: Any, messa
     ids=st.integers(1, 20_000),
     max_items=st.integers(1, 5_000),
     max_concurrency=st.integers(1, 1_000),
-    global_rate=st.floats(0.5, 1_000),
+    global_rate=st.floats(10, 1_000),  # at least MIN_RATE for each of 1,000 children
 )
 def test_the_batch_plan_keeps_the_whole_rate_busy_and_never_above_it(
     ids: int, max_items: int, max_concurrency: int, global_rate: float

@@ -305,7 +305,7 @@ async def test_deadline_stops_on_a_chunk_boundary_and_continuation_completes(
         ({"offset": -1}, "offset: -1 is negative"),
         ({"limit": -5}, "limit: -5 is negative"),
         ({"kind": "episode"}, "kind: 'episode' is not one of movie, tv, auto"),
-        ({"concurrency": 0}, "concurrency: 0 must be at least 1"),
+        ({"concurrency": 0}, "concurrency: 0 is outside 1..100"),
         ({"rate": 0.0}, "rate: 0.0 must be above 0"),
     ],
 )

@@ -1,13 +1,28 @@
 """What counts as a data file of a date folder (``tmdb_async/writer.py``): the one rule the
-refresh (the newest ingest date) and the id-map rebuild (the files to learn from) share."""
+refresh (the newest ingest date) and the id-map rebuild (the files to learn from) share;
+and the bytes of a data file, which give back every code point written."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from tmdb_async.writer import data_file_date, date_folder
+from tests.conftest import TOKEN
+from tests.support.lake import read_local
+from tmdb_async import Credentials, Settings, run
+from tmdb_async.errors import StorageError
+from tmdb_async.idmap import rebuild
+from tmdb_async.storage import LocalStore
+from tmdb_async.writer import data_file_date, date_folder, decode_file, encode_file
+from tmdb_devtools import fake_tmdb
+from tmdb_devtools.csvgen import kind_of, title_ids, write_csv
+from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
 
 @pytest.mark.parametrize(
@@ -32,3 +47,102 @@ def test_a_data_file_is_json_at_the_top_of_a_date_folder(key: str, date: dt.date
 def test_every_date_folder_names_its_own_date() -> None:
     day = dt.date(2026, 11, 24)
     assert data_file_date(f"{date_folder(day)}/x.json") == day
+
+
+#: Every code point some reader takes for a line end: ``str.splitlines`` splits at all of them.
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+@settings(max_examples=200, deadline=None)
+@example(texts=["a\u2028b\u2029c\x85d"], name="m-00000001-00.jsonl")
+@given(
+    texts=st.lists(
+        st.text(alphabet=st.sampled_from(LINE_BREAKS) | st.characters(codec="utf-8"), max_size=30),
+        min_size=1,
+        max_size=5,
+    ),
+    name=st.sampled_from(["m-00000001-00.jsonl", "m-00000001-00.json", "_sidecars/m.json"]),
+)
+def test_every_code_point_round_trips_through_a_data_file(texts: list[str], name: str) -> None:
+    records = [
+        {"imdb_id": f"tt{i:07d}", "overview": text, "title": text[::-1]}
+        for i, text in enumerate(texts)
+    ]
+    data = encode_file(name, records)
+    assert decode_file(name, data) == records
+    if name.endswith(".jsonl"):  # one line per record, as every JSON Lines reader frames it
+        assert data.count(b"\n") == len(records)
+        assert [json.loads(line) for line in data.split(b"\n")[:-1]] == records
+
+
+async def test_an_overview_with_a_unicode_line_separator_never_wedges_a_jsonl_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TMDB overview with U+2028, U+2029 and U+0085 in a ``--format jsonl`` folder: a rerun
+    with other settings moves every id out of its file (exit 0, each id once, the text
+    kept) and ``idmap`` rebuild learns every title."""
+    text = "one\u2028two\u2029three\x85four"
+    original = fake_tmdb._overview
+    monkeypatch.setattr(fake_tmdb, "_overview", lambda core, lang: original(core, lang) + text)
+    ids = title_ids(30, "movie", start=4_800_000)
+    csv_path = write_csv(tmp_path / "m.csv", ids)
+    lake = tmp_path / "lake"
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN)) as fake:
+        settings_ = Settings(
+            source=str(csv_path),
+            dest=str(lake),
+            credentials=Credentials(read_access_token=TOKEN),
+            tmdb_url=fake.url,
+            date=dt.date(2022, 5, 2),
+            rate=1000.0,
+            output_format="jsonl",
+        )
+        first = await run(settings_)
+        second = await run(replace(settings_, language="fr-FR"))  # every record moves
+    found = sum(1 for i in ids if kind_of(int(i[2:])) is not None)
+    assert first.records == second.records == found > 0 and second.failed == 0
+    view = read_local(lake / "Raw/TMDB/JSON/2022/05/02")
+    assert not view.duplicates() and view.all_ids() == set(ids)
+    assert all(r["overview"].endswith(text) for places in view.records.values() for _, r in places)
+    assert all("language=fr-FR" in places[0][1]["overview"] for places in view.records.values())
+    rebuilt = await rebuild(LocalStore(str(lake)))
+    assert rebuilt.titles == found
+
+
+async def test_a_damaged_data_file_stops_only_the_runs_that_must_move_its_ids(
+    tmp_path: Path,
+) -> None:
+    """A data file truncated by hand: a run that must take ids out of it stops with one
+    line naming it and a fix that loses nothing, and decides nothing, so the folder is not
+    wedged: a run over other ids of the folder still commits, and the damaged bytes stay."""
+    ids_a, ids_b = title_ids(10, "movie", start=4_900_000), title_ids(10, "movie", start=5_000_000)
+    csv_a, csv_b = write_csv(tmp_path / "a.csv", ids_a), write_csv(tmp_path / "b.csv", ids_b)
+    lake = tmp_path / "lake"
+    folder = lake / "Raw/TMDB/JSON/2022/05/02"
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN)) as fake:
+
+        def settings_(csv_path: Path, **changes: object) -> Settings:
+            return Settings(
+                source=str(csv_path),
+                dest=str(lake),
+                credentials=Credentials(read_access_token=TOKEN),
+                tmdb_url=fake.url,
+                date=dt.date(2022, 5, 2),
+                rate=1000.0,
+                output_format="jsonl",
+                **changes,  # type: ignore[arg-type]
+            )
+
+        await run(settings_(csv_a))
+        await run(settings_(csv_b))
+        [damaged] = folder.glob("a-*.jsonl")
+        data = damaged.read_bytes()[:-30]  # the last record cut short
+        damaged.write_bytes(data)
+        with pytest.raises(StorageError) as caught:
+            await run(settings_(csv_a, language="fr-FR"))  # must move ids out of it
+        message = str(caught.value)
+        assert str(damaged) in message and "do not delete it" in message
+        assert "\n" not in message
+        again = await run(settings_(csv_b, language="fr-FR"))  # not wedged
+    assert again.status == "ok" and again.replaced >= again.records > 0
+    assert damaged.read_bytes() == data  # never rewritten nor deleted

@@ -27,9 +27,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import MISSING
-from typing import Any
+from typing import Any, TypeVar
 
 from . import idmap
 from . import log as logsetup
@@ -54,6 +54,7 @@ from .refresh import RefreshSummary, refresh
 from .storage import open_store
 
 logger = logging.getLogger("tmdb_async")
+T = TypeVar("T")
 
 #: The settings the command line sets: every one the schema gives a flag.
 _CLI_SETTINGS = tuple(spec for spec in SCHEMA if spec.option.flag)
@@ -194,13 +195,37 @@ def _print_summary(summary: Summary) -> None:
     if summary.manifest:
         print(f"manifest: {summary.manifest}", file=sys.stderr)
     if summary.next_offset is not None:
-        print(
-            f"continue with: --offset {summary.next_offset} --date {summary.date}",
-            file=sys.stderr,
-        )
+        print(f"continue with: {continuation(summary)}", file=sys.stderr)
+
+
+def continuation(summary: Summary) -> str:
+    """The options that continue a stopped run: every slice argument, so the continuation
+    covers exactly the rest of the slice (not the rest of the file), and its date."""
+    limit = "" if summary.next_limit is None else f" --limit {summary.next_limit}"
+    return f"--offset {summary.next_offset}{limit} --date {summary.date}"
 
 
 _DEADLINE_HINT = "give a longer --time-budget, or a smaller --chunk-size"
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM outside the event loop: the same as Ctrl-C (``KeyboardInterrupt``)."""
+    raise KeyboardInterrupt
+
+
+def _serve(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, with SIGTERM a clean interruption before, during and after the loop:
+    the loop's handler (:func:`_cancel_on_sigterm`) resets SIGTERM to its default (die at
+    once, printing nothing) when the loop closes, so it is put back to :func:`_interrupt`."""
+    try:
+        return asyncio.run(main)
+    finally:
+        _catch_sigterm()
+
+
+def _catch_sigterm() -> None:
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _cancel_on_sigterm(budget: float | None) -> Callable[[], float] | None:
@@ -236,7 +261,7 @@ def _run(args: argparse.Namespace, env: dict[str, str]) -> int:
     budget, margin = _time_budget(args.time_budget)
     show_bar = not (args.quiet or args.json) and sys.stderr.isatty()
     with _progress(show_bar) as progress:
-        summary = asyncio.run(_run_cancellable(settings, budget, margin, progress))
+        summary = _serve(_run_cancellable(settings, budget, margin, progress))
     require_progress(summary, margin, _DEADLINE_HINT)
     if not args.quiet:
         _print_summary(summary)
@@ -258,7 +283,7 @@ def _refresh(args: argparse.Namespace, env: dict[str, str]) -> int:
         )
 
     with _progress(show_bar) as progress:
-        summary = asyncio.run(go(progress))
+        summary = _serve(go(progress))
     if not args.quiet:
         _print_refresh(summary)
     if args.json:
@@ -306,10 +331,11 @@ def _idmap(args: argparse.Namespace, env: dict[str, str]) -> int:
         raise UsageError("dest: missing; pass --dest or set TMDB_DEST")
 
     async def rebuild_map() -> tuple[idmap.Rebuilt, str]:
+        _cancel_on_sigterm(None)
         async with open_store(dest) as store:
             return await idmap.rebuild(store), store.url(idmap.BASE_KEY)
 
-    rebuilt, where = asyncio.run(rebuild_map())
+    rebuilt, where = _serve(rebuild_map())
     if not args.quiet:
         print(
             f"ok: {rebuilt.titles} titles from {rebuilt.files} data files -> {where}",
@@ -336,12 +362,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = dict(os.environ)
     try:
+        _catch_sigterm()
         logsetup.configure(log_level(args.log_level, env, "WARNING"), "text", secret_values(env))
         return _COMMANDS[args.command](args, env)
     except IngestError as exc:
         return _fail(exc, int(exc.exit_code), args.json)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted: finished chunks are written; see the manifest", file=sys.stderr)
+        text = "interrupted: finished chunks are written; see the manifest"
+        print(text, file=sys.stderr)
+        if args.json:  # the JSON line on every exit: a caller parses the last line
+            line = {"status": "interrupted", "error": text, "exit_code": ExitCode.INTERRUPTED}
+            print(json.dumps(line))
         return int(ExitCode.INTERRUPTED)
     except Exception as exc:  # a bug: its traceback, with the secret masked
         print(redacted_traceback(exc), file=sys.stderr, end="")

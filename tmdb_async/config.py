@@ -35,7 +35,18 @@ FORMATS: tuple[str, ...] = ("json", "jsonl")
 MAX_CHUNK = 100  # the data lake's contract: never more than 100 records per file
 MAX_APPEND = 20  # TMDB answers 400 (code 27) above 20 append_to_response names
 MAX_RATE = 10_000.0  # requests/s: 250x TMDB's limit, room for load tests; inf or 1e400 is a typo
+#: requests/s: one request every 100 s. Slower is a typo (``5e-324``, ``1e-300``), not a pace:
+#: the throttle would wait ``1 / rate`` seconds (longer than the universe is old, or a float
+#: overflow) and the run would hang in silence. At this floor a title of two requests takes
+#: 200 s, which still fits a Lambda invocation (900 s).
+MIN_RATE = 0.01
 TMDB_MAX_CONNECTIONS = 20  # per IP: what a Distributed Map fleet shares
+#: Simultaneous requests of one process: 5x TMDB's 20 connections per IP, room for load tests
+#: and the benchmarks (64) against the fake. Each unit costs a worker and two chunks of
+#: queue room up front, so ``1000000`` was 1.5 GB before the first request.
+MAX_CONCURRENCY = 100
+MAX_ATTEMPTS = 20  # per request: with the backoff's 30 s cap, 20 attempts already wait ~9 min
+MAX_TIMEOUT = 300.0  # seconds per request: a third of a Lambda invocation; longer is a stall
 DEFAULT_TMDB_URL = "https://api.themoviedb.org"
 DEFAULT_APPEND = ("credits", "keywords", "external_ids")
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -152,12 +163,37 @@ def _append(value: tuple[str, ...], name: str) -> None:
 
 
 def check_rate(value: float, name: str) -> None:
-    """A request rate that can work: finite, above 0 and at most :data:`MAX_RATE`."""
+    """A request rate that can work: finite, :data:`MIN_RATE` to :data:`MAX_RATE`."""
     _finite(value, name)
     if not value > 0:
         raise UsageError(f"{name}: {value!r} must be above 0 requests/s")
+    if value < MIN_RATE:
+        raise UsageError(
+            f"{name}: {value!r} is below {MIN_RATE:g} requests/s (one request every "
+            f"{1 / MIN_RATE:g} s), too slow to schedule"
+        )
     if value > MAX_RATE:
         raise UsageError(f"{name}: {value!r} is above {MAX_RATE:g} requests/s")
+
+
+def _attempts(value: int, name: str) -> None:
+    if not 1 <= value <= MAX_ATTEMPTS:
+        raise UsageError(f"{name}: {value} is outside 1..{MAX_ATTEMPTS}")
+
+
+def _timeout(value: float, name: str) -> None:
+    _seconds(value, name)
+    if value > MAX_TIMEOUT:
+        raise UsageError(f"{name}: {value:g} is above {MAX_TIMEOUT:g} s")
+
+
+def check_concurrency(value: int, name: str) -> None:
+    """Simultaneous requests: 1 to :data:`MAX_CONCURRENCY`."""
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise UsageError(
+            f"{name}: {value} is outside 1..{MAX_CONCURRENCY} (TMDB allows "
+            f"{TMDB_MAX_CONNECTIONS} connections per IP)"
+        )
 
 
 def _seconds(value: float, name: str) -> None:
@@ -392,8 +428,8 @@ class Settings:
             flag="--concurrency",
             event="concurrency",
             batch=True,
-            check=_at_least_1,
-            help="simultaneous requests (TMDB: 20 connections per IP)",
+            check=check_concurrency,
+            help=f"simultaneous requests, 1..{MAX_CONCURRENCY} (TMDB: 20 connections per IP)",
         ),
     )
     rate: float = field(
@@ -405,7 +441,7 @@ class Settings:
             event="rate",
             batch=True,
             check=check_rate,
-            help=f"requests per second, client-wide (at most {MAX_RATE:g})",
+            help=f"requests per second, client-wide ({MIN_RATE:g}..{MAX_RATE:g})",
         ),
     )
     max_attempts: int = field(
@@ -414,8 +450,8 @@ class Settings:
             type=INT,
             env="TMDB_MAX_ATTEMPTS",
             flag="--max-attempts",
-            check=_at_least_1,
-            help="attempts per request (429, 5xx, timeouts, resets, bad JSON)",
+            check=_attempts,
+            help=f"attempts per request, 1..{MAX_ATTEMPTS} (429, 5xx, timeouts, resets, bad JSON)",
         ),
     )
     request_timeout: float = field(
@@ -424,8 +460,8 @@ class Settings:
             type=FLOAT,
             env="TMDB_REQUEST_TIMEOUT",
             flag="--timeout",
-            check=_seconds,
-            help="seconds per request",
+            check=_timeout,
+            help=f"seconds per request (at most {MAX_TIMEOUT:g})",
         ),
     )
     max_backoff: float = field(
@@ -577,7 +613,13 @@ def fleet_share(values: dict[str, Any]) -> dict[str, Any]:
     global_rate = values.pop("global_rate", None)
     fleet = values.pop("max_concurrency", None)
     if global_rate is not None:
-        values.setdefault("rate", global_rate / (fleet or 1))
+        share = global_rate / (fleet or 1)
+        if "rate" not in values and share < MIN_RATE:
+            raise UsageError(
+                f"global_rate: {global_rate:g} requests/s over max_concurrency {fleet} is "
+                f"{share:g} each, below {MIN_RATE:g}"
+            )
+        values.setdefault("rate", share)
     if fleet:
         values.setdefault("concurrency", max(1, TMDB_MAX_CONNECTIONS // fleet))
     return values

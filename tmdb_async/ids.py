@@ -7,9 +7,12 @@ distinct id value once, numbered in first-seen order. ``offset``/``limit`` slice
 numbering, so one file can be split into batches that never overlap.
 
 Records are one per physical line: a quoted field may contain the delimiter, not a newline
-(the Compass export never does). That keeps line numbers exact in error messages. The header
-and any row holding a quote are parsed by the csv module (same rules for both, so their field
-counts agree); a row without a quote is split directly, which is the common and fast case.
+(the Compass export never does). That keeps line numbers exact in error messages. A line ends
+at LF, CRLF or a lone CR (universal newlines, as Python and Excel read them: old Excel for Mac
+writes CR alone). The header and any row holding a quote are parsed by the csv module (same
+rules for both, so their field counts agree); a row without a quote is split directly, which
+is the common and fast case. Fields are bounded by the line limit alone
+(:data:`MAX_LINE_BYTES`), not by the csv module's own 128 KiB default.
 
 An IMDb title id is ``tt`` and 7 to 9 ASCII digits in its one canonical form: exactly 7 digits
 (zero-padded) below 10,000,000, otherwise no leading zero. Anything else is yielded once with
@@ -20,9 +23,12 @@ longer than IMDb could issue (8-digit ids exist since 2018; 9 digits leave decad
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+import re
+import threading
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from .errors import InputError
@@ -81,14 +87,35 @@ def _describe_delimiter(delimiter: str) -> str:
     return "tab" if delimiter == "\t" else repr(delimiter)
 
 
+_FIELD_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _fields_up_to_a_line() -> Iterator[None]:
+    """The csv module's field limit raised to a whole line for the ``with`` block, then put
+    back. The limit is process-global (128 Ki characters by default), so it is never lowered
+    and never left changed for other callers; the lock keeps two threads from restoring each
+    other's value. A line is at most :data:`MAX_LINE_BYTES` bytes, so no field is longer."""
+    with _FIELD_LIMIT_LOCK:
+        previous = csv.field_size_limit()
+        csv.field_size_limit(max(previous, MAX_LINE_BYTES + 1))
+        try:
+            yield
+        finally:
+            csv.field_size_limit(previous)
+
+
 def _fields(line: str, delimiter: str, where: str, number: int) -> list[str]:
     """The fields of one line: the csv module's reading of it (quotes, doubled quotes), which
     is a plain split when the line has no quote. Header and rows are both read this way."""
     if '"' not in line:
         return line.split(delimiter)
     try:
-        return next(csv.reader([line], delimiter=delimiter), [])
-    except csv.Error as exc:  # a lone CR outside quotes, a field over csv's size limit
+        if len(line) < csv.field_size_limit():  # no field can reach csv's limit
+            return next(csv.reader([line], delimiter=delimiter), [])
+        with _fields_up_to_a_line():
+            return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error as exc:  # e.g. a NUL byte
         reason = str(exc).partition(" - ")[0]
         raise InputError(f"{where}: line {number}: not valid CSV ({reason})") from None
 
@@ -184,11 +211,13 @@ async def _text_blocks(
     number = 0  # lines yielded so far
     async for chunk in chunks:
         data = carry + chunk if carry else chunk
-        cut = data.rfind(b"\n")
+        # The last line end; a CR that ends the data may be half of a CRLF: keep it for later
+        cut = max(data.rfind(b"\n"), data.rfind(b"\r", 0, len(data) - 1))
         if cut < 0:
             carry = data
         else:
-            block, carry = data[:cut], data[cut + 1 :]
+            crlf = data[cut] == 0x0A and cut > 0 and data[cut - 1] == 0x0D
+            block, carry = data[: cut - 1 if crlf else cut], data[cut + 1 :]
             lines = _decode_block(block, number + 1, where)
             if len(block) > MAX_LINE_BYTES:
                 _check_lengths(lines, number + 1, where)
@@ -200,15 +229,20 @@ async def _text_blocks(
         yield number + 1, _decode_block(carry, number + 1, where)
 
 
+_LINE_END = re.compile(rb"\r\n?|\n")
+
+
 def _decode_block(block: bytes, first: int, where: str) -> list[str]:
+    """The lines of ``block`` (which ends where a line ends): LF, CRLF and a lone CR each end
+    one line."""
     try:
         text = block.decode("utf-8")
     except UnicodeDecodeError:
-        for number, raw in enumerate(block.split(b"\n"), first):
+        for number, raw in enumerate(_LINE_END.split(block), first):
             _decode(raw, number, where)
         raise AssertionError("unreachable: some line failed to decode") from None
     if "\r" in text:
-        text = text.replace("\r\n", "\n").removesuffix("\r")
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text.split("\n")
 
 

@@ -58,6 +58,9 @@ LEASE_SECONDS = 60.0
 WAIT_SECONDS = 300.0  # for a busy lock, before giving up with a StorageError
 
 
+_Read = tuple[bytes, str, list[dict[str, Any]]]  # a data file's bytes, ETag and items
+
+
 @dataclass(frozen=True, slots=True)
 class Committed:
     """What one commit wrote (keys relative to the folder)."""
@@ -316,6 +319,12 @@ class Ledger:
         named = [imdb_id for spec in files for imdb_id in spec["ids"]]
         if len(set(named)) != len(named):
             raise ValueError(f"commit {version}: an id is named twice")  # a caller's bug
+        # Read every file that must drop ids before the commit is decided: a decided commit
+        # must be applied before any other, so one that cannot be (a damaged file) would
+        # block every later writer of the folder. Refused here, it blocks only the writers
+        # that must move ids out of that file. Under the lock no writer changes them, so
+        # the apply below uses these bytes.
+        current = {name: await self._readable(name) for name in drops}
         for spec, body in zip(files, bodies, strict=True):
             spec["size"] = len(body)
         header = {
@@ -349,14 +358,20 @@ class Ledger:
                 held=tuple(held),
             )
         )
-        await self._apply(header, bodies)
+        await self._apply(header, bodies, current)
         self._state.pending = None
         if version - self._state.checkpoint >= CHECKPOINT_EVERY:
             await self._write_checkpoint()
         return decided[0]
 
-    async def _apply(self, header: Mapping[str, Any], bodies: Sequence[bytes]) -> None:
+    async def _apply(
+        self,
+        header: Mapping[str, Any],
+        bodies: Sequence[bytes],
+        current: Mapping[str, _Read | None] | None = None,
+    ) -> None:
         """Drops first, then the new files, then slim the commit to its header. Idempotent.
+        ``current``: the files losing ids as :meth:`_readable` read them under this lock.
 
         Every data write is fenced as well as leased: a new file is created only if absent
         (or already holding these bytes: a roll-forward, or a retry that landed), and a file
@@ -365,7 +380,7 @@ class Ledger:
         assert self._lease is not None
         for name, ids in header["drops"].items():
             async with self._lease.held():
-                await self._drop(name, set(ids))
+                await self._drop(name, set(ids), (current or {}).get(name))
         for spec, body in zip(header["files"], bodies, strict=True):
             async with self._lease.held():
                 try:
@@ -383,19 +398,31 @@ class Ledger:
                 self._log_key(int(header["version"])), _entry_bytes(header, ()), durable=False
             )
 
-    async def _drop(self, name: str, ids: set[str]) -> None:
+    async def _readable(self, name: str) -> _Read | None:
+        """A file's bytes, ETag and items (``None`` when it is gone); a :class:`StorageError` that
+        names the file and a fix that loses nothing when it cannot be read."""
         key = self._key(name)
         found = await self.store.read(key)
         if found is None:
-            return
+            return None
         raw, etag = found
         try:
-            items = decode_file(name, raw)
-        except ValueError:
+            return raw, etag, decode_file(name, raw)
+        except ValueError as exc:
+            reason = str(exc).splitlines()[0][:80]
             raise StorageError(
-                f"{self.store.url(key)}: not readable as JSON; the ledger cannot take ids out "
-                "of it (restore or delete the file)"
+                f"{self.store.url(key)}: damaged ({reason}); the ledger cannot move ids out of "
+                "it, so only runs that refetch its titles stop here. Repair it (one JSON "
+                "object per record) or restore its last version; do not delete it: the "
+                "folder's ledger places titles there"
             ) from None
+
+    async def _drop(self, name: str, ids: set[str], found: _Read | None = None) -> None:
+        key = self._key(name)
+        found = found or await self._readable(name)
+        if found is None:
+            return
+        _, etag, items = found
         kept = [item for item in items if item.get("imdb_id") not in ids]
         if len(kept) == len(items):
             return

@@ -328,6 +328,9 @@ def _fill(
     summary.next_offset = job.next_offset()
     if summary.next_offset is not None:
         summary.status = "incomplete"
+        limit = job.settings.limit
+        if limit is not None:  # the continuation ends where the slice ended
+            summary.next_limit = job.settings.offset + limit - summary.next_offset
         if batch is not None:
             summary.remaining_items = [
                 {"id": entry.imdb_id}

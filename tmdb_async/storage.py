@@ -71,6 +71,8 @@ async def read_source(source: str, s3: Any | None) -> AsyncIterator[bytes]:
 
 
 async def _read_local(path: str) -> AsyncIterator[bytes]:
+    """Every OS error is one line naming the path (a symlink loop, a path under a file, a
+    name over 255 bytes, an I/O error while reading), never a traceback."""
     try:
         handle = await asyncio.to_thread(open, path, "rb")
     except FileNotFoundError:
@@ -79,11 +81,24 @@ async def _read_local(path: str) -> AsyncIterator[bytes]:
         raise InputError(f"{path}: is a folder, not a CSV file") from None
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise InputError(f"{path}: cannot open: {_reason(exc)}") from None
     try:
-        while chunk := await asyncio.to_thread(handle.read, LOCAL_CHUNK):
+        while True:
+            try:
+                chunk = await asyncio.to_thread(handle.read, LOCAL_CHUNK)
+            except OSError as exc:
+                raise InputError(f"{path}: cannot read: {_reason(exc)}") from None
+            if not chunk:
+                break
             yield chunk
     finally:
         handle.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """What an OS error says, without the path it repeats (the message names it first)."""
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
 
 
 async def _read_s3(url: S3Url, s3: Any) -> AsyncIterator[bytes]:
@@ -384,10 +399,21 @@ class LocalStore(_Derived):
 
     def _list(self, prefix: str) -> list[str]:
         base = self.root / prefix.rpartition("/")[0]
-        if not base.is_dir():
-            return []
+        try:
+            if not base.is_dir():
+                return []
+        except OSError as exc:  # a name too long; is_dir already says False for the rest
+            raise StorageError(f"{base}: cannot list: {_reason(exc)}") from None
+
+        def failed(exc: OSError) -> None:
+            # A folder that cannot be read would be a listing with keys missing (a gap in a
+            # ledger's log, a data file not learned): fail instead. One that vanished holds
+            # nothing to list.
+            if not isinstance(exc, FileNotFoundError | NotADirectoryError):
+                raise StorageError(f"{exc.filename or base}: cannot list: {_reason(exc)}")
+
         keys = []
-        for folder, _, names in os.walk(base):
+        for folder, _, names in os.walk(base, onerror=failed):
             for name in names:
                 key = (Path(folder) / name).relative_to(self.root).as_posix()
                 if key.startswith(prefix) and not name.startswith("."):

@@ -56,6 +56,9 @@ class Summary:
     throttled_429: int = 0
     rows_read: int = 0
     next_offset: int | None = None
+    #: With ``next_offset``, the ``limit`` that covers exactly the rest of the slice (the
+    #: given limit less what was consumed); ``None`` when the slice had no limit.
+    next_limit: int | None = None
     remaining_items: list[dict[str, str]] | None = None
     error: str | None = None
     held_failures: list[dict[str, Any]] = field(default_factory=list)  # manifest only
@@ -118,6 +121,7 @@ class Manifest:
             sidecars=summary.sidecars,
             held_failures=summary.held_failures,
             next_offset=summary.next_offset,
+            next_limit=summary.next_limit,
             seconds=summary.seconds,
             tmdb=tmdb,
             error=summary.error,

@@ -76,13 +76,24 @@ def encode_file(name: str, items: Sequence[Any]) -> bytes:
     return b"[" + b",".join(_encode_one(item) for item in items) + b"]"
 
 
+def json_lines(data: bytes) -> list[bytes]:
+    """The lines of a JSON Lines file, blank ones left out: the one place that frames them.
+
+    The frame is ``\\n`` and nothing else (``\\r\\n`` too, as JSON allows the ``\\r`` as
+    whitespace). ``str.splitlines`` would also split at U+2028, U+2029, U+0085 and the other
+    Unicode line breaks, which JSON strings hold raw (a TMDB overview may): a file written
+    with one could not be read back. Splitting the bytes, before decoding, cannot meet them.
+    """
+    return [line for line in data.split(b"\n") if line.strip()]
+
+
 def decode_file(name: str, data: bytes) -> list[dict[str, Any]]:
-    """The items of a file written by :func:`encode_file`; ``ValueError`` if damaged."""
-    text = data.decode("utf-8")
+    """The items of a file written by :func:`encode_file`; ``ValueError`` if damaged
+    (``UnicodeDecodeError`` and ``json.JSONDecodeError`` are ``ValueError`` too)."""
     if name.endswith(".jsonl"):
-        items = [json.loads(line) for line in text.splitlines() if line.strip()]
+        items = [json.loads(line.decode("utf-8")) for line in json_lines(data)]
     else:
-        items = json.loads(text)
+        items = json.loads(data.decode("utf-8"))
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise ValueError("not a list of JSON objects")
     return items

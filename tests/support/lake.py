@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tmdb_async.writer import json_lines
+
 
 @dataclass
 class FolderView:
@@ -56,10 +58,9 @@ class FolderView:
 
 
 def _parse(name: str, data: bytes) -> list[dict[str, Any]]:
-    text = data.decode("utf-8")  # data files must be valid UTF-8
-    if name.endswith(".jsonl"):
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    items = json.loads(text)
+    if name.endswith(".jsonl"):  # framed by \n alone, as every JSON Lines reader does
+        return [json.loads(line.decode("utf-8")) for line in json_lines(data)]
+    items = json.loads(data.decode("utf-8"))  # data files must be valid UTF-8
     assert isinstance(items, list), name
     return items
 
