@@ -298,3 +298,49 @@ def test_the_breaker_trips_on_a_long_streak_of_failures_only(virtual: VirtualTim
 
 def test_lambda_and_step_functions_tell_an_unreachable_tmdb_by_its_error_type() -> None:
     assert exit_code_of("TmdbUnreachable", ExitCode.FAILED_IDS) == ExitCode.UNREACHABLE
+
+
+# --- a refresh: an unreachable TMDB marks no title failed or carried, moves no day ----------
+
+
+async def test_a_refresh_that_finds_tmdb_unreachable_marks_nothing_and_moves_no_day(
+    tmp_path: Path, virtual: VirtualTime, closed_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_refresh import INGESTED, TODAY, config, expected, folder, imdb, ingest
+    from tests.test_refresh import options as refresh_options
+    from tmdb_async import refresh as refreshing
+    from tmdb_async.refresh import STATE_KEY, Window
+
+    ids = [imdb(n) for n in range(1, 201)]
+    lake = tmp_path / "lake"
+    async with FakeTmdb(config()) as fake:
+        await ingest(tmp_path, lake, fake.url, ids)
+    state = lake / STATE_KEY
+    # Listing: the change lists cannot be read at all.
+    dead = f"http://127.0.0.1:{closed_port}"
+    with pytest.raises(TmdbUnreachable, match=rf"at {dead}: connection refused"):
+        await refreshing.refresh(refresh_options(lake, dead))
+    assert not state.exists() or json.loads(state.read_text())["failed"] == []
+    before = state.read_text() if state.exists() else None
+    # Fetching: the lists are read, then TMDB goes away before the titles are fetched.
+    fetch = refreshing._fetch
+    fake = FakeTmdb(config())
+    url = await fake.start()
+
+    async def fetch_after_tmdb_left(*args: Any, **kwargs: Any) -> None:
+        await fake.stop()
+        await fetch(*args, **kwargs)
+
+    monkeypatch.setattr(refreshing, "_fetch", fetch_after_tmdb_left)
+    with pytest.raises(TmdbUnreachable, match="connection refused"):
+        await refreshing.refresh(refresh_options(lake, url))
+    monkeypatch.setattr(refreshing, "_fetch", fetch)
+    assert (state.read_text() if state.exists() else None) == before  # no day moved
+    view = read_local(lake / folder(TODAY))
+    assert all(e["outcome"] != "failed" for places in view.outcomes.values() for _, e in places)
+    # TMDB back: the same refresh does every changed title, once.
+    async with FakeTmdb(config()) as fake:
+        done = await refreshing.refresh(refresh_options(lake, fake.url))
+    assert done.status == "ok" and done.carried == []
+    want = expected(ids, Window(INGESTED, TODAY - dt.timedelta(days=1)), config())
+    assert set(read_local(lake / folder(TODAY)).records) == want

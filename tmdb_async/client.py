@@ -207,6 +207,9 @@ CONNECTION_ERRORS: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTime
 TRIP_SECONDS: Final = 5.0
 #: ... and at least this many of them (a single slow connect is not an outage).
 TRIP_FAILURES: Final = 3
+#: How long a request whose attempts are all spent without a connection goes on trying while
+#: TMDB answers nobody (see :meth:`TmdbClient._get`): past it, its id fails as any other.
+HOLD_SECONDS: Final = 2 * TRIP_SECONDS
 #: The connect timeout, as a share of the request timeout: a connect that takes half of a
 #: request's time is counted as "no connection", not as a slow answer (default 5 s).
 CONNECT_SHARE: Final = 0.5
@@ -258,6 +261,11 @@ class Breaker:
         self._since: float | None = None  # start of the streak's first failed attempt
         self._trip = asyncio.Event()  # set when it trips: wakes the waits between attempts
         self.tripped: str | None = None  # the one-line message, once tripped
+
+    @property
+    def streak(self) -> int:
+        """Connection-level failures since TMDB last answered anyone."""
+        return self._count
 
     def answered(self) -> None:
         """TMDB answered (any status): the streak, if any, is over."""
@@ -335,10 +343,13 @@ def _status_message(body: bytes) -> str:
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, *, connection: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.connection = connection  # no connection was made (CONNECTION_ERRORS)
 
 
 class _Failed(Exception):
@@ -676,31 +687,58 @@ class TmdbClient:
         ``AsyncRetrying`` wraps each step of its state machine in a coroutine, which cost
         2.6 times as many instructions per request (measured), and every strategy here is
         synchronous anyway. Cancellation is not caught: it propagates as it is.
+
+        Attempts spent without ever connecting, while TMDB has answered nobody since, do not
+        fail the request: the breaker decides. Another round of attempts follows, until
+        TMDB answers (this request, or another one, which ends the streak) or the breaker
+        trips; bounded by :data:`HOLD_SECONDS`. So a connection-level failure never marks
+        an id failed on its own, whatever ``max_attempts`` and the backoff are.
         """
         idle = self._idle
         retrying = idle.pop() if idle else self._retrying.copy()
+        attempts = 0
+        held_since: float | None = None
         try:
-            retrying.begin()
-            state = RetryCallState(retrying, None, (), {})
             while True:
-                action = retrying.iter(state)
-                if isinstance(action, DoAttempt):
-                    try:
-                        return await self._attempt(path, url)
-                    except Exception:
-                        state.set_exception(sys.exc_info())  # type: ignore[arg-type]
-                elif isinstance(action, DoSleep):
-                    state.prepare_for_next_attempt()
-                    await self._breaker.pause(action)
-                else:  # pragma: no cover  (reraise=True: iter() raises instead)
-                    raise AssertionError(f"tenacity returned {action!r}")
+                retrying.begin()
+                state = RetryCallState(retrying, None, (), {})
+                try:
+                    return await self._attempts(retrying, state, path, url)
+                except _Retryable as exc:
+                    attempts += state.attempt_number
+                    now = _now()
+                    held_since = now if held_since is None else held_since
+                    if not (exc.connection and self._breaker.streak):
+                        raise
+                    if now - held_since >= HOLD_SECONDS:
+                        raise
+                    await self._breaker.pause(self._delay(None, 1))
+                except _Failed:
+                    attempts += state.attempt_number
+                    raise
         except (_Retryable, _Failed) as exc:
-            attempts = state.attempt_number
             plural = "s" if attempts != 1 else ""
             reason = redact(f"{exc.reason} on {path} after {attempts} attempt{plural}")
             raise LookupFailed(reason, attempts, isinstance(exc, _Failed)) from None
         finally:
             idle.append(retrying)
+
+    async def _attempts(
+        self, retrying: Retrying, state: RetryCallState, path: str, url: str
+    ) -> dict[str, Any] | None:
+        """One round of at most ``max_attempts`` attempts (see :meth:`_get`)."""
+        while True:
+            action = retrying.iter(state)
+            if isinstance(action, DoAttempt):
+                try:
+                    return await self._attempt(path, url)
+                except Exception:
+                    state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+            elif isinstance(action, DoSleep):
+                state.prepare_for_next_attempt()
+                await self._breaker.pause(action)
+            else:  # pragma: no cover  (reraise=True: iter() raises instead)
+                raise AssertionError(f"tenacity returned {action!r}")
 
     async def _attempt(self, path: str, url: str) -> dict[str, Any] | None:
         """One request: its data, ``None`` for 404; else raises :class:`_Retryable`,
@@ -734,7 +772,9 @@ class TmdbClient:
             if isinstance(exc, CONNECTION_ERRORS):
                 self._count_error(type(exc).__name__)
                 breaker.failed(started, exc)  # raises TmdbUnreachable once it trips
-                raise _Retryable(describe_error(exc, limit=_REASON_LIMIT)) from None
+                raise _Retryable(
+                    describe_error(exc, limit=_REASON_LIMIT), connection=True
+                ) from None
             outcome = classify_error(exc)
             key = outcome.reason if outcome.reason == "timeout" else type(exc).__name__
             self._count_error(key)
