@@ -290,6 +290,12 @@ def _print_refresh(summary: RefreshSummary) -> None:
             f"500 of {cut['total_pages']}: titles changed past it were not refreshed",
             file=sys.stderr,
         )
+    if summary.odd_items:
+        print(
+            f"warning: {summary.odd_items} change-list items had no integer id and name no "
+            "title (counted as odd_items)",
+            file=sys.stderr,
+        )
     if summary.status == "incomplete":
         print(f"continue with: refresh --date {summary.date}", file=sys.stderr)
     elif summary.status == "failed_ids":
