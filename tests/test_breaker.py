@@ -344,3 +344,26 @@ async def test_a_refresh_that_finds_tmdb_unreachable_marks_nothing_and_moves_no_
     assert done.status == "ok" and done.carried == []
     want = expected(ids, Window(INGESTED, TODAY - dt.timedelta(days=1)), config())
     assert set(read_local(lake / folder(TODAY)).records) == want
+
+
+# --- Lambda: its own error type, so Step Functions tells "TMDB is down" from a failed batch --
+
+
+async def test_a_lambda_batch_that_finds_tmdb_unreachable_fails_as_tmdb_unreachable(
+    s3: Any, lake: str, virtual: VirtualTime, closed_port: int
+) -> None:
+    from tests.test_events import Context, lambda_env
+    from tmdb_async.events import handle
+
+    ids = title_ids(30, "movie")
+    event = {
+        "Items": [{"id": i} for i in ids],
+        "BatchInput": {"dest": f"s3://{lake}", "kind": "movie", "date": "2022-05-02"},
+    }
+    url = f"http://127.0.0.1:{closed_port}"
+    with pytest.raises(TmdbUnreachable) as caught:
+        await handle(event, Context(), lambda_env(url))
+    assert type(caught.value).__name__ == "TmdbUnreachable"  # the Lambda errorType
+    assert str(caught.value).startswith(f"TMDB unreachable at {url}: connection refused")
+    listed = s3.list_objects_v2(Bucket=lake, Prefix=f"{FOLDER}/").get("Contents", [])
+    assert not [o["Key"] for o in listed if "/_sidecars/" in o["Key"] or "/_ledger/" in o["Key"]]
