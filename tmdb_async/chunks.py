@@ -164,7 +164,8 @@ class ChunkedRun:
                 if self._out_of_time() or self._halted():
                     self.room.release()
                     self.stopped_at = entry.position
-                    log.info("deadline near: not starting ids from position %d", entry.position)
+                    why = "TMDB unreachable" if self._halted() else "deadline near"
+                    log.info("%s: not starting ids from position %d", why, entry.position)
                     return
                 chunk = self.open[entry.position] = Chunk(entry.position)
             chunk.expected += 1
