@@ -526,3 +526,31 @@ def test_a_batch_failing_on_a_401_fails_the_map_beyond_the_tolerated_percentage(
     if status == "FAILED":
         assert result.error == "States.ExceedToleratedFailureThreshold"
         assert "MapRunFailed" in _events(result) and _events(result)[-1] == "ExecutionFailed"
+
+
+@pytest.mark.parametrize("recovers", [True, False])
+def test_a_batch_that_found_tmdb_unreachable_is_tried_twice_more_then_fails(
+    s3_env: str, s3: Any, retry_waits: list[float], recovers: bool
+) -> None:
+    """TmdbUnreachable (the function's breaker): unlike any other function error, the batch
+    is tried again, twice, a minute or more apart: a short outage is ridden out, a TMDB that
+    stays dead fails the batch after three short invocations."""
+    ids = ids_of(4)
+    target = [{"id": ids[1]}]
+    failures = {"left": 2 if recovers else 99}
+
+    def respond(event: dict[str, Any]) -> Reply:
+        if event.get("action") == "prepare":
+            return prepared(ids, 1, 4)
+        if event.get("Items") == target and failures["left"]:
+            failures["left"] -= 1
+            return FunctionError("TmdbUnreachable", "TMDB unreachable at https://x: DNS")
+        return done(event)
+
+    with scripted(s3_env, respond) as machine:
+        put_ids(s3, ids)
+        result = machine.run(INPUT)
+    assert result.status == ("SUCCEEDED" if recovers else "FAILED"), _failed(result)
+    tried = [c for c in machine.function.batches if c.event.get("Items") == target]
+    assert len(tried) == 3  # the first invocation and two retries, never more
+    assert len(retry_waits) == 2 and all(wait >= 0 for wait in retry_waits)

@@ -599,7 +599,14 @@ def test_asl_child_workflow_retries_and_continues(definition: dict[str, Any]) ->
     assert ingest["OutputPath"] == "$.Payload"
     retried = {e for r in ingest["Retry"] for e in r["ErrorEquals"]}
     assert retried >= LAMBDA_RETRY_ERRORS
-    assert all(r["BackoffRate"] > 1 and r["MaxAttempts"] >= 3 for r in ingest["Retry"])
+    lambda_retries = [r for r in ingest["Retry"] if set(r["ErrorEquals"]) & LAMBDA_RETRY_ERRORS]
+    assert all(r["BackoffRate"] > 1 and r["MaxAttempts"] >= 3 for r in lambda_retries)
+    # TMDB unreachable: a batch tried again a little later, a few times only, never among
+    # Lambda's own errors, and no other error of the function is retried.
+    (unreachable,) = [r for r in ingest["Retry"] if "TmdbUnreachable" in r["ErrorEquals"]]
+    assert unreachable["ErrorEquals"] == ["TmdbUnreachable"]
+    assert unreachable["IntervalSeconds"] >= 30 and 1 <= unreachable["MaxAttempts"] <= 2
+    assert retried == LAMBDA_RETRY_ERRORS | {"TmdbUnreachable"}
 
     choice = states[ingest["Next"]]
     assert choice["Type"] == "Choice"

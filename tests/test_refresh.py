@@ -24,7 +24,13 @@ from tests.support.kill import Killed, KillingStore, declare_dead
 from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.client import TmdbClient
-from tmdb_async.errors import DeadlineError, InputError, StorageError, UsageError
+from tmdb_async.errors import (
+    DeadlineError,
+    InputError,
+    StorageError,
+    TmdbUnreachable,
+    UsageError,
+)
 from tmdb_async.idmap import LakeIdMap, Title, rebuild
 from tmdb_async.refresh import (
     STATE_KEY,
@@ -636,7 +642,7 @@ class _Lists:
         {"results": [{"id": 1}], "total_pages": "700"},
         {"results": [{"id": 1}]},
         {"results": None, "total_pages": 1},
-        {"results": [], "total_pages": 0},
+        {"results": [], "total_pages": -1},
     ],
 )
 async def test_a_change_list_without_its_page_count_or_results_fails_the_refresh(
@@ -749,5 +755,7 @@ async def test_tmdb_unreachable_while_listing_is_one_error_not_a_group(tmp_path:
     lake = tmp_path / "lake"
     async with FakeTmdb(config()) as fake:
         await ingest(tmp_path, lake, fake.url, [imdb(n) for n in range(1, 11)])
-    with pytest.raises(TmdbUnavailable, match="TMDB change list"):
+    # No connection at all: the client's breaker ends it (exit 5), not "a list TMDB would
+    # not serve" (exit 1), whatever max_attempts is.
+    with pytest.raises(TmdbUnreachable, match=r"TMDB unreachable at http://127\.0\.0\.1:9: "):
         await refresh(options(lake, "http://127.0.0.1:9", max_attempts=1))

@@ -8,6 +8,11 @@ order. Workers resolve ids through the TMDB client; a resolved chunk waits for t
 committer, which commits every chunk waiting as one ledger commit. At most a few chunks are
 open at once (back-pressure), and the cursor passes an id only once it is placed, so a run
 cut off at any point reports exactly where to continue.
+
+When the client finds TMDB unreachable (:class:`~tmdb_async.errors.TmdbUnreachable`, its
+breaker), the run halts: the producer starts no more ids, the workers leave the ids they
+hold without a home (never ``failed``: nothing was learned about them), the chunks already
+resolved are committed, and the chunks holding those ids stay open for the next run.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 from .client import Deleted, Found, LookupFailed, NotFound, TmdbClient
 from .config import Settings
+from .errors import TmdbUnreachable
 from .idmap import FLUSH_AT, LakeIdMap
 from .ids import IdEntry
 from .ledger import Home, Ledger
@@ -105,9 +111,13 @@ class ChunkedRun:
         self.stopped_at: int | None = None
         self.cursor = settings.offset  # position after the last id read
         self.finished = False
+        self.unreachable: TmdbUnreachable | None = None  # why the run halted, if it did
 
     def _out_of_time(self) -> bool:
         return self.remaining is not None and self.remaining() < self.margin
+
+    def _halted(self) -> bool:
+        return self.unreachable is not None
 
     def _keeps(self, home: Home | None) -> bool:
         if home is None or not self.settings.resume or home.outcome == "failed":
@@ -131,6 +141,12 @@ class ChunkedRun:
     async def _feed(self, entries: AsyncIterator[IdEntry]) -> None:
         chunk: Chunk | None = None
         async for entry in entries:
+            if self._halted():
+                self.stopped_at = entry.position
+                if chunk is not None:
+                    await self._close(chunk)  # its ids are all queued: commit it if done
+                log.info("TMDB unreachable: not starting ids from position %d", entry.position)
+                return
             # The cursor moves past an id only once it is done or in a chunk: a cancellation
             # in between (the deadline) must leave it for the continuation.
             if self._keeps(self.ledger.home(entry.label)):
@@ -147,10 +163,11 @@ class ChunkedRun:
                 if chunk is not None:
                     await self._close(chunk)
                 await self.room.acquire()
-                if self._out_of_time():
+                if self._out_of_time() or self._halted():
                     self.room.release()
                     self.stopped_at = entry.position
-                    log.info("deadline near: not starting ids from position %d", entry.position)
+                    why = "TMDB unreachable" if self._halted() else "deadline near"
+                    log.info("%s: not starting ids from position %d", why, entry.position)
                     return
                 chunk = self.open[entry.position] = Chunk(entry.position)
             chunk.expected += 1
@@ -182,8 +199,17 @@ class ChunkedRun:
     async def work(self) -> None:
         while (job := await self.queue.get()) is not None:
             chunk, entry = job
+            if self._halted():
+                continue  # left without a home: its chunk stays open for the next run
             try:
                 result = await self.client.lookup(entry.imdb_id)
+            except TmdbUnreachable as exc:
+                if self.unreachable is None:
+                    self.unreachable = exc
+                    # A producer waiting for room (open chunks that will now never
+                    # complete) wakes up, sees the halt and stops.
+                    self.room.release()
+                continue
             except LookupFailed as exc:
                 outcome = {"outcome": "failed", "reason": exc.reason, "attempts": exc.attempts}
                 chunk.sidecar.append((entry.position, {"imdb_id": entry.imdb_id, **outcome}))

@@ -9,7 +9,9 @@ to date); 1 some ids failed after retries (a refresh: or a change list TMDB woul
 short for one chunk (refused before any I/O when it is not larger than its safety margin,
 ``DeadlineError`` when the run stopped at it without accounting for any id); 3 source or
 destination storage failure; 4 stopped at ``--time-budget`` having done some ids (continue
-with the printed ``--offset``); 130 interrupted. Any other exit is a bug: its traceback is
+with the printed ``--offset``); 5 TMDB unreachable (DNS, refused, TLS or connect timeout
+for 5 s with no answer: the run stopped starting ids, marked none failed; run it again once
+TMDB answers); 130 interrupted. Any other exit is a bug: its traceback is
 printed with the secret masked.
 
 Every error text (stderr and the ``--json`` line) goes through
@@ -313,6 +315,12 @@ def _print_refresh(summary: RefreshSummary) -> None:
         print(
             f"warning: the {cut['kind']} changes of {cut['start']}..{cut['end']} stop at page "
             f"500 of {cut['total_pages']}: titles changed past it were not refreshed",
+            file=sys.stderr,
+        )
+    if summary.odd_items:
+        print(
+            f"warning: {summary.odd_items} change-list items had no integer id and name no "
+            "title (counted as odd_items)",
             file=sys.stderr,
         )
     if summary.status == "incomplete":

@@ -19,6 +19,13 @@ detail mode, ``/3/movie/{id}`` or ``/3/tv/{id}``.
   run. 401 raises :class:`~tmdb_async.errors.CredentialsError` at once: the run must stop.
   Cancellation propagates untouched.
 - 404 or an empty /find is "not found" (:class:`NotFound`), never an error.
+- Dead TMDB: a :class:`Breaker`, one per run (shared by :meth:`TmdbClient.reshaped`
+  clients), watches connection-level failures (:data:`CONNECTION_ERRORS`: DNS, refused, TLS,
+  connect timeout). Once they have gone on for :data:`TRIP_SECONDS` without a single answer
+  from TMDB, every attempt raises :class:`~tmdb_async.errors.TmdbUnreachable` instead of
+  retrying, so the run stops within seconds rather than failing every id after all its
+  retries; any answer (even a 5xx) closes the streak, so a lost connection among answers
+  never trips it.
 
 Failure reasons are built by :func:`tmdb_async.redaction.describe_error` and
 :func:`~tmdb_async.redaction.redact`: class name and a short message, never a ``repr``,
@@ -39,6 +46,7 @@ import json
 import logging
 import random
 import sys
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
@@ -59,8 +67,8 @@ from yarl import URL
 from ._route import Router
 from ._throttle import Throttle
 from .config import Credentials, Detail, Kind, Settings
-from .errors import CredentialsError
-from .redaction import describe_error, redact, register_secret
+from .errors import CredentialsError, TmdbUnreachable
+from .redaction import describe_error, redact, register_secret, safe_url
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +194,121 @@ def classify(status: int, body: bytes, retry_after: str | None = None) -> Outcom
 TRANSPORT_ERRORS: Final = (aiohttp.ClientError, HttpProcessingError, OSError)
 
 
+#: Errors raised before any byte of an answer, because no connection to TMDB could be made:
+#: the name does not resolve (``ClientConnectorDNSError``), the connection is refused or
+#: unroutable, TLS fails (``ClientSSLError`` and the certificate errors are
+#: ``ClientConnectorError`` too), or the connect timeout passes (``ConnectionTimeoutError``,
+#: see :data:`CONNECT_SHARE`). What the :class:`Breaker` counts. A reset or a disconnection
+#: after connecting is not one of them: a server was there.
+CONNECTION_ERRORS: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+
+#: The breaker trips once connection-level failures have gone on this long, measured from
+#: the start of the first failed attempt, with no answer from TMDB in between...
+TRIP_SECONDS: Final = 5.0
+#: ... and at least this many of them (a single slow connect is not an outage).
+TRIP_FAILURES: Final = 3
+#: How long a request whose attempts are all spent without a connection goes on trying while
+#: TMDB answers nobody (see :meth:`TmdbClient._get`): past it, its id fails as any other.
+HOLD_SECONDS: Final = 2 * TRIP_SECONDS
+#: The connect timeout, as a share of the request timeout: a connect that takes half of a
+#: request's time is counted as "no connection", not as a slow answer (default 5 s).
+CONNECT_SHARE: Final = 0.5
+
+
+def _now() -> float:
+    """The breaker's clock (a seam: tests drive it with a virtual clock)."""
+    return time.monotonic()
+
+
+async def _pause(seconds: float) -> None:
+    """The wait between attempts (a seam: tests drive it with a virtual clock)."""
+    await asyncio.sleep(seconds)
+
+
+def connection_cause(exc: BaseException) -> str:
+    """What kept a connection from being made, in a few words for the one-line error."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        host = getattr(exc, "host", "")
+        return f"DNS: cannot resolve {host}" if host else "DNS: the name does not resolve"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "connect timeout"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "TLS: " + describe_error(exc, limit=120)
+    os_error = getattr(exc, "os_error", None)
+    if isinstance(os_error, ConnectionRefusedError):
+        return "connection refused"
+    return describe_error(exc, limit=120)
+
+
+class Breaker:
+    """Tells a dead TMDB from a bad moment, for the whole client (every worker, every route).
+
+    Trips when connection-level failures (:data:`CONNECTION_ERRORS`) have gone on for
+    :data:`TRIP_SECONDS`, at least :data:`TRIP_FAILURES` of them, without a single answer
+    from TMDB in between. Time, not a count alone: a count large enough to ignore a burst of
+    20 workers failing at once would take a lone worker minutes of backoff to reach, and
+    any count is reached at once by 20 workers hitting one restart. Any HTTP answer closes
+    the streak, so one refused connection among answers never trips it, and a TMDB that
+    answers 5xx is an outage the retries handle, not an unreachable one. Once tripped it
+    stays tripped: every attempt of the run raises :class:`TmdbUnreachable`.
+    """
+
+    __slots__ = ("_base", "_count", "_since", "_trip", "tripped")
+
+    def __init__(self, base_url: str) -> None:
+        self._base = safe_url(base_url)
+        self._count = 0
+        self._since: float | None = None  # start of the streak's first failed attempt
+        self._trip = asyncio.Event()  # set when it trips: wakes the waits between attempts
+        self.tripped: str | None = None  # the one-line message, once tripped
+
+    @property
+    def streak(self) -> int:
+        """Connection-level failures since TMDB last answered anyone."""
+        return self._count
+
+    def answered(self) -> None:
+        """TMDB answered (any status): the streak, if any, is over."""
+        self._count = 0
+        self._since = None
+
+    def failed(self, started: float, exc: BaseException) -> None:
+        """An attempt started at ``started`` made no connection; raises
+        :class:`TmdbUnreachable` when that makes the streak an outage."""
+        if self.tripped is None:
+            self._count += 1
+            if self._since is None or started < self._since:
+                self._since = started
+            lasted = _now() - self._since
+            if self._count < TRIP_FAILURES or lasted < TRIP_SECONDS:
+                return
+            self.tripped = redact(
+                f"TMDB unreachable at {self._base}: {connection_cause(exc)} "
+                f"({self._count} connection failures in {lasted:.0f}s, no answer); "
+                "stopped: no id was marked failed, run it again once TMDB answers"
+            )
+            self._trip.set()
+            log.error("%s", self.tripped)
+        raise TmdbUnreachable(self.tripped)
+
+    async def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` before another attempt, or less if the breaker trips meanwhile:
+        a tripped run ends now, not once every worker's backoff is over."""
+        if self.tripped is not None:
+            return
+        waits = [asyncio.ensure_future(_pause(seconds)), asyncio.ensure_future(self._trip.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+    def check(self) -> None:
+        """Raises :class:`TmdbUnreachable` once tripped: no request is sent after it."""
+        if self.tripped is not None:
+            raise TmdbUnreachable(self.tripped)
+
+
 def classify_error(exc: Exception) -> Outcome:
     """The meaning of an exception raised while asking TMDB (never ``CancelledError``): a
     transport error is ``retry``, anything else ``fail``; the reason is redacted and short."""
@@ -220,10 +343,13 @@ def _status_message(body: bytes) -> str:
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, *, connection: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.connection = connection  # no connection was made (CONNECTION_ERRORS)
 
 
 class _Failed(Exception):
@@ -309,9 +435,13 @@ class TmdbClient:
         if _share is None:
             self._semaphore = asyncio.Semaphore(options.concurrency)
             self._throttle = Throttle(options.rate, max_pause=options.max_backoff)
-        else:  # one connection limit and one rate for the whole run
+            self._breaker = Breaker(options.base_url)
+        else:  # one connection limit, one rate and one breaker for the whole run
             self._semaphore, self._throttle = _share._semaphore, _share._throttle
-        self._timeout = aiohttp.ClientTimeout(total=options.request_timeout)
+            self._breaker = _share._breaker
+        self._timeout = aiohttp.ClientTimeout(
+            total=options.request_timeout, sock_connect=options.request_timeout * CONNECT_SHARE
+        )
         credentials = options.credentials
         register_secret(credentials.read_access_token)
         register_secret(credentials.api_key)
@@ -411,6 +541,11 @@ class TmdbClient:
         return data
 
     @property
+    def unreachable(self) -> str | None:
+        """Why TMDB is taken for unreachable (the breaker tripped), else ``None``."""
+        return self._breaker.tripped
+
+    @property
     def current_rate(self) -> float:
         """The request rate the client runs at now (below ``rate`` after 429s)."""
         return self._throttle.current_rate
@@ -430,7 +565,7 @@ class TmdbClient:
 
         Raises :class:`LookupFailed` when TMDB could not answer after the allowed attempts
         (or an unexpected error hit this id), :class:`CredentialsError` when TMDB rejects the
-        credentials.
+        credentials, :class:`TmdbUnreachable` once the :class:`Breaker` has tripped.
         """
         opts = self._options
         # Canonical ids (tt + digits) need no quoting; anything else is quoted, never trusted.
@@ -552,52 +687,94 @@ class TmdbClient:
         ``AsyncRetrying`` wraps each step of its state machine in a coroutine, which cost
         2.6 times as many instructions per request (measured), and every strategy here is
         synchronous anyway. Cancellation is not caught: it propagates as it is.
+
+        Attempts spent without ever connecting, while TMDB has answered nobody since, do not
+        fail the request: the breaker decides. Another round of attempts follows, until
+        TMDB answers (this request, or another one, which ends the streak) or the breaker
+        trips; bounded by :data:`HOLD_SECONDS`. So a connection-level failure never marks
+        an id failed on its own, whatever ``max_attempts`` and the backoff are.
         """
         idle = self._idle
         retrying = idle.pop() if idle else self._retrying.copy()
+        attempts = 0
+        held_since: float | None = None
         try:
-            retrying.begin()
-            state = RetryCallState(retrying, None, (), {})
             while True:
-                action = retrying.iter(state)
-                if isinstance(action, DoAttempt):
-                    try:
-                        return await self._attempt(path, url)
-                    except Exception:
-                        state.set_exception(sys.exc_info())  # type: ignore[arg-type]
-                elif isinstance(action, DoSleep):
-                    state.prepare_for_next_attempt()
-                    await asyncio.sleep(action)
-                else:  # pragma: no cover  (reraise=True: iter() raises instead)
-                    raise AssertionError(f"tenacity returned {action!r}")
+                retrying.begin()
+                state = RetryCallState(retrying, None, (), {})
+                try:
+                    return await self._attempts(retrying, state, path, url)
+                except _Retryable as exc:
+                    attempts += state.attempt_number
+                    now = _now()
+                    held_since = now if held_since is None else held_since
+                    if not (exc.connection and self._breaker.streak):
+                        raise
+                    if now - held_since >= HOLD_SECONDS:
+                        raise
+                    await self._breaker.pause(self._delay(None, 1))
+                except _Failed:
+                    attempts += state.attempt_number
+                    raise
         except (_Retryable, _Failed) as exc:
-            attempts = state.attempt_number
             plural = "s" if attempts != 1 else ""
             reason = redact(f"{exc.reason} on {path} after {attempts} attempt{plural}")
             raise LookupFailed(reason, attempts, isinstance(exc, _Failed)) from None
         finally:
             idle.append(retrying)
 
+    async def _attempts(
+        self, retrying: Retrying, state: RetryCallState, path: str, url: str
+    ) -> dict[str, Any] | None:
+        """One round of at most ``max_attempts`` attempts (see :meth:`_get`)."""
+        while True:
+            action = retrying.iter(state)
+            if isinstance(action, DoAttempt):
+                try:
+                    return await self._attempt(path, url)
+                except Exception:
+                    state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+            elif isinstance(action, DoSleep):
+                state.prepare_for_next_attempt()
+                await self._breaker.pause(action)
+            else:  # pragma: no cover  (reraise=True: iter() raises instead)
+                raise AssertionError(f"tenacity returned {action!r}")
+
     async def _attempt(self, path: str, url: str) -> dict[str, Any] | None:
         """One request: its data, ``None`` for 404; else raises :class:`_Retryable`,
-        :class:`_Failed` or :class:`CredentialsError`. Any other exception is classified by
-        :func:`classify_error` here, so nothing raised while asking escapes unclassified."""
+        :class:`_Failed`, :class:`CredentialsError` or :class:`TmdbUnreachable`. Any other
+        exception is classified by :func:`classify_error` here, so nothing raised while
+        asking escapes unclassified."""
         if self._rejected:
             raise CredentialsError("TMDB rejected the credentials (HTTP 401)")
+        breaker = self._breaker
+        breaker.check()
+        started = 0.0
         try:
             async with self._semaphore:
                 await self._throttle.acquire()
+                breaker.check()  # tripped while this one waited for its turn
                 self.stats.requests += 1
+                started = _now()
                 async with self._session.get(
                     URL(url, encoded=True), headers=self._headers, timeout=self._timeout
                 ) as response:
+                    breaker.answered()
                     status = response.status
                     stats = self.stats
                     stats.status[status] = stats.status.get(status, 0) + 1
                     retry_after = None if status == 200 else response.headers.get("Retry-After")
                     body = await response.read()
             outcome = classify(status, body, retry_after)
+        except TmdbUnreachable:
+            raise
         except Exception as exc:  # not CancelledError: a BaseException, it propagates
+            if isinstance(exc, CONNECTION_ERRORS):
+                self._count_error(type(exc).__name__)
+                breaker.failed(started, exc)  # raises TmdbUnreachable once it trips
+                raise _Retryable(
+                    describe_error(exc, limit=_REASON_LIMIT), connection=True
+                ) from None
             outcome = classify_error(exc)
             key = outcome.reason if outcome.reason == "timeout" else type(exc).__name__
             self._count_error(key)

@@ -11,6 +11,10 @@ What to fetch and how chunks are committed is :mod:`tmdb_async.chunks`; what a d
 holds, whatever ran before, is :mod:`tmdb_async.ledger`'s job. This module opens the run (its
 date, manifest, ledger, clients), drives the tasks and reports.
 
+TMDB unreachable (the client's breaker): no id starts after it, the chunks already resolved
+are committed, the rest stay open for the next run, and the run raises
+:class:`~tmdb_async.errors.TmdbUnreachable` (exit 5) after recording it in the manifest.
+
 Deadline: no chunk starts once less than ``safety_margin`` seconds remain, in-flight work is
 cancelled at a third of it, and ``next_offset`` (``remaining_items`` for a batch) names the
 first id not accounted for. A continuation keeps what was committed, so nothing is fetched
@@ -235,6 +239,9 @@ class Engine:
                     for _ in range(settings.concurrency):
                         group.create_task(job_run.work())
                 job_run.ready.put_nowait(None)
+            # TMDB unreachable: what was resolved is committed above; the run ends with the
+            # breaker's one line, its ids left for the next run (none marked failed).
+            error = job_run.unreachable
         except TimeoutError:
             if not budget.expired():
                 error = TimeoutError("unexpected timeout")

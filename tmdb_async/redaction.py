@@ -34,7 +34,14 @@ import functools
 import re
 from urllib.parse import quote, quote_plus
 
-__all__ = ["MASK", "describe_error", "redact", "register_secret", "registered_secrets"]
+__all__ = [
+    "MASK",
+    "describe_error",
+    "redact",
+    "register_secret",
+    "registered_secrets",
+    "safe_url",
+]
 
 MASK = "***"
 _MIN_SECRET = 4  # shorter values would mask ordinary text everywhere
@@ -112,6 +119,23 @@ def redact(text: str) -> str:
     text = patterns.api_key.sub(r"\1" + MASK, text)
     text = patterns.bearer.sub(r"\1" + MASK, text)
     return patterns.authorization.sub(r"\1" + MASK, text)
+
+
+def safe_url(url: str) -> str:
+    """``url`` as an operator may see it: scheme, host, port and path, without user info,
+    query string or fragment (where credentials travel), and redacted."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        text = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    except ValueError:  # a malformed port or bracket: only the redacted text, cut short
+        text = url.split("?", 1)[0].split("#", 1)[0].rsplit("@", 1)[-1][:200]
+    return redact(text)
 
 
 def describe_error(exc: BaseException, *, limit: int | None = 300, with_type: bool = True) -> str:

@@ -128,6 +128,9 @@ class RefreshSummary:
     failed: int = 0
     kept: int = 0
     truncated: list[dict[str, Any]] = field(default_factory=list)
+    #: change-list items without an integer TMDB id (no title to refresh): counted, so a
+    #: change in TMDB's answers shows instead of passing for a quiet day
+    odd_items: int = 0
     files: list[str] = field(default_factory=list)
     sidecars: list[str] = field(default_factory=list)
     manifests: list[str] = field(default_factory=list)
@@ -296,6 +299,7 @@ class Plan:
     changed: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})
     truncated: list[dict[str, Any]] = field(default_factory=list)
     groups: list[dict[str, Any]] | None = None  # {"profile", "media_type", "ids"}
+    odd_items: int = 0  # change-list items without an integer id, in the pieces read
 
     @staticmethod
     def key(date: dt.date) -> str:
@@ -320,6 +324,7 @@ class Plan:
                 {str(k): int(v) for k, v in body["changed"].items()},
                 [dict(cut) for cut in body["truncated"]],
                 None if body["groups"] is None else [_group(g) for g in body["groups"]],
+                int(body.get("odd_items", 0)),  # absent from plans saved before it existed
             )
             if plan.window.end != date - _DAY or plan.window.days < 1:
                 raise ValueError("its window does not end the day before its date")
@@ -338,6 +343,7 @@ class Plan:
             "changed": self.changed,
             "truncated": self.truncated,
             "groups": self.groups,
+            "odd_items": self.odd_items,
         }
         await store.put(self.key(self.date), json.dumps(body).encode(), "application/json")
 
@@ -392,6 +398,7 @@ def _group(data: Mapping[str, Any]) -> dict[str, Any]:
 class _Piece:
     ids: set[int] = field(default_factory=set)
     truncated: list[dict[str, Any]] = field(default_factory=list)
+    odd_items: int = 0  # list items without an integer id: counted, never silently dropped
 
 
 async def read_piece(client: TmdbClient, kind: MediaType, window: Window) -> _Piece:
@@ -404,6 +411,10 @@ async def read_piece(client: TmdbClient, kind: MediaType, window: Window) -> _Pi
 async def _read_window(client: TmdbClient, kind: MediaType, window: Window, piece: _Piece) -> None:
     first = await _page(client, kind, window, 1)
     total = first.get("total_pages")
+    if total == 0 and type(total) is int:
+        # An empty list, the way TMDB's other paged endpoints answer one (page 1 of 0):
+        # an empty day, the same as one empty page (total_pages 1).
+        total = 1
     if type(total) is not int or total < 1:
         raise TmdbUnavailable(
             f"TMDB /3/{kind}/changes {window.start}..{window.end}: no page count "
@@ -414,7 +425,7 @@ async def _read_window(client: TmdbClient, kind: MediaType, window: Window, piec
         for half in window.halves():
             await _read_window(client, kind, half, piece)
         return
-    piece.ids.update(_ids(first, kind, window, 1))
+    piece.ids.update(_ids(first, kind, window, 1, piece))
     last = min(total, MAX_PAGE)
     if total > MAX_PAGE:
         results = first.get("total_results")
@@ -439,7 +450,7 @@ async def _read_window(client: TmdbClient, kind: MediaType, window: Window, piec
             group.create_task(_page(client, kind, window, page)) for page in range(2, last + 1)
         ]
     for page, task in enumerate(tasks, start=2):
-        piece.ids.update(_ids(task.result(), kind, window, page))
+        piece.ids.update(_ids(task.result(), kind, window, page, piece))
 
 
 @contextlib.asynccontextmanager
@@ -461,15 +472,32 @@ async def _page(
         raise TmdbUnavailable(f"TMDB change list: {exc.reason}") from None
 
 
-def _ids(data: Mapping[str, Any], kind: MediaType, window: Window, page: int) -> Iterator[int]:
+def _ids(
+    data: Mapping[str, Any], kind: MediaType, window: Window, page: int, piece: _Piece
+) -> Iterator[int]:
+    """The TMDB ids of one page. An item without an integer id (``bool`` is not one) names
+    no title: it is counted in ``piece.odd_items`` and reported, never dropped silently."""
     results = data.get("results")
     if not isinstance(results, list):
         raise TmdbUnavailable(
             f"TMDB /3/{kind}/changes {window.start}..{window.end} page {page}: no results list"
         )
+    odd = 0
     for item in results:
         if isinstance(item, Mapping) and type(item.get("id")) is int:
             yield item["id"]
+        else:
+            odd += 1
+    if odd:
+        piece.odd_items += odd
+        log.warning(
+            "TMDB /3/%s/changes %s..%s page %d: %d items without an integer id (not titles)",
+            kind,
+            window.start,
+            window.end,
+            page,
+            odd,
+        )
 
 
 def in_lake(titles: LakeIdMap, kind: MediaType, changed: set[int]) -> Iterator[str]:
@@ -576,6 +604,7 @@ async def refresh(
             stats = engine.client.stats
             summary.changed = dict(plan.changed)
             summary.truncated = plan.truncated
+            summary.odd_items = plan.odd_items
             summary.in_lake = sum(len(g["ids"]) for g in plan.groups or [])
             summary.requests = stats.requests - before
             summary.list_pages = stats.change_pages
@@ -630,6 +659,7 @@ async def _list(
                     piece = task.result()
                     plan.changed[kind] = plan.changed.get(kind, 0) + len(piece.ids)
                     plan.truncated += piece.truncated
+                    plan.odd_items += piece.odd_items
                     known = set(plan.selected)
                     plan.selected += [
                         i for i in in_lake(engine.titles, kind, piece.ids) if i not in known

@@ -24,7 +24,8 @@ iff 1 <= n <= ``change_universe``, ``kind_of_number(n) == k`` and
 ``n % change_period == (d.toordinal() * 17) % change_period``; a title of ``removed_ids`` (of
 kind k) is listed as changed every day, whatever ``change_universe`` says. A window
 [start_date, end_date] (both days inclusive) lists the union over its days, each id once, in
-ascending order, 100 per page (``{"id": n, "adult": false}`` items). As on TMDB the window
+ascending order, 100 per page (``{"id": n, "adult": false}`` items, ``"adult": null`` for
+1 id in 31, as in TMDB's own example answers). As on TMDB the window
 defaults to the last 24 hours (``today`` - 1 day to ``today``; an absent ``start_date`` is
 end_date - 1 day, an absent ``end_date`` is ``today``), may span at most 14 days
 (end_date - start_date <= 14 days, else 422 status_code 20; end_date before start_date too),
@@ -91,6 +92,7 @@ _MAX_APPEND: Final = 20
 _DEFAULT_LANGUAGE: Final = "en-US"
 _DATE_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _CHANGES_PER_PAGE: Final = 100
+
 _MAX_CHANGES_PAGE: Final = 500
 _MAX_CHANGES_WINDOW: Final = timedelta(days=14)
 #: kind_of_number(n) depends on n % 10 and n % 17 only, hence on n % 170.
@@ -173,6 +175,13 @@ def kind_of_number(n: int) -> Kind | None:
 
 
 # --- configuration -------------------------------------------------------------------------
+
+
+def _change_adult(n: int) -> bool | None:
+    """A change-list item's ``adult``, as TMDB's own examples give it: mostly false, some
+    null (3 of 100 items in ``/3/movie/changes``'s example, against the schema's boolean;
+    see docs/tmdb-api.md, "Where TMDB's examples break its schema")."""
+    return None if n % 31 == 0 else False
 
 
 @dataclass(frozen=True)
@@ -1215,7 +1224,8 @@ class _Server:
         return web.json_response(
             {
                 "results": [
-                    {"id": n, "adult": False} for n in ids[first : first + _CHANGES_PER_PAGE]
+                    {"id": n, "adult": _change_adult(n)}
+                    for n in ids[first : first + _CHANGES_PER_PAGE]
                 ],
                 "page": page,
                 # TMDB answers an empty window as one empty page, and reports the full count

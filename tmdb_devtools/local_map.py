@@ -36,7 +36,8 @@ max_concurrency``, ``concurrency = 20 // max_concurrency``), safety margin and r
 return no progress.
 
 Differences from AWS, on purpose: failed batches are not retried (the state machine retries
-only ``Lambda.*`` service errors, which cannot happen here) and a failure above
+``Lambda.*`` service errors, which cannot happen here, and ``TmdbUnreachable`` twice a minute
+or more apart, which here would only make an offline run wait) and a failure above
 ``tolerated_failure_percentage`` does not stop the other batches; it makes the report's
 ``status`` ``"failed"``. There is no state machine, so no one-execution-at-a-time check.
 """
