@@ -237,13 +237,18 @@ async def test_a_list_cut_off_at_page_500_is_read_by_day_and_what_stays_cut_is_r
     assert summary.status == "ok"
 
 
-async def test_a_title_tmdb_removed_is_listed_as_deleted_and_not_asked_again(
+async def test_a_title_tmdb_removed_stays_watched_and_a_restore_is_refreshed(
     tmp_path: Path,
 ) -> None:
+    """TMDB removes two titles: each is a ``deleted`` entry once. Listed again while still
+    removed, each is asked once by its TMDB id (no ``/find``) and nothing new is written.
+    ``idmap`` rebuild agrees with the refresh (the titles stay watched, not resurrected).
+    Once TMDB serves them again, the next refresh that sees them listed fetches them as
+    records, the way they were ingested."""
     ids = [imdb(n) for n in range(1, 101)]
     lake = tmp_path / "lake"
     async with FakeTmdb(config()) as fake:
-        await ingest(tmp_path, lake, fake.url, ids)
+        await ingest(tmp_path, lake, fake.url, ids, language="en-US")
     gone = {imdb(3), imdb(8)}  # a movie and a series
     cfg = config(removed_ids=frozenset(gone))
     async with FakeTmdb(cfg) as fake:
@@ -259,10 +264,29 @@ async def test_a_title_tmdb_removed_is_listed_as_deleted_and_not_asked_again(
         sent = fake.stats().path_counts
         assert all(sent[f"/3/find/{i}"] == 1 for i in gone)  # a 404 alone could be a merge
         assert all(titles_asked(sent)[i] <= 3 for i in gone)  # details, maybe direct, /find
+        await rebuild(LocalStore(str(lake)))  # idmap: the same rule as the refresh's
         fake.reset_stats()
         tomorrow = TODAY + dt.timedelta(days=1)
-        await refresh(options(lake, fake.url, date=tomorrow))  # listed again every day
-        assert all(titles_asked(fake.stats().path_counts)[i] == 0 for i in gone)
+        again = await refresh(options(lake, fake.url, date=tomorrow))  # listed every day
+        sent = fake.stats().path_counts
+        assert {i: titles_asked(sent)[i] for i in gone} == {i: 1 for i in gone}  # by TMDB id
+        assert not any(sent.get(f"/3/find/{i}") for i in gone)
+        assert again.deleted == 0 and again.still_deleted == 2
+        assert not read_local(lake / folder(tomorrow)).outcomes  # nothing new written
+    restored = TODAY + dt.timedelta(days=9)
+    async with FakeTmdb(config()) as fake:  # TMDB serves them again: listed within a week
+        back = await refresh(options(lake, fake.url, date=restored))
+    records = read_local(lake / folder(restored)).records
+    assert gone <= set(records) and back.status == "ok"
+    assert all(records[i][0][1] == view_of(lake, i) for i in gone)  # as ingested (en-US)
+    titles = await LakeIdMap(LocalStore(str(lake)), "check").load(compact=True)
+    ingested_with = Profile.of(options(lake, fake.url, language="en-US"))
+    assert titles.get(imdb(3)) == Title("movie", 3, profile=ingested_with)
+
+
+def view_of(lake: Path, imdb_id: str) -> dict[str, Any]:
+    """The record ``imdb_id`` was first ingested with."""
+    return read_local(lake / folder(INGESTED)).records[imdb_id][0][1]
 
 
 async def test_a_title_whose_tmdb_id_answers_404_but_whose_imdb_id_finds_it_is_refreshed(
@@ -313,6 +337,32 @@ async def test_each_title_is_refreshed_with_the_settings_it_was_ingested_with(
             assert name.endswith(".jsonl") and "credits" in record
     assert {i for i in view.records if i in series} and {i for i in view.records if i in movies}
     assert summary.window == {"start": "2026-11-11", "end": "2026-11-19"}  # newest ingest
+
+
+async def test_titles_of_a_killed_run_are_refreshed_with_the_settings_they_were_ingested_with(
+    tmp_path: Path, fake: FakeTmdb
+) -> None:
+    """A run killed (nothing it does after the kill reaches storage: no final manifest, no
+    id-map segment), then run again to completion: the ids the killed run committed are kept,
+    not learned again. The refresh learns them from the ledgers, with the settings of the
+    run that wrote them (its manifest is written before its first commit), not its own."""
+    ids = [imdb(n) for n in range(1, 201)]
+    lake = tmp_path / "lake"
+    csv_path = write_csv(tmp_path / "in.csv", ids)
+    ingested = {"language": "fr-FR", "output_format": "jsonl", "chunk_size": 25}
+    settings = options(lake, fake.url, source=str(csv_path), date=INGESTED, **ingested)
+    with pytest.raises(Killed):
+        await run(settings, store=KillingStore(LocalStore(str(lake)), 14))  # type: ignore[arg-type]
+    declare_dead(lake)
+    assert not (lake / "Raw/TMDB/_state/idmap").exists()  # the killed run saved no lesson
+    again = await run(settings)
+    assert again.kept > 0 and again.status == "ok"  # the killed run's commits stand
+    summary = await refresh(options(lake, fake.url))  # its own default settings
+    refreshed = read_local(lake / folder(TODAY)).records
+    before = read_local(lake / folder(INGESTED)).records
+    assert summary.status == "ok" and refreshed
+    assert all(places[0][0].endswith(".jsonl") for places in refreshed.values())
+    assert all(places[0][1] == before[i][0][1] for i, places in refreshed.items())
 
 
 async def test_a_killed_refresh_resumes_exactly_once(tmp_path: Path, fake: FakeTmdb) -> None:

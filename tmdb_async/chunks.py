@@ -38,6 +38,7 @@ class Chunk:
     closed: bool = False
     records: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     sidecar: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    unchanged: list[int] = field(default_factory=list)  # resolved, nothing to write
 
     @property
     def complete(self) -> bool:
@@ -51,6 +52,7 @@ class Counts:
     invalid: int = 0
     failed: int = 0
     deleted: int = 0
+    still_deleted: int = 0
     kept: int = 0
     skipped: int = 0
     replaced: int = 0
@@ -191,6 +193,8 @@ class ChunkedRun:
                 elif isinstance(result, NotFound):
                     outcome = {"outcome": "not_found", "reason": result.reason}
                     chunk.sidecar.append((entry.position, {"imdb_id": entry.imdb_id, **outcome}))
+                elif isinstance(result, Deleted) and result.again:
+                    chunk.unchanged.append(entry.position)  # its deleted entry stands
                 elif isinstance(result, Deleted):
                     path = f"/3/{result.media_type}/{result.tmdb_id}"
                     outcome = {
@@ -221,22 +225,23 @@ class ChunkedRun:
         for chunk in batch:
             chunk.records.sort(key=lambda pair: pair[0])
             chunk.sidecar.sort(key=lambda pair: pair[0])
-        done = await self.ledger.commit(
-            [
-                ([record for _, record in c.records], [entry for _, entry in c.sidecar])
-                for c in batch
-            ],
-            shape=self.shape,
-            fmt=self.settings.output_format,
-            stem=self.stem,
-        )
-        # Only now are the chunks done: a commit cut off by the deadline leaves them open,
-        # and next_offset points at the first.
-        folder = self.ledger.folder
-        self.files += [self.ledger.store.url(f"{folder}/{name}") for name in done.data_files]
-        if done.sidecar_file:
-            self.sidecars.append(self.ledger.store.url(f"{folder}/{done.sidecar_file}"))
-        self.counts.replaced += done.replaced
+        if any(c.records or c.sidecar for c in batch):
+            done = await self.ledger.commit(
+                [
+                    ([record for _, record in c.records], [entry for _, entry in c.sidecar])
+                    for c in batch
+                ],
+                shape=self.shape,
+                fmt=self.settings.output_format,
+                stem=self.stem,
+            )
+            # Only now are the chunks done: a commit cut off by the deadline leaves them
+            # open, and next_offset points at the first.
+            folder = self.ledger.folder
+            self.files += [self.ledger.store.url(f"{folder}/{name}") for name in done.data_files]
+            if done.sidecar_file:
+                self.sidecars.append(self.ledger.store.url(f"{folder}/{done.sidecar_file}"))
+            self.counts.replaced += done.replaced
         for chunk in batch:
             del self.open[chunk.first]
             self.room.release()
@@ -248,8 +253,16 @@ class ChunkedRun:
                 self._done(position)
             for position, _ in chunk.sidecar:
                 self._done(position)
+            self.counts.still_deleted += len(chunk.unchanged)
+            for position in chunk.unchanged:
+                self._done(position)
             for _, record in chunk.records:
                 self.titles.learn(record, self.profile)
+            for _, entry in chunk.sidecar:
+                if entry["outcome"] == "deleted":  # kept, marked: a restore is refreshed
+                    self.titles.learn_deleted(
+                        entry["imdb_id"], entry["media_type"], entry["tmdb_id"], self.profile
+                    )
         # Only once the chunks are done: a deadline during this write leaves nothing open.
         if self.titles.pending >= FLUSH_AT:
             await self.titles.flush_quietly()

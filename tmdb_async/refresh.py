@@ -20,8 +20,11 @@ processing date D (today or earlier, UTC):
    :class:`~tmdb_async.shape.Profile`), into D's folder through the same engine as ``run``
    (:meth:`~tmdb_async.pipeline.Engine.ingest`): at most 100 records per file, exactly once,
    the same record shape. A title whose details answer 404 and whose IMDb id ``/find`` no
-   longer finds is a ``deleted`` sidecar entry with its TMDB id, and leaves the id map (a
-   404 alone can be a merge: ``/find`` then names the new title, which is fetched);
+   longer finds is a ``deleted`` sidecar entry with its TMDB id (a 404 alone can be a merge:
+   ``/find`` then names the new title, which is fetched). It stays in the id map, marked
+   deleted: when a change list names its TMDB id again it is asked once by that id, and a
+   title TMDB restored is a record again (one still removed writes nothing: its entry
+   stands, ``still_deleted``);
 4. once every title is accounted for, moves the state to the window's last day (never back,
    and not past a day never read: a ``--since`` after a gap leaves it), carrying the titles
    that failed to the next refresh.
@@ -110,9 +113,10 @@ class RefreshSummary:
     """What a refresh did: the CLI's ``--json`` line and the Lambda result.
 
     ``changed`` counts the distinct ids of the change lists, ``in_lake`` those the id map
-    holds (what the refresh accounts for: ``records`` + ``deleted`` + ``not_found`` +
-    ``failed`` + ``kept``). ``requests`` are every request to TMDB, ``list_pages`` of them
-    for the change lists.
+    holds (what the refresh accounts for: ``records`` + ``deleted`` + ``still_deleted`` +
+    ``not_found`` + ``failed`` + ``kept``; ``still_deleted``: titles TMDB had removed, listed
+    again, asked once by their TMDB id and still removed). ``requests`` are every request to
+    TMDB, ``list_pages`` of them for the change lists.
     """
 
     dest: str
@@ -124,6 +128,7 @@ class RefreshSummary:
     in_lake: int = 0
     records: int = 0
     deleted: int = 0
+    still_deleted: int = 0
     not_found: int = 0
     failed: int = 0
     kept: int = 0
@@ -156,7 +161,7 @@ class RefreshSummary:
 
     def add(self, part: Summary) -> None:
         """Count one profile's run in."""
-        for name in ("records", "deleted", "not_found", "failed", "kept"):
+        for name in ("records", "deleted", "still_deleted", "not_found", "failed", "kept"):
             setattr(self, name, getattr(self, name) + getattr(part, name))
         self.files += part.files
         self.sidecars += part.sidecars
