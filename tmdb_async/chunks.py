@@ -8,6 +8,11 @@ order. Workers resolve ids through the TMDB client; a resolved chunk waits for t
 committer, which commits every chunk waiting as one ledger commit. At most a few chunks are
 open at once (back-pressure), and the cursor passes an id only once it is placed, so a run
 cut off at any point reports exactly where to continue.
+
+At the deadline (less than ``margin`` seconds left) nothing new is asked: the producer stops
+reading, workers hand back the ids they have not started (the continuation asks them), and
+the requests in flight finish and are committed with their chunks, cut short. So a stop and
+its continuation ask TMDB what one run would, and what the run learned is saved.
 """
 
 from __future__ import annotations
@@ -103,6 +108,7 @@ class ChunkedRun:
         self.files: list[str] = []
         self.sidecars: list[str] = []
         self.stopped_at: int | None = None
+        self.handed_back: list[int] = []  # positions not started at the deadline
         self.cursor = settings.offset  # position after the last id read
         self.finished = False
 
@@ -153,6 +159,10 @@ class ChunkedRun:
                     log.info("deadline near: not starting ids from position %d", entry.position)
                     return
                 chunk = self.open[entry.position] = Chunk(entry.position)
+            elif self._out_of_time():  # the chunk so far is committed as it is
+                self.stopped_at = entry.position
+                log.info("deadline near: not starting ids from position %d", entry.position)
+                break
             chunk.expected += 1
             self.cursor = entry.position + 1
             if entry.problem is not None:
@@ -170,9 +180,10 @@ class ChunkedRun:
                 chunk.resolved += 1
             else:
                 await self.queue.put((chunk, entry))
+        else:
+            self.finished = True
         if chunk is not None:
             await self._close(chunk)
-        self.finished = True
 
     async def _close(self, chunk: Chunk) -> None:
         chunk.closed = True
@@ -182,6 +193,12 @@ class ChunkedRun:
     async def work(self) -> None:
         while (job := await self.queue.get()) is not None:
             chunk, entry = job
+            if self._out_of_time():  # not started: the continuation asks it
+                chunk.expected -= 1
+                self.handed_back.append(entry.position)
+                if chunk.complete:
+                    self.ready.put_nowait(chunk)
+                continue
             try:
                 result = await self.client.lookup(entry.imdb_id)
             except LookupFailed as exc:
@@ -270,6 +287,7 @@ class ChunkedRun:
     def next_offset(self) -> int | None:
         """First position not accounted for; None when the whole slice is done."""
         pending = [start for start, chunk in self.open.items() if chunk.expected]
+        pending += self.handed_back
         if self.stopped_at is not None:
             pending.append(self.stopped_at)
         elif not self.finished:
