@@ -301,6 +301,8 @@ class Plan:
     changed: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})
     truncated: list[dict[str, Any]] = field(default_factory=list)
     groups: list[dict[str, Any]] | None = None  # {"profile", "media_type", "ids"}
+    # Pieces read in part: "kind/start/end" of a request window -> {"total", "read" pages}
+    pages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @staticmethod
     def key(date: dt.date) -> str:
@@ -325,6 +327,10 @@ class Plan:
                 {str(k): int(v) for k, v in body["changed"].items()},
                 [dict(cut) for cut in body["truncated"]],
                 None if body["groups"] is None else [_group(g) for g in body["groups"]],
+                {
+                    str(key): {"total": int(part["total"]), "read": [int(p) for p in part["read"]]}
+                    for key, part in body.get("pages", {}).items()
+                },
             )
             if plan.window.end != date - _DAY or plan.window.days < 1:
                 raise ValueError("its window does not end the day before its date")
@@ -343,6 +349,7 @@ class Plan:
             "changed": self.changed,
             "truncated": self.truncated,
             "groups": self.groups,
+            "pages": self.pages,
         }
         await store.put(self.key(self.date), json.dumps(body).encode(), "application/json")
 
@@ -393,6 +400,163 @@ def _group(data: Mapping[str, Any]) -> dict[str, Any]:
 # --- the change lists ----------------------------------------------------------------------
 
 
+SAVE_PAGES: Final = 100
+"""Change-list pages read between two saves of the plan (and at every stop)."""
+
+
+def _page_key(kind: MediaType, window: Window) -> str:
+    return f"{kind}/{window.start.isoformat()}/{window.end.isoformat()}"
+
+
+class _Lister:
+    """Reads a plan's change-list pages: never one again that a save of the plan holds,
+    none started once ``stop()`` says the deadline is near (the ones in flight finish), at
+    most ``concurrency`` at once per request window. What it read goes into the plan, with
+    the lake's titles it named, at :meth:`save`: every :data:`SAVE_PAGES` pages, after each
+    14-day window and when it stops, so a refresh cut off anywhere continues from its plan."""
+
+    def __init__(
+        self,
+        client: TmdbClient,
+        plan: Plan,
+        *,
+        titles: LakeIdMap | None = None,
+        store: Store | None = None,
+        stop: Callable[[], bool] = lambda: False,
+        concurrency: int = 20,
+        map_ready: Awaitable[int] | None = None,
+    ) -> None:
+        self.client, self.plan, self.titles, self.store = client, plan, titles, store
+        self.stop = stop
+        self.concurrency = max(1, concurrency)
+        self.map_ready = map_ready
+        self.totals = {k: int(v["total"]) for k, v in plan.pages.items()}
+        self.read = {k: set(v["read"]) for k, v in plan.pages.items()}
+        self.ids: dict[MediaType, set[int]] = {k: set() for k in KINDS}  # not in the plan yet
+        self.truncated: list[dict[str, Any]] = []
+        self.completed: list[list[str]] = []
+        self.pages = 0  # read by this call
+        self.unsaved = 0
+        self._saving = asyncio.Lock()
+
+    async def piece(self, kind: MediaType, window: Window) -> bool:
+        """Read one piece (at most 14 days); True when every page of it is read."""
+        whole = await self._window(kind, window)
+        if whole:
+            self.completed.append([kind, window.start.isoformat(), window.end.isoformat()])
+        return whole
+
+    async def _window(self, kind: MediaType, window: Window) -> bool:
+        key = _page_key(kind, window)
+        read = self.read.setdefault(key, set())
+        total = self.totals.get(key)
+        if total is None:
+            if self.stop():
+                return False
+            first = await _page(self.client, kind, window, 1)
+            total = self.totals[key] = _total_pages(first, kind, window)
+            if total <= MAX_PAGE or window.days == 1:
+                self.ids[kind].update(_ids(first, kind, window, 1))
+                if total > MAX_PAGE:
+                    self.truncated.append(_cut(first, kind, window, total))
+            read.add(1)
+            await self._counted()
+        if total > MAX_PAGE and window.days > 1:
+            log.info("%s changes %s: %d pages, read in halves", kind, window.as_json(), total)
+            whole = True
+            for half in window.halves():
+                whole = await self._window(kind, half) and whole
+            return whole
+        last = min(total, MAX_PAGE)
+        todo = iter([page for page in range(2, last + 1) if page not in read])
+
+        async def worker() -> None:
+            for page in todo:
+                if self.stop():
+                    return
+                data = await _page(self.client, kind, window, page)
+                self.ids[kind].update(_ids(data, kind, window, page))
+                read.add(page)
+                await self._counted()
+
+        async with _first_error(), asyncio.TaskGroup() as group:
+            # Both kinds read at once: half the connections each.
+            for _ in range(min(max(1, self.concurrency // len(KINDS)), last - len(read))):
+                group.create_task(worker())
+        return len(read) >= last
+
+    async def _counted(self) -> None:
+        self.pages += 1
+        self.unsaved += 1
+        if self.unsaved >= SAVE_PAGES and not self._saving.locked():
+            await self.save()
+
+    async def save(self) -> None:
+        """Move what was read into the plan (the lake's titles its ids name), then save it."""
+        if self.titles is None or self.store is None:
+            return
+        async with self._saving:
+            if self.map_ready is not None:
+                await self.map_ready
+            # From here to the plan's encoding nothing awaits: the pages and ids saved agree.
+            plan, ids, self.ids = self.plan, self.ids, {k: set() for k in KINDS}
+            self.unsaved = 0
+            known = set(plan.selected)
+            for kind in KINDS:
+                plan.changed[kind] = plan.changed.get(kind, 0) + len(ids[kind])
+                plan.selected += [
+                    i for i in in_lake(self.titles, kind, ids[kind]) if i not in known
+                ]
+                known.update(plan.selected)
+            plan.truncated += self.truncated
+            self.truncated = []
+            for kind, start, end in self.completed:  # whole pieces: their pages are done
+                plan.done.append([kind, start, end])
+                inside = Window(dt.date.fromisoformat(start), dt.date.fromisoformat(end))
+                for key in [k for k in self.totals if _within(k, kind, inside)]:
+                    del self.totals[key]
+                    self.read.pop(key, None)
+            self.completed = []
+            plan.pages = {
+                key: {"total": total, "read": sorted(self.read.get(key, ()))}
+                for key, total in self.totals.items()
+            }
+            await plan.save(self.store)
+
+
+def _within(key: str, kind: MediaType, window: Window) -> bool:
+    k, start, end = key.split("/")
+    return k == kind and window.start.isoformat() <= start and end <= window.end.isoformat()
+
+
+def _total_pages(first: Mapping[str, Any], kind: MediaType, window: Window) -> int:
+    total = first.get("total_pages")
+    if type(total) is not int or total < 1:
+        raise TmdbUnavailable(
+            f"TMDB /3/{kind}/changes {window.start}..{window.end}: no page count "
+            f"(total_pages {str(total)[:20]!r})"
+        )
+    return total
+
+
+def _cut(first: Mapping[str, Any], kind: MediaType, window: Window, total: int) -> dict[str, Any]:
+    results = first.get("total_results")
+    log.warning(
+        "%s changes of %s: %s ids in %d pages, TMDB serves 500; the rest is unknown",
+        kind,
+        window.start.isoformat(),
+        results,
+        total,
+    )
+    return {
+        "kind": kind,
+        **window.as_json(),
+        "total_pages": total,
+        "total_results": results,
+        "pages_read": MAX_PAGE,
+    }
+
+
 @dataclass(slots=True)
 class _Piece:
     ids: set[int] = field(default_factory=set)
@@ -401,50 +565,9 @@ class _Piece:
 
 async def read_piece(client: TmdbClient, kind: MediaType, window: Window) -> _Piece:
     """Every TMDB id one change list holds for ``window`` (at most 14 days)."""
-    piece = _Piece()
-    await _read_window(client, kind, window, piece)
-    return piece
-
-
-async def _read_window(client: TmdbClient, kind: MediaType, window: Window, piece: _Piece) -> None:
-    first = await _page(client, kind, window, 1)
-    total = first.get("total_pages")
-    if type(total) is not int or total < 1:
-        raise TmdbUnavailable(
-            f"TMDB /3/{kind}/changes {window.start}..{window.end}: no page count "
-            f"(total_pages {str(total)[:20]!r})"
-        )
-    if total > MAX_PAGE and window.days > 1:
-        log.info("%s changes %s: %d pages, read in halves", kind, window.as_json(), total)
-        for half in window.halves():
-            await _read_window(client, kind, half, piece)
-        return
-    piece.ids.update(_ids(first, kind, window, 1))
-    last = min(total, MAX_PAGE)
-    if total > MAX_PAGE:
-        results = first.get("total_results")
-        log.warning(
-            "%s changes of %s: %s ids in %d pages, TMDB serves 500; the rest is unknown",
-            kind,
-            window.start.isoformat(),
-            results,
-            total,
-        )
-        piece.truncated.append(
-            {
-                "kind": kind,
-                **window.as_json(),
-                "total_pages": total,
-                "total_results": results,
-                "pages_read": MAX_PAGE,
-            }
-        )
-    async with _first_error(), asyncio.TaskGroup() as group:  # pages at once, within limits
-        tasks = [
-            group.create_task(_page(client, kind, window, page)) for page in range(2, last + 1)
-        ]
-    for page, task in enumerate(tasks, start=2):
-        piece.ids.update(_ids(task.result(), kind, window, page))
+    lister = _Lister(client, Plan(window.end + _DAY, window))
+    await lister.piece(kind, window)
+    return _Piece(lister.ids[kind], lister.truncated)
 
 
 @contextlib.asynccontextmanager
@@ -613,37 +736,44 @@ async def _list(
     margin: float,
     map_ready: Awaitable[int] | None = None,
 ) -> int:
-    """Read the plan's change-list pieces not read yet, saving the plan after each; then
-    group its titles. Stops at the deadline (the pieces read are kept). Returns the pieces
-    read by this call. ``map_ready``: awaited before the map is first used."""
-    read = 0
+    """Read the plan's change-list pages not read yet (see :class:`_Lister`: saved as it
+    reads); then group its titles. At the deadline no page starts, those in flight finish
+    and the plan is saved. Returns the pages read by this call (plus one for the grouping):
+    0 is no progress."""
+    lister = _Lister(
+        engine.client,
+        plan,
+        titles=engine.titles,
+        store=engine.store,
+        stop=lambda: remaining is not None and remaining() < margin,
+        concurrency=engine.settings.concurrency,
+        map_ready=map_ready,
+    )
     hard_stop = None if remaining is None else max(0.0, remaining() - margin / 3)
+    whole = True
     try:
-        async with asyncio.timeout(hard_stop):
+        async with asyncio.timeout(hard_stop):  # a last resort: a page stuck in retries
             for pair in _by_window(plan.pieces()):
-                if remaining is not None and remaining() < margin:
-                    return read
+                if lister.stop():
+                    whole = False
+                    break
                 # Both kinds of a window at once: neither waits for the other's first page.
                 async with _first_error(), asyncio.TaskGroup() as group:
-                    tasks = [
-                        (kind, window, group.create_task(read_piece(engine.client, kind, window)))
-                        for kind, window in pair
-                    ]
-                if map_ready is not None:
-                    await map_ready
-                for kind, window, task in tasks:
-                    piece = task.result()
-                    plan.changed[kind] = plan.changed.get(kind, 0) + len(piece.ids)
-                    plan.truncated += piece.truncated
-                    known = set(plan.selected)
-                    plan.selected += [
-                        i for i in in_lake(engine.titles, kind, piece.ids) if i not in known
-                    ]
-                    plan.done.append([kind, window.start.isoformat(), window.end.isoformat()])
-                    read += 1
-                await plan.save(engine.store)
+                    tasks = [group.create_task(lister.piece(kind, window)) for kind, window in pair]
+                await lister.save()
+                if not all(task.result() for task in tasks):
+                    whole = False
+                    break
     except TimeoutError:
-        return read
+        whole = False
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await lister.save()  # what was read is kept for the next call
+        raise
+    if not whole:
+        await lister.save()
+        return lister.pages
+    read = lister.pages
     if plan.groups is None:
         read += 1
         if map_ready is not None:
