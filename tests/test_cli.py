@@ -330,7 +330,7 @@ async def test_a_run_stopped_by_its_time_budget_after_some_ids_exits_4_and_says_
     assert code == 4, err
     summary = json.loads(out.splitlines()[-1])
     assert summary["status"] == "incomplete"
-    assert 0 < summary["next_offset"] < 500 and summary["next_offset"] % 5 == 0
+    assert 0 < summary["next_offset"] < 500  # the first id not started, chunk or not
     expected = f"continue with: --offset {summary['next_offset']} --date {summary['date']}"
     assert expected in err
 

@@ -62,7 +62,6 @@ async def test_a_165_mb_csv_on_a_short_budget_stops_in_time_and_continues_exactl
         assert left_ms > 0, "the handler overran its deadline"
         assert first["status"] == "incomplete"
         assert first["next_offset"] > offset
-        assert first["next_offset"] % 100 == 0  # a chunk boundary
 
         again = {**event, "offset": first["next_offset"], "limit": 300}
         second = await handle(again, Clock(budget=600.0), env)

@@ -20,6 +20,8 @@ from tests.support.asked import titles_asked
 from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.errors import CredentialsError, InputError, StorageError, UsageError
+from tmdb_async.idmap import LakeIdMap
+from tmdb_async.storage import LocalStore
 from tmdb_devtools.csvgen import kind_of, title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
@@ -262,7 +264,7 @@ async def test_rejected_credentials_stop_the_run_at_once(tmp_path: Path) -> None
     assert json.loads(manifest.read_text())["outcome"] == "error"
 
 
-async def test_deadline_stops_on_a_chunk_boundary_and_continuation_completes(
+async def test_deadline_stops_and_the_continuation_completes(
     tmp_path: Path,
 ) -> None:
     ids = title_ids(300, "movie")
@@ -287,13 +289,52 @@ async def test_deadline_stops_on_a_chunk_boundary_and_continuation_completes(
         )
         assert first.status == "incomplete"
         assert first.exit_code == 4
-        assert first.next_offset is not None and first.next_offset % 50 == 0
-        assert 150 <= first.next_offset < 300
+        assert first.next_offset is not None and 150 <= first.next_offset < 300
         second = await run(
             settings(csv_path, lake, fake.url, chunk_size=50, offset=first.next_offset)
         )
     assert second.status == "ok"
     assert first.unique_ids + second.unique_ids == 300
+    assert_exactly_once(lake, ids)
+
+
+async def test_a_deadline_wastes_no_request_and_keeps_what_the_run_learned(
+    tmp_path: Path,
+) -> None:
+    """At the deadline nothing new is asked, the requests in flight finish and are
+    committed, and the id map's lessons are saved: a stop and its continuation ask TMDB
+    exactly what one run asks. (A clock driven by requests, not time.)"""
+    ids = title_ids(240, "movie", start=7_000_000) + title_ids(60, "tv", start=7_100_000)
+    csv_path = write_csv(tmp_path / "movies.csv", ids)
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN, latency=0.01)) as fake:
+        await run(settings(csv_path, tmp_path / "one", fake.url))
+        one_run = fake.stats().total_requests
+        fake.reset_stats()
+        lake = tmp_path / "lake"
+        at_deadline: list[int] = []
+
+        def remaining() -> float:
+            sent = fake.stats().total_requests
+            if sent < 80:
+                return 1000.0
+            at_deadline.append(sent)
+            return 1.0
+
+        first = await run(
+            settings(csv_path, lake, fake.url, concurrency=8),
+            remaining=remaining,
+            safety_margin=2.0,
+        )
+        sent_first = fake.stats().total_requests
+        assert first.status == "incomplete" and first.next_offset is not None
+        # After the deadline: only what was in flight (a series asked by IMDb id may go on
+        # to /find, then its details): never a new id.
+        assert sent_first - at_deadline[0] <= 3 * 8
+        learned = await LakeIdMap(LocalStore(str(lake)), "check").load(compact=False)
+        assert len(learned) == first.records  # saved: the next run needs no /find for them
+        second = await run(settings(csv_path, lake, fake.url, offset=first.next_offset))
+        assert second.status == "ok"
+        assert fake.stats().total_requests == one_run
     assert_exactly_once(lake, ids)
 
 

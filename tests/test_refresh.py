@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import itertools
 import json
 import shutil
 import tempfile
@@ -243,13 +242,18 @@ async def test_a_list_cut_off_at_page_500_is_read_by_day_and_what_stays_cut_is_r
     assert summary.status == "ok"
 
 
-async def test_a_title_tmdb_removed_is_listed_as_deleted_and_not_asked_again(
+async def test_a_title_tmdb_removed_stays_watched_and_a_restore_is_refreshed(
     tmp_path: Path,
 ) -> None:
+    """TMDB removes two titles: each is a ``deleted`` entry once. Listed again while still
+    removed, each is asked once by its TMDB id (no ``/find``) and nothing new is written.
+    ``idmap`` rebuild agrees with the refresh (the titles stay watched, not resurrected).
+    Once TMDB serves them again, the next refresh that sees them listed fetches them as
+    records, the way they were ingested."""
     ids = [imdb(n) for n in range(1, 101)]
     lake = tmp_path / "lake"
     async with FakeTmdb(config()) as fake:
-        await ingest(tmp_path, lake, fake.url, ids)
+        await ingest(tmp_path, lake, fake.url, ids, language="en-US")
     gone = {imdb(3), imdb(8)}  # a movie and a series
     cfg = config(removed_ids=frozenset(gone))
     async with FakeTmdb(cfg) as fake:
@@ -265,10 +269,29 @@ async def test_a_title_tmdb_removed_is_listed_as_deleted_and_not_asked_again(
         sent = fake.stats().path_counts
         assert all(sent[f"/3/find/{i}"] == 1 for i in gone)  # a 404 alone could be a merge
         assert all(titles_asked(sent)[i] <= 3 for i in gone)  # details, maybe direct, /find
+        await rebuild(LocalStore(str(lake)))  # idmap: the same rule as the refresh's
         fake.reset_stats()
         tomorrow = TODAY + dt.timedelta(days=1)
-        await refresh(options(lake, fake.url, date=tomorrow))  # listed again every day
-        assert all(titles_asked(fake.stats().path_counts)[i] == 0 for i in gone)
+        again = await refresh(options(lake, fake.url, date=tomorrow))  # listed every day
+        sent = fake.stats().path_counts
+        assert {i: titles_asked(sent)[i] for i in gone} == {i: 1 for i in gone}  # by TMDB id
+        assert not any(sent.get(f"/3/find/{i}") for i in gone)
+        assert again.deleted == 0 and again.still_deleted == 2
+        assert not read_local(lake / folder(tomorrow)).outcomes  # nothing new written
+    restored = TODAY + dt.timedelta(days=9)
+    async with FakeTmdb(config()) as fake:  # TMDB serves them again: listed within a week
+        back = await refresh(options(lake, fake.url, date=restored))
+    records = read_local(lake / folder(restored)).records
+    assert gone <= set(records) and back.status == "ok"
+    assert all(records[i][0][1] == view_of(lake, i) for i in gone)  # as ingested (en-US)
+    titles = await LakeIdMap(LocalStore(str(lake)), "check").load(compact=True)
+    ingested_with = Profile.of(options(lake, fake.url, language="en-US"))
+    assert titles.get(imdb(3)) == Title("movie", 3, profile=ingested_with)
+
+
+def view_of(lake: Path, imdb_id: str) -> dict[str, Any]:
+    """The record ``imdb_id`` was first ingested with."""
+    return read_local(lake / folder(INGESTED)).records[imdb_id][0][1]
 
 
 async def test_a_title_whose_tmdb_id_answers_404_but_whose_imdb_id_finds_it_is_refreshed(
@@ -319,6 +342,32 @@ async def test_each_title_is_refreshed_with_the_settings_it_was_ingested_with(
             assert name.endswith(".jsonl") and "credits" in record
     assert {i for i in view.records if i in series} and {i for i in view.records if i in movies}
     assert summary.window == {"start": "2026-11-11", "end": "2026-11-19"}  # newest ingest
+
+
+async def test_titles_of_a_killed_run_are_refreshed_with_the_settings_they_were_ingested_with(
+    tmp_path: Path, fake: FakeTmdb
+) -> None:
+    """A run killed (nothing it does after the kill reaches storage: no final manifest, no
+    id-map segment), then run again to completion: the ids the killed run committed are kept,
+    not learned again. The refresh learns them from the ledgers, with the settings of the
+    run that wrote them (its manifest is written before its first commit), not its own."""
+    ids = [imdb(n) for n in range(1, 201)]
+    lake = tmp_path / "lake"
+    csv_path = write_csv(tmp_path / "in.csv", ids)
+    ingested = {"language": "fr-FR", "output_format": "jsonl", "chunk_size": 25}
+    settings = options(lake, fake.url, source=str(csv_path), date=INGESTED, **ingested)
+    with pytest.raises(Killed):
+        await run(settings, store=KillingStore(LocalStore(str(lake)), 14))  # type: ignore[arg-type]
+    declare_dead(lake)
+    assert not (lake / "Raw/TMDB/_state/idmap").exists()  # the killed run saved no lesson
+    again = await run(settings)
+    assert again.kept > 0 and again.status == "ok"  # the killed run's commits stand
+    summary = await refresh(options(lake, fake.url))  # its own default settings
+    refreshed = read_local(lake / folder(TODAY)).records
+    before = read_local(lake / folder(INGESTED)).records
+    assert summary.status == "ok" and refreshed
+    assert all(places[0][0].endswith(".jsonl") for places in refreshed.values())
+    assert all(places[0][1] == before[i][0][1] for i, places in refreshed.items())
 
 
 async def test_a_killed_refresh_resumes_exactly_once(tmp_path: Path, fake: FakeTmdb) -> None:
@@ -558,17 +607,18 @@ async def test_a_refresh_cut_off_while_listing_continues_by_its_date_without_rer
     tmp_path: Path, fake: FakeTmdb, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Five weeks since --since: six pieces of lists. The first call's time runs out after
-    some pages; the call again with the same date (no --since: the plan remembers it) reads
-    only the pieces not read, then fetches."""
+    20 pages, inside the first window: it stops asking, keeps the pages it read in its plan
+    and says to continue; the call again with the same date (no --since: the plan
+    remembers it) reads only the pages not read, then fetches."""
     ids = [imdb(n) for n in range(1, 301)]
     lake = tmp_path / "lake"
     await ingest(tmp_path, lake, fake.url, ids)
     since = TODAY - dt.timedelta(days=35)
-    asked: list[tuple[str, dt.date, int]] = []
+    asked: list[tuple[str, dt.date, dt.date, int]] = []
     original = TmdbClient.changes
 
     async def recording(self: TmdbClient, kind: Any, start: Any, end: Any, page: int) -> Any:
-        asked.append((kind, start, page))
+        asked.append((kind, start, end, page))
         return await original(self, kind, start, end, page)
 
     monkeypatch.setattr(TmdbClient, "changes", recording)
@@ -578,17 +628,56 @@ async def test_a_refresh_cut_off_while_listing_continues_by_its_date_without_rer
         remaining=lambda: 100.0 if len(asked) < 20 else 1.0,
         safety_margin=10.0,
     )
-    assert first.status == "incomplete" and first.records == 0
-    done = {(k, s) for k, s, _ in json.loads((lake / Plan.key(TODAY)).read_text())["done"]}
-    assert 0 < len(done) < 6
+    assert first.status == "incomplete" and first.exit_code == 4 and first.records == 0
+    saved = json.loads((lake / Plan.key(TODAY)).read_text())
+    assert sum(len(part["read"]) for part in saved["pages"].values()) == len(asked)
+    before = set(asked)
     asked.clear()
     second = await refresh(options(lake, fake.url))
     assert second.status == "ok"
     assert second.window == {"start": since.isoformat(), "end": "2026-11-19"}
-    assert not done & {(k, s.isoformat()) for k, s, _ in asked}  # not read again
+    assert not before & set(asked)  # no page read twice
     want = expected(ids, Window(since, TODAY - dt.timedelta(days=1)), fake.config)
     assert set(read_local(lake / folder(TODAY)).records) == want
     assert _through(lake) == TODAY - dt.timedelta(days=1)
+
+
+async def test_a_first_refresh_cut_off_while_reading_lists_exits_4_and_loses_no_page(
+    tmp_path: Path,
+) -> None:
+    """A real clock: TMDB at 20 requests/s, and the first window's lists need more pages
+    than the budget lets it read. At the deadline no page starts, the ones in flight finish,
+    the plan keeps what was read, and the refresh says to continue (not "no progress");
+    the next call reads only the pages it lacks."""
+    ids = [imdb(n) for n in range(1, 201)]
+    lake = tmp_path / "lake"
+    cfg = config(change_period=1, change_universe=3_000)  # every title changes every day
+    async with FakeTmdb(cfg) as fake:
+        await ingest(tmp_path, lake, fake.url, ids)
+        fake.reset_stats()
+        end = asyncio.get_running_loop().time() + 1.5
+        first = await refresh(
+            options(lake, fake.url, rate=20.0),
+            remaining=lambda: end - asyncio.get_running_loop().time(),
+            safety_margin=1.2,
+        )
+        assert first.status == "incomplete" and first.exit_code == 4
+        saved = json.loads((lake / Plan.key(TODAY)).read_text())
+        assert saved["pages"] and saved["groups"] is None  # cut off inside a window
+        sent = fake.stats().path_counts
+        first_pages = sum(n for path, n in sent.items() if path.endswith("/changes"))
+        fake.reset_stats()
+        second = await refresh(options(lake, fake.url))
+        sent = fake.stats().path_counts
+        pages = sum(n for path, n in sent.items() if path.endswith("/changes"))
+    assert second.status == "ok"
+    total = sum(
+        -(-len(changed_ids(k, INGESTED, TODAY - dt.timedelta(days=1), cfg)) // 100)
+        for k in ("movie", "tv")
+    )
+    assert first_pages + pages == total  # every page sent was kept: none read twice
+    want = expected(ids, Window(INGESTED, TODAY - dt.timedelta(days=1)), cfg)
+    assert set(read_local(lake / folder(TODAY)).records) == want
 
 
 async def test_no_time_for_one_piece_of_the_lists_is_a_deadline_error(
@@ -722,21 +811,27 @@ async def test_a_since_refresh_cut_off_continues_with_the_same_since(
     lake = tmp_path / "lake"
     await ingest(tmp_path, lake, fake.url, [imdb(n) for n in range(1, 101)])
     since = TODAY - dt.timedelta(days=60)  # 5 pieces of lists per kind
-    done = []
-    for _ in range(8):
-        checks = iter(range(1_000))  # each call: time for two windows' lists, then none
+    plan = lake / Plan.key(TODAY)
+
+    def listed() -> bool:
+        return plan.exists() and json.loads(plan.read_text())["groups"] is not None
+
+    pages = []
+    for _ in range(12):
+        checks = iter(range(10_000))  # each call: time for about 40 pages of lists, then none
         summary = await refresh(
             options(lake, fake.url),
             since=since,
-            remaining=lambda checks=checks: 100.0 if next(checks) < 3 else 1.0,  # type: ignore[misc]
+            remaining=lambda checks=checks: 100.0 if next(checks) < 40 or listed() else 1.0,  # type: ignore[misc]
             safety_margin=10.0,
         )
-        plan = lake / Plan.key(TODAY)
-        done.append(len(json.loads(plan.read_text())["done"]) if plan.exists() else None)
+        pages.append(summary.list_pages)
         if summary.status == "ok":
             break
-    assert done[-1] is None and len(done) > 2  # it took several calls, and finished
-    assert all(a < b for a, b in itertools.pairwise(done[:-1]))  # each read more
+        assert summary.status == "incomplete" and plan.exists()
+        assert json.loads(plan.read_text())["window"]["start"] == since.isoformat()
+    assert not plan.exists() and len(pages) > 2  # it took several calls, and finished
+    assert all(pages[:-1])  # each read more pages, never the same again (no progress: exit 2)
 
 
 async def test_a_title_ingested_by_find_alone_is_deleted_when_find_no_longer_knows_it(

@@ -13,6 +13,11 @@ When the client finds TMDB unreachable (:class:`~tmdb_async.errors.TmdbUnreachab
 breaker), the run halts: the producer starts no more ids, the workers leave the ids they
 hold without a home (never ``failed``: nothing was learned about them), the chunks already
 resolved are committed, and the chunks holding those ids stay open for the next run.
+
+At the deadline (less than ``margin`` seconds left) nothing new is asked: the producer stops
+reading, workers hand back the ids they have not started (the continuation asks them), and
+the requests in flight finish and are committed with their chunks, cut short. So a stop and
+its continuation ask TMDB what one run would, and what the run learned is saved.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class Chunk:
     closed: bool = False
     records: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     sidecar: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    unchanged: list[int] = field(default_factory=list)  # resolved, nothing to write
 
     @property
     def complete(self) -> bool:
@@ -57,6 +63,7 @@ class Counts:
     invalid: int = 0
     failed: int = 0
     deleted: int = 0
+    still_deleted: int = 0
     kept: int = 0
     skipped: int = 0
     replaced: int = 0
@@ -109,6 +116,7 @@ class ChunkedRun:
         self.sidecars: list[str] = []
         self.held_failures: list[dict[str, Any]] = []
         self.stopped_at: int | None = None
+        self.handed_back: list[int] = []  # positions not started at the deadline
         self.cursor = settings.offset  # position after the last id read
         self.finished = False
         self.unreachable: TmdbUnreachable | None = None  # why the run halted, if it did
@@ -170,6 +178,10 @@ class ChunkedRun:
                     log.info("%s: not starting ids from position %d", why, entry.position)
                     return
                 chunk = self.open[entry.position] = Chunk(entry.position)
+            elif self._out_of_time():  # the chunk so far is committed as it is
+                self.stopped_at = entry.position
+                log.info("deadline near: not starting ids from position %d", entry.position)
+                break
             chunk.expected += 1
             self.cursor = entry.position + 1
             if entry.problem is not None:
@@ -187,9 +199,10 @@ class ChunkedRun:
                 chunk.resolved += 1
             else:
                 await self.queue.put((chunk, entry))
+        else:
+            self.finished = True
         if chunk is not None:
             await self._close(chunk)
-        self.finished = True
 
     async def _close(self, chunk: Chunk) -> None:
         chunk.closed = True
@@ -201,6 +214,12 @@ class ChunkedRun:
             chunk, entry = job
             if self._halted():
                 continue  # left without a home: its chunk stays open for the next run
+            if self._out_of_time():  # not started: the continuation asks it
+                chunk.expected -= 1
+                self.handed_back.append(entry.position)
+                if chunk.complete:
+                    self.ready.put_nowait(chunk)
+                continue
             try:
                 result = await self.client.lookup(entry.imdb_id)
             except TmdbUnreachable as exc:
@@ -219,6 +238,8 @@ class ChunkedRun:
                 elif isinstance(result, NotFound):
                     outcome = {"outcome": "not_found", "reason": result.reason}
                     chunk.sidecar.append((entry.position, {"imdb_id": entry.imdb_id, **outcome}))
+                elif isinstance(result, Deleted) and result.again:
+                    chunk.unchanged.append(entry.position)  # its deleted entry stands
                 elif isinstance(result, Deleted):
                     path = f"/3/{result.media_type}/{result.tmdb_id}"
                     outcome = {
@@ -249,25 +270,26 @@ class ChunkedRun:
         for chunk in batch:
             chunk.records.sort(key=lambda pair: pair[0])
             chunk.sidecar.sort(key=lambda pair: pair[0])
-        done = await self.ledger.commit(
-            [
-                ([record for _, record in c.records], [entry for _, entry in c.sidecar])
-                for c in batch
-            ],
-            shape=self.shape,
-            fmt=self.settings.output_format,
-            stem=self.stem,
-        )
-        # Only now are the chunks done: a commit cut off by the deadline leaves them open,
-        # and next_offset points at the first.
-        folder = self.ledger.folder
-        self.files += [self.ledger.store.url(f"{folder}/{name}") for name in done.data_files]
-        if done.sidecar_file:
-            self.sidecars.append(self.ledger.store.url(f"{folder}/{done.sidecar_file}"))
-        self.counts.replaced += done.replaced
-        self.counts.held += len(done.held)
-        held = set(done.held)
-        self.held_failures += [e for c in batch for _, e in c.sidecar if e["imdb_id"] in held]
+        if any(c.records or c.sidecar for c in batch):
+            done = await self.ledger.commit(
+                [
+                    ([record for _, record in c.records], [entry for _, entry in c.sidecar])
+                    for c in batch
+                ],
+                shape=self.shape,
+                fmt=self.settings.output_format,
+                stem=self.stem,
+            )
+            # Only now are the chunks done: a commit cut off by the deadline leaves them
+            # open, and next_offset points at the first.
+            folder = self.ledger.folder
+            self.files += [self.ledger.store.url(f"{folder}/{name}") for name in done.data_files]
+            if done.sidecar_file:
+                self.sidecars.append(self.ledger.store.url(f"{folder}/{done.sidecar_file}"))
+            self.counts.replaced += done.replaced
+            self.counts.held += len(done.held)
+            held = set(done.held)
+            self.held_failures += [e for c in batch for _, e in c.sidecar if e["imdb_id"] in held]
         for chunk in batch:
             del self.open[chunk.first]
             self.room.release()
@@ -279,8 +301,16 @@ class ChunkedRun:
                 self._done(position)
             for position, _ in chunk.sidecar:
                 self._done(position)
+            self.counts.still_deleted += len(chunk.unchanged)
+            for position in chunk.unchanged:
+                self._done(position)
             for _, record in chunk.records:
                 self.titles.learn(record, self.profile)
+            for _, entry in chunk.sidecar:
+                if entry["outcome"] == "deleted":  # kept, marked: a restore is refreshed
+                    self.titles.learn_deleted(
+                        entry["imdb_id"], entry["media_type"], entry["tmdb_id"], self.profile
+                    )
         # Only once the chunks are done: a deadline during this write leaves nothing open.
         if self.titles.pending >= FLUSH_AT:
             await self.titles.flush_quietly()
@@ -288,6 +318,7 @@ class ChunkedRun:
     def next_offset(self) -> int | None:
         """First position not accounted for; None when the whole slice is done."""
         pending = [start for start, chunk in self.open.items() if chunk.expected]
+        pending += self.handed_back
         if self.stopped_at is not None:
             pending.append(self.stopped_at)
         elif not self.finished:

@@ -85,6 +85,9 @@ class Title(Protocol):
     @property
     def narrow(self) -> bool: ...
 
+    @property
+    def deleted(self) -> bool: ...
+
 
 class Titles(Protocol):
     """What the client asks the id map (:class:`tmdb_async.idmap.LakeIdMap`)."""
@@ -119,10 +122,12 @@ class NotFound:
 
 @dataclass(frozen=True, slots=True)
 class Deleted:
-    """A title of the lake whose details TMDB now answers with 404 (a refresh's finding)."""
+    """A title of the lake whose details TMDB now answers with 404 (a refresh's finding).
+    ``again``: the id map already had it as deleted (watched): nothing new to write."""
 
     media_type: MediaType
     tmdb_id: int
+    again: bool = False
 
 
 class LookupFailed(Exception):
@@ -572,6 +577,8 @@ class TmdbClient:
         safe = imdb_id if imdb_id.isascii() and imdb_id.isalnum() else quote(imdb_id, safe="")
         titles = self._titles
         known = titles.get(imdb_id) if titles is not None else None
+        if known is not None and known.deleted and not self._deleted_on_404:
+            known = None  # a removed title is no shortcut: asked as if new
         if (
             known is not None
             and opts.detail == "full"
@@ -595,6 +602,8 @@ class TmdbClient:
             if details is not None and _confirms(details, imdb_id, media_type):
                 self.stats.by_map += 1
                 return _found(details, imdb_id, media_type)
+            if gone and known.deleted:  # watched since TMDB removed it: still removed
+                return Deleted(media_type, tmdb_id, again=True)
             self.stats.map_stale += 1
             # A refresh's 404 asks /find only: by IMDb id a removed movie 404s too.
             result = await self._look_up(imdb_id, safe, direct=not gone)
@@ -611,6 +620,8 @@ class TmdbClient:
         if self._deleted_on_404 and known is not None and isinstance(result, NotFound):
             # A title of the lake fetched by /find alone (``--detail find``): /find no
             # longer finding it is how TMDB says it removed it.
+            if known.deleted:
+                return Deleted(known.media_type, known.tmdb_id, again=True)
             titles.forget(imdb_id)  # type: ignore[union-attr]
             self.stats.deleted += 1
             return Deleted(known.media_type, known.tmdb_id)

@@ -25,13 +25,25 @@ one execution are in one batch each, so its siblings' lessons are of no use to a
 Each title also keeps its :class:`~tmdb_async.shape.Profile`, the settings its record was
 last fetched with, so that a refresh fetches it again the same way (``tmdb_async.refresh``).
 
+A title TMDB removed stays in the map, marked ``deleted``: the refresh keeps watching its
+TMDB id, so when a change list names it again it is asked once by that id, and a restored
+title becomes a record again (a deleted title is never a shortcut for a run).
+
+What the lake knows of a title has one rule, :func:`lake_titles`: its latest answer from
+TMDB in the date folders' ledgers (a record, ``deleted`` or ``not_found``; a failure is no
+answer), with the profile of the run that wrote it (the manifest whose settings make the
+commit's shape: every run writes its manifest before its first commit, killed runs too).
+:func:`repair` (each refresh, for the titles the map lacks) and :func:`rebuild` (``idmap``)
+both use it.
+
 File format: a magic line, a JSON header line (``count``, ``merged`` segment names,
 ``profiles``), then ``count`` little-endian uint32 IMDb numbers, sorted, and as many uint64
-values ``tmdb_id << 10 | profile << 2 | narrow << 1 | tv`` (``profile`` indexes the header's
-list; 255: unknown). ``narrow`` marks a series learned by a ``--kind tv`` run, which never
-looked for a movie of the same IMDb id (``--kind auto`` prefers the movie, so it does not use
-such an entry). Value 0 is a tombstone, kept in segments only: forget the title. 12 bytes a
-title: 300,000 titles take 3.6 MB.
+values ``deleted << 50 | tmdb_id << 10 | profile << 2 | narrow << 1 | tv`` (``profile``
+indexes the header's list; 255: unknown; TMDB ids stay below 2**40). ``narrow`` marks a series
+learned by a ``--kind tv`` run, which never looked for a movie of the same IMDb id (``--kind
+auto`` prefers the movie, so it does not use such an entry). Value 0 is a tombstone, kept in
+segments only: forget the title. 12 bytes a title: 300,000 titles take 3.6 MB. Version 2
+(no ``deleted`` bit) is read as it is; version 1 as described in :meth:`IdMap.decode`.
 """
 
 from __future__ import annotations
@@ -43,13 +55,14 @@ import sys
 import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from ._homes import Home
 from .errors import InputError, StorageError
 from .ids import canonical_form, canonical_number
-from .ledger import latest_homes
+from .ledger import date_folders, latest_homes
 from .shape import Profile
 from .storage import Conflict, Store
 from .writer import RAW_FOLDER, STATE_FOLDER, data_file_date, decode_file
@@ -68,7 +81,8 @@ READ_AT_MOST: Final = 64
 FLUSH_AT: Final = 5_000
 """Titles learned before a run writes a segment mid-run (and at its end, whatever is left)."""
 
-_MAGIC: Final = b"tmdb-ingest idmap 2\n"
+_MAGIC: Final = b"tmdb-ingest idmap 3\n"
+_MAGIC_2: Final = b"tmdb-ingest idmap 2\n"  # read, never written: the same, with no deleted bit
 _MAGIC_1: Final = b"tmdb-ingest idmap 1\n"  # read, never written: uint32 values, no profiles
 _LIMIT: Final = 2**40  # TMDB ids: far above any there is, within the uint64 values
 _TV: Final = 1
@@ -77,6 +91,7 @@ _PROFILE_SHIFT: Final = 2
 _PROFILE_MASK: Final = 0xFF << _PROFILE_SHIFT
 _UNKNOWN: Final = 255  # a title whose profile did not fit the table (or was not known)
 _ID_SHIFT: Final = 10
+_DELETED: Final = 1 << 50  # above every TMDB id << _ID_SHIFT (_LIMIT)
 _FORGOTTEN: Final = 0
 _CONTENT_TYPE: Final = "application/octet-stream"
 
@@ -89,6 +104,7 @@ class Title:
     tmdb_id: int
     narrow: bool = False  # a series learned by a --kind tv run: --kind auto does not use it
     profile: Profile | None = None  # how its record was last fetched; None: not known
+    deleted: bool = False  # TMDB removed it: watched by its TMDB id, never a shortcut
 
 
 def _column() -> array[int]:
@@ -141,9 +157,10 @@ class IdMap:
         index = (value & _PROFILE_MASK) >> _PROFILE_SHIFT
         return Title(
             "tv" if value & _TV else "movie",
-            value >> _ID_SHIFT,
+            (value & (_DELETED - 1)) >> _ID_SHIFT,
             bool(value & _NARROW),
             self.profiles[index] if index < len(self.profiles) else None,
+            bool(value & _DELETED),
         )
 
     def items(self) -> Iterator[tuple[int, int]]:
@@ -169,9 +186,12 @@ class IdMap:
         tmdb_id: object,
         narrow: bool = False,
         profile: Profile | None = None,
+        deleted: bool = False,
     ) -> bool:
         """Record a title; False (nothing kept) for what the columns cannot hold."""
-        packed = _pack(imdb_id, media_type, tmdb_id, narrow, self.profile_index(profile))
+        packed = _pack(
+            imdb_id, media_type, tmdb_id, narrow, self.profile_index(profile), deleted=deleted
+        )
         if packed is None:
             return False
         self._set(*packed)
@@ -238,7 +258,7 @@ class IdMap:
         """The map in ``raw`` and the segment names its header says it merged."""
         try:
             version_1 = raw.startswith(_MAGIC_1)
-            if not (version_1 or raw.startswith(_MAGIC)):
+            if not (version_1 or raw.startswith(_MAGIC) or raw.startswith(_MAGIC_2)):
                 raise ValueError("not an id map")
             end = raw.index(b"\n", len(_MAGIC))
             header: Mapping[str, Any] = json.loads(raw[len(_MAGIC) : end])
@@ -283,6 +303,8 @@ def _pack(
     tmdb_id: object,
     narrow: bool = False,
     profile: int = _UNKNOWN,
+    *,
+    deleted: bool = False,
 ) -> tuple[int, int] | None:
     """(IMDb number, packed value), or None for what the columns cannot hold."""
     number = canonical_number(imdb_id)
@@ -296,7 +318,8 @@ def _pack(
         return None
     tv = media_type == "tv"
     flags = (_NARROW if tv and narrow else 0) | (_TV if tv else 0)
-    return number, tmdb_id << _ID_SHIFT | profile << _PROFILE_SHIFT | flags
+    mark = _DELETED if deleted else 0
+    return number, mark | tmdb_id << _ID_SHIFT | profile << _PROFILE_SHIFT | flags
 
 
 def _imdb_elsewhere(record: Mapping[str, Any]) -> bool:
@@ -423,15 +446,29 @@ class LakeIdMap:
         if title is not None:
             self._lesson(*title, narrow=profile.kind == "tv", profile=profile)
 
-    def adopt(self, record: Mapping[str, Any], profile: Profile | None) -> bool:
-        """Know the title of a record already in the lake, in this run too (unlike
-        :meth:`learn`), and write it to the next segment: :func:`repair`'s way in."""
-        title = _title_of(record)
-        narrow = profile is None or profile.kind == "tv"
-        if title is None or not self._known.add(*title, narrow, profile):
+    def adopt(self, imdb_id: str, title: Title) -> bool:
+        """Know ``title`` (what the lake holds of ``imdb_id``, :func:`lake_titles`) in this
+        run too (unlike :meth:`learn`), and write it to the next segment: :func:`repair`'s
+        way in."""
+        fields = (imdb_id, title.media_type, title.tmdb_id, title.narrow, title.profile)
+        if not self._known.add(*fields, deleted=title.deleted):
             return False
-        self._lesson(*title, narrow=narrow, profile=profile)
+        self._lesson(*fields[:3], narrow=title.narrow, profile=title.profile, deleted=title.deleted)
         return True
+
+    def learn_deleted(
+        self, imdb_id: str, media_type: str, tmdb_id: object, profile: Profile
+    ) -> None:
+        """Note that TMDB removed the title ``imdb_id`` (its details answer 404 and ``/find``
+        no longer finds it): kept, marked deleted, so a refresh still watches its TMDB id."""
+        self._lesson(
+            imdb_id,
+            media_type,
+            tmdb_id,
+            narrow=profile.kind == "tv",
+            profile=profile,
+            deleted=True,
+        )
 
     def _lesson(
         self,
@@ -441,9 +478,10 @@ class LakeIdMap:
         *,
         narrow: bool,
         profile: Profile | None,
+        deleted: bool = False,
     ) -> None:
         index = self._pending_profiles.profile_index(profile)
-        packed = _pack(imdb_id, media_type, tmdb_id, narrow=narrow, profile=index)
+        packed = _pack(imdb_id, media_type, tmdb_id, narrow=narrow, profile=index, deleted=deleted)
         if packed is not None:
             self._note(*packed)
 
@@ -479,72 +517,157 @@ class LakeIdMap:
 
 
 _MANIFEST: Final = re.compile(rf"^{RAW_FOLDER}/\d{{4}}/\d{{2}}/\d{{2}}/_manifests/[^/]+\.json$")
+_ANSWERS: Final = frozenset({"record", "deleted", "not_found"})
+"""Outcomes that are TMDB's answer about a title; a failure or an invalid id says nothing."""
 
 
-async def _profiles_of_files(store: Store, manifests: list[str]) -> dict[str, Profile]:
-    """Data file key → the profile of the run whose manifest lists it (a file rewritten by a
-    later commit keeps its name and its first run's records)."""
-    found: dict[str, Profile] = {}
-    for key in sorted(manifests):
-        raw = await store.get(key)
+async def _manifest_bodies(store: Store, keys: Iterable[str]) -> list[Mapping[str, Any]]:
+    found = []
+    for key in sorted(keys):
         try:
-            body = json.loads(raw or b"null")
-            profile = Profile.from_manifest(body["settings"])
-            files = [str(url).rsplit("/", 1)[-1] for url in body.get("files", [])]
-        except (ValueError, KeyError, TypeError, AttributeError):
+            body = json.loads(await store.get(key) or b"null")
+        except ValueError:
             continue
-        if profile is not None:
-            folder = key.rsplit("/_manifests/", 1)[0]
-            found.update({f"{folder}/{name}": profile for name in files})
+        if isinstance(body, Mapping) and isinstance(body.get("settings"), Mapping):
+            found.append(body)
     return found
 
 
+def _profiles_by_shape(manifests: Iterable[Mapping[str, Any]]) -> dict[str, Profile]:
+    """The shape a ledger commit names → the profile that makes it: the settings of the run
+    that wrote it, read from its manifest (written before its first commit, so a killed run
+    has one too). A shape is the digest of its profile, so any manifest of it will do."""
+    found: dict[str, Profile] = {}
+    for body in manifests:
+        profile = Profile.from_manifest(body["settings"])
+        if profile is not None:
+            found.setdefault(profile.shape, profile)
+    return found
+
+
+def _profiles_by_file(folder: str, manifests: Iterable[Mapping[str, Any]]) -> dict[str, Profile]:
+    """Data file key → the profile of the finished run whose manifest lists it: for a folder
+    written before the ledger, whose files name no shape."""
+    found: dict[str, Profile] = {}
+    for body in manifests:
+        profile = Profile.from_manifest(body["settings"])
+        files = body.get("files")
+        if profile is not None and isinstance(files, list):
+            found.update({f"{folder}/{str(url).rsplit('/', 1)[-1]}": profile for url in files})
+    return found
+
+
+def _narrow(profile: Profile | None) -> bool:
+    return profile is None or profile.kind == "tv"
+
+
+async def lake_titles(
+    store: Store, wanted: Callable[[str], bool], *, unledgered: bool = False
+) -> AsyncIterator[tuple[str, Title]]:
+    """What the lake knows of each title ``wanted`` accepts: the one rule of the map.
+
+    An id's latest answer from TMDB over the date folders' ledgers, oldest folder first: a
+    record (its TMDB id and type, from its data file), ``deleted`` (from its sidecar entry,
+    which names them: the title stays, marked deleted) or ``not_found`` (no title). A
+    failure or an invalid id is no answer: the answer before it stands. The profile is that
+    of the run whose commit wrote it: the manifest of the same folder whose settings make
+    the commit's shape. Titles TMDB files under another IMDb id are left out (see
+    :func:`_imdb_elsewhere`). Files are read only for the ids ``wanted``, each file once.
+
+    ``unledgered``: first the folders written before the ledger (data files only, every
+    record, the newer file winning); a ledgered folder's answer wins over them.
+    :func:`rebuild` reads them, a refresh's :func:`repair` does not (it would read them all
+    at every refresh).
+    """
+    listed = await store.list(f"{RAW_FOLDER}/")
+    ledgered = set(await date_folders(store, RAW_FOLDER))
+    manifests_of: dict[str, list[str]] = {}
+    for key in listed:
+        if _MANIFEST.match(key):
+            manifests_of.setdefault(key.rsplit("/_manifests/", 1)[0], []).append(key)
+    older: dict[str, Title] = {}  # from unledgered folders
+    if unledgered:
+        for key in sorted(k for k in listed if data_file_date(k) is not None):
+            folder = key.rsplit("/", 1)[0]
+            if folder in ledgered:
+                continue
+            bodies = await _manifest_bodies(store, manifests_of.get(folder, []))
+            profile = _profiles_by_file(folder, bodies).get(key)
+            for record in await _read_items(store, key):
+                found = _title_of(record)
+                if found is not None and wanted(found[0]):
+                    title = _checked(*found, profile, deleted=False)
+                    if title is not None:
+                        older[found[0]] = title
+    latest: dict[str, tuple[str, Home]] = {}
+    async for folder, homes in latest_homes(store, RAW_FOLDER):
+        for imdb_id, home in homes.items():
+            if home.outcome in _ANSWERS and wanted(imdb_id):
+                latest[imdb_id] = (folder, home)
+    for imdb_id, title in older.items():
+        if imdb_id not in latest:
+            yield imdb_id, title
+    older.clear()
+    by_file: dict[tuple[str, str], dict[str, str]] = {}  # (folder, file) -> id -> shape
+    for imdb_id, (folder, home) in latest.items():
+        if home.outcome != "not_found":
+            by_file.setdefault((folder, home.file), {})[imdb_id] = home.shape
+    latest.clear()
+    shapes: dict[str, dict[str, Profile]] = {}
+    for (folder, name), ids in sorted(by_file.items()):
+        if folder not in shapes:
+            bodies = await _manifest_bodies(store, manifests_of.get(folder, []))
+            shapes = {folder: _profiles_by_shape(bodies)}  # folders come in order
+        for item in await _read_items(store, f"{folder}/{name}"):
+            shape = ids.pop(str(item.get("imdb_id")), None)
+            if shape is None:
+                continue
+            profile = shapes[folder].get(shape)
+            if item.get("outcome") == "deleted":  # a sidecar entry names what TMDB removed
+                found = (str(item["imdb_id"]), item.get("media_type"), item.get("tmdb_id"))
+                title = _checked(*found, profile, deleted=True)
+            elif "outcome" not in item and (found := _title_of(item)) is not None:
+                title = _checked(*found, profile, deleted=False)
+            else:
+                continue
+            if title is not None:
+                yield found[0], title
+
+
+def _checked(
+    imdb_id: str, media_type: object, tmdb_id: object, profile: Profile | None, *, deleted: bool
+) -> Title | None:
+    """The :class:`Title` of what a file says, or None for what the map cannot hold."""
+    if _pack(imdb_id, str(media_type), tmdb_id) is None:
+        return None
+    narrow = profile is None or profile.kind == "tv"
+    return Title(media_type, tmdb_id, narrow, profile, deleted)  # type: ignore[arg-type]
+
+
+async def _read_items(store: Store, key: str) -> list[dict[str, Any]]:
+    """The records (or sidecar entries) of a file; none when it is gone or unreadable."""
+    raw = await store.get(key)
+    if raw is None:
+        return []  # emptied by a commit since the listing: its ids live elsewhere now
+    try:
+        return [item for item in decode_file(key, raw) if isinstance(item, dict)]
+    except ValueError as exc:
+        log.warning("%s: skipped, not a data file (%s)", store.url(key), exc)
+        return []
+
+
 async def repair(titles: LakeIdMap, store: Store) -> int:
-    """Teach ``titles`` every title whose latest outcome in the lake is a record and which
-    it does not know; return how many it learned.
+    """Teach ``titles`` every title of the lake (:func:`lake_titles`) it does not know;
+    return how many it learned.
 
     The map is a cache: a run killed before its last segment, a segment that could not be
     written, a damaged base, all leave titles of the lake out of it. A refresh keeps only
-    the titles the map knows, so it repairs the map first: one pass over the date folders'
-    ledgers (latest outcome of each id), then the data files holding the missing ones, with
-    the profiles their runs' manifests name. Titles TMDB files under another IMDb id are
-    never learned (see :func:`_imdb_elsewhere`), so their files are read again each time;
-    they are few."""
-    missing: dict[str, str] = {}  # imdb id -> data file key of its latest record
-    async for folder, homes in latest_homes(store, RAW_FOLDER):
-        for imdb_id, home in homes.items():
-            if home.outcome != "record":
-                missing.pop(imdb_id, None)
-            elif titles.get(imdb_id) is None:
-                missing[imdb_id] = f"{folder}/{home.file}"
-            else:
-                missing.pop(imdb_id, None)
-    if not missing:
-        return 0
-    by_file: dict[str, set[str]] = {}
-    for imdb_id, key in missing.items():
-        by_file.setdefault(key, set()).add(imdb_id)
-    folders = {key.rsplit("/", 1)[0] for key in by_file}
-    manifests = [
-        k
-        for folder in sorted(folders)
-        for k in await store.list(f"{folder}/_manifests/")
-        if _MANIFEST.match(k)
-    ]
-    profiles = await _profiles_of_files(store, manifests)
+    the titles the map knows, so it repairs the map first, by the rule :func:`rebuild`
+    follows too. Titles TMDB files under another IMDb id are never learned, so their files
+    are read again each time; they are few."""
     learned = 0
-    for key, wanted in sorted(by_file.items()):
-        raw = await store.get(key)
-        if raw is None:
-            continue
-        try:
-            records = decode_file(key, raw)
-        except ValueError as exc:
-            log.warning("%s: skipped, not a data file (%s)", store.url(key), exc)
-            continue
-        for record in records:
-            if record.get("imdb_id") in wanted and titles.adopt(record, profiles.get(key)):
-                learned += 1
+    async for imdb_id, title in lake_titles(store, lambda i: titles.get(i) is None):
+        learned += titles.adopt(imdb_id, title)
     if learned:
         log.warning("id map: %d titles of the lake were missing from it, learned again", learned)
     return learned
@@ -559,47 +682,31 @@ class Rebuilt:
 
 
 async def rebuild(store: Store) -> Rebuilt:
-    """Learn the map again from every data file under ``Raw/TMDB/JSON/``, oldest date first
-    (newer records win), and write it as the base: for a lake ingested before the map
-    existed, or one whose map was lost. Reads each file once, one at a time.
+    """Learn the map again from the lake (:func:`lake_titles`, the rule :func:`repair`
+    follows too, plus the folders written before the ledger) and write it as the base: for
+    a lake ingested before the map existed, or one whose map was lost. Titles TMDB removed
+    stay, marked deleted, so a refresh still watches them.
 
-    Each title's profile (how it was fetched) comes from the manifest of the run that wrote
-    its file; a series is ``narrow`` when that run was ``--kind tv``. A file no manifest
-    names gives no profile, and its series are learned as ``narrow`` (whether its run looked
-    for movies is unknown). Raises :class:`~tmdb_async.errors.InputError` when there is no
-    data file at all (a mistyped destination must not replace a good map with an empty one)."""
+    Raises :class:`~tmdb_async.errors.InputError` when there is no data file at all (a
+    mistyped destination must not replace a good map with an empty one)."""
     names = sorted(k.rsplit("/", 1)[-1] for k in await store.list(SEGMENT_PREFIX))
     found = await store.read(BASE_KEY)
-    listed = await store.list(f"{RAW_FOLDER}/")
-    keys = sorted(k for k in listed if data_file_date(k) is not None)
+    keys = [k for k in await store.list(f"{RAW_FOLDER}/") if data_file_date(k) is not None]
     if not keys:
         raise InputError(
             f"{store.url(RAW_FOLDER)}/: no data files to learn the id map from; is the "
             "destination right?"
         )
-    profiles = await _profiles_of_files(store, [k for k in listed if _MANIFEST.match(k)])
     learned = IdMap()
-    files = 0
-    for key in keys:
-        raw = await store.get(key)
-        if raw is None:
-            continue  # emptied by a commit since the listing: its ids live elsewhere now
-        try:
-            records = decode_file(key, raw)
-        except ValueError as exc:
-            log.warning("%s: skipped, not a data file (%s)", store.url(key), exc)
-            continue
-        files += 1
-        profile = profiles.get(key)
-        for record in records:
-            if not _imdb_elsewhere(record):
-                learned.add(
-                    str(record.get("imdb_id")),
-                    str(record.get("media_type")),
-                    record.get("id"),
-                    narrow=profile is None or profile.kind == "tv",
-                    profile=profile,
-                )
+    async for imdb_id, title in lake_titles(store, lambda _: True, unledgered=True):
+        learned.add(
+            imdb_id,
+            title.media_type,
+            title.tmdb_id,
+            narrow=title.narrow,
+            profile=title.profile,
+            deleted=title.deleted,
+        )
     try:
         await store.write(
             BASE_KEY,
@@ -614,4 +721,4 @@ async def rebuild(store: Store) -> Rebuilt:
         ) from None
     for name in names:
         await store.delete(SEGMENT_PREFIX + name)
-    return Rebuilt(files, len(learned))
+    return Rebuilt(len(keys), len(learned))

@@ -15,10 +15,12 @@ TMDB unreachable (the client's breaker): no id starts after it, the chunks alrea
 are committed, the rest stay open for the next run, and the run raises
 :class:`~tmdb_async.errors.TmdbUnreachable` (exit 5) after recording it in the manifest.
 
-Deadline: no chunk starts once less than ``safety_margin`` seconds remain, in-flight work is
-cancelled at a third of it, and ``next_offset`` (``remaining_items`` for a batch) names the
-first id not accounted for. A continuation keeps what was committed, so nothing is fetched
-twice and nothing is skipped.
+Deadline: once less than ``safety_margin`` seconds remain no request starts (see
+:mod:`tmdb_async.chunks`); the requests in flight finish and are committed, the id map's
+lessons are saved, and ``next_offset`` (``remaining_items`` for a batch) names the first id
+not accounted for. Only what is still running at a third of the margin (a request stuck in
+retries) is cancelled. A continuation keeps what was committed, so nothing is fetched twice
+and nothing is skipped.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ Remaining = Callable[[], float]
 """Seconds left before the caller's deadline (for Lambda: the context's remaining time)."""
 
 _SAVE_SECONDS = 5.0  # at most, for the run's last id-map segment (a lost one costs requests)
+_SAVE_RESERVE = 0.25  # seconds of the deadline left after it (to return the result)
 
 
 def record_shape(settings: Settings) -> str:
@@ -245,7 +248,7 @@ class Engine:
         except TimeoutError:
             if not budget.expired():
                 error = TimeoutError("unexpected timeout")
-            log.warning("deadline reached: in-flight ids cancelled, their chunks stay open")
+            log.warning("deadline reached: ids still in retries cancelled, their chunks stay open")
         except BaseException as exc:  # recorded in the manifest, then re-raised
             error = _unwrap(exc)
         finally:
@@ -295,7 +298,8 @@ async def _id_map(store: Store, owner: str, settings: Settings, compact: bool) -
 
 async def _save_lessons(titles: LakeIdMap, remaining: Remaining | None) -> None:
     """The run's last id-map segment, within what is left of the caller's deadline."""
-    seconds = _SAVE_SECONDS if remaining is None else min(_SAVE_SECONDS, remaining() - 1.0)
+    left = None if remaining is None else remaining() - _SAVE_RESERVE
+    seconds = _SAVE_SECONDS if left is None else min(_SAVE_SECONDS, left)
     if seconds <= 0:
         log.warning("no time left to save %d id-map titles", titles.pending)
         return

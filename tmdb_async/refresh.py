@@ -20,8 +20,11 @@ processing date D (today or earlier, UTC):
    :class:`~tmdb_async.shape.Profile`), into D's folder through the same engine as ``run``
    (:meth:`~tmdb_async.pipeline.Engine.ingest`): at most 100 records per file, exactly once,
    the same record shape. A title whose details answer 404 and whose IMDb id ``/find`` no
-   longer finds is a ``deleted`` sidecar entry with its TMDB id, and leaves the id map (a
-   404 alone can be a merge: ``/find`` then names the new title, which is fetched);
+   longer finds is a ``deleted`` sidecar entry with its TMDB id (a 404 alone can be a merge:
+   ``/find`` then names the new title, which is fetched). It stays in the id map, marked
+   deleted: when a change list names its TMDB id again it is asked once by that id, and a
+   title TMDB restored is a record again (one still removed writes nothing: its entry
+   stands, ``still_deleted``);
 4. once every title is accounted for, moves the state to the window's last day (never back,
    and not past a day never read: a ``--since`` after a gap leaves it), carrying the titles
    that failed to the next refresh.
@@ -110,9 +113,10 @@ class RefreshSummary:
     """What a refresh did: the CLI's ``--json`` line and the Lambda result.
 
     ``changed`` counts the distinct ids of the change lists, ``in_lake`` those the id map
-    holds (what the refresh accounts for: ``records`` + ``deleted`` + ``not_found`` +
-    ``failed`` + ``kept``). ``requests`` are every request to TMDB, ``list_pages`` of them
-    for the change lists.
+    holds (what the refresh accounts for: ``records`` + ``deleted`` + ``still_deleted`` +
+    ``not_found`` + ``failed`` + ``kept``; ``still_deleted``: titles TMDB had removed, listed
+    again, asked once by their TMDB id and still removed). ``requests`` are every request to
+    TMDB, ``list_pages`` of them for the change lists.
     """
 
     dest: str
@@ -124,6 +128,7 @@ class RefreshSummary:
     in_lake: int = 0
     records: int = 0
     deleted: int = 0
+    still_deleted: int = 0
     not_found: int = 0
     failed: int = 0
     kept: int = 0
@@ -159,7 +164,7 @@ class RefreshSummary:
 
     def add(self, part: Summary) -> None:
         """Count one profile's run in."""
-        for name in ("records", "deleted", "not_found", "failed", "kept"):
+        for name in ("records", "deleted", "still_deleted", "not_found", "failed", "kept"):
             setattr(self, name, getattr(self, name) + getattr(part, name))
         self.files += part.files
         self.sidecars += part.sidecars
@@ -300,6 +305,8 @@ class Plan:
     truncated: list[dict[str, Any]] = field(default_factory=list)
     groups: list[dict[str, Any]] | None = None  # {"profile", "media_type", "ids"}
     odd_items: int = 0  # change-list items without an integer id, in the pieces read
+    # Pieces read in part: "kind/start/end" of a request window -> {"total", "read" pages}
+    pages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @staticmethod
     def key(date: dt.date) -> str:
@@ -325,6 +332,10 @@ class Plan:
                 [dict(cut) for cut in body["truncated"]],
                 None if body["groups"] is None else [_group(g) for g in body["groups"]],
                 int(body.get("odd_items", 0)),  # absent from plans saved before it existed
+                {
+                    str(key): {"total": int(part["total"]), "read": [int(p) for p in part["read"]]}
+                    for key, part in body.get("pages", {}).items()
+                },
             )
             if plan.window.end != date - _DAY or plan.window.days < 1:
                 raise ValueError("its window does not end the day before its date")
@@ -344,6 +355,7 @@ class Plan:
             "truncated": self.truncated,
             "groups": self.groups,
             "odd_items": self.odd_items,
+            "pages": self.pages,
         }
         await store.put(self.key(self.date), json.dumps(body).encode(), "application/json")
 
@@ -394,22 +406,144 @@ def _group(data: Mapping[str, Any]) -> dict[str, Any]:
 # --- the change lists ----------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Piece:
-    ids: set[int] = field(default_factory=set)
-    truncated: list[dict[str, Any]] = field(default_factory=list)
-    odd_items: int = 0  # list items without an integer id: counted, never silently dropped
+SAVE_PAGES: Final = 100
+"""Change-list pages read between two saves of the plan (and at every stop)."""
 
 
-async def read_piece(client: TmdbClient, kind: MediaType, window: Window) -> _Piece:
-    """Every TMDB id one change list holds for ``window`` (at most 14 days)."""
-    piece = _Piece()
-    await _read_window(client, kind, window, piece)
-    return piece
+def _page_key(kind: MediaType, window: Window) -> str:
+    return f"{kind}/{window.start.isoformat()}/{window.end.isoformat()}"
 
 
-async def _read_window(client: TmdbClient, kind: MediaType, window: Window, piece: _Piece) -> None:
-    first = await _page(client, kind, window, 1)
+class _Lister:
+    """Reads a plan's change-list pages: never one again that a save of the plan holds,
+    none started once ``stop()`` says the deadline is near (the ones in flight finish), at
+    most ``concurrency`` at once per request window. What it read goes into the plan, with
+    the lake's titles it named, at :meth:`save`: every :data:`SAVE_PAGES` pages, after each
+    14-day window and when it stops, so a refresh cut off anywhere continues from its plan."""
+
+    def __init__(
+        self,
+        client: TmdbClient,
+        plan: Plan,
+        *,
+        titles: LakeIdMap | None = None,
+        store: Store | None = None,
+        stop: Callable[[], bool] = lambda: False,
+        concurrency: int = 20,
+        map_ready: Awaitable[int] | None = None,
+    ) -> None:
+        self.client, self.plan, self.titles, self.store = client, plan, titles, store
+        self.stop = stop
+        self.concurrency = max(1, concurrency)
+        self.map_ready = map_ready
+        self.totals = {k: int(v["total"]) for k, v in plan.pages.items()}
+        self.read = {k: set(v["read"]) for k, v in plan.pages.items()}
+        self.ids: dict[MediaType, set[int]] = {k: set() for k in KINDS}  # not in the plan yet
+        self.truncated: list[dict[str, Any]] = []
+        self.odd_items = 0  # items without an integer id, not in the plan yet
+        self.completed: list[list[str]] = []
+        self.pages = 0  # read by this call
+        self.unsaved = 0
+        self._saving = asyncio.Lock()
+
+    async def piece(self, kind: MediaType, window: Window) -> bool:
+        """Read one piece (at most 14 days); True when every page of it is read."""
+        whole = await self._window(kind, window)
+        if whole:
+            self.completed.append([kind, window.start.isoformat(), window.end.isoformat()])
+        return whole
+
+    async def _window(self, kind: MediaType, window: Window) -> bool:
+        key = _page_key(kind, window)
+        read = self.read.setdefault(key, set())
+        total = self.totals.get(key)
+        if total is None:
+            if self.stop():
+                return False
+            first = await _page(self.client, kind, window, 1)
+            total = self.totals[key] = _total_pages(first, kind, window)
+            if total <= MAX_PAGE or window.days == 1:
+                self._take(first, kind, window, 1)
+                if total > MAX_PAGE:
+                    self.truncated.append(_cut(first, kind, window, total))
+            read.add(1)
+            await self._counted()
+        if total > MAX_PAGE and window.days > 1:
+            log.info("%s changes %s: %d pages, read in halves", kind, window.as_json(), total)
+            whole = True
+            for half in window.halves():
+                whole = await self._window(kind, half) and whole
+            return whole
+        last = min(total, MAX_PAGE)
+        todo = iter([page for page in range(2, last + 1) if page not in read])
+
+        async def worker() -> None:
+            for page in todo:
+                if self.stop():
+                    return
+                data = await _page(self.client, kind, window, page)
+                self._take(data, kind, window, page)
+                read.add(page)
+                await self._counted()
+
+        async with _first_error(), asyncio.TaskGroup() as group:
+            # Both kinds read at once: half the connections each.
+            for _ in range(min(max(1, self.concurrency // len(KINDS)), last - len(read))):
+                group.create_task(worker())
+        return len(read) >= last
+
+    def _take(self, data: Mapping[str, Any], kind: MediaType, window: Window, page: int) -> None:
+        ids, odd = _ids(data, kind, window, page)
+        self.ids[kind].update(ids)
+        self.odd_items += odd
+
+    async def _counted(self) -> None:
+        self.pages += 1
+        self.unsaved += 1
+        if self.unsaved >= SAVE_PAGES and not self._saving.locked():
+            await self.save()
+
+    async def save(self) -> None:
+        """Move what was read into the plan (the lake's titles its ids name), then save it."""
+        if self.titles is None or self.store is None:
+            return
+        async with self._saving:
+            if self.map_ready is not None:
+                await self.map_ready
+            # From here to the plan's encoding nothing awaits: the pages and ids saved agree.
+            plan, ids, self.ids = self.plan, self.ids, {k: set() for k in KINDS}
+            self.unsaved = 0
+            known = set(plan.selected)
+            for kind in KINDS:
+                plan.changed[kind] = plan.changed.get(kind, 0) + len(ids[kind])
+                plan.selected += [
+                    i for i in in_lake(self.titles, kind, ids[kind]) if i not in known
+                ]
+                known.update(plan.selected)
+            plan.truncated += self.truncated
+            self.truncated = []
+            plan.odd_items += self.odd_items
+            self.odd_items = 0
+            for kind, start, end in self.completed:  # whole pieces: their pages are done
+                plan.done.append([kind, start, end])
+                inside = Window(dt.date.fromisoformat(start), dt.date.fromisoformat(end))
+                for key in [k for k in self.totals if _within(k, kind, inside)]:
+                    del self.totals[key]
+                    self.read.pop(key, None)
+            self.completed = []
+            plan.pages = {
+                key: {"total": total, "read": sorted(self.read.get(key, ()))}
+                for key, total in self.totals.items()
+            }
+            await plan.save(self.store)
+
+
+def _within(key: str, kind: MediaType, window: Window) -> bool:
+    k, start, end = key.split("/")
+    return k == kind and window.start.isoformat() <= start and end <= window.end.isoformat()
+
+
+def _total_pages(first: Mapping[str, Any], kind: MediaType, window: Window) -> int:
     total = first.get("total_pages")
     if total == 0 and type(total) is int:
         # An empty list, the way TMDB's other paged endpoints answer one (page 1 of 0):
@@ -420,37 +554,39 @@ async def _read_window(client: TmdbClient, kind: MediaType, window: Window, piec
             f"TMDB /3/{kind}/changes {window.start}..{window.end}: no page count "
             f"(total_pages {str(total)[:20]!r})"
         )
-    if total > MAX_PAGE and window.days > 1:
-        log.info("%s changes %s: %d pages, read in halves", kind, window.as_json(), total)
-        for half in window.halves():
-            await _read_window(client, kind, half, piece)
-        return
-    piece.ids.update(_ids(first, kind, window, 1, piece))
-    last = min(total, MAX_PAGE)
-    if total > MAX_PAGE:
-        results = first.get("total_results")
-        log.warning(
-            "%s changes of %s: %s ids in %d pages, TMDB serves 500; the rest is unknown",
-            kind,
-            window.start.isoformat(),
-            results,
-            total,
-        )
-        piece.truncated.append(
-            {
-                "kind": kind,
-                **window.as_json(),
-                "total_pages": total,
-                "total_results": results,
-                "pages_read": MAX_PAGE,
-            }
-        )
-    async with _first_error(), asyncio.TaskGroup() as group:  # pages at once, within limits
-        tasks = [
-            group.create_task(_page(client, kind, window, page)) for page in range(2, last + 1)
-        ]
-    for page, task in enumerate(tasks, start=2):
-        piece.ids.update(_ids(task.result(), kind, window, page, piece))
+    return total
+
+
+def _cut(first: Mapping[str, Any], kind: MediaType, window: Window, total: int) -> dict[str, Any]:
+    results = first.get("total_results")
+    log.warning(
+        "%s changes of %s: %s ids in %d pages, TMDB serves 500; the rest is unknown",
+        kind,
+        window.start.isoformat(),
+        results,
+        total,
+    )
+    return {
+        "kind": kind,
+        **window.as_json(),
+        "total_pages": total,
+        "total_results": results,
+        "pages_read": MAX_PAGE,
+    }
+
+
+@dataclass(slots=True)
+class _Piece:
+    ids: set[int] = field(default_factory=set)
+    truncated: list[dict[str, Any]] = field(default_factory=list)
+    odd_items: int = 0  # list items without an integer id: counted, never silently dropped
+
+
+async def read_piece(client: TmdbClient, kind: MediaType, window: Window) -> _Piece:
+    """Every TMDB id one change list holds for ``window`` (at most 14 days)."""
+    lister = _Lister(client, Plan(window.end + _DAY, window))
+    await lister.piece(kind, window)
+    return _Piece(lister.ids[kind], lister.truncated, lister.odd_items)
 
 
 @contextlib.asynccontextmanager
@@ -473,23 +609,21 @@ async def _page(
 
 
 def _ids(
-    data: Mapping[str, Any], kind: MediaType, window: Window, page: int, piece: _Piece
-) -> Iterator[int]:
-    """The TMDB ids of one page. An item without an integer id (``bool`` is not one) names
-    no title: it is counted in ``piece.odd_items`` and reported, never dropped silently."""
+    data: Mapping[str, Any], kind: MediaType, window: Window, page: int
+) -> tuple[list[int], int]:
+    """The TMDB ids of one page, and how many items had none. An item without an integer id
+    (``bool`` is not one) names no title: it is counted (``odd_items``) and reported, never
+    dropped silently."""
     results = data.get("results")
     if not isinstance(results, list):
         raise TmdbUnavailable(
             f"TMDB /3/{kind}/changes {window.start}..{window.end} page {page}: no results list"
         )
-    odd = 0
-    for item in results:
-        if isinstance(item, Mapping) and type(item.get("id")) is int:
-            yield item["id"]
-        else:
-            odd += 1
+    ids = [
+        item["id"] for item in results if isinstance(item, Mapping) and type(item.get("id")) is int
+    ]
+    odd = len(results) - len(ids)
     if odd:
-        piece.odd_items += odd
         log.warning(
             "TMDB /3/%s/changes %s..%s page %d: %d items without an integer id (not titles)",
             kind,
@@ -498,6 +632,7 @@ def _ids(
             page,
             odd,
         )
+    return ids, odd
 
 
 def in_lake(titles: LakeIdMap, kind: MediaType, changed: set[int]) -> Iterator[str]:
@@ -637,38 +772,44 @@ async def _list(
     margin: float,
     map_ready: Awaitable[int] | None = None,
 ) -> int:
-    """Read the plan's change-list pieces not read yet, saving the plan after each; then
-    group its titles. Stops at the deadline (the pieces read are kept). Returns the pieces
-    read by this call. ``map_ready``: awaited before the map is first used."""
-    read = 0
+    """Read the plan's change-list pages not read yet (see :class:`_Lister`: saved as it
+    reads); then group its titles. At the deadline no page starts, those in flight finish
+    and the plan is saved. Returns the pages read by this call (plus one for the grouping):
+    0 is no progress."""
+    lister = _Lister(
+        engine.client,
+        plan,
+        titles=engine.titles,
+        store=engine.store,
+        stop=lambda: remaining is not None and remaining() < margin,
+        concurrency=engine.settings.concurrency,
+        map_ready=map_ready,
+    )
     hard_stop = None if remaining is None else max(0.0, remaining() - margin / 3)
+    whole = True
     try:
-        async with asyncio.timeout(hard_stop):
+        async with asyncio.timeout(hard_stop):  # a last resort: a page stuck in retries
             for pair in _by_window(plan.pieces()):
-                if remaining is not None and remaining() < margin:
-                    return read
+                if lister.stop():
+                    whole = False
+                    break
                 # Both kinds of a window at once: neither waits for the other's first page.
                 async with _first_error(), asyncio.TaskGroup() as group:
-                    tasks = [
-                        (kind, window, group.create_task(read_piece(engine.client, kind, window)))
-                        for kind, window in pair
-                    ]
-                if map_ready is not None:
-                    await map_ready
-                for kind, window, task in tasks:
-                    piece = task.result()
-                    plan.changed[kind] = plan.changed.get(kind, 0) + len(piece.ids)
-                    plan.truncated += piece.truncated
-                    plan.odd_items += piece.odd_items
-                    known = set(plan.selected)
-                    plan.selected += [
-                        i for i in in_lake(engine.titles, kind, piece.ids) if i not in known
-                    ]
-                    plan.done.append([kind, window.start.isoformat(), window.end.isoformat()])
-                    read += 1
-                await plan.save(engine.store)
+                    tasks = [group.create_task(lister.piece(kind, window)) for kind, window in pair]
+                await lister.save()
+                if not all(task.result() for task in tasks):
+                    whole = False
+                    break
     except TimeoutError:
-        return read
+        whole = False
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await lister.save()  # what was read is kept for the next call
+        raise
+    if not whole:
+        await lister.save()
+        return lister.pages
+    read = lister.pages
     if plan.groups is None:
         read += 1
         if map_ready is not None:

@@ -25,9 +25,11 @@ class Summary:
 
     Every distinct id of the slice is counted once: ``records``, ``not_found``, ``invalid``,
     ``failed`` and ``deleted`` (a refresh's titles whose details TMDB now answers with 404)
-    are what this run wrote; ``kept`` were already in the date folder from an
-    earlier run with the same record settings; ``skipped`` (incremental runs) have a record
-    in another date folder. ``replaced`` of the written ids moved out of an older file.
+    are what this run wrote; ``still_deleted`` (a refresh's titles TMDB had removed, listed
+    again and still removed) wrote nothing, their ``deleted`` entries stand; ``kept`` were
+    already in the date folder from an earlier run with the same record settings;
+    ``skipped`` (incremental runs) have a record in another date folder. ``replaced`` of
+    the written ids moved out of an older file.
     ``held`` of the ``failed`` ids kept the answer TMDB gave them before (a record, not
     found, deleted): a failure never replaces an answer. They are listed, with why they
     failed, in the manifest's ``held_failures``.
@@ -43,6 +45,7 @@ class Summary:
     invalid: int = 0
     failed: int = 0
     deleted: int = 0
+    still_deleted: int = 0
     kept: int = 0
     skipped: int = 0
     replaced: int = 0
@@ -110,6 +113,7 @@ class Manifest:
                     "invalid",
                     "failed",
                     "deleted",
+                    "still_deleted",
                     "kept",
                     "skipped",
                     "replaced",
