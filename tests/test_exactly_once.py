@@ -486,7 +486,7 @@ async def test_row7_a_killed_run_restarted_after_midnight_continues_in_its_own_f
         await run(s, store=KillingStore(LocalStore(str(lake)), 12))
     declare_dead(lake)
     # The clock passes midnight: the record of the interrupted run says when it started.
-    (record,) = (lake / "Raw/TMDB/_state/runs").glob("*.json")
+    (record,) = (lake / "Raw/TMDB/_state/runs").glob("*/*.json")
     started = json.loads(record.read_text())
     yesterday = dt.date.fromisoformat(started["date"]) - dt.timedelta(days=1)
     folder = lake / f"Raw/TMDB/JSON/{yesterday:%Y/%m/%d}"
@@ -497,7 +497,7 @@ async def test_row7_a_killed_run_restarted_after_midnight_continues_in_its_own_f
     assert summary.date == yesterday.isoformat()
     view = read_local(folder)
     assert view.all_ids() == set(ids) and not view.duplicates()
-    assert not list((lake / "Raw/TMDB/_state/runs").glob("*.json"))  # finished: forgotten
+    assert not list((lake / "Raw/TMDB/_state/runs").glob("*/*.json"))  # finished: forgotten
     assert sorted(p.name for p in (lake / "Raw/TMDB/JSON").glob("*/*/*")) == [f"{yesterday:%d}"]
 
 

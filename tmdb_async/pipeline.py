@@ -28,11 +28,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from typing import Any
 
 from . import runstate
@@ -108,12 +110,10 @@ async def run(
                 limit=settings.limit,
                 stats=stats,
             )
-            job = runstate.job_key(
-                settings.source, settings.offset, settings.limit, record_shape(settings)
-            )
+            job: str | None = runstate.job_key(settings.source, record_shape(settings))
         else:
             entries = _aiter(batch, settings.offset, settings.limit)
-            job = runstate.items_key([e.imdb_id for e in batch], record_shape(settings))
+            job = None  # a batch's date is its event's: it never pins one
         return await engine.ingest(
             settings,
             engine.client,
@@ -181,7 +181,7 @@ class Engine:
         client: TmdbClient,
         entries: AsyncIterator[IdEntry],
         *,
-        job: str,
+        job: str | None,
         label: str,
         stem: str,
         part: str = "",
@@ -197,7 +197,13 @@ class Engine:
         committer, and report. ``batch``: the ids handed back when the deadline stops it;
         ``part`` tells apart the manifests of several jobs of one run."""
         store, shape = self.store, record_shape(settings)
-        date, continued = await runstate.resolve_date(store, job, settings.date)
+        end = None if settings.limit is None else settings.offset + settings.limit
+        if job is None:
+            date, continued = settings.date or dt.datetime.now(dt.UTC).date(), False
+        else:
+            date, continued = await runstate.resolve_date(
+                store, job, settings.offset, end, settings.date
+            )
         if continued:
             log.warning("continuing the interrupted run of %s in its folder", date.isoformat())
         folder = date_folder(date)
@@ -215,7 +221,10 @@ class Engine:
         )
         # Written first: proves the destination is writable before TMDB quota is spent.
         summary.manifest = await manifest.write()
-        await runstate.started(store, job, date, label)
+        pin = runstate.Pin(f"{self.run_id}{part}", date.isoformat(), settings.offset, end)
+        pinned: list[runstate.Pin] = []  # once the run has read an id
+        if job is not None:
+            entries = _pinning(entries, store, job, replace(pin, source=label), pinned)
         ledger = await Ledger(store, folder, owner=self.run_id).load()
         lake = await lake_records(store, RAW_FOLDER) if settings.skip_existing else set()
         job_run = ChunkedRun(
@@ -257,7 +266,7 @@ class Engine:
             if error is not None:
                 summary.status = "error"
                 summary.error = describe_error(error)
-            await _finish(summary, manifest, client, store, job, error)
+            await _finish(summary, manifest, client, store, job, pinned, error)
         if error is not None:
             raise error
         log.info(
@@ -272,6 +281,22 @@ class Engine:
             summary.seconds,
         )
         return summary
+
+
+async def _pinning(
+    entries: AsyncIterator[IdEntry],
+    store: Store,
+    job: str,
+    pin: runstate.Pin,
+    pinned: list[runstate.Pin],
+) -> AsyncIterator[IdEntry]:
+    """``entries``, pinning the job's date before the first (:mod:`tmdb_async.runstate`):
+    a run that read nothing pins nothing."""
+    async for entry in entries:
+        if not pinned:
+            await runstate.pin(store, job, pin)
+            pinned.append(pin)
+        yield entry
 
 
 async def _aiter(
@@ -358,14 +383,20 @@ async def _finish(
     manifest: Manifest,
     client: TmdbClient,
     store: Store,
-    job: str,
+    job: str | None,
+    pinned: Sequence[runstate.Pin],
     error: BaseException | None,
 ) -> None:
-    """Write the final manifest and close the run record; never mask the run's own error."""
+    """Write the final manifest and settle the run's pin (cleared when its slice is done,
+    left interrupted otherwise); never mask the run's own error."""
     try:
         await manifest.finish(summary, client.stats.as_dict())
-        if summary.status in ("ok", "failed_ids"):
-            await runstate.finished(store, job)
+        for pin in pinned:
+            assert job is not None
+            if summary.status in ("ok", "failed_ids"):
+                await runstate.finished(store, job, pin)
+            else:
+                await runstate.interrupted(store, job, pin, summary.next_offset)
     except IngestError as exc:
         if error is None:
             raise

@@ -50,14 +50,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from . import runstate
 from .client import LookupFailed, MediaType, TmdbClient
 from .config import Settings, no_progress
 from .errors import ExitCode, IngestError, InputError, StorageError, UsageError
 from .idmap import LakeIdMap, repair
 from .ids import IdEntry, ReadStats
 from .ledger import Ledger
-from .pipeline import Engine, Remaining, _aiter, _unwrap, record_shape
+from .pipeline import Engine, Remaining, _aiter, _unwrap
 from .shape import Profile
 from .storage import Conflict, Store
 from .summary import Summary
@@ -862,7 +861,7 @@ async def _fetch(
             part,
             client,
             _aiter(entries, 0, None),
-            job=runstate.items_key(ids, record_shape(part)),
+            job=None,  # a refresh's date is explicit: it never pins one
             label=f"refresh {plan.window.start.isoformat()}..{plan.window.end.isoformat()}",
             stem="refresh",
             part=f"-{index}",

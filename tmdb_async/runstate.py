@@ -1,10 +1,26 @@
-"""Interrupted runs continue in their own date folder.
+"""Interrupted jobs continue in their own date folder, and only interrupted jobs pin one.
 
 A run without an explicit date writes into today's folder (UTC). Restarted after midnight,
-it would split its ids over two folders, so each run records its job and date under
-``Raw/TMDB/_state/runs/<job>.json`` when it starts and removes the record when it finishes
-(``ok`` or ``failed_ids``). A run of the same job (same source, slice and record settings)
-started without a date while a record exists continues in the recorded date's folder.
+it would split its ids over two folders, so a run that has read ids *pins* its job's date::
+
+    Raw/TMDB/_state/runs/<job>/<run>.json    {"date", "start", "end", "state", ...}
+
+A *job* is a source with the settings that shape its records (:func:`job_key`); a pin holds
+the slice of it that its run still owes. The rule, in one place:
+
+- **pinned only while interrupted**: a run pins when it reads its first id (a run that fails
+  before, on a missing file or a bad header, pins nothing); a run that finishes its slice
+  (``ok`` or ``failed_ids``) removes its own pin; a run that stops early (deadline, error,
+  Ctrl-C) leaves its pin ``interrupted``, narrowed to the part it did not finish.
+- **a continuation is the same job**: a later run of the job that finishes a slice clears
+  the parts of *interrupted* pins of its date that its slice covers, and a pin of a run
+  that died on this machine (kill -9) counts as interrupted.
+- **two runs at once never clear each other**: a pin whose run is still going is its own
+  run's to clear.
+
+A run without a date continues in the newest date pinned for a slice overlapping its own.
+Batches (Distributed Map children, a refresh's groups) never pin: their date is their
+event's.
 """
 
 from __future__ import annotations
@@ -13,45 +29,135 @@ import datetime as dt
 import json
 import logging
 import os
-from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
 
+from ._lease import _MACHINE, _dead_here
 from .storage import Store, parse_s3
 from .writer import STATE_FOLDER, digest
 
 log = logging.getLogger(__name__)
 
+RUNS_FOLDER = f"{STATE_FOLDER}/runs"
 
-def job_key(source: str, offset: int, limit: int | None, shape: str) -> str:
-    """Names a job: the source however it is spelled (``./x.csv`` is ``x.csv``)."""
+
+def job_key(source: str, shape: str) -> str:
+    """Names a job: the source however it is spelled (``./x.csv`` is ``x.csv``) and the
+    settings that shape its records. Not its slice: a continuation is the same job."""
     where = source if parse_s3(source, "source") else os.path.realpath(source)
-    return digest([where, offset, limit, shape])
+    return digest([where, shape])
 
 
-def items_key(ids: Sequence[str], shape: str) -> str:
-    return digest([sorted(ids), shape])
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """What one run of a job still owes: positions ``start`` up to ``end`` (``None``: the
+    end of the file), in the folder of ``date``."""
+
+    run: str
+    date: str
+    start: int
+    end: int | None
+    state: Literal["running", "interrupted"] = "running"
+    source: str = ""
+    machine: str = _MACHINE
+    pid: int = field(default_factory=os.getpid)
+
+    def overlaps(self, start: int, end: int | None) -> bool:
+        return (end is None or self.start < end) and (self.end is None or start < self.end)
+
+    @property
+    def live(self) -> bool:
+        return self.state == "running" and not _dead_here(asdict(self))
 
 
-def _key(job: str) -> str:
-    return f"{STATE_FOLDER}/runs/{job}.json"
+def _key(job: str, run: str) -> str:
+    return f"{RUNS_FOLDER}/{job}/{run}.json"
 
 
-async def resolve_date(store: Store, job: str, given: dt.date | None) -> tuple[dt.date, bool]:
-    """The date to write into, and whether it continues an interrupted run."""
+def _parse(raw: bytes) -> Pin | None:
+    try:
+        body: dict[str, Any] = json.loads(raw)
+        pin = Pin(
+            run=str(body["run"]),
+            date=dt.date.fromisoformat(body["date"]).isoformat(),
+            start=int(body["start"]),
+            end=None if body["end"] is None else int(body["end"]),
+            state="interrupted" if body.get("state") == "interrupted" else "running",
+            source=str(body.get("source", "")),
+            machine=str(body.get("machine", "")),
+            pid=int(body.get("pid", 0)),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+    return pin
+
+
+async def pins(store: Store, job: str) -> list[Pin]:
+    """The job's pins; a damaged one is ignored (it protects nothing)."""
+    found = []
+    for key in await store.list(f"{RUNS_FOLDER}/{job}/"):
+        raw = await store.get(key)
+        pin = None if raw is None else _parse(raw)
+        if pin is None:
+            log.warning("ignoring a damaged run record %s", store.url(key))
+            continue
+        found.append(pin)
+    return found
+
+
+async def resolve_date(
+    store: Store, job: str, start: int, end: int | None, given: dt.date | None
+) -> tuple[dt.date, bool]:
+    """The date to write into, and whether it continues an interrupted run: ``given``, else
+    the newest date pinned for a slice overlapping ``start..end``, else today (UTC)."""
     if given is not None:
         return given, False
-    raw = await store.get(_key(job))
-    if raw is not None:
-        try:
-            return dt.date.fromisoformat(json.loads(raw)["date"]), True
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring a damaged run record %s", _key(job))
+    dates = [p.date for p in await pins(store, job) if p.overlaps(start, end)]
+    if dates:
+        return dt.date.fromisoformat(max(dates)), True
     return dt.datetime.now(dt.UTC).date(), False
 
 
-async def started(store: Store, job: str, date: dt.date, source: str) -> None:
-    body = {"date": date.isoformat(), "source": source}
-    await store.put(_key(job), json.dumps(body).encode(), "application/json")
+async def _save(store: Store, job: str, pin: Pin) -> None:
+    await store.put(_key(job, pin.run), json.dumps(asdict(pin)).encode(), "application/json")
 
 
-async def finished(store: Store, job: str) -> None:
-    await store.delete(_key(job))
+async def pin(store: Store, job: str, pin: Pin) -> None:
+    """The run has read its first id: until it finishes, its date is the job's."""
+    await _save(store, job, pin)
+
+
+async def interrupted(store: Store, job: str, pin: Pin, next_offset: int | None) -> None:
+    """The run stopped before the end of its slice: it owes ``next_offset`` onwards."""
+    start = pin.start if next_offset is None else max(pin.start, next_offset)
+    await _save(store, job, replace(pin, start=start, state="interrupted"))
+
+
+async def finished(store: Store, job: str, done: Pin) -> None:
+    """The run finished its slice: its pin goes, and so does what it covered of the job's
+    interrupted pins of its date (the runs it continued)."""
+    await store.delete(_key(job, done.run))
+    for other in await pins(store, job):
+        if other.run == done.run or other.live or other.date != done.date:
+            continue
+        if not other.overlaps(done.start, done.end):
+            continue
+        rest = _minus(other, done.start, done.end)
+        if rest is None:
+            await store.delete(_key(job, other.run))
+        elif rest != other:
+            await _save(store, job, rest)
+
+
+def _minus(pin: Pin, start: int, end: int | None) -> Pin | None:
+    """``pin`` without ``start..end``: None when covered; unchanged when the rest would be
+    two pieces (the slice finished lay inside it)."""
+    covers_start = start <= pin.start
+    covers_end = end is None or (pin.end is not None and pin.end <= end)
+    if covers_start and covers_end:
+        return None
+    if covers_start and end is not None:
+        return replace(pin, start=end, state="interrupted")
+    if covers_end and start > pin.start:
+        return replace(pin, end=start, state="interrupted")
+    return pin

@@ -10,10 +10,10 @@ from tmdb_async.storage import Store
 
 
 def declare_dead(lake: Path) -> None:
-    """The killed writer is a dead process: what its lease says after a real SIGKILL (an
-    in-process kill leaves this live process's pid in it)."""
+    """The killed writer is a dead process: what its lease and its run's pin say after a real
+    SIGKILL (an in-process kill leaves this live process's pid in them)."""
     dead = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
-    for lock in lake.rglob("_ledger/lock.json"):
+    for lock in [*lake.rglob("_ledger/lock.json"), *lake.glob("Raw/TMDB/_state/runs/*/*.json")]:
         lock.write_text(json.dumps({**json.loads(lock.read_text()), "pid": dead}))
 
 

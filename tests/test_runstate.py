@@ -1,0 +1,124 @@
+"""A job pins its date only while it is interrupted: a continuation is the same job, a run
+that read nothing pins nothing, two runs at once never clear each other's pin, and every
+terminal outcome clears it (``tmdb_async/runstate.py``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TOKEN
+from tests.support.kill import Killed, KillingStore, declare_dead
+from tmdb_async import Credentials, Settings, run, runstate
+from tmdb_async.errors import InputError
+from tmdb_async.storage import LocalStore
+from tmdb_devtools.csvgen import title_ids, write_csv
+from tmdb_devtools.fake_tmdb import FakeTmdb
+
+
+def _settings(csv_path: Path, lake: Path, url: str, **changes: object) -> Settings:
+    values: dict[str, object] = {
+        "credentials": Credentials(read_access_token=TOKEN),
+        "tmdb_url": url,
+        "rate": 1000.0,
+        "chunk_size": 20,
+        "date": None,
+    }
+    values.update(changes)
+    return Settings(source=str(csv_path), dest=str(lake), **values)  # type: ignore[arg-type]
+
+
+def _pins(lake: Path) -> list[dict[str, object]]:
+    return [json.loads(p.read_text()) for p in sorted(lake.glob("Raw/TMDB/_state/runs/*/*.json"))]
+
+
+async def test_a_continued_slice_clears_its_pin_and_the_next_plain_run_starts_afresh(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    ids = title_ids(400, "movie")
+    csv_path = write_csv(tmp_path / "movies.csv", ids)
+    lake = tmp_path / "lake"
+    answered = 0
+
+    def progress(n: int) -> None:
+        nonlocal answered
+        answered += n
+
+    first = await run(
+        _settings(csv_path, lake, fake_tmdb.url, offset=100, limit=200),
+        remaining=lambda: 1000.0 if answered < 60 else 0.5,  # a clock driven by progress
+        safety_margin=1.0,
+        progress=progress,
+    )
+    assert first.status == "incomplete" and first.next_offset is not None
+    (pin,) = _pins(lake)
+    assert (pin["state"], pin["start"], pin["end"]) == ("interrupted", first.next_offset, 300)
+    # Continued as printed: --offset N --limit L --date D.
+    second = await run(
+        _settings(
+            csv_path,
+            lake,
+            fake_tmdb.url,
+            offset=first.next_offset,
+            limit=first.next_limit,
+            date=dt.date.fromisoformat(first.date),
+        )
+    )
+    assert second.status == "ok"
+    assert _pins(lake) == []  # the job is done: nothing pins its date any more
+    job = runstate.job_key(str(csv_path), "x")
+    assert await runstate.resolve_date(LocalStore(str(lake)), job, 0, None, None) == (
+        dt.datetime.now(dt.UTC).date(),
+        False,
+    )
+
+
+@pytest.mark.parametrize("problem", ["missing", "no id column"])
+async def test_a_run_that_read_nothing_pins_nothing(
+    tmp_path: Path, fake_tmdb: FakeTmdb, problem: str
+) -> None:
+    csv_path = tmp_path / "movies.csv"
+    if problem == "no id column":
+        csv_path.write_text("titulo|ano\nMatrix|1999\n", encoding="utf-8")
+    with pytest.raises(InputError):
+        await run(_settings(csv_path, tmp_path / "lake", fake_tmdb.url))
+    assert _pins(tmp_path / "lake") == []
+
+
+async def test_a_killed_run_is_continued_and_its_pin_cleared_by_the_restart(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    ids = title_ids(80, "movie")
+    csv_path = write_csv(tmp_path / "movies.csv", ids)
+    lake = tmp_path / "lake"
+    with pytest.raises(Killed):
+        await run(
+            _settings(csv_path, lake, fake_tmdb.url), store=KillingStore(LocalStore(str(lake)), 8)
+        )
+    assert len(_pins(lake)) == 1
+    declare_dead(lake)  # as after a real SIGKILL
+    summary = await run(_settings(csv_path, lake, fake_tmdb.url))
+    assert summary.status == "ok" and summary.unique_ids == len(ids)
+    assert _pins(lake) == []
+
+
+async def test_two_runs_of_one_job_at_once_never_clear_each_others_pin(tmp_path: Path) -> None:
+    store = LocalStore(str(tmp_path))
+    day = "2026-11-24"
+    live = runstate.Pin("live-run", day, 0, None)  # this process: alive
+    done = runstate.Pin("done-run", day, 0, None)
+    stopped = runstate.Pin("stopped", day, 150, 300, state="interrupted")
+    elsewhere = runstate.Pin("other-day", "2026-11-20", 0, None, state="interrupted")
+    for pin in (live, done, stopped, elsewhere):
+        await runstate.pin(store, "job", pin)
+    await runstate.finished(store, "job", done)
+    left = {p.run for p in await runstate.pins(store, "job")}
+    assert left == {"live-run", "other-day"}  # the continued one went; a live one stays
+    part = runstate.Pin("part", day, 0, 200)
+    await runstate.pin(store, "job", runstate.Pin("tail", day, 100, 400, state="interrupted"))
+    await runstate.finished(store, "job", part)
+    (tail,) = [p for p in await runstate.pins(store, "job") if p.run == "tail"]
+    assert (tail.start, tail.end) == (200, 400)  # only what the finished slice covered
