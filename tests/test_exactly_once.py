@@ -3,13 +3,17 @@ with the folder's invariants checked (on the files themselves) after every step.
 
 Operations: runs of a CSV with random slices, chunk sizes, formats, kinds, resume on/off,
 incremental mode and spellings of the source; Distributed-Map-like batches run at once;
-two runs at once; the CSV edited between runs; TMDB failing some ids on some runs; and
-runs killed after a random number of storage writes (nothing after that point reaches
-storage, which is what SIGKILL leaves behind; ``test_restarts.py`` does the real SIGKILL).
+two runs at once; the CSV edited between runs; TMDB failing some ids on some runs; runs
+killed after a random number of storage writes (nothing after that point reaches storage,
+which is what SIGKILL leaves behind; ``test_restarts.py`` does the real SIGKILL); runs whose
+storage loses answers after the write landed (the client sends it again, as botocore does
+after a 500 or a reset); and reruns during a TMDB outage (every request answered 5xx).
+Every overview TMDB sends holds every Unicode line and paragraph separator.
 
 Invariants, after every step:
 - nothing twice: no id is in two places (data records and sidecar entries together);
-- nothing lost: an id that had a record keeps exactly one unless a run fetched it again;
+- nothing lost: an id that had a record keeps exactly one unless a run fetched it again,
+  and an answer from TMDB (a record, not found) is only ever replaced by another answer;
 - everything accounted for: every id a completed run covered is in exactly one place,
   with the latest outcome (the model below says which);
 - a plain glob sees data only: the top of the folder holds data files and nothing else,
@@ -22,6 +26,7 @@ forward before anything else, so the old/new choice is resolved then.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import random
@@ -35,6 +40,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from tests.conftest import TOKEN
+from tests.support.faulty import FaultyStore
 from tests.support.kill import Killed, KillingStore, declare_dead
 from tests.support.lake import FolderView, read_local
 from tmdb_async import Credentials, Settings, run
@@ -42,6 +48,7 @@ from tmdb_async.ledger import Ledger
 from tmdb_async.pipeline import record_shape
 from tmdb_async.storage import LocalStore
 from tmdb_async.writer import decode_file, encode_file
+from tmdb_devtools import fake_tmdb
 from tmdb_devtools.csvgen import kind_of, title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
@@ -54,6 +61,8 @@ SHOWS = title_ids(20, "tv", start=3_100_000)
 INVALID = ["tt12", "\\N", "abc"]
 UNIVERSE = MOVIES + SHOWS + INVALID
 FLAKY = frozenset(random.Random(7).sample(MOVIES + SHOWS, 8))  # fail on the flaky server
+ANSWERS = ("record", "not_found")  # what only TMDB can say (and a refresh's "deleted")
+SEPARATORS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # in every overview
 
 
 @dataclass(frozen=True)
@@ -97,8 +106,11 @@ def shape_of(r: Run) -> str:
     return record_shape(Settings(source="x", dest="y", kind=r.kind, output_format=r.fmt))  # type: ignore[arg-type]
 
 
-def after(model: dict[str, State], ids: list[str], r: Run) -> dict[str, State]:
-    """What the folder holds after a completed run ``r`` over ``ids``, from ``model``."""
+def after(
+    model: dict[str, State], ids: list[str], r: Run, outage: bool = False
+) -> dict[str, State]:
+    """What the folder holds after a completed run ``r`` over ``ids``, from ``model``.
+    ``outage``: TMDB answered every request with a 5xx; a failure never replaces an answer."""
     shape = shape_of(r)
     new = dict(model)
     for imdb_id in ids:
@@ -113,6 +125,10 @@ def after(model: dict[str, State], ids: list[str], r: Run) -> dict[str, State]:
         if r.skip_existing and current is not None and current.outcome == "record":
             continue  # skipped: already has a record in the lake
         outcome = expected(imdb_id, r.kind, r.flaky)
+        if outage and outcome != "invalid":
+            outcome = "failed"
+        if outcome == "failed" and current is not None and current.outcome in ANSWERS:
+            continue  # held: a failure never replaces an answer TMDB gave
         new[imdb_id] = State(outcome, shape, r.fmt if outcome == "record" else "")
     return new
 
@@ -139,11 +155,17 @@ class FolderMachine(RuleBasedStateMachine):
         self.flaky_fake = self.loop.run_until_complete(
             FakeTmdb(FakeTmdbConfig(token=TOKEN, fault_ids=FLAKY)).__aenter__()
         )
+        self.outage = self.loop.run_until_complete(
+            FakeTmdb(FakeTmdbConfig(token=TOKEN, fault_5xx=1.0)).__aenter__()
+        )
+        self._overview = fake_tmdb._overview
+        fake_tmdb._overview = lambda core, lang: self._overview(core, lang) + SEPARATORS
         self.model: dict[str, State] = {}
         self.csv: list[str] = []
 
     def teardown(self) -> None:
-        for fake in (self.fake, self.flaky_fake):
+        fake_tmdb._overview = self._overview
+        for fake in (self.fake, self.flaky_fake, self.outage):
             self.loop.run_until_complete(fake.__aexit__(None, None, None))
         self.loop.close()
 
@@ -242,6 +264,29 @@ class FolderMachine(RuleBasedStateMachine):
         summary = self.loop.run_until_complete(run(self._settings(r)))
         self.model = after(self.model, ids, r)
         assert summary.unique_ids == len(ids)
+        assert summary.status == ("failed_ids" if summary.failed else "ok")
+
+    @rule(r=runs, seed=st.integers(0, 2**16), share=st.sampled_from([0.1, 0.5]))
+    def run_with_lost_storage_answers(self, r: Run, seed: int, share: float) -> None:
+        """Some writes land and their answer is lost: the client sends them again."""
+        ids = self._slice(r)
+        rng = random.Random(seed)
+        store = FaultyStore(
+            LocalStore(str(self.lake)),
+            rule=lambda op, key, n: "lost" if rng.random() < share else None,
+        )
+        summary = self.loop.run_until_complete(run(self._settings(r), store=store))
+        self.model = after(self.model, ids, r)
+        assert summary.unique_ids == len(ids)
+        assert summary.status == ("failed_ids" if summary.failed else "ok")
+
+    @rule(r=runs)
+    def rerun_during_an_outage(self, r: Run) -> None:
+        ids = self._slice(r)
+        settings_ = dataclasses.replace(self._settings(r), tmdb_url=self.outage.url)
+        summary = self.loop.run_until_complete(run(settings_))
+        self.model = after(self.model, ids, r, outage=True)
+        assert summary.held <= summary.failed
         assert summary.status == ("failed_ids" if summary.failed else "ok")
 
     @rule(r=runs, budget=st.integers(0, 30))
