@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,31 @@ async def test_transient_s3_errors_are_retried_and_nothing_is_lost(
     view = read_s3(s3, "data-lake-x", "Raw/TMDB/JSON/2022/05/02")
     assert not view.duplicates()
     assert view.all_ids() == set(upload)
+
+
+async def test_writes_whose_answer_was_lost_after_landing_cost_nothing_and_lose_nothing(
+    s3_env: str,
+    s3: Any,
+    upload: list[str],
+    fake_tmdb: FakeTmdb,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """S3 applied the write and its answer was lost (a 500 after the write landed): botocore
+    sends it again, and a conditional write's retry fails because of its own first attempt.
+    The lease, the ledger's commits and its fenced data writes recognise their own write."""
+    faults = S3Faults(lost_answer=0.3, seed=5)
+    async with S3FaultProxy(s3_env, faults) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        summary = await asyncio.wait_for(run(_settings(fake_tmdb.url)), 50)  # no lease waits
+    assert any(p.endswith("/_ledger/lock.json") for p in faults.lost)  # lease
+    assert any("/_ledger/log/" in p for p in faults.lost)  # commits
+    assert any(re.search(r"/movies-\d{8}-\d{2}\.json$", p) for p in faults.lost)  # data
+    assert summary.status == "ok" and summary.unique_ids == len(upload)
+    view = read_s3(s3, "data-lake-x", "Raw/TMDB/JSON/2022/05/02")
+    assert not view.duplicates()
+    assert view.all_ids() == set(upload)
+    listing = s3.list_objects_v2(Bucket="data-lake-x", Prefix="Raw/TMDB/JSON/2022/05/02/_ledger/")
+    assert "lock.json" not in {o["Key"].rsplit("/", 1)[-1] for o in listing.get("Contents", [])}
 
 
 async def test_access_denied_from_the_start_fails_before_tmdb_is_called(

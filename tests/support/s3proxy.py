@@ -2,7 +2,9 @@
 
 moto answers every request correctly; real S3 sometimes answers 500/503 SlowDown or drops
 the connection, and a bucket can vanish or deny access. The proxy forwards to moto and, by
-seeded chance or by rule, answers with S3's own error XML or resets the connection instead.
+seeded chance or by rule, answers with S3's own error XML or resets the connection instead;
+or it forwards a write and then answers 500 anyway (``lost_answer``): the write landed, the
+client does not know, and botocore sends it again.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ class S3Faults:
     slow_down: float = 0.0  # 503 SlowDown
     internal_error: float = 0.0  # 500 InternalError
     reset: float = 0.0  # connection reset, no response
+    lost_answer: float = 0.0  # PUT/DELETE applied by moto, then answered 500 InternalError
     deny_puts_after: int | None = None
     seed: int = 0
     counts: Counter[str] = field(default_factory=Counter)
+    lost: list[str] = field(default_factory=list)  # paths whose answer was lost
 
 
 class S3FaultProxy:
@@ -97,6 +101,7 @@ class S3FaultProxy:
             return self._error(503, "SlowDown", "Please reduce your request rate.")
         if roll < f.reset + f.slow_down + f.internal_error:
             return self._error(500, "InternalError", "We encountered an internal error.")
+        lose = request.method in ("PUT", "DELETE") and self._rng.random() < f.lost_answer
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         assert self._session is not None
         async with self._session.request(
@@ -107,6 +112,10 @@ class S3FaultProxy:
             allow_redirects=False,
         ) as upstream:
             payload = await upstream.read()
+            if lose and upstream.status < 300:
+                f.counts["lost_answer"] += 1
+                f.lost.append(request.path)
+                return self._error(500, "InternalError", "We encountered an internal error.")
             out_headers = {
                 k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS
             }
