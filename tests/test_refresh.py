@@ -5,6 +5,8 @@ documented rule (:func:`tmdb_devtools.fake_tmdb.changed_ids`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -426,6 +428,7 @@ _operation = st.one_of(
     st.tuples(st.just("refresh"), st.integers(1, 8), st.none(), st.none()),
     st.tuples(st.just("killed"), st.integers(1, 8), st.none(), st.integers(1, 12)),
     st.tuples(st.just("since"), st.integers(1, 8), st.integers(0, 7), st.none()),
+    st.tuples(st.just("remove"), st.integers(0, 0), st.integers(0, 1), st.none()),
 )
 
 
@@ -434,6 +437,17 @@ _operation = st.one_of(
 @example(
     ("ingest", 0, 1, None),
     [("killed", 1, None, 2), ("ingest", 0, 0, None), ("refresh", 1, None, None)],
+)
+# TMDB removes titles the lake holds, then restores them.
+@example(
+    ("ingest", 0, 0, None),
+    [
+        ("remove", 0, 0, None),
+        ("refresh", 2, None, None),
+        ("remove", 0, 0, None),
+        ("killed", 5, None, 9),
+        ("refresh", 5, None, None),
+    ],
 )
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
@@ -445,29 +459,53 @@ def test_whatever_operators_do_each_refresh_holds_what_changed_once_and_no_day_i
     more: list[tuple[str, int, int | None, int | None]],
 ) -> None:
     """Ingests of slices on various days, refreshes on various days (killed after a random
-    number of storage writes, or with --since), in any order. After every step: no folder
-    holds an id twice; the refreshed day never moves back; and after a refresh that
-    completed, its folder holds every lake title changed in its window, and the refreshed
-    days since the first refresh have no gap."""
+    number of storage writes, or with --since), TMDB removing titles and restoring them, in
+    any order. After every step: no folder holds an id twice; the refreshed day never moves
+    back; and after a refresh that completed, its folder holds every lake title changed in
+    its window that TMDB serves, none that it removed (each of those is a ``deleted`` entry,
+    here or where it was first found removed), and the refreshed days since the first
+    refresh have no gap. A restored title is a lake title changed in the window again."""
     steps = [first, *more]
     cfg = config(change_period=3, change_universe=600)
     base = dt.date(2026, 11, 1)
     slices = [[imdb(n) for n in range(1 + 60 * k, 61 + 60 * k)] for k in range(4)]
+    groups = [
+        frozenset([n for n in slices[k] if kind_of_number(int(n[2:])) is not None][:3])
+        for k in range(2)
+    ]
 
     async def scenario(root: Path) -> None:
         lake = root / "lake"
         lake_titles: dict[str, tuple[dt.date, int]] = {}  # title -> first ingest (date, step)
         planned: dict[dt.date, int] = {}  # a date's saved plan -> the step that made it
         ingested: list[dt.date] = []
-        async with FakeTmdb(cfg) as fake:
+        removed: frozenset[str] = frozenset()
+        ever_removed: frozenset[str] = frozenset()
+        ingests: dict[str, set[dt.date]] = {}  # title -> the dates it was ingested on
+        toggled = -1  # the last step that removed or restored titles
+        tmdb = cfg  # what TMDB serves now
+        servers = contextlib.AsyncExitStack()
+        fake = await servers.enter_async_context(FakeTmdb(tmdb))
+        async with servers:
             for i, (action, day, arg, kill) in enumerate(steps):
                 date = base + dt.timedelta(days=day)
+                if action == "remove":  # TMDB removes a group of titles, or restores it
+                    removed = removed ^ groups[arg or 0]
+                    ever_removed |= removed
+                    toggled = i
+                    await servers.aclose()
+                    tmdb = dataclasses.replace(cfg, removed_ids=removed)
+                    fake = await servers.enter_async_context(FakeTmdb(tmdb))
+                    continue
                 if action == "ingest":
                     ids = slices[arg or 0]
                     await ingest(root, lake, fake.url, ids, date=date, chunk_size=25)
                     ingested.append(date)
                     for n in ids:
-                        if kind_of_number(int(n[2:])) is not None:
+                        ingests.setdefault(n, set()).add(date)
+                        if n in removed:
+                            lake_titles.pop(n, None)  # its latest answer: not found
+                        elif kind_of_number(int(n[2:])) is not None:
                             lake_titles.setdefault(n, (date, i))
                     continue
                 since = None if action != "since" else base + dt.timedelta(days=arg or 0)
@@ -519,8 +557,17 @@ def test_whatever_operators_do_each_refresh_holds_what_changed_once_and_no_day_i
                 # A title ingested after the plan picked its titles was fetched after the
                 # window's days were over: its record is already newer than their changes.
                 known = [n for n, (d, step) in lake_titles.items() if d <= date and step < made]
-                want = expected(known, window, cfg)
+                want = expected(known, window, tmdb) - removed
                 assert want <= set(view.records), (i, want - set(view.records))
+                if toggled < made:  # TMDB removed these before the plan was made
+                    # (a record ingested into this very folder is kept: it is that day's)
+                    gone = {n for n in removed & set(known) if date not in ingests[n]}
+                    assert not gone & set(view.records), (i, gone & set(view.records))
+                    assert all(_deleted_somewhere(lake, n) for n in gone), (i, gone)
+                    if gone:
+                        event("removed lake titles were refreshed as deleted")
+                if want & (ever_removed - removed):
+                    event("restored titles were refreshed as records")
                 if window.start <= pinned + dt.timedelta(days=1):
                     assert now == max(window.end, pinned)
                 else:  # a --since after a gap: the gap is still to read
@@ -528,6 +575,16 @@ def test_whatever_operators_do_each_refresh_holds_what_changed_once_and_no_day_i
 
     with tempfile.TemporaryDirectory() as root:
         asyncio.run(scenario(Path(root)))
+
+
+def _deleted_somewhere(lake: Path, imdb_id: str) -> bool:
+    for sidecar in (lake / "Raw/TMDB/JSON").glob("*/*/*/_sidecars/*.json"):
+        if any(
+            e["imdb_id"] == imdb_id and e["outcome"] == "deleted"
+            for e in json.loads(sidecar.read_text())
+        ):
+            return True
+    return False
 
 
 def _plan_window(lake: Path, date: dt.date) -> Window | None:
