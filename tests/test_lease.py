@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.faulty import FaultyStore
+from tests.support.kill import Killed, KillingStore, declare_dead
 from tests.support.lake import read_local
+from tmdb_async._lease import MARGIN_SHARE
 from tmdb_async.errors import StorageError
 from tmdb_async.ledger import Ledger
 from tmdb_async.storage import LocalStore
@@ -116,3 +120,62 @@ async def test_a_write_whose_answer_was_lost_is_recognised_and_every_commit_is_a
     assert not (tmp_path / LOCK).exists()
     fresh = await Ledger(LocalStore(str(tmp_path)), FOLDER).load()
     assert {i for i, h in fresh.homes().items() if h.outcome == "record"} == set(view.records)
+
+
+async def test_a_writer_that_gave_up_on_a_call_keeps_the_lock_until_the_call_can_no_longer_land(
+    tmp_path: Path,
+) -> None:
+    """A call cut off at the lease's bound may still land a sixth of the lease later: the
+    writer takes its own lock back and finishes its commit, but lets the lock go only after
+    that sixth, so no other writer's files can be overwritten by it."""
+    store = FaultyStore(LocalStore(str(tmp_path)))
+    a = await Ledger(store, FOLDER, lease_seconds=3.0).load()
+    first = iter([True])
+    store.rule = lambda op, key, n: (
+        "stall" if key.endswith("m-00000001-00.json") and next(first, False) else None
+    )
+    a_commit = asyncio.create_task(_commit(a, rec("tt0000001"), rec("tt0000002")))
+    async with asyncio.timeout(20):
+        await store.given_up.wait()
+    gave_up = time.monotonic()
+    await asyncio.wait_for(a_commit, 20)
+    assert time.monotonic() - gave_up >= 3.0 * MARGIN_SHARE  # the lock was held that long
+    assert not (tmp_path / LOCK).exists()
+    assert set(read_local(tmp_path / FOLDER).records) == {"tt0000001", "tt0000002"}
+
+
+async def test_a_commit_still_waiting_for_a_busy_lock_stops_when_cancelled(
+    tmp_path: Path,
+) -> None:
+    """Before its log entry is written nothing of a commit is on storage: a deadline's
+    cancellation stops it at once instead of waiting out another writer's lock."""
+    lock = tmp_path / LOCK
+    lock.parent.mkdir(parents=True)
+    live = {"owner": "o", "holder": "h", "seconds": 60, "machine": "x", "expires": 4e9}
+    lock.write_text(json.dumps(live))  # another machine's, and live
+    ledger = await Ledger(LocalStore(str(tmp_path)), FOLDER, wait_seconds=300).load()
+    task = asyncio.create_task(_commit(ledger, rec("tt0000001")))
+    await asyncio.sleep(0)  # it starts waiting for the lock
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=10)  # not the 60 s lease, nor the 300 s wait
+    assert task in done and task.cancelled()
+    assert not read_local(tmp_path / FOLDER).all_ids()
+
+
+async def test_loading_a_folder_whose_roll_forward_outlasts_the_lease_retries_it(
+    tmp_path: Path,
+) -> None:
+    dying = await Ledger(KillingStore(LocalStore(str(tmp_path)), 2), FOLDER).load()
+    with pytest.raises(Killed):  # lock and commit written; killed before its data file
+        await _commit(dying, rec("tt0000001"))
+    declare_dead(tmp_path)
+    stalls = iter([True])
+    store = FaultyStore(
+        LocalStore(str(tmp_path)),
+        rule=lambda op, key, n: (
+            "stall" if key.endswith("-00.json") and next(stalls, False) else None
+        ),
+    )
+    loaded = await asyncio.wait_for(Ledger(store, FOLDER, lease_seconds=0.6).load(), 20)
+    assert loaded.home("tt0000001") is not None
+    assert set(read_local(tmp_path / FOLDER).records) == {"tt0000001"}

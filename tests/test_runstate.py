@@ -109,16 +109,32 @@ async def test_two_runs_of_one_job_at_once_never_clear_each_others_pin(tmp_path:
     store = LocalStore(str(tmp_path))
     day = "2026-11-24"
     live = runstate.Pin("live-run", day, 0, None)  # this process: alive
-    done = runstate.Pin("done-run", day, 0, None)
+    done = runstate.Pin("done-run", day, 0, 400)
     stopped = runstate.Pin("stopped", day, 150, 300, state="interrupted")
-    elsewhere = runstate.Pin("other-day", "2026-11-20", 0, None, state="interrupted")
+    elsewhere = runstate.Pin("other-day", "2026-11-20", 400, None, state="interrupted")
     for pin in (live, done, stopped, elsewhere):
         await runstate.pin(store, "job", pin)
     await runstate.finished(store, "job", done)
     left = {p.run for p in await runstate.pins(store, "job")}
-    assert left == {"live-run", "other-day"}  # the continued one went; a live one stays
+    assert left == {"live-run", "other-day"}  # the continued one went; a live one stays,
+    # and so does what the finished slice did not cover
     part = runstate.Pin("part", day, 0, 200)
     await runstate.pin(store, "job", runstate.Pin("tail", day, 100, 400, state="interrupted"))
     await runstate.finished(store, "job", part)
     (tail,) = [p for p in await runstate.pins(store, "job") if p.run == "tail"]
     assert (tail.start, tail.end) == (200, 400)  # only what the finished slice covered
+
+
+async def test_a_finished_job_clears_the_interrupted_pins_of_every_date(tmp_path: Path) -> None:
+    """The job's slices owed in an older folder are done too once a run finished the whole
+    job in the newer one: the next plain run starts afresh."""
+    store = LocalStore(str(tmp_path))
+    for run_, day, start, end in (("r0", "2026-11-19", 300, 400), ("r1", "2026-11-20", 100, 200)):
+        pin = runstate.Pin(run_, day, start, end, state="interrupted")
+        await runstate.pin(store, "job", pin)
+    date, continued = await runstate.resolve_date(store, "job", 0, None, None)
+    assert (date.isoformat(), continued) == ("2026-11-20", True)
+    whole = runstate.Pin("whole", date.isoformat(), 0, None)
+    await runstate.pin(store, "job", whole)
+    await runstate.finished(store, "job", whole)
+    assert await runstate.pins(store, "job") == []

@@ -95,6 +95,9 @@ class Lease:
     holder: str = field(default_factory=lambda: uuid.uuid4().hex)  # this lease's writer
     etag: str = ""
     renewed: float = float("-inf")  # clock() when the write that renewed it was sent
+    # A call given up on may still land until a sixth of the lease later: until then the
+    # holder keeps the lock, so nobody else writes in that window (see :meth:`release`).
+    settle: float = float("-inf")
     _renewals: int = 0
 
     def _body(self) -> bytes:
@@ -103,6 +106,7 @@ class Lease:
             "owner": self.owner,
             "holder": self.holder,
             "renewal": self._renewals,
+            "nonce": uuid.uuid4().hex[:12],  # no two bodies alike, whichever Lease wrote it
             "seconds": self.seconds,
             "machine": _MACHINE,
             "pid": os.getpid(),
@@ -182,6 +186,7 @@ class Lease:
         except TimeoutError:
             if not limit.expired():
                 raise
+            self.settle = max(self.settle, self.clock() + self.seconds * MARGIN_SHARE)
             raise LeaseLost(f"{self.key}: a storage call outlasted the lease") from None
 
     @contextlib.asynccontextmanager
@@ -193,6 +198,11 @@ class Lease:
             yield
 
     async def release(self) -> None:
+        """Give the lock up, but not before a call this holder gave up on can no longer land
+        (``settle``): the next holder must never see it land after its own writes."""
+        wait = self.settle - self.clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
         try:
             await delete_once(self.store, self.key, if_match=self.etag)
         except Conflict:

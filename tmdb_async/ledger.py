@@ -104,6 +104,7 @@ class Ledger:
         self._mutex = asyncio.Lock()  # one commit at a time from this process
         self._lease: Lease | None = None
         self._holder = uuid.uuid4().hex  # this writer's lock, whichever Lease object wrote it
+        self._settle = float("-inf")  # see Lease.settle: carried from one Lease to the next
 
     # --- reading -------------------------------------------------------------------------
 
@@ -126,10 +127,18 @@ class Ledger:
     async def load(self) -> Ledger:
         """Read the folder's state, and roll forward a commit a dead writer left half done."""
         await self._reload()
-        if self._state.pending is not None:
-            async with self._locked():
-                pass  # holding the lock rolls the pending commit forward
-        return self
+        for _ in range(3):
+            if self._state.pending is None:
+                return self
+            with contextlib.suppress(LeaseLost):
+                async with self._locked():
+                    pass  # holding the lock rolls the pending commit forward
+                return self
+            await self._reload()
+        raise StorageError(
+            f"{self.store.url(self._key(LEDGER_FOLDER))}: the pending commit "
+            f"{self._state.pending} could not be rolled forward"
+        )
 
     async def _reload(self) -> None:
         """Checkpoint, then every later commit. Without the lock a concurrent checkpoint can
@@ -176,6 +185,7 @@ class Ledger:
             self._clock,
             self._lease_seconds,
             holder=self._holder,
+            settle=self._settle,
         )
         await lease.acquire(self._wait)
         self._lease = lease
@@ -187,7 +197,8 @@ class Ledger:
             yield
         except LeaseLost:
             self._lease = None
-            raise  # not ours any more: nothing to release
+            self._settle = max(self._settle, lease.settle)
+            raise  # taken over (nothing to release), or ours to take back (see Lease.holder)
         except BaseException:
             self._lease = None
             with contextlib.suppress(Exception):
@@ -221,13 +232,17 @@ class Ledger:
         (``imdb_id``, ``outcome``, ``reason``…) to the commit's sidecar file. An id's older
         home anywhere in the folder drops it first. Several chunks make one commit: one lock,
         one log entry, however many files."""
-        # A commit is short and must not stop half-way in a live process: a cancelled thread
-        # or request could still land after the lock is released. Cancellation (a deadline)
-        # waits for it, then goes on.
-        task = asyncio.ensure_future(self._commit(chunks, shape, fmt, stem))
+        # Once decided (its log entry is being written), a commit is finished, not abandoned:
+        # a cancelled thread or request could still land after the lock is released, so
+        # cancellation (a deadline) waits for it, then goes on. Before that, nothing of it
+        # is on storage yet, and a commit waiting for a busy lock stops at once.
+        deciding: list[bool] = []
+        task = asyncio.ensure_future(self._commit(chunks, shape, fmt, stem, deciding))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
+            if not deciding:
+                task.cancel()
             if not task.done():
                 await asyncio.wait([task])
             raise
@@ -238,13 +253,16 @@ class Ledger:
         shape: str,
         fmt: str,
         stem: str,
+        deciding: list[bool],
     ) -> Committed:
         async with self._mutex:
             for attempt in range(3):
                 decided: list[Committed] = []
                 try:
                     async with self._locked():
-                        return await self._commit_locked(chunks, shape, fmt, stem, decided)
+                        return await self._commit_locked(
+                            chunks, shape, fmt, stem, decided, deciding
+                        )
                 except LeaseLost:
                     if decided:
                         # Written before the lock was lost: whoever holds the lock next rolls
@@ -279,6 +297,7 @@ class Ledger:
         fmt: str,
         stem: str,
         decided: list[Committed],
+        deciding: list[bool],
     ) -> Committed:
         version = self._state.version + 1
         extension = "jsonl" if fmt == "jsonl" else "json"
@@ -336,6 +355,7 @@ class Ledger:
             "drops": drops,
         }
         assert self._lease is not None
+        deciding.append(True)
         try:
             async with self._lease.held():
                 await write_once(
@@ -376,7 +396,9 @@ class Ledger:
         Every data write is fenced as well as leased: a new file is created only if absent
         (or already holding these bytes: a roll-forward, or a retry that landed), and a file
         losing ids is replaced or deleted only in the version just read. A late write of a
-        writer whose lease ran out therefore fails instead of undoing a newer commit."""
+        writer whose lease ran out therefore fails instead of undoing a newer commit, except
+        a late *create* of a file that a newer commit emptied and deleted meanwhile: the
+        lease's margin (:mod:`tmdb_async._lease`) is all that keeps that one out."""
         assert self._lease is not None
         for name, ids in header["drops"].items():
             async with self._lease.held():

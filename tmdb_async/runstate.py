@@ -13,8 +13,9 @@ the slice of it that its run still owes. The rule, in one place:
   (``ok`` or ``failed_ids``) removes its own pin; a run that stops early (deadline, error,
   Ctrl-C) leaves its pin ``interrupted``, narrowed to the part it did not finish.
 - **a continuation is the same job**: a later run of the job that finishes a slice clears
-  the parts of *interrupted* pins of its date that its slice covers, and a pin of a run
-  that died on this machine (kill -9) counts as interrupted.
+  the parts of *interrupted* pins (of any date: that slice of the job is done) that its
+  slice covers, and a pin of a run that died on this machine (kill -9) counts as
+  interrupted.
 - **two runs at once never clear each other**: a pin whose run is still going is its own
   run's to clear.
 
@@ -135,10 +136,10 @@ async def interrupted(store: Store, job: str, pin: Pin, next_offset: int | None)
 
 async def finished(store: Store, job: str, done: Pin) -> None:
     """The run finished its slice: its pin goes, and so does what it covered of the job's
-    interrupted pins of its date (the runs it continued)."""
+    interrupted pins (the runs it continued)."""
     await store.delete(_key(job, done.run))
     for other in await pins(store, job):
-        if other.run == done.run or other.live or other.date != done.date:
+        if other.run == done.run or other.live:
             continue
         if not other.overlaps(done.start, done.end):
             continue
