@@ -4,9 +4,11 @@ terminal outcome clears it (``tmdb_async/runstate.py``)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +18,7 @@ from tmdb_async import Credentials, Settings, run, runstate
 from tmdb_async.errors import InputError
 from tmdb_async.storage import LocalStore
 from tmdb_devtools.csvgen import title_ids, write_csv
-from tmdb_devtools.fake_tmdb import FakeTmdb
+from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
 
 def _settings(csv_path: Path, lake: Path, url: str, **changes: object) -> Settings:
@@ -138,3 +140,48 @@ async def test_a_finished_job_clears_the_interrupted_pins_of_every_date(tmp_path
     await runstate.pin(store, "job", whole)
     await runstate.finished(store, "job", whole)
     assert await runstate.pins(store, "job") == []
+
+
+async def test_a_pin_whose_run_stopped_beating_anywhere_is_cleared_a_beating_one_kept(
+    tmp_path: Path,
+) -> None:
+    """A run killed in another container or on another host cannot be asked whether it is
+    alive; a pin that has not changed for two heartbeats since the finishing run first saw
+    it is a dead run's. One that beat meanwhile is a live run's, and stays."""
+    store = LocalStore(str(tmp_path))
+    day = "2026-11-20"
+    killed = runstate.Pin("killed", day, 0, None, machine="other-container/boot/4026532999")
+    going = runstate.Pin("going", day, 0, None, machine="other-host/boot/4026531836")
+    for pin in (killed, going):
+        await runstate.pin(store, "job", pin)
+    now = [0.0]
+    seen = await runstate.watch(store, "job", clock=lambda: now[0])
+    restart = runstate.Pin("restart", day, 0, None)
+    await runstate.pin(store, "job", restart)
+    await runstate.beat(store, "job", going)
+    now[0] += 2 * runstate.HEARTBEAT
+    await runstate.finished(store, "job", restart, seen)
+    assert [p.run for p in await runstate.pins(store, "job")] == ["going"]
+
+
+async def test_a_running_run_renews_its_pin_until_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runstate, "HEARTBEAT", 0.02)
+    beats: list[int] = []
+    real_beat = runstate.beat
+
+    async def counting(store: Any, job: str, pin: runstate.Pin) -> runstate.Pin:
+        pin = await real_beat(store, job, pin)
+        beats.append(pin.beat)
+        return pin
+
+    monkeypatch.setattr(runstate, "beat", counting)
+    csv_path = write_csv(tmp_path / "movies.csv", title_ids(60, "movie"))
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN, latency=0.05)) as slow:
+        summary = await run(_settings(csv_path, tmp_path / "lake", slow.url, concurrency=2))
+    assert summary.status == "ok"
+    assert beats and beats == list(range(1, len(beats) + 1))
+    assert _pins(tmp_path / "lake") == []  # and it is gone with the run
+    beating = [t for t in asyncio.all_tasks() if "_heartbeat" in repr(t.get_coro())]
+    assert not beating  # no beat after the run

@@ -223,7 +223,10 @@ class Engine:
         summary.manifest = await manifest.write()
         pin = runstate.Pin(f"{self.run_id}{part}", date.isoformat(), settings.offset, end)
         pinned: list[runstate.Pin] = []  # once the run has read an id
+        seen = None
+        beating: asyncio.Task[None] | None = None
         if job is not None:
+            seen = await runstate.watch(store, job)
             entries = _pinning(entries, store, job, replace(pin, source=label), pinned)
         ledger = await Ledger(store, folder, owner=self.run_id).load()
         lake = await lake_records(store, RAW_FOLDER) if settings.skip_existing else set()
@@ -243,6 +246,8 @@ class Engine:
         requests_before = client.stats.requests
         error: BaseException | None = None
         hard_stop = None if remaining is None else max(0.0, remaining() - safety_margin / 3)
+        if job is not None:
+            beating = asyncio.create_task(_heartbeat(store, job, pinned))
         try:
             async with asyncio.timeout(hard_stop) as budget, asyncio.TaskGroup() as outer:
                 outer.create_task(job_run.commit_all())
@@ -261,12 +266,16 @@ class Engine:
         except BaseException as exc:  # recorded in the manifest, then re-raised
             error = _unwrap(exc)
         finally:
+            if beating is not None:
+                beating.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beating
             summary.seconds = round(time.monotonic() - started, 3)
             _fill(summary, job_run, client, stats, batch, requests_before)
             if error is not None:
                 summary.status = "error"
                 summary.error = describe_error(error)
-            await _finish(summary, manifest, client, store, job, pinned, error)
+            await _finish(summary, manifest, client, store, job, pinned, seen, error)
         if error is not None:
             raise error
         log.info(
@@ -297,6 +306,19 @@ async def _pinning(
             await runstate.pin(store, job, pin)
             pinned.append(pin)
         yield entry
+
+
+async def _heartbeat(store: Store, job: str, pinned: list[runstate.Pin]) -> None:
+    """While the run goes, its pin beats (:data:`~tmdb_async.runstate.HEARTBEAT`), so that
+    a run killed anywhere is found dead by the run that finishes its job."""
+    while True:
+        await asyncio.sleep(runstate.HEARTBEAT)
+        if not pinned:
+            continue
+        try:
+            pinned[0] = await runstate.beat(store, job, pinned[0])
+        except IngestError as exc:  # a missed beat costs nothing but a later clean-up
+            log.warning("run record not renewed: %s", exc)
 
 
 async def _aiter(
@@ -385,6 +407,7 @@ async def _finish(
     store: Store,
     job: str | None,
     pinned: Sequence[runstate.Pin],
+    seen: runstate.Watch | None,
     error: BaseException | None,
 ) -> None:
     """Write the final manifest and settle the run's pin (cleared when its slice is done,
@@ -394,7 +417,7 @@ async def _finish(
         for pin in pinned:
             assert job is not None
             if summary.status in ("ok", "failed_ids"):
-                await runstate.finished(store, job, pin)
+                await runstate.finished(store, job, pin, seen)
             else:
                 await runstate.interrupted(store, job, pin, summary.next_offset)
     except IngestError as exc:

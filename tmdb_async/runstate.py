@@ -17,7 +17,11 @@ the slice of it that its run still owes. The rule, in one place:
   slice covers, and a pin of a run that died on this machine (kill -9) counts as
   interrupted.
 - **two runs at once never clear each other**: a pin whose run is still going is its own
-  run's to clear.
+  run's to clear. A running run rewrites its pin every :data:`HEARTBEAT` seconds; a
+  finishing run counts a pin as a dead run's when it died on this machine, or when the pin
+  has not changed for two heartbeats since this run first saw it (:class:`Watch`, on this
+  run's own monotonic clock, so a run killed in another container or host is found too,
+  and no two machines' clocks are compared).
 
 A run without a date continues in the newest date pinned for a slice overlapping its own.
 Batches (Distributed Map children, a refresh's groups) never pin: their date is their
@@ -30,6 +34,8 @@ import datetime as dt
 import json
 import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -40,6 +46,7 @@ from .writer import STATE_FOLDER, digest
 log = logging.getLogger(__name__)
 
 RUNS_FOLDER = f"{STATE_FOLDER}/runs"
+HEARTBEAT = 60.0  # seconds between a running run's rewrites of its pin
 
 
 def job_key(source: str, shape: str) -> str:
@@ -62,6 +69,7 @@ class Pin:
     source: str = ""
     machine: str = _MACHINE
     pid: int = field(default_factory=os.getpid)
+    beat: int = 0  # rewrites while running: a pin that stops changing is a dead run's
 
     def overlaps(self, start: int, end: int | None) -> bool:
         return (end is None or self.start < end) and (self.end is None or start < self.end)
@@ -87,23 +95,53 @@ def _parse(raw: bytes) -> Pin | None:
             source=str(body.get("source", "")),
             machine=str(body.get("machine", "")),
             pid=int(body.get("pid", 0)),
+            beat=int(body.get("beat", 0)),
         )
     except (ValueError, KeyError, TypeError):
         return None
     return pin
 
 
-async def pins(store: Store, job: str) -> list[Pin]:
-    """The job's pins; a damaged one is ignored (it protects nothing)."""
+async def _read(store: Store, job: str) -> list[tuple[Pin, bytes]]:
     found = []
     for key in await store.list(f"{RUNS_FOLDER}/{job}/"):
         raw = await store.get(key)
         pin = None if raw is None else _parse(raw)
-        if pin is None:
+        if pin is None or raw is None:
             log.warning("ignoring a damaged run record %s", store.url(key))
             continue
-        found.append(pin)
+        found.append((pin, raw))
     return found
+
+
+async def pins(store: Store, job: str) -> list[Pin]:
+    """The job's pins; a damaged one is ignored (it protects nothing)."""
+    return [pin for pin, _ in await _read(store, job)]
+
+
+@dataclass(slots=True)
+class Watch:
+    """The job's pins as a run first saw them, and when (its own monotonic clock)."""
+
+    seen: dict[str, tuple[bytes, float]]
+    clock: Callable[[], float] = time.monotonic
+
+    def silent(self, pin: Pin, raw: bytes) -> bool:
+        """Unchanged for two heartbeats since first seen: its run no longer beats."""
+        first = self.seen.get(pin.run)
+        return first is not None and first[0] == raw and self.clock() - first[1] >= 2 * HEARTBEAT
+
+
+async def watch(store: Store, job: str, clock: Callable[[], float] = time.monotonic) -> Watch:
+    now = clock()
+    return Watch({pin.run: (raw, now) for pin, raw in await _read(store, job)}, clock)
+
+
+async def beat(store: Store, job: str, pin: Pin) -> Pin:
+    """The run is still going: rewrite its pin (see :data:`HEARTBEAT`)."""
+    pin = replace(pin, beat=pin.beat + 1)
+    await _save(store, job, pin)
+    return pin
 
 
 async def resolve_date(
@@ -134,12 +172,14 @@ async def interrupted(store: Store, job: str, pin: Pin, next_offset: int | None)
     await _save(store, job, replace(pin, start=start, state="interrupted"))
 
 
-async def finished(store: Store, job: str, done: Pin) -> None:
+async def finished(store: Store, job: str, done: Pin, seen: Watch | None = None) -> None:
     """The run finished its slice: its pin goes, and so does what it covered of the job's
-    interrupted pins (the runs it continued)."""
+    interrupted pins and dead runs' pins (the runs it continued)."""
     await store.delete(_key(job, done.run))
-    for other in await pins(store, job):
-        if other.run == done.run or other.live:
+    for other, raw in await _read(store, job):
+        if other.run == done.run:
+            continue
+        if other.live and not (seen is not None and seen.silent(other, raw)):
             continue
         if not other.overlaps(done.start, done.end):
             continue
