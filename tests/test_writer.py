@@ -18,6 +18,7 @@ from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.errors import StorageError
 from tmdb_async.idmap import rebuild
+from tmdb_async.ledger import Ledger
 from tmdb_async.storage import LocalStore
 from tmdb_async.writer import data_file_date, date_folder, decode_file, encode_file
 from tmdb_devtools import fake_tmdb
@@ -109,14 +110,14 @@ async def test_an_overview_with_a_unicode_line_separator_never_wedges_a_jsonl_fo
     assert rebuilt.titles == found
 
 
-async def test_a_damaged_data_file_stops_only_the_runs_that_must_move_its_ids(
-    tmp_path: Path,
-) -> None:
-    """A data file truncated by hand: a run that must take ids out of it stops with one
-    line naming it and a fix that loses nothing, and decides nothing, so the folder is not
-    wedged: a run over other ids of the folder still commits, and the damaged bytes stay."""
+async def test_a_damaged_data_file_blocks_only_the_ids_it_holds(tmp_path: Path) -> None:
+    """A data file truncated by hand: a run that must take ids out of it writes every other
+    id, leaves that file's ids where they are, and ends with one line naming the file and a
+    fix that loses nothing (exit 3). Nothing is decided that cannot be applied, so the
+    folder is not wedged, and the damaged bytes stay."""
     ids_a, ids_b = title_ids(10, "movie", start=4_900_000), title_ids(10, "movie", start=5_000_000)
     csv_a, csv_b = write_csv(tmp_path / "a.csv", ids_a), write_csv(tmp_path / "b.csv", ids_b)
+    both = write_csv(tmp_path / "both.csv", ids_a + ids_b)
     lake = tmp_path / "lake"
     folder = lake / "Raw/TMDB/JSON/2022/05/02"
     async with FakeTmdb(FakeTmdbConfig(token=TOKEN)) as fake:
@@ -136,13 +137,19 @@ async def test_a_damaged_data_file_stops_only_the_runs_that_must_move_its_ids(
         await run(settings_(csv_a))
         await run(settings_(csv_b))
         [damaged] = folder.glob("a-*.jsonl")
+        inside = [json.loads(line)["imdb_id"] for line in damaged.read_bytes().splitlines()]
         data = damaged.read_bytes()[:-30]  # the last record cut short
         damaged.write_bytes(data)
         with pytest.raises(StorageError) as caught:
-            await run(settings_(csv_a, language="fr-FR"))  # must move ids out of it
+            await run(settings_(both, language="fr-FR"))  # must move ids out of it
         message = str(caught.value)
         assert str(damaged) in message and "do not delete it" in message
-        assert "\n" not in message
-        again = await run(settings_(csv_b, language="fr-FR"))  # not wedged
-    assert again.status == "ok" and again.replaced >= again.records > 0
+        assert f"({len(inside)} ids kept their place)" in message and "\n" not in message
+        again = await run(settings_(csv_b, language="fr-FR"))  # not wedged: all kept
+    assert again.status == "ok" and again.kept == len(ids_b)
     assert damaged.read_bytes() == data  # never rewritten nor deleted
+    ledger = await Ledger(LocalStore(str(lake)), "Raw/TMDB/JSON/2022/05/02").load()
+    for imdb_id in ids_a + ids_b:
+        home = ledger.home(imdb_id)
+        assert home is not None
+        assert (home.file == damaged.name) == (imdb_id in inside), imdb_id

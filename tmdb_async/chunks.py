@@ -68,6 +68,7 @@ class Counts:
     skipped: int = 0
     replaced: int = 0
     held: int = 0  # failed, but kept the answer they had (see Ledger.commit)
+    blocked: int = 0  # their home is a damaged file: new results not written
 
 
 class ChunkedRun:
@@ -115,6 +116,7 @@ class ChunkedRun:
         self.files: list[str] = []
         self.sidecars: list[str] = []
         self.held_failures: list[dict[str, Any]] = []
+        self.damaged: list[str] = []  # one line per damaged file that blocked ids
         self.stopped_at: int | None = None
         self.handed_back: list[int] = []  # positions not started at the deadline
         self.cursor = settings.offset  # position after the last id read
@@ -270,6 +272,7 @@ class ChunkedRun:
         for chunk in batch:
             chunk.records.sort(key=lambda pair: pair[0])
             chunk.sidecar.sort(key=lambda pair: pair[0])
+        blocked: set[str] = set()
         if any(c.records or c.sidecar for c in batch):
             done = await self.ledger.commit(
                 [
@@ -287,16 +290,20 @@ class ChunkedRun:
             if done.sidecar_file:
                 self.sidecars.append(self.ledger.store.url(f"{folder}/{done.sidecar_file}"))
             self.counts.replaced += done.replaced
+            self.counts.blocked += len(done.blocked)
+            self.damaged += [line for line in done.damaged if line not in self.damaged]
+            blocked = set(done.blocked)
             self.counts.held += len(done.held)
             held = set(done.held)
             self.held_failures += [e for c in batch for _, e in c.sidecar if e["imdb_id"] in held]
         for chunk in batch:
             del self.open[chunk.first]
             self.room.release()
-            self.counts.records += len(chunk.records)
+            self.counts.records += sum(1 for _, r in chunk.records if r["imdb_id"] not in blocked)
             for _, entry in chunk.sidecar:
-                name = entry["outcome"]
-                setattr(self.counts, name, getattr(self.counts, name) + 1)
+                if entry["imdb_id"] not in blocked:
+                    name = entry["outcome"]
+                    setattr(self.counts, name, getattr(self.counts, name) + 1)
             for position, _ in chunk.records:
                 self._done(position)
             for position, _ in chunk.sidecar:
@@ -305,7 +312,8 @@ class ChunkedRun:
             for position in chunk.unchanged:
                 self._done(position)
             for _, record in chunk.records:
-                self.titles.learn(record, self.profile)
+                if record["imdb_id"] not in blocked:
+                    self.titles.learn(record, self.profile)
             for _, entry in chunk.sidecar:
                 if entry["outcome"] == "deleted":  # kept, marked: a restore is refreshed
                     self.titles.learn_deleted(

@@ -37,7 +37,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -61,6 +61,10 @@ WAIT_SECONDS = 300.0  # for a busy lock, before giving up with a StorageError
 _Read = tuple[bytes, str, list[dict[str, Any]]]  # a data file's bytes, ETag and items
 
 
+class DamagedFile(StorageError):
+    """A data or sidecar file the ledger cannot read, so it cannot move ids out of it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Committed:
     """What one commit wrote (keys relative to the folder)."""
@@ -70,6 +74,8 @@ class Committed:
     sidecar_file: str | None
     replaced: int  # ids that had a home before and moved here
     held: tuple[str, ...] = ()  # failed ids that keep the answer they had (not written)
+    blocked: tuple[str, ...] = ()  # ids left in a damaged file: their new result not written
+    damaged: tuple[str, ...] = ()  # why: one line per damaged file, naming it
 
 
 @dataclass(slots=True)
@@ -304,6 +310,29 @@ class Ledger:
         files: list[dict[str, Any]] = []
         bodies: list[bytes] = []
         data_files: list[str] = []
+        # Read every file that must drop ids before the commit is decided: a decided commit
+        # must be applied before any other, so one that cannot be (a damaged file) would
+        # block every later writer of the folder. Here, a damaged file blocks only the ids it
+        # holds: they stay where they are (``blocked``), and the rest of the commit goes on.
+        # Under the lock no writer changes these files, so the apply below uses these bytes.
+        current: dict[str, _Read | None] = {}
+        damaged: dict[str, str] = {}
+        for _, home in self._homes_of(chunks):
+            if home.file not in current and home.file not in damaged:
+                try:
+                    current[home.file] = await self._readable(home.file)
+                except DamagedFile as exc:
+                    damaged[home.file] = str(exc)
+        blocked = [i for i, home in self._homes_of(chunks) if home.file in damaged]
+        if blocked:
+            gone = set(blocked)
+            chunks = [
+                (
+                    [r for r in records if r["imdb_id"] not in gone],
+                    [e for e in entries if e["imdb_id"] not in gone],
+                )
+                for records, entries in chunks
+            ]
         # A failure is not an answer: an id that has one here (a record, not found, deleted)
         # keeps it, and the failure is only reported (``held``).
         sidecar: list[dict[str, Any]] = []
@@ -315,7 +344,15 @@ class Ledger:
             else:
                 sidecar.append(entry)
         if not sidecar and not any(records for records, _ in chunks):
-            return Committed(self._state.version, (), None, 0, tuple(held))
+            return Committed(
+                self._state.version,
+                (),
+                None,
+                0,
+                tuple(held),
+                tuple(blocked),
+                tuple(damaged.values()),
+            )
         for index, (records, _) in enumerate(c for c in chunks if c[0]):
             name = f"{stem}-{version:08d}-{index:02d}.{extension}"
             ids = [r["imdb_id"] for r in records]
@@ -338,12 +375,6 @@ class Ledger:
         named = [imdb_id for spec in files for imdb_id in spec["ids"]]
         if len(set(named)) != len(named):
             raise ValueError(f"commit {version}: an id is named twice")  # a caller's bug
-        # Read every file that must drop ids before the commit is decided: a decided commit
-        # must be applied before any other, so one that cannot be (a damaged file) would
-        # block every later writer of the folder. Refused here, it blocks only the writers
-        # that must move ids out of that file. Under the lock no writer changes them, so
-        # the apply below uses these bytes.
-        current = {name: await self._readable(name) for name in drops}
         for spec, body in zip(files, bodies, strict=True):
             spec["size"] = len(body)
         header = {
@@ -376,6 +407,8 @@ class Ledger:
                 sidecar_file=side_file,
                 replaced=sum(len(ids) for ids in drops.values()),
                 held=tuple(held),
+                blocked=tuple(blocked),
+                damaged=tuple(damaged.values()),
             )
         )
         await self._apply(header, bodies, current)
@@ -420,6 +453,16 @@ class Ledger:
                 self._log_key(int(header["version"])), _entry_bytes(header, ()), durable=False
             )
 
+    def _homes_of(
+        self, chunks: Sequence[tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]]]
+    ) -> Iterator[tuple[str, Home]]:
+        """(id, its home here) of every id of ``chunks`` that has one."""
+        for records, entries in chunks:
+            for item in (*records, *entries):
+                home = self._state.homes.get(item["imdb_id"])
+                if home is not None:
+                    yield item["imdb_id"], home
+
     async def _readable(self, name: str) -> _Read | None:
         """A file's bytes, ETag and items (``None`` when it is gone); a :class:`StorageError` that
         names the file and a fix that loses nothing when it cannot be read."""
@@ -432,11 +475,11 @@ class Ledger:
             return raw, etag, decode_file(name, raw)
         except ValueError as exc:
             reason = str(exc).splitlines()[0][:80]
-            raise StorageError(
+            raise DamagedFile(
                 f"{self.store.url(key)}: damaged ({reason}); the ledger cannot move ids out of "
-                "it, so only runs that refetch its titles stop here. Repair it (one JSON "
-                "object per record) or restore its last version; do not delete it: the "
-                "folder's ledger places titles there"
+                "it, so its titles keep their place and their new results were not written. "
+                "Repair it (one JSON object per record) or restore its last version, then run "
+                "again; do not delete it: the folder's ledger places titles there"
             ) from None
 
     async def _drop(self, name: str, ids: set[str], found: _Read | None = None) -> None:

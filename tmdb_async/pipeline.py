@@ -44,7 +44,7 @@ from .config import Settings
 from .errors import IngestError, StorageError, describe_error
 from .idmap import LakeIdMap
 from .ids import IdEntry, ReadStats, read_csv_ids, read_item_ids
-from .ledger import Ledger, lake_records
+from .ledger import DamagedFile, Ledger, lake_records
 from .shape import Profile
 from .storage import LocalStore, S3Store, Store, open_s3, parse_s3, read_source
 from .summary import Manifest, Summary
@@ -259,6 +259,10 @@ class Engine:
             # TMDB unreachable: what was resolved is committed above; the run ends with the
             # breaker's one line, its ids left for the next run (none marked failed).
             error = job_run.unreachable
+            if error is None and job_run.damaged:  # the rest is written; these ids wait
+                error = DamagedFile(
+                    f"{job_run.damaged[0]} ({job_run.counts.blocked} ids kept their place)"
+                )
         except TimeoutError:
             if not budget.expired():
                 error = TimeoutError("unexpected timeout")

@@ -32,7 +32,9 @@ class Summary:
     the written ids moved out of an older file.
     ``held`` of the ``failed`` ids kept the answer TMDB gave them before (a record, not
     found, deleted): a failure never replaces an answer. They are listed, with why they
-    failed, in the manifest's ``held_failures``.
+    failed, in the manifest's ``held_failures``. ``blocked`` ids live in a damaged file
+    of the folder: they keep that place, their new results are not written, and the run
+    ends with the file's name (exit 3).
     """
 
     source: str
@@ -50,6 +52,7 @@ class Summary:
     skipped: int = 0
     replaced: int = 0
     held: int = 0
+    blocked: int = 0
     files: list[str] = field(default_factory=list)
     sidecars: list[str] = field(default_factory=list)
     manifest: str | None = None
@@ -118,6 +121,7 @@ class Manifest:
                     "skipped",
                     "replaced",
                     "held",
+                    "blocked",
                     "rows_read",
                 )
             },
