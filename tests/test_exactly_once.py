@@ -7,7 +7,8 @@ two runs at once; the CSV edited between runs; TMDB failing some ids on some run
 killed after a random number of storage writes (nothing after that point reaches storage,
 which is what SIGKILL leaves behind; ``test_restarts.py`` does the real SIGKILL); runs whose
 storage loses answers after the write landed (the client sends it again, as botocore does
-after a 500 or a reset); and reruns during a TMDB outage (every request answered 5xx).
+after a 500 or a reset); runs whose writes stall past the lease's bound and land moments
+after the client gave up; and reruns during a TMDB outage (every request answered 5xx).
 Every overview TMDB sends holds every Unicode line and paragraph separator.
 
 Invariants, after every step:
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -44,6 +45,7 @@ from tests.support.faulty import FaultyStore
 from tests.support.kill import Killed, KillingStore, declare_dead
 from tests.support.lake import FolderView, read_local
 from tmdb_async import Credentials, Settings, run
+from tmdb_async import ledger as ledger_module
 from tmdb_async.ledger import Ledger
 from tmdb_async.pipeline import record_shape
 from tmdb_async.storage import LocalStore
@@ -145,6 +147,15 @@ runs = st.builds(
     flaky=st.booleans(),
     dotted=st.booleans(),
 )
+
+
+def _leased(key: str) -> bool:
+    """A write the ledger makes under its lease (a commit, a data or sidecar file, a file
+    losing ids): the ones a lease's bound can give up on."""
+    folder, _, name = key.rpartition("/")
+    return folder.endswith(("/_ledger/log", "/_sidecars")) or (
+        folder.endswith(FOLDER) and not name.startswith((".", "_"))
+    )
 
 
 class FolderMachine(RuleBasedStateMachine):
@@ -279,6 +290,28 @@ class FolderMachine(RuleBasedStateMachine):
         self.model = after(self.model, ids, r)
         assert summary.unique_ids == len(ids)
         assert summary.status == ("failed_ids" if summary.failed else "ok")
+
+    @rule(r=runs, seed=st.integers(0, 2**16))
+    def run_with_stalled_writes(self, r: Run, seed: int) -> None:
+        """Some writes stall past the lease's bound (a 0.6 s lease here): the run gives them
+        up, and each lands moments later, as a request S3 applies after the client left."""
+        ids = self._slice(r)
+        rng = random.Random(seed)
+        store = FaultyStore(
+            LocalStore(str(self.lake)),
+            rule=lambda op, key, n: "stall" if _leased(key) and rng.random() < 0.05 else None,
+            land_soon=True,
+        )
+        lease, ledger_module.LEASE_SECONDS = ledger_module.LEASE_SECONDS, 0.6
+        try:
+            summary = self.loop.run_until_complete(run(self._settings(r), store=store))
+        finally:
+            ledger_module.LEASE_SECONDS = lease
+        if store.given_up.is_set():
+            event("a write stalled past the lease and landed late")
+        self.loop.run_until_complete(store.land_late())
+        self.model = after(self.model, ids, r)
+        assert summary.unique_ids == len(ids)
 
     @rule(r=runs)
     def rerun_during_an_outage(self, r: Run) -> None:

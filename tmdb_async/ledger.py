@@ -97,14 +97,14 @@ class Ledger:
         *,
         owner: str | None = None,
         clock: Callable[[], float] = time.monotonic,
-        lease_seconds: float = LEASE_SECONDS,
+        lease_seconds: float | None = None,
         wait_seconds: float = WAIT_SECONDS,
     ) -> None:
         self.store = store
         self.folder = folder.rstrip("/")
         self.owner = owner or uuid.uuid4().hex[:12]
         self._clock = clock
-        self._lease_seconds = lease_seconds
+        self._lease_seconds = LEASE_SECONDS if lease_seconds is None else lease_seconds
         self._wait = wait_seconds
         self._state = _State()
         self._mutex = asyncio.Lock()  # one commit at a time from this process

@@ -11,7 +11,8 @@
   and was applied after the client gave up. Its conditions are those it was sent with.
 
 Faults are chosen by a rule on (operation, key, n-th write), so tests and the stateful test
-can draw them.
+can draw them. With ``land_soon``, a write given up on lands at the store's next call, as a
+request applied within moments of the client giving up on it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class LateWrite:
 class FaultyStore:
     inner: Store
     rule: Rule = lambda op, key, n: None
+    land_soon: bool = False
     writes: int = 0
     lost: list[str] = field(default_factory=list)
     late: list[LateWrite] = field(default_factory=list)
@@ -68,7 +70,12 @@ class FaultyStore:
         self.late.clear()
         return answers
 
+    async def _soon(self) -> None:
+        if self.land_soon and self.late:
+            await self.land_late()
+
     async def _do(self, op: str, key: str, data: bytes, kwargs: dict[str, Any]) -> Any:
+        await self._soon()
         n = self.writes
         self.writes += 1
         fault = self.rule(op, key, n)
@@ -105,10 +112,13 @@ class FaultyStore:
         await self._do("delete", key, b"", kw)
 
     async def get(self, key: str) -> bytes | None:
+        await self._soon()
         return await self.inner.get(key)
 
     async def read(self, key: str) -> tuple[bytes, str] | None:
+        await self._soon()
         return await self.inner.read(key)
 
     async def list(self, prefix: str, start_after: str | None = None) -> list[str]:
+        await self._soon()
         return await self.inner.list(prefix, start_after)
