@@ -18,6 +18,7 @@ request applied within moments of the client giving up on it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ class FaultyStore:
     late: list[LateWrite] = field(default_factory=list)
     stalling: asyncio.Event = field(default_factory=asyncio.Event)  # a write is stalled
     given_up: asyncio.Event = field(default_factory=asyncio.Event)  # a stalled one cancelled
+    given_up_at: float = 0.0  # time.monotonic() when the last stalled write was given up
     _gate: asyncio.Event = field(default_factory=asyncio.Event)
 
     def url(self, key: str) -> str:
@@ -85,6 +87,7 @@ class FaultyStore:
                 await self._gate.wait()
             except asyncio.CancelledError:
                 self.late.append(LateWrite(op, key, data, kwargs))
+                self.given_up_at = time.monotonic()
                 self.given_up.set()
                 raise
         answer = await self._send(op, key, data, kwargs)
