@@ -293,7 +293,9 @@ class Breaker:
                 "stopped: no id was marked failed, run it again once TMDB answers"
             )
             self._trip.set()
-            log.error("%s", self.tripped)
+            # INFO: the run ends with this text as its error (the CLI's one line, the Lambda
+            # invocation's error); the log marks when it tripped, for INFO-level logs.
+            log.info("%s", self.tripped)
         raise TmdbUnreachable(self.tripped)
 
     async def pause(self, seconds: float) -> None:
