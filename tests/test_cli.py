@@ -83,6 +83,22 @@ async def test_failed_ids_exit_1(tmp_path: Path) -> None:
     assert json.loads(out.splitlines()[-1])["failed"] == 1
 
 
+async def test_a_rerun_during_an_outage_says_the_failed_ids_kept_their_answers(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    csv_path = str(write_csv(tmp_path / "m.csv", title_ids(8, "movie")))
+    args = ("run", csv_path, "--dest", str(tmp_path / "lake"), "--date", "2026-11-24")
+    env = {"TMDB_READ_ACCESS_TOKEN": TOKEN}
+    assert (await cli(*args, "--tmdb-url", fake_tmdb.url, env=env))[0] == 0
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN, fault_5xx=1.0)) as outage:
+        code, _, err = await cli(
+            *args, "--tmdb-url", outage.url, "--no-resume", "--max-attempts", "1", env=env
+        )
+    assert code == 1
+    assert "8 failed" in err
+    assert "8 of the failed kept the answer TMDB gave them before" in err
+
+
 async def test_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("titulo|ano\nx|1\n")

@@ -192,6 +192,12 @@ def _print_summary(summary: Summary) -> None:
         f"in {summary.seconds:.1f}s",
         file=sys.stderr,
     )
+    if summary.held:
+        print(
+            f"{summary.held} of the failed kept the answer TMDB gave them before "
+            "(a failure never replaces one; listed in the manifest's held_failures)",
+            file=sys.stderr,
+        )
     if summary.files:
         print(f"data files under {summary.files[0].rsplit('/', 1)[0]}/", file=sys.stderr)
     if summary.manifest:
