@@ -59,8 +59,25 @@ def test_the_installed_console_script_is_the_command_line(wheel: Path, tmp_path:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "--skip-existing" in done.stdout
+    assert done.stdout.startswith("usage: tmdb-ingest run")  # the command the user typed
     where = subprocess.run(
         [sys.executable, "-c", "import tmdb_async; print(tmdb_async.__file__)"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert where.stdout.startswith(str(target))
+
+
+def test_the_version_is_declared_once_and_names_the_client(wheel: Path) -> None:
+    import tmdb_async
+    from tmdb_async import client
+
+    assert f"-{tmdb_async.__version__}-" in wheel.name  # pyproject reads tmdb_async._version
+    assert f"tmdb-ingest/{tmdb_async.__version__} (+aiohttp)" == client._USER_AGENT
+
+
+def test_the_devtools_help_is_an_answer_not_an_error() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tmdb_devtools", "--help"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.startswith("usage: python -m tmdb_devtools")

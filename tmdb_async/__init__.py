@@ -10,8 +10,9 @@ The public surface is small on purpose:
 Everything else (modules whose names say what they do) is detail.
 """
 
+from ._version import __version__
 from .config import Credentials, Settings
 from .errors import ExitCode, IngestError
 from .pipeline import Summary, run
 
-__all__ = ["Credentials", "ExitCode", "IngestError", "Settings", "Summary", "run"]
+__all__ = ["Credentials", "ExitCode", "IngestError", "Settings", "Summary", "__version__", "run"]

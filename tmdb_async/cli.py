@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import MISSING
+from pathlib import Path
 from typing import Any, TypeVar
 
 from . import idmap
@@ -96,9 +97,14 @@ def _add_settings(parser: argparse.ArgumentParser, only: frozenset[str] | None =
             parser.add_argument(flag, dest=spec.name, metavar=metavar, help=_help(spec))
 
 
+def _prog() -> str:
+    """What the user typed: the installed command, or the module in a checkout."""
+    return "tmdb-ingest" if Path(sys.argv[0]).name == "tmdb-ingest" else "python -m tmdb_async"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tmdb_async",
+        prog=_prog(),
         description="Enrich IMDb ids from a data-lake CSV with TMDB v3 data, as ≤100-record "
         "JSON files under <dest>/Raw/TMDB/JSON/YYYY/MM/DD/.",
     )
@@ -334,7 +340,8 @@ def _print_refresh(summary: RefreshSummary) -> None:
     elif summary.status == "failed_ids":
         print(
             f"{summary.failed} titles failed: they are carried, the next refresh asks them "
-            "again (listed in the folder's _failed sidecar)",
+            "again (listed as failed in the folder's _sidecars/, or in the manifest's "
+            "held_failures)",
             file=sys.stderr,
         )
 

@@ -66,6 +66,7 @@ from yarl import URL
 
 from ._route import Router
 from ._throttle import Throttle
+from ._version import __version__
 from .config import Credentials, Detail, Kind, Settings
 from .errors import CredentialsError, TmdbUnreachable
 from .redaction import describe_error, redact, register_secret, safe_url
@@ -97,7 +98,7 @@ class Titles(Protocol):
     def forget(self, imdb_id: str, /) -> None: ...
 
 
-_USER_AGENT = "tmdb-ingest/0.1 (+aiohttp)"
+_USER_AGENT = f"tmdb-ingest/{__version__} (+aiohttp)"
 _REASON_LIMIT: Final = 160  # characters of an error's own message in a failure reason
 _REJECTED_MESSAGE: Final = (
     "TMDB rejected the credentials (HTTP 401, status_code 7): check "

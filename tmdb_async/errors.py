@@ -19,7 +19,7 @@ class ExitCode(IntEnum):
     """Process exit codes of ``python -m tmdb_async``."""
 
     OK = 0  #: every id is accounted for (written, not found or invalid)
-    FAILED_IDS = 1  #: some ids failed after all retries (listed in the _failed sidecar)
+    FAILED_IDS = 1  #: some ids failed after all retries (failed entries in _sidecars/)
     #: bad usage, bad input file or event, missing or rejected credentials, or a time budget
     #: too short for one chunk (:class:`DeadlineError`)
     BAD_INPUT = 2

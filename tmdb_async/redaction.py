@@ -5,7 +5,7 @@ written anywhere. The sinks, and what each must use:
 
 - **run manifests** (the ``error`` field) and **summaries**: :func:`describe_error` for an
   exception, :func:`redact` for any other text;
-- **sidecar reasons** (``_failed-…`` entries): built by the client with
+- **sidecar reasons** (``failed`` entries in ``_sidecars/``): built by the client with
   :func:`describe_error`, so they are already safe;
 - **logs**: the filter of :mod:`tmdb_async.log` calls :func:`redact` on every record of every
   library (message, exception text, stack);

@@ -16,9 +16,11 @@ def main(argv: list[str] | None = None) -> int:
         from .local_map import main as local_map_main
 
         return local_map_main(rest)
-    print(
-        "usage: python -m tmdb_devtools {fake-tmdb | local-map} [options] (--help)", file=sys.stderr
-    )
+    usage = "usage: python -m tmdb_devtools {fake-tmdb | local-map} [options] (--help)"
+    if command in ("-h", "--help"):
+        print(usage)
+        return 0
+    print(usage, file=sys.stderr)
     return 2
 
 
