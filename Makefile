@@ -1,6 +1,6 @@
 # Two commands on a fresh clone:
 #   make demo   - runs the main job on the bundled sample, offline, into ./out
-#   make test   - lint + the whole test suite (what CI runs)
+#   make test   - lint (ruff, mypy --strict) + the whole test suite (what CI runs)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -24,6 +24,7 @@ demo: $(VENV)/.runtime
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 $(SAM_VENV)/.installed: requirements-sam.txt
 	$(PYTHON) -m venv $(SAM_VENV)

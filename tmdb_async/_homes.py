@@ -103,7 +103,7 @@ class HomeIndex(Mapping[str, Home]):
         return len(self._numbers) + len(self._recent) + len(self._other)
 
     def __iter__(self) -> Iterator[str]:
-        for key, _ in self.items():  # type: ignore[misc]
+        for key, _ in self.items():
             yield key
 
     def items(self) -> Iterator[tuple[str, Home]]:  # type: ignore[override]

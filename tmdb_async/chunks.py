@@ -28,12 +28,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._homes import Home
 from .client import Deleted, Found, LookupFailed, NotFound, TmdbClient
 from .config import Settings
 from .errors import TmdbUnreachable
 from .idmap import FLUSH_AT, LakeIdMap
 from .ids import IdEntry
-from .ledger import Home, Ledger
+from .ledger import Ledger
 from .shape import Profile
 
 log = logging.getLogger(__name__)

@@ -485,7 +485,7 @@ class TmdbClient:
             reraise=True,
         )
         self._rejected = False
-        self.stats = ClientStats() if _share is None else _share.stats
+        self.stats: ClientStats = ClientStats() if _share is None else _share.stats
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -826,11 +826,11 @@ class TmdbClient:
     def _delay(self, exc: BaseException | None, attempt: int) -> float:
         """Seconds to wait after failed ``attempt``: exponential backoff with jitter, and
         never less than a positive ``Retry-After``."""
-        cap = self._options.max_backoff
-        backoff = min(cap, 0.5 * 2 ** (attempt - 1) + random.uniform(0, 1))
+        cap = float(self._options.max_backoff)
+        backoff = min(cap, 0.5 * 2.0 ** (attempt - 1) + random.uniform(0, 1))
         if isinstance(exc, _Retryable) and exc.retry_after:
             # Honour Retry-After, never below it; the jitter spreads the workers out again.
-            return min(exc.retry_after, cap) + backoff * 0.1
+            return min(float(exc.retry_after), cap) + backoff * 0.1
         return backoff
 
     def _count_retry(self, state: RetryCallState) -> None:

@@ -558,9 +558,10 @@ def env_defaults(env: Mapping[str, str] | None = None) -> dict[str, object]:
     env = os.environ if env is None else env
     values: dict[str, object] = {}
     for spec in SCHEMA:
-        raw = env.get(spec.option.env, "").strip() if spec.option.env else ""
-        if raw:
-            values[spec.name] = _text(spec, raw, spec.option.env)
+        name = spec.option.env
+        raw = env.get(name, "").strip() if name else ""
+        if name and raw:
+            values[spec.name] = _text(spec, raw, name)
     return values
 
 

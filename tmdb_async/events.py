@@ -137,7 +137,10 @@ def _margin(
     of the time left at its start)."""
     if context is None:
         return None, 0.0
-    remaining = lambda: context.get_remaining_time_in_millis() / 1000  # noqa: E731
+
+    def remaining() -> float:
+        return float(context.get_remaining_time_in_millis()) / 1000
+
     return remaining, deadline_margin(remaining(), margin_override(env))
 
 
@@ -244,7 +247,9 @@ def _execution(event: Mapping[str, Any]) -> ExecutionRef | None:
     for key, value in given.items():
         if not isinstance(value, str) or not value:
             raise UsageError(f"event.{key}: expected a non-empty string, got {value!r}")
-    return ExecutionRef(given["state_machine"], given["execution"], given["execution_started"])
+    return ExecutionRef(
+        str(given["state_machine"]), str(given["execution"]), str(given["execution_started"])
+    )
 
 
 #: What a refresh event may set besides ``action`` and ``since``: where, when, how fast.

@@ -624,14 +624,17 @@ async def lake_titles(
                 continue
             profile = shapes[folder].get(shape)
             if item.get("outcome") == "deleted":  # a sidecar entry names what TMDB removed
-                found = (str(item["imdb_id"]), item.get("media_type"), item.get("tmdb_id"))
-                title = _checked(*found, profile, deleted=True)
+                imdb_id = str(item["imdb_id"])
+                title = _checked(
+                    imdb_id, item.get("media_type"), item.get("tmdb_id"), profile, deleted=True
+                )
             elif "outcome" not in item and (found := _title_of(item)) is not None:
+                imdb_id = found[0]
                 title = _checked(*found, profile, deleted=False)
             else:
                 continue
             if title is not None:
-                yield found[0], title
+                yield imdb_id, title
 
 
 def _checked(

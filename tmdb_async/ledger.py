@@ -317,13 +317,13 @@ class Ledger:
         # Under the lock no writer changes these files, so the apply below uses these bytes.
         current: dict[str, _Read | None] = {}
         damaged: dict[str, str] = {}
-        for _, home in self._homes_of(chunks):
-            if home.file not in current and home.file not in damaged:
+        for _, place in self._homes_of(chunks):
+            if place.file not in current and place.file not in damaged:
                 try:
-                    current[home.file] = await self._readable(home.file)
+                    current[place.file] = await self._readable(place.file)
                 except DamagedFile as exc:
-                    damaged[home.file] = str(exc)
-        blocked = [i for i, home in self._homes_of(chunks) if home.file in damaged]
+                    damaged[place.file] = str(exc)
+        blocked = [i for i, place in self._homes_of(chunks) if place.file in damaged]
         if blocked:
             gone = set(blocked)
             chunks = [

@@ -364,7 +364,7 @@ async def _save_lessons(titles: LakeIdMap, remaining: Remaining | None) -> None:
 def _unwrap(exc: BaseException) -> BaseException:
     """The first meaningful error out of a TaskGroup's ExceptionGroup."""
     while isinstance(exc, BaseExceptionGroup):
-        preferred = [e for e in exc.exceptions if isinstance(e, IngestError)]
+        preferred: list[BaseException] = [e for e in exc.exceptions if isinstance(e, IngestError)]
         exc = (preferred or list(exc.exceptions))[0]
     return exc
 

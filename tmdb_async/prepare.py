@@ -60,7 +60,8 @@ def _instant(value: Any) -> dt.datetime | None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).replace(microsecond=value.microsecond // 1000 * 1000)
+    instant: dt.datetime = value.astimezone(dt.UTC)
+    return instant.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 _LAST = dt.datetime.max.replace(tzinfo=dt.UTC)

@@ -523,10 +523,10 @@ class _Lister:
             self.truncated = []
             plan.odd_items += self.odd_items
             self.odd_items = 0
-            for kind, start, end in self.completed:  # whole pieces: their pages are done
-                plan.done.append([kind, start, end])
+            for piece_kind, start, end in self.completed:  # whole pieces: pages are done
+                plan.done.append([piece_kind, start, end])
                 inside = Window(dt.date.fromisoformat(start), dt.date.fromisoformat(end))
-                for key in [k for k in self.totals if _within(k, kind, inside)]:
+                for key in [k for k in self.totals if _within(k, piece_kind, inside)]:
                     del self.totals[key]
                     self.read.pop(key, None)
             self.completed = []
@@ -537,7 +537,7 @@ class _Lister:
             await plan.save(self.store)
 
 
-def _within(key: str, kind: MediaType, window: Window) -> bool:
+def _within(key: str, kind: str, window: Window) -> bool:
     k, start, end = key.split("/")
     return k == kind and window.start.isoformat() <= start and end <= window.end.isoformat()
 
@@ -815,13 +815,14 @@ async def _list(
             await map_ready
         plan.group(engine.titles)
         await plan.save(engine.store)
+        groups: list[dict[str, Any]] = plan.groups or []
         log.info(
             "refresh %s..%s: %d movies and %d series listed, %d titles of the lake",
             plan.window.start,
             plan.window.end,
             plan.changed["movie"],
             plan.changed["tv"],
-            sum(len(g["ids"]) for g in plan.groups or []),
+            sum(len(group["ids"]) for group in groups),
         )
     return read
 

@@ -11,6 +11,7 @@ temporary name in the same folder and is renamed, so readers never see half a fi
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import fcntl
 import hashlib
@@ -48,7 +49,7 @@ def parse_s3(url: str, where: str) -> S3Url | None:
     return S3Url(bucket, key)
 
 
-def s3_error_code(exc: Exception) -> str:
+def s3_error_code(exc: BaseException) -> str:
     """The S3 error code of a botocore error (``NoSuchKey``, ``403``, …), else its class name."""
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", type(exc).__name__))
@@ -397,7 +398,7 @@ class LocalStore(_Derived):
         keys = await asyncio.to_thread(self._list, prefix)
         return keys if start_after is None else [k for k in keys if k > start_after]
 
-    def _list(self, prefix: str) -> list[str]:
+    def _list(self, prefix: str) -> builtins.list[str]:
         base = self.root / prefix.rpartition("/")[0]
         try:
             if not base.is_dir():

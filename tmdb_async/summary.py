@@ -78,7 +78,7 @@ class Summary:
         }.get(self.status, ExitCode.BAD_INPUT)
 
     def as_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        data = {name: getattr(self, name) for name in self.__slots__}
         data["files_written"] = len(self.files)
         data["exit_code"] = int(self.exit_code)
         if self.remaining_items is None:
