@@ -131,7 +131,8 @@ class Ledger:
         return self._state.homes
 
     async def load(self) -> Ledger:
-        """Read the folder's state, and roll forward a commit a dead writer left half done."""
+        """Read the folder's state, and roll forward a commit a writer left half done (a dead
+        one, or this one after losing the lock: only the newest commit can be pending)."""
         await self._reload()
         for _ in range(3):
             if self._state.pending is None:
@@ -278,23 +279,11 @@ class Ledger:
                             "folder lock lost after commit %d was decided; finishing it",
                             decided[0].version,
                         )
-                        await self._finish_decided(decided[0].version)
+                        await self.load()  # rolls the newest commit forward if pending
                         return decided[0]
                     log.warning("folder lock lost during a commit (attempt %d)", attempt + 1)
                     await self._reload()
             raise StorageError(f"{self.store.url(self.folder)}: lost the folder lock 3 times")
-
-    async def _finish_decided(self, version: int) -> None:
-        for _ in range(3):
-            with contextlib.suppress(LeaseLost):
-                async with self._locked():  # holding the lock rolls a pending commit forward
-                    pass
-                raw = await self.store.get(self._log_key(version))
-                if raw is None or not _parse_entry(raw, self.store.url(self._log_key(version)))[1]:
-                    return  # applied (slimmed), or compacted into a checkpoint after that
-        raise StorageError(
-            f"{self.store.url(self._log_key(version))}: commit {version} could not be finished"
-        )
 
     async def _commit_locked(
         self,
