@@ -72,7 +72,7 @@ async def test_a_continued_slice_clears_its_pin_and_the_next_plain_run_starts_af
     assert second.status == "ok"
     assert _pins(lake) == []  # the job is done: nothing pins its date any more
     job = runstate.job_key(str(csv_path), "x")
-    assert await runstate.resolve_date(LocalStore(str(lake)), job, 0, None, None) == (
+    assert (await runstate.watch(LocalStore(str(lake)), job)).date(0, None, None) == (
         dt.datetime.now(dt.UTC).date(),
         False,
     )
@@ -134,7 +134,7 @@ async def test_a_finished_job_clears_the_interrupted_pins_of_every_date(tmp_path
     for run_, day, start, end in (("r0", "2026-11-19", 300, 400), ("r1", "2026-11-20", 100, 200)):
         pin = runstate.Pin(run_, day, start, end, state="interrupted")
         await runstate.pin(store, "job", pin)
-    date, continued = await runstate.resolve_date(store, "job", 0, None, None)
+    date, continued = (await runstate.watch(store, "job")).date(0, None, None)
     assert (date.isoformat(), continued) == ("2026-11-20", True)
     whole = runstate.Pin("whole", date.isoformat(), 0, None)
     await runstate.pin(store, "job", whole)

@@ -34,7 +34,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import replace
 from typing import Any
 
 from . import runstate
@@ -198,12 +197,11 @@ class Engine:
         ``part`` tells apart the manifests of several jobs of one run."""
         store, shape = self.store, record_shape(settings)
         end = None if settings.limit is None else settings.offset + settings.limit
-        if job is None:
+        seen = None if job is None else await runstate.watch(store, job)
+        if seen is None:
             date, continued = settings.date or dt.datetime.now(dt.UTC).date(), False
         else:
-            date, continued = await runstate.resolve_date(
-                store, job, settings.offset, end, settings.date
-            )
+            date, continued = seen.date(settings.offset, end, settings.date)
         if continued:
             log.warning("continuing the interrupted run of %s in its folder", date.isoformat())
         folder = date_folder(date)
@@ -221,13 +219,13 @@ class Engine:
         )
         # Written first: proves the destination is writable before TMDB quota is spent.
         summary.manifest = await manifest.write()
-        pin = runstate.Pin(f"{self.run_id}{part}", date.isoformat(), settings.offset, end)
         pinned: list[runstate.Pin] = []  # once the run has read an id
-        seen = None
         beating: asyncio.Task[None] | None = None
         if job is not None:
-            seen = await runstate.watch(store, job)
-            entries = _pinning(entries, store, job, replace(pin, source=label), pinned)
+            pin = runstate.Pin(
+                f"{self.run_id}{part}", date.isoformat(), settings.offset, end, source=label
+            )
+            entries = _pinning(entries, store, job, pin, pinned)
         ledger = await Ledger(store, folder, owner=self.run_id).load()
         lake = await lake_records(store, RAW_FOLDER) if settings.skip_existing else set()
         job_run = ChunkedRun(

@@ -106,8 +106,10 @@ async def _read(store: Store, job: str) -> list[tuple[Pin, bytes]]:
     found = []
     for key in await store.list(f"{RUNS_FOLDER}/{job}/"):
         raw = await store.get(key)
-        pin = None if raw is None else _parse(raw)
-        if pin is None or raw is None:
+        if raw is None:
+            continue  # removed since the listing
+        pin = _parse(raw)
+        if pin is None:
             log.warning("ignoring a damaged run record %s", store.url(key))
             continue
         found.append((pin, raw))
@@ -121,20 +123,34 @@ async def pins(store: Store, job: str) -> list[Pin]:
 
 @dataclass(slots=True)
 class Watch:
-    """The job's pins as a run first saw them, and when (its own monotonic clock)."""
+    """The job's pins as a run first saw them, and when (its own monotonic clock): one read
+    tells the run its date (:meth:`date`) and, when it finishes, which pins stopped beating
+    (:meth:`silent`)."""
 
-    seen: dict[str, tuple[bytes, float]]
+    seen: dict[str, tuple[Pin, bytes]]
+    at: float
     clock: Callable[[], float] = time.monotonic
+
+    def date(self, start: int, end: int | None, given: dt.date | None) -> tuple[dt.date, bool]:
+        """The date to write into, and whether it continues an interrupted run: ``given``,
+        else the newest date pinned for a slice overlapping ``start..end``, else today
+        (UTC)."""
+        if given is not None:
+            return given, False
+        dates = [pin.date for pin, _ in self.seen.values() if pin.overlaps(start, end)]
+        if dates:
+            return dt.date.fromisoformat(max(dates)), True
+        return dt.datetime.now(dt.UTC).date(), False
 
     def silent(self, pin: Pin, raw: bytes) -> bool:
         """Unchanged for two heartbeats since first seen: its run no longer beats."""
         first = self.seen.get(pin.run)
-        return first is not None and first[0] == raw and self.clock() - first[1] >= 2 * HEARTBEAT
+        return first is not None and first[1] == raw and self.clock() - self.at >= 2 * HEARTBEAT
 
 
 async def watch(store: Store, job: str, clock: Callable[[], float] = time.monotonic) -> Watch:
     now = clock()
-    return Watch({pin.run: (raw, now) for pin, raw in await _read(store, job)}, clock)
+    return Watch({pin.run: (pin, raw) for pin, raw in await _read(store, job)}, now, clock)
 
 
 async def beat(store: Store, job: str, pin: Pin) -> Pin:
@@ -142,19 +158,6 @@ async def beat(store: Store, job: str, pin: Pin) -> Pin:
     pin = replace(pin, beat=pin.beat + 1)
     await _save(store, job, pin)
     return pin
-
-
-async def resolve_date(
-    store: Store, job: str, start: int, end: int | None, given: dt.date | None
-) -> tuple[dt.date, bool]:
-    """The date to write into, and whether it continues an interrupted run: ``given``, else
-    the newest date pinned for a slice overlapping ``start..end``, else today (UTC)."""
-    if given is not None:
-        return given, False
-    dates = [p.date for p in await pins(store, job) if p.overlaps(start, end)]
-    if dates:
-        return dt.date.fromisoformat(max(dates)), True
-    return dt.datetime.now(dt.UTC).date(), False
 
 
 async def _save(store: Store, job: str, pin: Pin) -> None:
