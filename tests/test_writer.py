@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -76,6 +75,20 @@ def test_every_code_point_round_trips_through_a_data_file(texts: list[str], name
         assert [json.loads(line) for line in data.split(b"\n")[:-1]] == records
 
 
+def _jsonl(csv_path: Path, lake: Path, url: str, **changes: object) -> Settings:
+    """A run of ``csv_path`` into ``lake``'s 2022-05-02 folder, written as JSON Lines."""
+    return Settings(
+        source=str(csv_path),
+        dest=str(lake),
+        credentials=Credentials(read_access_token=TOKEN),
+        tmdb_url=url,
+        date=dt.date(2022, 5, 2),
+        rate=1000.0,
+        output_format="jsonl",
+        **changes,  # type: ignore[arg-type]
+    )
+
+
 async def test_an_overview_with_a_unicode_line_separator_never_wedges_a_jsonl_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -89,17 +102,8 @@ async def test_an_overview_with_a_unicode_line_separator_never_wedges_a_jsonl_fo
     csv_path = write_csv(tmp_path / "m.csv", ids)
     lake = tmp_path / "lake"
     async with FakeTmdb(FakeTmdbConfig(token=TOKEN)) as fake:
-        settings_ = Settings(
-            source=str(csv_path),
-            dest=str(lake),
-            credentials=Credentials(read_access_token=TOKEN),
-            tmdb_url=fake.url,
-            date=dt.date(2022, 5, 2),
-            rate=1000.0,
-            output_format="jsonl",
-        )
-        first = await run(settings_)
-        second = await run(replace(settings_, language="fr-FR"))  # every record moves
+        first = await run(_jsonl(csv_path, lake, fake.url))
+        second = await run(_jsonl(csv_path, lake, fake.url, language="fr-FR"))  # every one moves
     found = sum(1 for i in ids if kind_of(int(i[2:])) is not None)
     assert first.records == second.records == found > 0 and second.failed == 0
     view = read_local(lake / "Raw/TMDB/JSON/2022/05/02")
@@ -121,31 +125,18 @@ async def test_a_damaged_data_file_blocks_only_the_ids_it_holds(tmp_path: Path) 
     lake = tmp_path / "lake"
     folder = lake / "Raw/TMDB/JSON/2022/05/02"
     async with FakeTmdb(FakeTmdbConfig(token=TOKEN)) as fake:
-
-        def settings_(csv_path: Path, **changes: object) -> Settings:
-            return Settings(
-                source=str(csv_path),
-                dest=str(lake),
-                credentials=Credentials(read_access_token=TOKEN),
-                tmdb_url=fake.url,
-                date=dt.date(2022, 5, 2),
-                rate=1000.0,
-                output_format="jsonl",
-                **changes,  # type: ignore[arg-type]
-            )
-
-        await run(settings_(csv_a))
-        await run(settings_(csv_b))
+        await run(_jsonl(csv_a, lake, fake.url))
+        await run(_jsonl(csv_b, lake, fake.url))
         [damaged] = folder.glob("a-*.jsonl")
         inside = [json.loads(line)["imdb_id"] for line in damaged.read_bytes().splitlines()]
         data = damaged.read_bytes()[:-30]  # the last record cut short
         damaged.write_bytes(data)
         with pytest.raises(StorageError) as caught:
-            await run(settings_(both, language="fr-FR"))  # must move ids out of it
+            await run(_jsonl(both, lake, fake.url, language="fr-FR"))  # must move ids out of it
         message = str(caught.value)
         assert str(damaged) in message and "do not delete it" in message
         assert f"({len(inside)} ids kept their place)" in message and "\n" not in message
-        again = await run(settings_(csv_b, language="fr-FR"))  # not wedged: all kept
+        again = await run(_jsonl(csv_b, lake, fake.url, language="fr-FR"))  # not wedged: all kept
     assert again.status == "ok" and again.kept == len(ids_b)
     assert damaged.read_bytes() == data  # never rewritten nor deleted
     ledger = await Ledger(LocalStore(str(lake)), "Raw/TMDB/JSON/2022/05/02").load()
