@@ -27,9 +27,10 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from tmdb_async import log
-from tmdb_async.config import log_level, secret_values
+from tmdb_async.credentials import secret_values
 from tmdb_async.errors import IngestError, describe_error, redacted_traceback
 from tmdb_async.events import handle
+from tmdb_async.log import log_level
 
 SERVICE = "tmdb-ingest"
 powertools_logger = Logger(service=SERVICE)

@@ -1,4 +1,4 @@
-"""Dead TMDB is found in seconds: the client's breaker (:class:`tmdb_async.client.Breaker`).
+"""Dead TMDB is found in seconds: the client's breaker (:class:`tmdb_async.tmdb.client.Breaker`).
 
 A TMDB that cannot be reached at all (a closed port, a name that does not resolve) stops the
 run with one line naming the cause and the URL, exit code 5, and no id marked failed. A
@@ -24,9 +24,11 @@ from aioresponses import CallbackResult, aioresponses
 
 from tests.conftest import TOKEN
 from tests.support.lake import read_local
-from tmdb_async import Credentials, Settings, chunks, cli, client, run
-from tmdb_async.client import TRIP_FAILURES, TRIP_SECONDS, Breaker, ClientOptions, TmdbClient
+from tmdb_async import Credentials, Settings, cli, run
 from tmdb_async.errors import ExitCode, TmdbUnreachable, exit_code_of
+from tmdb_async.jobs import chunks
+from tmdb_async.tmdb import client
+from tmdb_async.tmdb.client import TRIP_FAILURES, TRIP_SECONDS, Breaker, ClientOptions, TmdbClient
 from tmdb_devtools.csvgen import title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
@@ -308,8 +310,8 @@ async def test_a_refresh_that_finds_tmdb_unreachable_marks_nothing_and_moves_no_
 ) -> None:
     from tests.test_refresh import INGESTED, TODAY, config, expected, folder, imdb, ingest
     from tests.test_refresh import options as refresh_options
-    from tmdb_async import refresh as refreshing
-    from tmdb_async.refresh import STATE_KEY, Window
+    from tmdb_async.jobs import refresh as refreshing
+    from tmdb_async.jobs.refresh import STATE_KEY, Window
 
     ids = [imdb(n) for n in range(1, 201)]
     lake = tmp_path / "lake"

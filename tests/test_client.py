@@ -30,8 +30,10 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from tmdb_async._route import MISSES_TO_STOP, WINDOW
-from tmdb_async.client import (
+from tmdb_async.credentials import Credentials
+from tmdb_async.errors import CredentialsError
+from tmdb_async.lake.idmap import Title
+from tmdb_async.tmdb.client import (
     ClientOptions,
     Found,
     LookupFailed,
@@ -42,9 +44,7 @@ from tmdb_async.client import (
     classify_error,
     parse_retry_after,
 )
-from tmdb_async.config import Credentials
-from tmdb_async.errors import CredentialsError
-from tmdb_async.idmap import Title
+from tmdb_async.tmdb.route import MISSES_TO_STOP, WINDOW
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
 BASE = "http://tmdb.test"

@@ -16,22 +16,21 @@ from hypothesis import strategies as st
 
 from tests.conftest import ROOT
 from tmdb_async.cli import _parser, settings_from_args
-from tmdb_async.config import (
+from tmdb_async.credentials import Credentials
+from tmdb_async.errors import CredentialsError, DeadlineError, ExitCode, UsageError
+from tmdb_async.jobs.deadlines import check_time_budget, deadline_margin
+from tmdb_async.jobs.fleet import fleet_share
+from tmdb_async.log import parse_log_level
+from tmdb_async.settings import (
     DEFAULT_APPEND,
     ENV_DEFAULTS,
     MAX_RATE,
     SCHEMA,
-    Credentials,
     Settings,
-    check_time_budget,
-    deadline_margin,
     env_defaults,
     event_values,
-    fleet_share,
-    parse_log_level,
     settings_from,
 )
-from tmdb_async.errors import CredentialsError, DeadlineError, ExitCode, UsageError
 
 
 @pytest.mark.parametrize(
@@ -294,26 +293,6 @@ def test_the_date_is_optional_and_public_shows_it_as_iso_or_null() -> None:
     assert list(dated.public()) == PUBLIC_KEYS
     assert json.loads(json.dumps(dated.public()))["append_to_response"] == list(DEFAULT_APPEND)
     assert "credentials" not in dated.public() and "max_backoff" not in dated.public()
-
-
-def test_names_other_modules_import_are_still_here() -> None:
-    import tmdb_async.config as config
-
-    for name in (
-        "Settings",
-        "Credentials",
-        "parse_date",
-        "parse_append",
-        "env_defaults",
-        "KINDS",
-        "DETAILS",
-        "FORMATS",
-        "MAX_CHUNK",
-        "OutputFormat",
-        "Kind",
-        "Detail",
-    ):
-        assert hasattr(config, name), name
 
 
 @given(st.floats(allow_nan=True, allow_infinity=True))

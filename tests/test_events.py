@@ -19,7 +19,6 @@ import handler
 from tests.conftest import TOKEN
 from tests.support.asked import titles_asked
 from tests.support.lake import read_s3
-from tmdb_async.config import fleet_share, plan_batches
 from tmdb_async.errors import (
     CredentialsError,
     DeadlineError,
@@ -28,7 +27,8 @@ from tmdb_async.errors import (
     UsageError,
 )
 from tmdb_async.events import handle
-from tmdb_async.prepare import ExecutionRef, earlier_executions
+from tmdb_async.jobs.fleet import fleet_share, plan_batches
+from tmdb_async.jobs.prepare import ExecutionRef, earlier_executions
 from tmdb_devtools.csvgen import title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig, changed_ids, kind_of_number
 

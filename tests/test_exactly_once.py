@@ -45,11 +45,11 @@ from tests.support.faulty import FaultyStore
 from tests.support.kill import Killed, KillingStore, declare_dead
 from tests.support.lake import FolderView, read_local
 from tmdb_async import Credentials, Settings, run
-from tmdb_async import ledger as ledger_module
-from tmdb_async.ledger import Ledger
-from tmdb_async.pipeline import record_shape
-from tmdb_async.storage import LocalStore
-from tmdb_async.writer import decode_file, encode_file
+from tmdb_async.jobs.ingest import record_shape
+from tmdb_async.lake import ledger as ledger_module
+from tmdb_async.lake.codec import decode_file, encode_file
+from tmdb_async.lake.ledger import Ledger
+from tmdb_async.lake.storage import LocalStore
 from tmdb_devtools import fake_tmdb
 from tmdb_devtools.csvgen import kind_of, title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tmdb_async._homes import Home, HomeIndex
+from tmdb_async.lake.homes import Home, HomeIndex
 
 HOMES = [Home(f"m-{n:08d}-00.json", o, "s") for n in range(4) for o in ("record", "failed")]
 keys = st.one_of(

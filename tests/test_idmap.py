@@ -17,11 +17,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tmdb_async import idmap as idmap_module
 from tmdb_async.errors import InputError
-from tmdb_async.idmap import BASE_KEY, SEGMENT_PREFIX, IdMap, LakeIdMap, Rebuilt, Title, rebuild
-from tmdb_async.shape import Profile
-from tmdb_async.storage import LocalStore, S3Store, Store, open_s3, parse_s3
+from tmdb_async.lake import idmap as idmap_module
+from tmdb_async.lake.idmap import (
+    BASE_KEY,
+    SEGMENT_PREFIX,
+    IdMap,
+    LakeIdMap,
+    Rebuilt,
+    Title,
+    rebuild,
+)
+from tmdb_async.lake.profile import Profile
+from tmdb_async.lake.storage import LocalStore, S3Store, Store, open_s3, parse_s3
 
 AUTO = Profile("auto", "full", "pt-BR", ("credits",), "json")
 TV = Profile("tv", "full", "en-US", (), "jsonl")

@@ -14,13 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tmdb_async.errors import InputError
-from tmdb_async.ids import (
+from tmdb_async.imdb import check_id
+from tmdb_async.jobs.source import (
     BITMAP_NUMBERS,
     MAX_LINE_BYTES,
     IdEntry,
     ReadStats,
     _SeenIds,
-    check_id,
     read_csv_ids,
     read_item_ids,
 )

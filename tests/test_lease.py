@@ -18,10 +18,10 @@ import pytest
 from tests.support.faulty import FaultyStore
 from tests.support.kill import Killed, KillingStore, declare_dead
 from tests.support.lake import read_local
-from tmdb_async._lease import MARGIN_SHARE
 from tmdb_async.errors import StorageError
-from tmdb_async.ledger import Ledger
-from tmdb_async.storage import LocalStore
+from tmdb_async.lake.lease import MARGIN_SHARE
+from tmdb_async.lake.ledger import Ledger
+from tmdb_async.lake.storage import LocalStore
 
 FOLDER = "Raw/TMDB/JSON/2022/05/02"
 LOCK = f"{FOLDER}/_ledger/lock.json"
@@ -103,7 +103,7 @@ async def test_a_write_whose_answer_was_lost_is_recognised_and_every_commit_is_a
 ) -> None:
     """S3 applied the write, the answer was lost, botocore sent it again and the retry's
     condition failed because of the first attempt."""
-    from tmdb_async import ledger as ledger_module
+    from tmdb_async.lake import ledger as ledger_module
 
     monkeypatch.setattr(ledger_module, "CHECKPOINT_EVERY", 2)
     store = FaultyStore(

@@ -13,10 +13,10 @@ import pytest
 
 from tests.support.kill import Killed
 from tests.support.lake import read_local, read_s3
-from tmdb_async import ledger as ledger_module
 from tmdb_async.errors import StorageError
-from tmdb_async.ledger import Ledger
-from tmdb_async.storage import LocalStore, S3Store, Store, open_s3, parse_s3
+from tmdb_async.lake import ledger as ledger_module
+from tmdb_async.lake.ledger import Ledger
+from tmdb_async.lake.storage import LocalStore, S3Store, Store, open_s3, parse_s3
 
 FOLDER = "Raw/TMDB/JSON/2022/05/02"
 
@@ -222,7 +222,7 @@ async def test_writers_committing_at_once_on_s3_give_every_id_one_home(s3: Any, 
 
 
 async def test_s3_conditional_writes_refuse_a_stale_version(s3: Any, lake: str) -> None:
-    from tmdb_async.storage import Conflict
+    from tmdb_async.lake.storage import Conflict
 
     async with open_s3(True, 4) as client:
         store = await _s3_store(client)

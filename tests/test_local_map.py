@@ -349,7 +349,7 @@ def test_a_lambda_error_type_maps_to_its_exit_code_with_only_the_errors_module_l
     )
     codes, modules = done.stdout.splitlines()
     assert json.loads(codes) == [2, 3, 4, 2, 1]
-    assert "tmdb_async.prepare" not in modules
+    assert "tmdb_async.jobs.prepare" not in modules
 
 
 def _worker_running(tmp_path: Path, invoke_body: str) -> str:

@@ -69,7 +69,7 @@ def test_the_installed_console_script_is_the_command_line(wheel: Path, tmp_path:
 
 def test_the_version_is_declared_once_and_names_the_client(wheel: Path) -> None:
     import tmdb_async
-    from tmdb_async import client
+    from tmdb_async.tmdb import client
 
     assert f"-{tmdb_async.__version__}-" in wheel.name  # pyproject reads tmdb_async._version
     assert f"tmdb-ingest/{tmdb_async.__version__} (+aiohttp)" == client._USER_AGENT

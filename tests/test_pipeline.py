@@ -20,8 +20,8 @@ from tests.support.asked import titles_asked
 from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.errors import CredentialsError, InputError, StorageError, UsageError
-from tmdb_async.idmap import LakeIdMap
-from tmdb_async.storage import LocalStore
+from tmdb_async.lake.idmap import LakeIdMap
+from tmdb_async.lake.storage import LocalStore
 from tmdb_devtools.csvgen import kind_of, title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
@@ -517,7 +517,7 @@ class _NoIdMap:
 async def test_an_unreadable_id_map_costs_requests_never_the_run(
     tmp_path: Path, fake_tmdb: FakeTmdb, detail: str
 ) -> None:
-    from tmdb_async.storage import LocalStore
+    from tmdb_async.lake.storage import LocalStore
 
     ids = title_ids(30, "movie")
     store = _NoIdMap(LocalStore(str(tmp_path / "lake")))
@@ -540,8 +540,8 @@ async def test_a_stalled_id_map_write_never_holds_the_run_past_its_bound(
 ) -> None:
     """The run's last id-map segment is saved within a bound (and the caller's deadline):
     a write that never returns costs that segment, not the run or its summary."""
-    import tmdb_async.pipeline as pipeline
-    from tmdb_async.storage import LocalStore
+    import tmdb_async.jobs.ingest as pipeline
+    from tmdb_async.lake.storage import LocalStore
 
     monkeypatch.setattr(pipeline, "_SAVE_SECONDS", 0.2)
     never = asyncio.Event()

@@ -24,7 +24,6 @@ from tests.support.asked import titles_asked
 from tests.support.kill import Killed, KillingStore, declare_dead
 from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
-from tmdb_async.client import TmdbClient
 from tmdb_async.errors import (
     DeadlineError,
     InputError,
@@ -32,8 +31,7 @@ from tmdb_async.errors import (
     TmdbUnreachable,
     UsageError,
 )
-from tmdb_async.idmap import LakeIdMap, Title, rebuild
-from tmdb_async.refresh import (
+from tmdb_async.jobs.refresh import (
     STATE_KEY,
     Plan,
     TmdbUnavailable,
@@ -43,8 +41,10 @@ from tmdb_async.refresh import (
     read_piece,
     refresh,
 )
-from tmdb_async.shape import Profile
-from tmdb_async.storage import LocalStore
+from tmdb_async.lake.idmap import LakeIdMap, Title, rebuild
+from tmdb_async.lake.profile import Profile
+from tmdb_async.lake.storage import LocalStore
+from tmdb_async.tmdb.client import TmdbClient
 from tmdb_devtools.csvgen import write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig, changed_ids, kind_of_number
 

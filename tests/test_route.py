@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tmdb_async._route import DIRECT_WINDOW, MISSES_TO_STOP, WINDOW, Router, Seen
+from tmdb_async.tmdb.route import DIRECT_WINDOW, MISSES_TO_STOP, WINDOW, Router, Seen
 
 COST_DIRECT = {"movie": 1, "tv": 3, "none": 2}  # /3/movie/tt…; then /find and details
 COST_FIND = {"movie": 2, "tv": 2, "none": 1}  # /find, then details

@@ -14,9 +14,10 @@ import pytest
 
 from tests.conftest import TOKEN
 from tests.support.kill import Killed, KillingStore, declare_dead
-from tmdb_async import Credentials, Settings, run, runstate
+from tmdb_async import Credentials, Settings, run
 from tmdb_async.errors import InputError
-from tmdb_async.storage import LocalStore
+from tmdb_async.lake import runstate
+from tmdb_async.lake.storage import LocalStore
 from tmdb_devtools.csvgen import title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 

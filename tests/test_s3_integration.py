@@ -14,8 +14,8 @@ from tests.conftest import TOKEN
 from tests.support.lake import read_s3
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.errors import InputError, StorageError
-from tmdb_async.idmap import BASE_KEY, COMPACT_AT, SEGMENT_PREFIX, IdMap
-from tmdb_async.prepare import prepare_ids
+from tmdb_async.jobs.prepare import prepare_ids
+from tmdb_async.lake.idmap import BASE_KEY, COMPACT_AT, SEGMENT_PREFIX, IdMap
 from tmdb_devtools.csvgen import kind_of, title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb
 
@@ -73,7 +73,7 @@ async def test_csv_in_s3_becomes_dated_chunked_json_in_s3(
 async def test_large_source_is_read_in_ranged_chunks(
     tmp_path: Path, s3: Any, lake: str, fake_tmdb: FakeTmdb, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tmdb_async.storage as storage
+    import tmdb_async.lake.storage as storage
 
     monkeypatch.setattr(storage, "READ_CHUNK", 1000)  # force many ranged GETs, splitting lines
     ids = title_ids(60, "movie")

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.virtual_clock import run_virtual
-from tmdb_async._throttle import Throttle
+from tmdb_async.tmdb.throttle import Throttle
 
 RATES = [0.5, 1.0, 2.0, 2.5, 5.0, 8.0, 40.0, 1000.0]
 

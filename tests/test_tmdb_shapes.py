@@ -26,7 +26,7 @@ from openapi_schema_validator import OAS31Validator
 
 from tests.conftest import ROOT, TOKEN
 from tests.support.lake import read_local
-from tmdb_async.refresh import Window, read_piece, refresh
+from tmdb_async.jobs.refresh import Window, read_piece, refresh
 from tmdb_devtools.csvgen import title_ids
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
@@ -274,7 +274,7 @@ async def test_a_refresh_reports_odd_change_list_items_in_its_summary(
     """A whole refresh: a day whose list holds odd items counts them (``odd_items``, also in
     --json) and still moves on; titles are refreshed as usual."""
     from tests.test_refresh import config, ingest, options
-    from tmdb_async import refresh as refreshing
+    from tmdb_async.jobs import refresh as refreshing
 
     ids = [f"tt{n:07d}" for n in range(1, 41)]
     lake = tmp_path / "lake"

@@ -16,10 +16,11 @@ from tests.conftest import TOKEN
 from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.errors import StorageError
-from tmdb_async.idmap import rebuild
-from tmdb_async.ledger import Ledger
-from tmdb_async.storage import LocalStore
-from tmdb_async.writer import data_file_date, date_folder, decode_file, encode_file
+from tmdb_async.lake.codec import decode_file, encode_file
+from tmdb_async.lake.idmap import rebuild
+from tmdb_async.lake.layout import data_file_date, date_folder
+from tmdb_async.lake.ledger import Ledger
+from tmdb_async.lake.storage import LocalStore
 from tmdb_devtools import fake_tmdb
 from tmdb_devtools.csvgen import kind_of, title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig

@@ -10,9 +10,10 @@ The public surface is small on purpose:
 Everything else (modules whose names say what they do) is detail.
 """
 
-from ._version import __version__
-from .config import Credentials, Settings
-from .errors import ExitCode, IngestError
-from .pipeline import Summary, run
+from tmdb_async._version import __version__
+from tmdb_async.credentials import Credentials
+from tmdb_async.errors import ExitCode, IngestError
+from tmdb_async.jobs.ingest import Summary, run
+from tmdb_async.settings import Settings
 
 __all__ = ["Credentials", "ExitCode", "IngestError", "Settings", "Summary", "__version__", "run"]

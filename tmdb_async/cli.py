@@ -1,6 +1,6 @@
 """Command line: ``python -m tmdb_async run SOURCE --dest DEST [options]``;
 ``python -m tmdb_async refresh --dest DEST [--date D] [--since D]`` to fetch again the titles
-TMDB changed (:mod:`tmdb_async.refresh`); ``python -m tmdb_async idmap --dest DEST`` to
+TMDB changed (:mod:`tmdb_async.jobs.refresh`); ``python -m tmdb_async idmap --dest DEST`` to
 rebuild the lake's id map from its records.
 
 Exit codes (also in the README): 0 every id accounted for (a refresh: also when already up
@@ -34,9 +34,16 @@ from dataclasses import MISSING
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import idmap
-from . import log as logsetup
-from .config import (
+from tmdb_async import log as logsetup
+from tmdb_async.credentials import secret_values
+from tmdb_async.errors import ExitCode, IngestError, UsageError, describe_error, redacted_traceback
+from tmdb_async.jobs.deadlines import check_time_budget, require_progress
+from tmdb_async.jobs.ingest import Summary, run
+from tmdb_async.jobs.refresh import RefreshSummary, refresh
+from tmdb_async.lake import idmap
+from tmdb_async.lake.storage import open_store
+from tmdb_async.log import log_level
+from tmdb_async.settings import (
     BOOL,
     FLOAT,
     REFRESH_SETTINGS,
@@ -44,17 +51,9 @@ from .config import (
     Settings,
     Spec,
     ValueType,
-    check_time_budget,
-    log_level,
     parse_date,
-    require_progress,
-    secret_values,
     settings_from,
 )
-from .errors import ExitCode, IngestError, UsageError, describe_error, redacted_traceback
-from .pipeline import Summary, run
-from .refresh import RefreshSummary, refresh
-from .storage import open_store
 
 logger = logging.getLogger("tmdb_async")
 T = TypeVar("T")

@@ -77,7 +77,7 @@ class RefreshIncomplete(IngestError):
 class TmdbUnreachable(IngestError):
     """No connection to TMDB could be made for a while, whatever the id: a DNS failure, a
     refused connection, a TLS failure or a connect timeout, with no answer in between (the
-    client's breaker, :class:`tmdb_async.client.Breaker`). The run stops starting ids,
+    client's breaker, :class:`tmdb_async.tmdb.client.Breaker`). The run stops starting ids,
     commits what it has and raises this; the ids it did not finish keep what they had (none
     is marked failed), so running it again once TMDB answers continues it. A class of its own
     so that Step Functions tells "TMDB is down" from "this batch failed" (exit code 5)."""
@@ -97,7 +97,7 @@ class ExecutionAlreadyRunning(IngestError):
 def describe_error(exc: BaseException) -> str:
     """One redacted line for an operator: an :class:`IngestError`'s message as it is, any
     other error as ``Type: message`` (cut to 300 characters). See :mod:`.redaction`."""
-    from . import redaction
+    from tmdb_async import redaction
 
     if isinstance(exc, IngestError):
         return redaction.describe_error(exc, limit=None, with_type=False)
@@ -108,7 +108,7 @@ def redacted_traceback(exc: BaseException) -> str:
     """The traceback of an unexpected error (a bug), with the secret masked."""
     import traceback
 
-    from .redaction import redact
+    from tmdb_async.redaction import redact
 
     return redact("".join(traceback.format_exception(exc)))
 

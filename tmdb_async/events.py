@@ -11,24 +11,24 @@ Four event shapes (anything else is a :class:`~tmdb_async.errors.UsageError`):
 - ``{"action": "prepare", "source", "dest", "max_items_per_batch", "max_concurrency",
   "state_machine", "execution", "execution_started"}``: writes the distinct ids of a big CSV
   as a small CSV for the Distributed Map to read, so no id is split across two batches, and
-  returns the batch plan (:func:`~tmdb_async.config.plan_batches`: ``items_per_batch``,
+  returns the batch plan (:func:`~tmdb_async.jobs.fleet.plan_batches`: ``items_per_batch``,
   ``batches``, ``children``) when given the first two. Given the execution's identity (the
   last three, together), it first refuses with
   :class:`~tmdb_async.errors.ExecutionAlreadyRunning` while another execution of the same
-  state machine that started earlier runs (:mod:`tmdb_async.prepare`);
+  state machine that started earlier runs (:mod:`tmdb_async.jobs.prepare`);
 - ``{"action": "refresh", "dest", "date", "since", …}``: fetches again the lake's titles TMDB
-  changed (:mod:`tmdb_async.refresh`). ``date`` may be a timestamp such as EventBridge
+  changed (:mod:`tmdb_async.jobs.refresh`). ``date`` may be a timestamp such as EventBridge
   Scheduler's ``<aws.scheduler.scheduled-time>`` (its UTC date is the processing date), so a
   retry of one scheduled invocation continues the same refresh. A refresh stopped at the
   deadline raises :class:`~tmdb_async.errors.RefreshIncomplete` for Lambda's asynchronous
   retry to continue it.
 
 Which keys each shape takes, their types and checks, and the ``global_rate`` /
-``max_concurrency`` rule all come from the settings schema in :mod:`tmdb_async.config`.
+``max_concurrency`` rule all come from the settings schema in :mod:`tmdb_async.settings`.
 
 The deadline is the context's remaining time, with the same safety margin rule as the CLI's
-``--time-budget`` (:func:`~tmdb_async.config.deadline_margin`): no new chunk starts once less
-than the margin is left, and the result says where to continue (``next_offset`` or
+``--time-budget`` (:func:`~tmdb_async.jobs.deadlines.deadline_margin`): no new chunk starts
+once less than the margin is left, and the result says where to continue (``next_offset`` or
 ``remaining_items`` with ``batch_input`` for the state machine's loop). An invocation that
 could account for no id raises :class:`~tmdb_async.errors.DeadlineError` instead of handing
 the same work back for ever.
@@ -43,28 +43,29 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import log as logsetup
-from .config import (
-    REFRESH_SETTINGS,
-    SCHEMA,
-    Credentials,
-    Settings,
-    check_keys,
-    clean_secret,
+from tmdb_async import log as logsetup
+from tmdb_async.credentials import Credentials, clean_secret
+from tmdb_async.errors import CredentialsError, RefreshIncomplete, UsageError
+from tmdb_async.jobs.deadlines import (
     deadline_margin,
-    event_values,
-    fleet_share,
     margin_override,
     no_progress,
-    parse_date,
     require_progress,
+)
+from tmdb_async.jobs.fleet import fleet_share
+from tmdb_async.jobs.ingest import run
+from tmdb_async.jobs.prepare import ExecutionRef, prepare_ids
+from tmdb_async.jobs.refresh import refresh
+from tmdb_async.lake.storage import parse_s3, s3_error_code
+from tmdb_async.settings import (
+    REFRESH_SETTINGS,
+    SCHEMA,
+    Settings,
+    check_keys,
+    event_values,
+    parse_date,
     settings_from,
 )
-from .errors import CredentialsError, RefreshIncomplete, UsageError
-from .pipeline import run
-from .prepare import ExecutionRef, prepare_ids
-from .refresh import refresh
-from .storage import parse_s3, s3_error_code
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -133,7 +134,7 @@ _DEADLINE_HINT = "raise the function timeout, or lower MaxItemsPerBatch or the b
 def _margin(
     context: LambdaContext | None, env: Mapping[str, str]
 ) -> tuple[Callable[[], float] | None, float]:
-    """The invocation's clock and safety margin (:func:`~tmdb_async.config.deadline_margin`
+    """The invocation's clock and safety margin (:func:`~tmdb_async.jobs.deadlines.deadline_margin`
     of the time left at its start)."""
     if context is None:
         return None, 0.0
@@ -253,7 +254,7 @@ def _execution(event: Mapping[str, Any]) -> ExecutionRef | None:
 
 
 #: What a refresh event may set besides ``action`` and ``since``: where, when, how fast.
-#: The event keys of :data:`~tmdb_async.config.REFRESH_SETTINGS` (``tmdb_url`` has none: a
+#: The event keys of :data:`~tmdb_async.settings.REFRESH_SETTINGS` (``tmdb_url`` has none: a
 #: function's TMDB is its environment's ``TMDB_BASE_URL``).
 _REFRESH_KEYS = tuple(
     s.option.event for s in SCHEMA if s.name in REFRESH_SETTINGS and s.option.event

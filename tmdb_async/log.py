@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .redaction import MASK, describe_error, redact, register_secret
+from tmdb_async.errors import UsageError
+from tmdb_async.redaction import MASK, describe_error, redact, register_secret
 
 __all__ = [
     "MASK",
@@ -135,3 +136,23 @@ def _install(handler: logging.Handler, level: str) -> None:
     # botocore's DEBUG output is huge and its credential lines are not ours to print.
     for noisy in ("botocore", "aiobotocore", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+
+
+LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def parse_log_level(value: str, where: str) -> str:
+    """One of :data:`LOG_LEVELS`, case-insensitive, else a :class:`UsageError`."""
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        raise UsageError(f"{where}: {value!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def log_level(given: str | None, env: Mapping[str, str], default: str) -> str:
+    """The log level: ``given`` (``--log-level``), else ``TMDB_LOG_LEVEL``, else ``default``
+    (WARNING for the CLI, INFO for Lambda)."""
+    if given is not None:
+        return parse_log_level(given, "--log-level")
+    configured = env.get("TMDB_LOG_LEVEL", "").strip()
+    return parse_log_level(configured, "TMDB_LOG_LEVEL") if configured else default

@@ -11,9 +11,9 @@ The steps are the state machine's:
 1. **PrepareIds**: the distinct ids of the source, as a one-column ``|`` CSV under
    ``Raw/TMDB/_work/`` (the handler's ``{"action": "prepare"}`` event, through
    :func:`tmdb_async.events.handle`, when source and dest are both ``s3://``; else the same
-   engine function, :func:`tmdb_async.pipeline.prepare_ids`);
+   engine function, :func:`tmdb_async.jobs.prepare.prepare_ids`);
 2. **ItemReader** (``CSV``, ``FIRST_ROW``, ``PIPE``): each row becomes a dict of strings;
-3. **ItemBatcher**: the prepare step's plan (:func:`tmdb_async.config.plan_batches`):
+3. **ItemBatcher**: the prepare step's plan (:func:`tmdb_async.jobs.fleet.plan_batches`):
    ``items_per_batch`` items per batch (at most ``max_items_per_batch``, fewer for a small
    file so that every child has a batch), with the ``BatchInput`` ``{dest, kind, date,
    global_rate, max_concurrency}`` where ``max_concurrency`` is the plan's ``children``;
@@ -59,9 +59,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from tmdb_async.config import Credentials, Settings, parse_date
+from tmdb_async.credentials import Credentials
 from tmdb_async.errors import CredentialsError, ExitCode, IngestError, UsageError, exit_code_of
-from tmdb_async.storage import parse_s3, read_source
+from tmdb_async.lake.storage import parse_s3, read_source
+from tmdb_async.settings import Settings, parse_date
 
 ROOT = Path(__file__).resolve().parent.parent  # where handler.py lives
 RESULT_MARK = "LOCAL_MAP_RESULT "
@@ -102,15 +103,10 @@ async def engine_batch(
     local files): the engine itself, under the handler's rules from the same schema
     (``BatchInput`` keys and types, ``rate = global_rate / max_concurrency``, the deadline
     margin, and the refusal to return no progress)."""
-    from tmdb_async.config import (
-        deadline_margin,
-        event_values,
-        fleet_share,
-        margin_override,
-        require_progress,
-        settings_from,
-    )
-    from tmdb_async.pipeline import run
+    from tmdb_async.jobs.deadlines import deadline_margin, margin_override, require_progress
+    from tmdb_async.jobs.fleet import fleet_share
+    from tmdb_async.jobs.ingest import run
+    from tmdb_async.settings import event_values, settings_from
 
     batch = event.get("BatchInput") or {}
     values = fleet_share(event_values(batch, "event.BatchInput", batch=True))
@@ -275,7 +271,7 @@ async def _prepare(
 
         event = {"action": "prepare", "source": source, "dest": dest, **plan}
         return await handle(event, None, env)
-    from tmdb_async.prepare import prepare_ids
+    from tmdb_async.jobs.prepare import prepare_ids
 
     return await prepare_ids(Settings(source=source, dest=dest).validate(), **plan)
 

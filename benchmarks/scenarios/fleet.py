@@ -5,7 +5,7 @@ it) and answers in 5 ms (the usual 50 ms ÷ 10, so that a child's connections, 2
 keep the same headroom over its share as at TMDB's pace). Each case is ``python -m
 tmdb_devtools local-map`` in its own process, the state machine's steps on one machine
 (:mod:`tmdb_devtools.local_map`): the prepare step's batch plan
-(:func:`tmdb_async.config.plan_batches`), ``MapMaxConcurrency`` 8 children at a time, each
+(:func:`tmdb_async.jobs.fleet.plan_batches`), ``MapMaxConcurrency`` 8 children at a time, each
 at ``global_rate / children`` on a warm worker process whose imports are done before the Map
 starts (:class:`tmdb_devtools.local_map.WorkerPool`: on AWS each child has a machine of its
 own), ``MaxItemsPerBatch`` 500, ``--kind movie`` on a movies.csv of the fake's movie slots

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tmdb_async.storage import Store
+from tmdb_async.lake.storage import Store
 
 Rule = Callable[[str, str, int], str | None]
 """(operation, key, index of this write) -> ``"lost"``, ``"stall"`` or ``None``."""

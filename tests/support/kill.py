@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tmdb_async.storage import Store
+from tmdb_async.lake.storage import Store
 
 
 def declare_dead(lake: Path) -> None:

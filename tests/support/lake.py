@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tmdb_async.writer import json_lines
+from tmdb_async.lake.codec import json_lines
 
 
 @dataclass

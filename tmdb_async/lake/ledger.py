@@ -25,7 +25,7 @@ the lease expired (at once when the owner is a dead process on the same machine)
 re-applies the decided commit from its saved content, which is idempotent. So nothing is
 twice at any instant, and an id outside a killed run is never lost.
 
-The lock is a lease (:mod:`tmdb_async._lease`): conditional writes, so two writers never both
+The lock is a lease (:mod:`tmdb_async.lake.lease`): conditional writes, so two writers never both
 hold it, and an expiry, so a dead holder blocks the folder for at most the lease.
 """
 
@@ -41,11 +41,11 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ._homes import Home, HomeIndex
-from ._lease import Lease, LeaseLost
-from .errors import StorageError
-from .storage import Conflict, Store, delete_once, write_once
-from .writer import decode_file, encode_file
+from tmdb_async.errors import StorageError
+from tmdb_async.lake.codec import decode_file, encode_file
+from tmdb_async.lake.homes import Home, HomeIndex
+from tmdb_async.lake.lease import Lease, LeaseLost
+from tmdb_async.lake.storage import Conflict, Store, delete_once, write_once
 
 log = logging.getLogger(__name__)
 
@@ -420,7 +420,7 @@ class Ledger:
         losing ids is replaced or deleted only in the version just read. A late write of a
         writer whose lease ran out therefore fails instead of undoing a newer commit, except
         a late *create* of a file that a newer commit emptied and deleted meanwhile: the
-        lease's margin (:mod:`tmdb_async._lease`) is all that keeps that one out."""
+        lease's margin (:mod:`tmdb_async.lake.lease`) is all that keeps that one out."""
         assert self._lease is not None
         for name, ids in header["drops"].items():
             async with self._lease.held():

@@ -3,11 +3,11 @@
 :class:`TmdbClient` turns an IMDb id into the TMDB record the data lake keeps, in one
 request when it can (see :meth:`TmdbClient.lookup`): ``/3/{movie|tv}/{tmdb_id}`` for a title
 the lake's id map knows, ``/3/movie/{imdb_id}`` for a likely movie
-(:class:`~tmdb_async._route.Router` decides), else ``/3/find/{imdb_id}`` then, in ``full``
+(:class:`~tmdb_async.tmdb.route.Router` decides), else ``/3/find/{imdb_id}`` then, in ``full``
 detail mode, ``/3/movie/{id}`` or ``/3/tv/{id}``.
 
 - Concurrency: an :class:`asyncio.Semaphore` (TMDB allows ~20 connections per IP).
-- Rate: :class:`~tmdb_async._throttle.Throttle` (aiolimiter), slowed for everyone by a 429.
+- Rate: :class:`~tmdb_async.tmdb.throttle.Throttle` (aiolimiter), slowed for everyone by a 429.
 - Retries: one tenacity loop covers every attempt of a request, the first included (the
   policy is built once per client; see :meth:`TmdbClient._get`). Two pure functions decide
   what an answer means: :func:`classify` (status, body, ``Retry-After``) and
@@ -64,12 +64,13 @@ from tenacity import (
 )
 from yarl import URL
 
-from ._route import Router
-from ._throttle import Throttle
-from ._version import __version__
-from .config import Credentials, Detail, Kind, Settings
-from .errors import CredentialsError, TmdbUnreachable
-from .redaction import describe_error, redact, register_secret, safe_url
+from tmdb_async._version import __version__
+from tmdb_async.credentials import Credentials
+from tmdb_async.errors import CredentialsError, TmdbUnreachable
+from tmdb_async.redaction import describe_error, redact, register_secret, safe_url
+from tmdb_async.settings import Detail, Kind, Settings
+from tmdb_async.tmdb.route import Router
+from tmdb_async.tmdb.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class Title(Protocol):
 
 
 class Titles(Protocol):
-    """What the client asks the id map (:class:`tmdb_async.idmap.LakeIdMap`)."""
+    """What the client asks the id map (:class:`tmdb_async.lake.idmap.LakeIdMap`)."""
 
     def get(self, imdb_id: str, /) -> Title | None: ...
 
@@ -402,7 +403,7 @@ class ClientStats:
 
 @dataclass(frozen=True, slots=True)
 class ClientOptions:
-    """What the client needs from :class:`~tmdb_async.config.Settings`."""
+    """What the client needs from :class:`~tmdb_async.settings.Settings`."""
 
     base_url: str
     credentials: Credentials
@@ -567,7 +568,7 @@ class TmdbClient:
         """The TMDB record of ``imdb_id``, in as few requests as what is known allows.
 
         In ``full`` mode: a title of the id map is one request by its TMDB id; a movie is one
-        request by its IMDb id (``/3/movie/tt…``) while the :class:`~tmdb_async._route.Router`
+        request by its IMDb id (``/3/movie/tt…``) while the :class:`~tmdb_async.tmdb.route.Router`
         says so; anything else is ``/find`` then details. A 404 on a shortcut falls back to
         the next way, so a title is never reported missing because a shortcut failed.
 

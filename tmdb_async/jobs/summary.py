@@ -8,15 +8,10 @@ the public settings, counts, files and outcome; never the secret: error texts go
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ExitCode
-from .storage import Store
-
-MANIFEST_FOLDER = "_manifests"
+from tmdb_async.errors import ExitCode
 
 
 @dataclass(slots=True)
@@ -77,38 +72,12 @@ class Summary:
             "incomplete": ExitCode.INCOMPLETE,
         }.get(self.status, ExitCode.BAD_INPUT)
 
-    def as_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in self.__slots__}
-        data["files_written"] = len(self.files)
-        data["exit_code"] = int(self.exit_code)
-        if self.remaining_items is None:
-            del data["remaining_items"]
-        del data["held_failures"]
-        return data
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-class Manifest:
-    """One run's manifest file, rewritten as the run goes."""
-
-    def __init__(self, store: Store, folder: str, name: str, head: dict[str, Any]) -> None:
-        self._store = store
-        self.key = f"{folder}/{MANIFEST_FOLDER}/{name}.json"
-        self.body: dict[str, Any] = {**head, "outcome": "running", "started_at": now_iso()}
-
-    async def write(self) -> str:
-        data = json.dumps(self.body, ensure_ascii=True, indent=2, default=str).encode()
-        return await self._store.put(self.key, data, "application/json")
-
-    async def finish(self, summary: Summary, tmdb: dict[str, Any]) -> str:
-        self.body.update(
-            outcome=summary.status,
-            finished_at=now_iso(),
+    def manifest_fields(self, tmdb: dict[str, Any]) -> dict[str, Any]:
+        """What the run's manifest holds when it ends (see lake.manifest.Manifest)."""
+        return dict(
+            outcome=self.status,
             counts={
-                name: getattr(summary, name)
+                name: getattr(self, name)
                 for name in (
                     "unique_ids",
                     "records",
@@ -125,13 +94,21 @@ class Manifest:
                     "rows_read",
                 )
             },
-            files=summary.files,
-            sidecars=summary.sidecars,
-            held_failures=summary.held_failures,
-            next_offset=summary.next_offset,
-            next_limit=summary.next_limit,
-            seconds=summary.seconds,
+            files=self.files,
+            sidecars=self.sidecars,
+            held_failures=self.held_failures,
+            next_offset=self.next_offset,
+            next_limit=self.next_limit,
+            seconds=self.seconds,
             tmdb=tmdb,
-            error=summary.error,
+            error=self.error,
         )
-        return await self.write()
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in self.__slots__}
+        data["files_written"] = len(self.files)
+        data["exit_code"] = int(self.exit_code)
+        if self.remaining_items is None:
+            del data["remaining_items"]
+        del data["held_failures"]
+        return data

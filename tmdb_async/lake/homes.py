@@ -15,7 +15,7 @@ from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from .ids import canonical_form, canonical_number
+from tmdb_async.imdb import canonical_form, canonical_number
 
 
 @dataclass(frozen=True, slots=True)

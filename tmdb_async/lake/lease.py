@@ -17,7 +17,7 @@ clock: every duration is measured on the measuring process's monotonic clock.
 Writers whose wall clocks disagree by any amount are therefore fenced alike. What remains is
 a request that S3 receives whole and applies more than that sixth after the client
 gave up on it; the ledger fences its data writes with conditions too (see
-:mod:`tmdb_async.ledger`).
+:mod:`tmdb_async.lake.ledger`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import StorageError
-from .storage import Conflict, Store, delete_once, write_once
+from tmdb_async.errors import StorageError
+from tmdb_async.lake.storage import Conflict, Store, delete_once, write_once
 
 log = logging.getLogger(__name__)
 

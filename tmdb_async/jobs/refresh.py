@@ -17,8 +17,8 @@ processing date D (today or earlier, UTC):
    map is a cache, and a killed run or a lost segment leaves titles out of it), plus the
    titles the last refresh failed, and
    fetches each once, ``/3/{movie|tv}/{id}`` with the settings it was ingested with (its
-   :class:`~tmdb_async.shape.Profile`), into D's folder through the same engine as ``run``
-   (:meth:`~tmdb_async.pipeline.Engine.ingest`): at most 100 records per file, exactly once,
+   :class:`~tmdb_async.lake.profile.Profile`), into D's folder through the same engine as ``run``
+   (:meth:`~tmdb_async.jobs.ingest.Engine.ingest`): at most 100 records per file, exactly once,
    the same record shape. A title whose details answer 404 and whose IMDb id ``/find`` no
    longer finds is a ``deleted`` sidecar entry with its TMDB id (a 404 alone can be a merge:
    ``/find`` then names the new title, which is fetched). It stays in the id map, marked
@@ -50,17 +50,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .client import LookupFailed, MediaType, TmdbClient
-from .config import Settings, no_progress
-from .errors import ExitCode, IngestError, InputError, StorageError, UsageError
-from .idmap import LakeIdMap, repair
-from .ids import IdEntry, ReadStats
-from .ledger import Ledger
-from .pipeline import Engine, Remaining, _aiter, _unwrap
-from .shape import Profile
-from .storage import Conflict, Store
-from .summary import Summary
-from .writer import RAW_FOLDER, STATE_FOLDER, data_file_date, date_folder
+from tmdb_async.errors import ExitCode, IngestError, InputError, StorageError, UsageError
+from tmdb_async.jobs.deadlines import no_progress
+from tmdb_async.jobs.ingest import Engine, Remaining, _aiter, _unwrap
+from tmdb_async.jobs.source import IdEntry, ReadStats
+from tmdb_async.jobs.summary import Summary
+from tmdb_async.lake.idmap import LakeIdMap, repair
+from tmdb_async.lake.layout import RAW_FOLDER, STATE_FOLDER, data_file_date, date_folder
+from tmdb_async.lake.ledger import Ledger
+from tmdb_async.lake.profile import Profile
+from tmdb_async.lake.storage import Conflict, Store
+from tmdb_async.settings import Settings
+from tmdb_async.tmdb.client import LookupFailed, MediaType, TmdbClient
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ read only as fast as TMDB answers)::
                           │                               │
               kept / skipped / invalid        chunk resolved ─▶ Ledger.commit ─▶ date folder
 
-What to fetch and how chunks are committed is :mod:`tmdb_async.chunks`; what a date folder
-holds, whatever ran before, is :mod:`tmdb_async.ledger`'s job. This module opens the run (its
+What to fetch and how chunks are committed is :mod:`tmdb_async.jobs.chunks`; what a date folder
+holds, whatever ran before, is :mod:`tmdb_async.lake.ledger`'s job. This module opens the run (its
 date, manifest, ledger, clients), drives the tasks and reports.
 
 TMDB unreachable (the client's breaker): no id starts after it, the chunks already resolved
@@ -16,7 +16,7 @@ are committed, the rest stay open for the next run, and the run raises
 :class:`~tmdb_async.errors.TmdbUnreachable` (exit 5) after recording it in the manifest.
 
 Deadline: once less than ``safety_margin`` seconds remain no request starts (see
-:mod:`tmdb_async.chunks`); the requests in flight finish and are committed, the id map's
+:mod:`tmdb_async.jobs.chunks`); the requests in flight finish and are committed, the id map's
 lessons are saved, and ``next_offset`` (``remaining_items`` for a batch) names the first id
 not accounted for. Only what is still running at a third of the margin (a request stuck in
 retries) is cancelled. A continuation keeps what was committed, so nothing is fetched twice
@@ -36,18 +36,19 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-from . import runstate
-from .chunks import ChunkedRun
-from .client import ClientOptions, TmdbClient
-from .config import Settings
-from .errors import IngestError, StorageError, describe_error
-from .idmap import LakeIdMap
-from .ids import IdEntry, ReadStats, read_csv_ids, read_item_ids
-from .ledger import DamagedFile, Ledger, lake_records
-from .shape import Profile
-from .storage import LocalStore, S3Store, Store, open_s3, parse_s3, read_source
-from .summary import Manifest, Summary
-from .writer import RAW_FOLDER, date_folder, source_stem
+from tmdb_async.errors import IngestError, StorageError, describe_error
+from tmdb_async.jobs.chunks import ChunkedRun
+from tmdb_async.jobs.source import IdEntry, ReadStats, read_csv_ids, read_item_ids
+from tmdb_async.jobs.summary import Summary
+from tmdb_async.lake import runstate
+from tmdb_async.lake.idmap import LakeIdMap
+from tmdb_async.lake.layout import RAW_FOLDER, date_folder, source_stem
+from tmdb_async.lake.ledger import DamagedFile, Ledger, lake_records
+from tmdb_async.lake.manifest import Manifest
+from tmdb_async.lake.profile import Profile
+from tmdb_async.lake.storage import LocalStore, S3Store, Store, open_s3, parse_s3, read_source
+from tmdb_async.settings import Settings
+from tmdb_async.tmdb.client import ClientOptions, TmdbClient
 
 __all__ = ["Engine", "Summary", "record_shape", "run"]
 
@@ -61,7 +62,7 @@ _SAVE_RESERVE = 0.25  # seconds of the deadline left after it (to return the res
 
 
 def record_shape(settings: Settings) -> str:
-    """The settings that make a record what it is (:class:`~tmdb_async.shape.Profile`). Two
+    """The settings that make a record what it is (:class:`~tmdb_async.lake.profile.Profile`). Two
     runs of one shape fetch the same thing, so the second keeps the first's ids; any other
     shape fetches them again."""
     return Profile.of(settings).shape
@@ -301,7 +302,7 @@ async def _pinning(
     pin: runstate.Pin,
     pinned: list[runstate.Pin],
 ) -> AsyncIterator[IdEntry]:
-    """``entries``, pinning the job's date before the first (:mod:`tmdb_async.runstate`):
+    """``entries``, pinning the job's date before the first (:mod:`tmdb_async.lake.runstate`):
     a run that read nothing pins nothing."""
     async for entry in entries:
         if not pinned:
@@ -311,7 +312,7 @@ async def _pinning(
 
 
 async def _heartbeat(store: Store, job: str, pinned: list[runstate.Pin]) -> None:
-    """While the run goes, its pin beats (:data:`~tmdb_async.runstate.HEARTBEAT`), so that
+    """While the run goes, its pin beats (:data:`~tmdb_async.lake.runstate.HEARTBEAT`), so that
     a run killed anywhere is found dead by the run that finishes its job."""
     while True:
         await asyncio.sleep(runstate.HEARTBEAT)
@@ -415,7 +416,7 @@ async def _finish(
     """Write the final manifest and settle the run's pin (cleared when its slice is done,
     left interrupted otherwise); never mask the run's own error."""
     try:
-        await manifest.finish(summary, client.stats.as_dict())
+        await manifest.finish(summary.manifest_fields(client.stats.as_dict()))
         for pin in pinned:
             assert job is not None
             if summary.status in ("ok", "failed_ids"):

@@ -1,6 +1,6 @@
 """Chunk bookkeeping: what to fetch, in which chunk, and committing resolved chunks.
 
-The producer asks the date folder's :class:`~tmdb_async.ledger.Ledger` about each distinct
+The producer asks the date folder's :class:`~tmdb_async.lake.ledger.Ledger` about each distinct
 id: one already there from an equivalent run (same record settings; a failure is always
 retried) is *kept*, not fetched; with ``skip_existing``, one with a record in another date
 folder is *skipped*. The others are grouped into chunks of ``chunk_size`` ids in source
@@ -28,14 +28,14 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._homes import Home
-from .client import Deleted, Found, LookupFailed, NotFound, TmdbClient
-from .config import Settings
-from .errors import TmdbUnreachable
-from .idmap import FLUSH_AT, LakeIdMap
-from .ids import IdEntry
-from .ledger import Ledger
-from .shape import Profile
+from tmdb_async.errors import TmdbUnreachable
+from tmdb_async.jobs.source import IdEntry
+from tmdb_async.lake.homes import Home
+from tmdb_async.lake.idmap import FLUSH_AT, LakeIdMap
+from tmdb_async.lake.ledger import Ledger
+from tmdb_async.lake.profile import Profile
+from tmdb_async.settings import Settings
+from tmdb_async.tmdb.client import Deleted, Found, LookupFailed, NotFound, TmdbClient
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Counts:
 
 
 class ChunkedRun:
-    """One run's producer, workers and committer; :func:`tmdb_async.pipeline.run` drives it."""
+    """One run's producer, workers and committer; :func:`tmdb_async.jobs.ingest.run` drives it."""
 
     def __init__(
         self,

@@ -22,8 +22,8 @@ Distributed Map children start together and would all read every segment and rac
 compact; they read the base and the newest :data:`READ_AT_MOST` segments instead (the ids of
 one execution are in one batch each, so its siblings' lessons are of no use to a child).
 
-Each title also keeps its :class:`~tmdb_async.shape.Profile`, the settings its record was
-last fetched with, so that a refresh fetches it again the same way (``tmdb_async.refresh``).
+Each title also keeps its :class:`~tmdb_async.lake.profile.Profile`, the settings its record was
+last fetched with, so that a refresh fetches it again the same way (``tmdb_async.jobs.refresh``).
 
 A title TMDB removed stays in the map, marked ``deleted``: the refresh keeps watching its
 TMDB id, so when a change list names it again it is asked once by that id, and a restored
@@ -59,13 +59,14 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from ._homes import Home
-from .errors import InputError, StorageError
-from .ids import canonical_form, canonical_number
-from .ledger import date_folders, latest_homes
-from .shape import Profile
-from .storage import Conflict, Store
-from .writer import RAW_FOLDER, STATE_FOLDER, data_file_date, decode_file
+from tmdb_async.errors import InputError, StorageError
+from tmdb_async.imdb import canonical_form, canonical_number
+from tmdb_async.lake.codec import decode_file
+from tmdb_async.lake.homes import Home
+from tmdb_async.lake.layout import RAW_FOLDER, STATE_FOLDER, data_file_date
+from tmdb_async.lake.ledger import date_folders, latest_homes
+from tmdb_async.lake.profile import Profile
+from tmdb_async.lake.storage import Conflict, Store
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def _wide() -> array[int]:
 
 class IdMap:
     """IMDb id → :class:`Title`: sorted uint32 columns plus a dict of recent additions,
-    merged into them in batches (like :class:`~tmdb_async._homes.HomeIndex`)."""
+    merged into them in batches (like :class:`~tmdb_async.lake.homes.HomeIndex`)."""
 
     MERGE_AT = 8192
 

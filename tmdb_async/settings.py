@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, Literal, NamedTuple
 
-from .errors import CredentialsError, DeadlineError, UsageError
+from tmdb_async.credentials import Credentials
+from tmdb_async.errors import UsageError
 
 Kind = Literal["movie", "tv", "auto"]
 Detail = Literal["full", "find"]
@@ -49,8 +50,6 @@ MAX_ATTEMPTS = 20  # per request: with the backoff's 30 s cap, 20 attempts alrea
 MAX_TIMEOUT = 300.0  # seconds per request: a third of a Lambda invocation; longer is a stall
 DEFAULT_TMDB_URL = "https://api.themoviedb.org"
 DEFAULT_APPEND = ("credits", "keywords", "external_ids")
-LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-CREDENTIAL_VARIABLES = ("TMDB_READ_ACCESS_TOKEN", "TMDB_API_KEY")
 
 _LANGUAGE = re.compile(r"^[a-z]{2}(-[A-Z]{2})?$")
 _APPEND_NAME = re.compile(r"^[a-z_]+$")
@@ -242,52 +241,6 @@ _OPTION = "tmdb_option"
 def _opt(**option: Any) -> dict[str, Option]:
     """A Settings field's metadata: ``field(default=…, metadata=_opt(type=…, env=…, …))``."""
     return {_OPTION: Option(**option)}
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """The TMDB secret. ``repr`` never shows it, so it cannot leak through logs of objects."""
-
-    read_access_token: str | None = field(default=None, repr=False)
-    api_key: str | None = field(default=None, repr=False)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Credentials:
-        """The credentials of the environment, surrounding whitespace stripped; a value with
-        a control, space or non-ASCII character inside is a :class:`CredentialsError`."""
-        env = os.environ if env is None else env
-        return cls(
-            read_access_token=clean_secret(
-                env.get("TMDB_READ_ACCESS_TOKEN"), "TMDB_READ_ACCESS_TOKEN"
-            ),
-            api_key=clean_secret(env.get("TMDB_API_KEY"), "TMDB_API_KEY"),
-        )
-
-    @property
-    def secret(self) -> str | None:
-        """The value that must never be printed (for redaction filters)."""
-        return self.read_access_token or self.api_key
-
-    def require(self) -> None:
-        if not self.secret:
-            raise CredentialsError(
-                "no TMDB credentials: set TMDB_READ_ACCESS_TOKEN (preferred) or TMDB_API_KEY"
-            )
-
-    def headers(self) -> dict[str, str]:
-        # Bearer keeps the secret out of URLs, which aiohttp prints in its exceptions.
-        if self.read_access_token:
-            return {"Authorization": f"Bearer {self.read_access_token}"}
-        return {}
-
-    def params(self) -> dict[str, str]:
-        if not self.read_access_token and self.api_key:
-            return {"api_key": self.api_key}
-        return {}
-
-    def __repr__(self) -> str:
-        kind = "bearer" if self.read_access_token else "api_key" if self.api_key else "none"
-        return f"Credentials({kind}=***)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -608,80 +561,6 @@ BATCH_ONLY: dict[str, Option] = {
 }
 
 
-def fleet_share(values: dict[str, Any]) -> dict[str, Any]:
-    """Replace ``global_rate`` / ``max_concurrency`` of a batch by this invocation's share of
-    them (an explicit ``rate`` or ``concurrency`` in the batch wins)."""
-    global_rate = values.pop("global_rate", None)
-    fleet = values.pop("max_concurrency", None)
-    if global_rate is not None:
-        share = global_rate / (fleet or 1)
-        if "rate" not in values and share < MIN_RATE:
-            raise UsageError(
-                f"global_rate: {global_rate:g} requests/s over max_concurrency {fleet} is "
-                f"{share:g} each, below {MIN_RATE:g}"
-            )
-        values.setdefault("rate", share)
-    if fleet:
-        values.setdefault("concurrency", max(1, TMDB_MAX_CONNECTIONS // fleet))
-    return values
-
-
-@dataclass(frozen=True, slots=True)
-class BatchPlan:
-    """How the Distributed Map splits ``ids`` distinct ids (see :func:`plan_batches`)."""
-
-    ids: int
-    items_per_batch: int  #: the ItemBatcher's MaxItemsPerBatch: consecutive slices this long
-    batches: int  #: ``ceil(ids / items_per_batch)`` child workflows
-    children: int  #: how many run at once: the Map's MaxConcurrency and each batch's share
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "items_per_batch": self.items_per_batch,
-            "batches": self.batches,
-            "children": self.children,
-        }
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def plan_batches(ids: int, max_items_per_batch: int, max_concurrency: int) -> BatchPlan:
-    """Batches that keep the whole global rate busy, whatever the file's size.
-
-    Each running child gets ``global_rate / children`` (:func:`fleet_share`), so a child that
-    has no batch wastes its share: with 500 ids a batch and 4 children, a 241-id file would
-    run as one batch at a quarter of the rate. The plan therefore asks for a number of
-    batches that is a multiple of ``max_concurrency`` (every round of children is full, the
-    last included), at least one round and at most one id a batch, with no batch above
-    ``max_items_per_batch``::
-
-        wanted = max_concurrency * ceil(ceil(ids / max_items_per_batch) / max_concurrency)
-        items_per_batch = ceil(ids / min(ids, wanted))
-        batches = ceil(ids / items_per_batch)        # the ItemBatcher's slices
-        children = min(max_concurrency, batches)
-
-    Slices of one length cannot always make ``wanted`` batches (9 ids for 4 children: 3 a
-    batch make 3 batches); ``children`` is then the batches there are, each at a third of
-    the rate, so the rate is still used in full. What stays idle is only the shorter last
-    slice's share once it is done: fewer than ``max(items_per_batch, children)`` id-slots of
-    ``ids``. Continuations of a batch (the ``remaining_items`` loop) keep its share, so the
-    fleet never runs above the global rate.
-    """
-    if ids < 0:
-        raise UsageError(f"ids: {ids} must not be negative")
-    _at_least_1(max_items_per_batch, "max_items_per_batch")
-    _at_least_1(max_concurrency, "max_concurrency")
-    if ids == 0:
-        return BatchPlan(0, max_items_per_batch, 0, 0)
-    rounds = _ceil_div(_ceil_div(ids, max_items_per_batch), max_concurrency)
-    wanted = min(ids, max_concurrency * rounds)
-    items_per_batch = _ceil_div(ids, wanted)
-    batches = _ceil_div(ids, items_per_batch)
-    return BatchPlan(ids, items_per_batch, batches, min(max_concurrency, batches))
-
-
 def event_keys(*, batch: bool) -> dict[str, tuple[str, Option]]:
     """Event key -> (settings keyword, option): a direct event's, or a BatchInput's."""
     keys = {
@@ -725,99 +604,4 @@ def event_values(event: Mapping[str, Any], where: str, *, batch: bool = False) -
 # --- credentials and logging -----------------------------------------------------------------
 
 
-def clean_secret(value: str | None, variable: str) -> str | None:
-    """``value`` without surrounding whitespace (a pasted ``\\r`` or newline), ``None`` when
-    empty. A control, space or non-ASCII character inside is a :class:`CredentialsError`
-    naming ``variable``, never the value."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if not all("!" <= char <= "~" for char in value):
-        raise CredentialsError(
-            # "NAME contains", not "NAME: …": "TMDB_API_KEY: <text>" looks like a leaked key
-            # to the redaction patterns, which would mask the explanation.
-            f"{variable} contains a space, control or non-ASCII character; "
-            "set it to the TMDB credential alone"
-        )
-    return value
-
-
-def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
-    """Every spelling of the credentials in ``env`` (as given and stripped), to be masked."""
-    env = os.environ if env is None else env
-    values: list[str] = []
-    for variable in CREDENTIAL_VARIABLES:
-        raw = env.get(variable) or ""
-        values += [v for v in (raw, raw.strip()) if v and v not in values]
-    return values
-
-
-def parse_log_level(value: str, where: str) -> str:
-    """One of :data:`LOG_LEVELS`, case-insensitive, else a :class:`UsageError`."""
-    level = value.strip().upper()
-    if level not in LOG_LEVELS:
-        raise UsageError(f"{where}: {value!r} is not one of {', '.join(LOG_LEVELS)}")
-    return level
-
-
-def log_level(given: str | None, env: Mapping[str, str], default: str) -> str:
-    """The log level: ``given`` (``--log-level``), else ``TMDB_LOG_LEVEL``, else ``default``
-    (WARNING for the CLI, INFO for Lambda)."""
-    if given is not None:
-        return parse_log_level(given, "--log-level")
-    configured = env.get("TMDB_LOG_LEVEL", "").strip()
-    return parse_log_level(configured, "TMDB_LOG_LEVEL") if configured else default
-
-
 # --- deadlines: one rule for the CLI's --time-budget and Lambda's remaining time -----------
-
-MIN_MARGIN = 2.0
-MAX_MARGIN = 60.0
-
-
-def deadline_margin(budget_seconds: float, override: float | None = None) -> float:
-    """Seconds kept back from a time budget to finish in-flight ids and write them: 10% of
-    the budget, between 2 and 60 s (``override``: Lambda's ``TMDB_SAFETY_MARGIN_SECONDS``)."""
-    if override is not None:
-        return override
-    return min(MAX_MARGIN, max(MIN_MARGIN, budget_seconds * 0.1))
-
-
-def margin_override(env: Mapping[str, str]) -> float | None:
-    """``TMDB_SAFETY_MARGIN_SECONDS`` when set: finite, 0 or more."""
-    raw = env.get("TMDB_SAFETY_MARGIN_SECONDS", "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"TMDB_SAFETY_MARGIN_SECONDS: {raw!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise UsageError(f"TMDB_SAFETY_MARGIN_SECONDS: {raw!r} must be a finite number >= 0")
-    return value
-
-
-def check_time_budget(budget: float, where: str = "--time-budget") -> float:
-    """The safety margin of a usable time budget. A budget that is not finite, not above 0,
-    or not larger than its margin leaves no time for one chunk: a :class:`UsageError`, not
-    an endless continuation."""
-    if not math.isfinite(budget) or not budget > 0:
-        raise UsageError(f"{where}: {budget!r} must be a finite number of seconds above 0")
-    margin = deadline_margin(budget)
-    if budget <= margin:
-        raise UsageError(
-            f"{where}: {budget:g} s leaves no time for one chunk: the last {margin:g} s are "
-            f"kept to finish in-flight ids (10% of the budget, {MIN_MARGIN:g}..{MAX_MARGIN:g} s)"
-        )
-    return margin
-
-
-def no_progress(margin: float, hint: str) -> DeadlineError:
-    return DeadlineError(f"no progress before the deadline ({margin:.0f} s safety margin): {hint}")
-
-
-def require_progress(summary: Any, margin: float, hint: str) -> None:
-    """A run that stopped at its deadline having accounted for no id would hand the same
-    work back to a caller that loops on it for ever: :class:`DeadlineError` instead."""
-    if summary.status == "incomplete" and summary.unique_ids == 0:
-        raise no_progress(margin, hint)

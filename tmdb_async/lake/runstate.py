@@ -39,9 +39,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from ._lease import _MACHINE, _dead_here
-from .storage import Store, parse_s3
-from .writer import STATE_FOLDER, digest
+from tmdb_async.lake.layout import STATE_FOLDER, digest
+from tmdb_async.lake.lease import _MACHINE, _dead_here
+from tmdb_async.lake.storage import Store, parse_s3
 
 log = logging.getLogger(__name__)
 

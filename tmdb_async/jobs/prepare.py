@@ -13,7 +13,7 @@ state machine passes ``$$.StateMachine.Id``, ``$$.Execution.Id`` and
 reads or writes anything, when one of them started earlier. Ties on the start time go to
 the smaller execution ARN, so of two executions started at once exactly one goes on.
 
-**The batch plan** (:func:`tmdb_async.config.plan_batches`): given the template's
+**The batch plan** (:func:`tmdb_async.jobs.fleet.plan_batches`): given the template's
 ``MaxItemsPerBatch`` and ``MapMaxConcurrency``, the result says how many ids a batch gets
 and how many children run at once, so that a small file keeps the whole rate busy.
 """
@@ -29,12 +29,21 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config import Settings, plan_batches
-from .errors import ExecutionAlreadyRunning, StorageError, UsageError
-from .idmap import LakeIdMap
-from .ids import ReadStats, read_csv_ids
-from .storage import LocalStore, S3Store, Store, open_s3, parse_s3, read_source, s3_error_code
-from .writer import digest, source_stem
+from tmdb_async.errors import ExecutionAlreadyRunning, StorageError, UsageError
+from tmdb_async.jobs.fleet import plan_batches
+from tmdb_async.jobs.source import ReadStats, read_csv_ids
+from tmdb_async.lake.idmap import LakeIdMap
+from tmdb_async.lake.layout import digest, source_stem
+from tmdb_async.lake.storage import (
+    LocalStore,
+    S3Store,
+    Store,
+    open_s3,
+    parse_s3,
+    read_source,
+    s3_error_code,
+)
+from tmdb_async.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +105,7 @@ def earlier_executions(
 @contextlib.asynccontextmanager
 async def open_sfn(region: str) -> AsyncIterator[Any]:
     """One aioboto3 Step Functions client per invocation, inside the running loop (as
-    :func:`tmdb_async.storage.open_s3`)."""
+    :func:`tmdb_async.lake.storage.open_s3`)."""
     import aioboto3
     from botocore.config import Config
 
@@ -143,7 +152,7 @@ async def check_single_execution(me: ExecutionRef, sfn: Any | None = None) -> No
 
 async def _compact_id_map(store: Store) -> None:
     """Fold the id map's segments once per execution, here, before the Map starts: its
-    children start together and only read (see :mod:`tmdb_async.idmap`)."""
+    children start together and only read (see :mod:`tmdb_async.lake.idmap`)."""
     try:
         await LakeIdMap(store, "prepare").load(compact=True)
     except StorageError as exc:

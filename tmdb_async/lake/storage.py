@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import InputError, StorageError
+from tmdb_async.errors import InputError, StorageError
 
 READ_CHUNK = 8 << 20  # bytes per S3 ranged GET
 # Bytes handed to the reader at a time: each block is briefly held several times over

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .writer import digest
+from tmdb_async.lake.layout import digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +26,7 @@ class Profile:
 
     @classmethod
     def of(cls, settings: Any) -> Profile:
-        """The profile of a :class:`~tmdb_async.config.Settings` (or anything with its names)."""
+        """The profile of a :class:`~tmdb_async.settings.Settings` (or anything with its names)."""
         return cls(
             settings.kind,
             settings.detail,
