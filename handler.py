@@ -11,7 +11,7 @@ publish the run's counts in CloudWatch Embedded Metric Format.
 
 Errors reach Lambda sanitized: an :class:`~tmdb_async.errors.IngestError` keeps its class
 name (Step Functions matches on it) and any other exception keeps its type name, but the
-message is :func:`~tmdb_async.errors.describe_error`'s redacted line and the exception is
+message is :func:`~tmdb_async.errors.error_line`'s redacted line and the exception is
 raised outside the ``except`` block, ``from None``, so no chained original (which could
 hold the secret) is printed by the runtime.
 """
@@ -28,7 +28,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from tmdb_async import log
 from tmdb_async.credentials import secret_values
-from tmdb_async.errors import IngestError, describe_error, redacted_traceback
+from tmdb_async.errors import IngestError, error_line, redacted_traceback
 from tmdb_async.events import handle
 from tmdb_async.log import log_level
 
@@ -77,7 +77,7 @@ def _invoke(event: Any, context: Any) -> dict[str, Any]:
 
 def _sanitized(exc: Exception) -> Exception:
     """A new exception of the same type name whose message is the redacted line."""
-    text = describe_error(exc)
+    text = error_line(exc)
     if isinstance(exc, IngestError):
         cls: type[Exception] = type(exc)
     else:  # a bug: its redacted traceback goes to the log, its type name to Lambda

@@ -38,8 +38,8 @@ from tmdb_async.tmdb.client import (
     Found,
     LookupFailed,
     NotFound,
-    Outcome,
     TmdbClient,
+    Verdict,
     classify,
     classify_error,
     parse_retry_after,
@@ -352,7 +352,7 @@ async def test_error_reasons_never_contain_the_query_string(mocked: aioresponses
 
 
 def test_classify_a_200_object_is_ok_with_its_data() -> None:
-    assert classify(200, b'{"id": 603}') == Outcome("ok", data={"id": 603})
+    assert classify(200, b'{"id": 603}') == Verdict("ok", data={"id": 603})
 
 
 @pytest.mark.parametrize(
@@ -367,7 +367,7 @@ def test_classify_a_200_object_is_ok_with_its_data() -> None:
     ],
 )
 def test_classify_an_unreadable_200_is_retried(body: bytes, reason: str) -> None:
-    assert classify(200, body) == Outcome("retry", reason)
+    assert classify(200, body) == Verdict("retry", reason)
 
 
 def test_classify_404_is_not_found_and_401_is_rejected() -> None:
@@ -385,15 +385,15 @@ def test_classify_404_is_not_found_and_401_is_rejected() -> None:
 def test_classify_429_is_retried_with_its_retry_after(
     header: str | None, retry_after: float | None
 ) -> None:
-    assert classify(429, b"{}", header) == Outcome("retry", "HTTP 429", retry_after)
+    assert classify(429, b"{}", header) == Verdict("retry", "HTTP 429", retry_after)
     assert parse_retry_after(header) == retry_after
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 520, 408])
 def test_classify_5xx_and_408_are_retried_with_tmdbs_message(status: int) -> None:
     body = json.dumps({"status_code": 46, "status_message": "Service\nmaintenance"}).encode()
-    assert classify(status, body) == Outcome("retry", f"HTTP {status} (Service maintenance)")
-    assert classify(status, b"<html>proxy error</html>") == Outcome("retry", f"HTTP {status}")
+    assert classify(status, body) == Verdict("retry", f"HTTP {status} (Service maintenance)")
+    assert classify(status, b"<html>proxy error</html>") == Verdict("retry", f"HTTP {status}")
 
 
 @pytest.mark.parametrize("status", [400, 403, 405, 410, 422, 204, 302])
@@ -445,7 +445,7 @@ def _response_error(url: str, headers: dict[str, str], message: str) -> aiohttp.
     ],
 )  # fmt: skip
 def test_classify_error_retries_every_transport_error(error: Exception, reason: str) -> None:
-    assert classify_error(error) == Outcome("retry", reason)
+    assert classify_error(error) == Verdict("retry", reason)
 
 
 @pytest.mark.parametrize(

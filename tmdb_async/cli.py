@@ -15,7 +15,7 @@ TMDB answers); 130 interrupted. Any other exit is a bug: its traceback is
 printed with the secret masked.
 
 Every error text (stderr and the ``--json`` line) goes through
-:func:`~tmdb_async.errors.describe_error`, the one redaction point.
+:func:`~tmdb_async.errors.error_line`, the one redaction point.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 from tmdb_async import log as logsetup
 from tmdb_async.credentials import secret_values
-from tmdb_async.errors import ExitCode, IngestError, UsageError, describe_error, redacted_traceback
+from tmdb_async.errors import ExitCode, IngestError, UsageError, error_line, redacted_traceback
 from tmdb_async.jobs.deadlines import check_time_budget, require_progress
 from tmdb_async.jobs.ingest import Summary, run
 from tmdb_async.jobs.refresh import RefreshSummary, refresh
@@ -262,7 +262,7 @@ async def _run_cancellable(
 
 def _fail(exc: BaseException, code: int, as_json: bool) -> int:
     """One redacted line on stderr (and as the --json line)."""
-    text = describe_error(exc)
+    text = error_line(exc)
     print(f"error: {text}", file=sys.stderr)
     if as_json:
         print(json.dumps({"status": "error", "error": text, "exit_code": code}))

@@ -6,7 +6,7 @@ whose message is one line naming the problem and where it is. The CLI prints tha
 exits with ``exit_code``; the Lambda handler raises it so Step Functions sees the class name
 as the error type. Anything else is a bug: the CLI prints its traceback, redacted.
 
-Every error text shown to an operator goes through :func:`describe_error`, the one place
+Every error text shown to an operator goes through :func:`error_line`, the one place
 where the TMDB secret is masked.
 """
 
@@ -94,7 +94,7 @@ class ExecutionAlreadyRunning(IngestError):
     exit_code = ExitCode.BAD_INPUT
 
 
-def describe_error(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
     """One redacted line for an operator: an :class:`IngestError`'s message as it is, any
     other error as ``Type: message`` (cut to 300 characters). See :mod:`.redaction`."""
     from tmdb_async import redaction

@@ -26,7 +26,9 @@ from typing import Any, Literal, NamedTuple
 from tmdb_async.credentials import Credentials
 from tmdb_async.errors import UsageError
 
-Kind = Literal["movie", "tv", "auto"]
+MediaType = Literal["movie", "tv"]  # what TMDB calls a title's kind
+Kind = Literal["movie", "tv", "auto"]  # a setting: a media type, or each id's own
+MEDIA_TYPES: tuple[MediaType, ...] = ("movie", "tv")
 Detail = Literal["full", "find"]
 OutputFormat = Literal["json", "jsonl"]
 

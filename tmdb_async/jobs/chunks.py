@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tmdb_async.errors import TmdbUnreachable
+from tmdb_async.jobs.deadlines import Remaining
 from tmdb_async.jobs.source import IdEntry
 from tmdb_async.lake.homes import Home
 from tmdb_async.lake.idmap import FLUSH_AT, LakeIdMap
@@ -38,8 +39,6 @@ from tmdb_async.settings import Settings
 from tmdb_async.tmdb.client import Deleted, Found, LookupFailed, NotFound, TmdbClient
 
 log = logging.getLogger(__name__)
-
-Remaining = Callable[[], float]
 
 
 @dataclass(slots=True)
@@ -84,7 +83,7 @@ class ChunkedRun:
         shape: str,
         stem: str,
         lake: set[str],
-        titles: LakeIdMap,
+        idmap: LakeIdMap,
         remaining: Remaining | None,
         margin: float,
         progress: Callable[[int], None] | None,
@@ -96,7 +95,7 @@ class ChunkedRun:
         self.shape = shape
         self.stem = stem
         self.lake = lake
-        self.titles = titles
+        self.idmap = idmap
         self.profile = Profile.of(settings)
         self.remaining = remaining
         self.margin = margin
@@ -314,15 +313,15 @@ class ChunkedRun:
                 self._done(position)
             for _, record in chunk.records:
                 if record["imdb_id"] not in blocked:
-                    self.titles.learn(record, self.profile)
+                    self.idmap.learn(record, self.profile)
             for _, entry in chunk.sidecar:
                 if entry["outcome"] == "deleted":  # kept, marked: a restore is refreshed
-                    self.titles.learn_deleted(
+                    self.idmap.learn_deleted(
                         entry["imdb_id"], entry["media_type"], entry["tmdb_id"], self.profile
                     )
         # Only once the chunks are done: a deadline during this write leaves nothing open.
-        if self.titles.pending >= FLUSH_AT:
-            await self.titles.flush_quietly()
+        if self.idmap.pending >= FLUSH_AT:
+            await self.idmap.flush_quietly()
 
     def next_offset(self) -> int | None:
         """First position not accounted for; None when the whole slice is done."""

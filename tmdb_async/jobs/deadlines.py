@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tmdb_async.errors import DeadlineError, UsageError
 
 MIN_MARGIN = 2.0
+
+Remaining = Callable[[], float]
+"""Seconds left before a run must have stopped (Lambda's context, or --time-budget)."""
 
 
 MAX_MARGIN = 60.0

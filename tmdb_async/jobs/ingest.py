@@ -36,8 +36,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-from tmdb_async.errors import IngestError, StorageError, describe_error
+from tmdb_async.errors import IngestError, StorageError, error_line
 from tmdb_async.jobs.chunks import ChunkedRun
+from tmdb_async.jobs.deadlines import Remaining
 from tmdb_async.jobs.source import IdEntry, ReadStats, read_csv_ids, read_item_ids
 from tmdb_async.jobs.summary import Summary
 from tmdb_async.lake import runstate
@@ -54,7 +55,6 @@ __all__ = ["Engine", "Summary", "record_shape", "run"]
 
 log = logging.getLogger(__name__)
 
-Remaining = Callable[[], float]
 """Seconds left before the caller's deadline (for Lambda: the context's remaining time)."""
 
 _SAVE_SECONDS = 5.0  # at most, for the run's last id-map segment (a lost one costs requests)
@@ -139,7 +139,7 @@ class Engine:
     settings: Settings
     s3: Any
     store: Store
-    titles: LakeIdMap
+    idmap: LakeIdMap
     client: TmdbClient
     run_id: str
     remaining: Remaining | None = None
@@ -166,14 +166,14 @@ class Engine:
             )
             if store is None:
                 store = S3Store(s3, dest_url) if dest_url else LocalStore(settings.dest)
-            titles = await _id_map(store, run_id, settings, compact)
+            idmap = await _id_map(store, run_id, settings, compact)
             client = await stack.enter_async_context(
-                TmdbClient.open(ClientOptions.of(settings), titles)
+                TmdbClient.open(ClientOptions.of(settings), idmap)
             )
             try:
-                yield cls(settings, s3, store, titles, client, run_id, remaining)
+                yield cls(settings, s3, store, idmap, client, run_id, remaining)
             finally:
-                await _save_lessons(titles, remaining)
+                await _save_lessons(idmap, remaining)
 
     async def ingest(
         self,
@@ -236,7 +236,7 @@ class Engine:
             shape=shape,
             stem=stem,
             lake=lake,
-            titles=self.titles,
+            idmap=self.idmap,
             remaining=remaining,
             margin=safety_margin,
             progress=progress,
@@ -277,7 +277,7 @@ class Engine:
             _fill(summary, job_run, client, stats, batch, requests_before)
             if error is not None:
                 summary.status = "error"
-                summary.error = describe_error(error)
+                summary.error = error_line(error)
             await _finish(summary, manifest, client, store, job, pinned, seen, error)
         if error is not None:
             raise error
@@ -336,28 +336,28 @@ async def _aiter(
 async def _id_map(store: Store, owner: str, settings: Settings, compact: bool) -> LakeIdMap:
     """The lake's id map, read once (full detail only: ``/find`` items need no map). It is
     a cache: when it cannot be read, the run goes on without it."""
-    titles = LakeIdMap(store, owner)
+    idmap = LakeIdMap(store, owner)
     if settings.detail != "full":
-        return titles
+        return idmap
     try:
-        return await titles.load(compact=compact)
+        return await idmap.load(compact=compact)
     except StorageError as exc:
         log.warning("id map not read, every title is looked up: %s", exc)
         return LakeIdMap(store, owner)
 
 
-async def _save_lessons(titles: LakeIdMap, remaining: Remaining | None) -> None:
+async def _save_lessons(idmap: LakeIdMap, remaining: Remaining | None) -> None:
     """The run's last id-map segment, within what is left of the caller's deadline."""
     left = None if remaining is None else remaining() - _SAVE_RESERVE
     seconds = _SAVE_SECONDS if left is None else min(_SAVE_SECONDS, left)
     if seconds <= 0:
-        log.warning("no time left to save %d id-map titles", titles.pending)
+        log.warning("no time left to save %d id-map idmap", idmap.pending)
         return
     try:
         async with asyncio.timeout(seconds):
-            await titles.flush_quietly()
+            await idmap.flush_quietly()
     except TimeoutError:
-        log.warning("id-map titles not saved within %.1fs", seconds)
+        log.warning("id-map idmap not saved within %.1fs", seconds)
 
 
 def _unwrap(exc: BaseException) -> BaseException:

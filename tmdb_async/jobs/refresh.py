@@ -51,8 +51,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from tmdb_async.errors import ExitCode, IngestError, InputError, StorageError, UsageError
-from tmdb_async.jobs.deadlines import no_progress
-from tmdb_async.jobs.ingest import Engine, Remaining, _aiter, _unwrap
+from tmdb_async.jobs.deadlines import Remaining, no_progress
+from tmdb_async.jobs.ingest import Engine, _aiter, _unwrap
 from tmdb_async.jobs.source import IdEntry, ReadStats
 from tmdb_async.jobs.summary import Summary
 from tmdb_async.lake.idmap import LakeIdMap, repair
@@ -60,8 +60,8 @@ from tmdb_async.lake.layout import RAW_FOLDER, STATE_FOLDER, data_file_date, dat
 from tmdb_async.lake.ledger import Ledger
 from tmdb_async.lake.profile import Profile
 from tmdb_async.lake.storage import Conflict, Store
-from tmdb_async.settings import Settings
-from tmdb_async.tmdb.client import LookupFailed, MediaType, TmdbClient
+from tmdb_async.settings import MEDIA_TYPES, MediaType, Settings
+from tmdb_async.tmdb.client import LookupFailed, TmdbClient
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,6 @@ STATE_KEY: Final = f"{STATE_FOLDER}/refresh.json"
 PLAN_FOLDER: Final = f"{STATE_FOLDER}/refresh"
 MAX_DAYS: Final = 14  # days a change-list request may span (TMDB: 422, status_code 20)
 MAX_PAGE: Final = 500  # the last page TMDB serves (400, status_code 22)
-KINDS: Final[tuple[MediaType, ...]] = ("movie", "tv")
 
 _DAY: Final = dt.timedelta(days=1)
 
@@ -124,7 +123,7 @@ class RefreshSummary:
     status: str = "ok"  # ok | up_to_date | failed_ids | incomplete | error
     window: dict[str, str] | None = None
     refreshed_through: str | None = None
-    changed: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})
+    changed: dict[str, int] = field(default_factory=lambda: {k: 0 for k in MEDIA_TYPES})
     in_lake: int = 0
     records: int = 0
     deleted: int = 0
@@ -301,7 +300,7 @@ class Plan:
     carried: list[str] = field(default_factory=list)  # failed last time: asked again
     done: list[list[str]] = field(default_factory=list)  # [kind, start, end] read
     selected: list[str] = field(default_factory=list)  # IMDb ids of the lake, once each
-    changed: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})
+    changed: dict[str, int] = field(default_factory=lambda: {k: 0 for k in MEDIA_TYPES})
     truncated: list[dict[str, Any]] = field(default_factory=list)
     groups: list[dict[str, Any]] | None = None  # {"profile", "media_type", "ids"}
     odd_items: int = 0  # change-list items without an integer id, in the pieces read
@@ -361,17 +360,17 @@ class Plan:
 
     def pieces(self) -> Iterator[tuple[MediaType, Window]]:
         """The change-list requests still to read: per kind, the window in 14-day pieces."""
-        for kind in KINDS:
+        for kind in MEDIA_TYPES:
             for piece in self.window.pieces():
                 if [kind, piece.start.isoformat(), piece.end.isoformat()] not in self.done:
                     yield kind, piece
 
-    def group(self, titles: LakeIdMap) -> None:
+    def group(self, idmap: LakeIdMap) -> None:
         """The titles to fetch, by the profile they were ingested with."""
         groups: dict[tuple[str, str | None], dict[str, Any]] = {}
         wanted = dict.fromkeys([*self.selected, *self.carried])
         for imdb_id in wanted:
-            title = titles.get(imdb_id)
+            title = idmap.get(imdb_id)
             if title is None:
                 continue  # forgotten since (TMDB no longer honoured its entry)
             profile = title.profile
@@ -394,7 +393,7 @@ class Plan:
 def _group(data: Mapping[str, Any]) -> dict[str, Any]:
     """A saved group, checked: a profile that parses, or a kind; ids as strings."""
     profile = data["profile"]
-    if profile is None and data["media_type"] not in KINDS:
+    if profile is None and data["media_type"] not in MEDIA_TYPES:
         raise ValueError("a group with neither profile nor kind")
     return {
         "profile": None if profile is None else Profile.from_json(profile).as_json(),
@@ -426,19 +425,19 @@ class _Lister:
         client: TmdbClient,
         plan: Plan,
         *,
-        titles: LakeIdMap | None = None,
+        idmap: LakeIdMap | None = None,
         store: Store | None = None,
         stop: Callable[[], bool] = lambda: False,
         concurrency: int = 20,
         map_ready: Awaitable[int] | None = None,
     ) -> None:
-        self.client, self.plan, self.titles, self.store = client, plan, titles, store
+        self.client, self.plan, self.idmap, self.store = client, plan, idmap, store
         self.stop = stop
         self.concurrency = max(1, concurrency)
         self.map_ready = map_ready
         self.totals = {k: int(v["total"]) for k, v in plan.pages.items()}
         self.read = {k: set(v["read"]) for k, v in plan.pages.items()}
-        self.ids: dict[MediaType, set[int]] = {k: set() for k in KINDS}  # not in the plan yet
+        self.ids: dict[MediaType, set[int]] = {k: set() for k in MEDIA_TYPES}  # not in the plan yet
         self.truncated: list[dict[str, Any]] = []
         self.odd_items = 0  # items without an integer id, not in the plan yet
         self.completed: list[list[str]] = []
@@ -488,7 +487,7 @@ class _Lister:
 
         async with _first_error(), asyncio.TaskGroup() as group:
             # Both kinds read at once: half the connections each.
-            for _ in range(min(max(1, self.concurrency // len(KINDS)), last - len(read))):
+            for _ in range(min(max(1, self.concurrency // len(MEDIA_TYPES)), last - len(read))):
                 group.create_task(worker())
         return len(read) >= last
 
@@ -505,20 +504,18 @@ class _Lister:
 
     async def save(self) -> None:
         """Move what was read into the plan (the lake's titles its ids name), then save it."""
-        if self.titles is None or self.store is None:
+        if self.idmap is None or self.store is None:
             return
         async with self._saving:
             if self.map_ready is not None:
                 await self.map_ready
             # From here to the plan's encoding nothing awaits: the pages and ids saved agree.
-            plan, ids, self.ids = self.plan, self.ids, {k: set() for k in KINDS}
+            plan, ids, self.ids = self.plan, self.ids, {k: set() for k in MEDIA_TYPES}
             self.unsaved = 0
             known = set(plan.selected)
-            for kind in KINDS:
+            for kind in MEDIA_TYPES:
                 plan.changed[kind] = plan.changed.get(kind, 0) + len(ids[kind])
-                plan.selected += [
-                    i for i in in_lake(self.titles, kind, ids[kind]) if i not in known
-                ]
+                plan.selected += [i for i in in_lake(self.idmap, kind, ids[kind]) if i not in known]
                 known.update(plan.selected)
             plan.truncated += self.truncated
             self.truncated = []
@@ -635,10 +632,10 @@ def _ids(
     return ids, odd
 
 
-def in_lake(titles: LakeIdMap, kind: MediaType, changed: set[int]) -> Iterator[str]:
+def in_lake(idmap: LakeIdMap, kind: MediaType, changed: set[int]) -> Iterator[str]:
     """The IMDb ids of the lake's titles of ``kind`` among TMDB ids ``changed``: one scan of
     the map, in IMDb order."""
-    for imdb_id, title in titles.titles():
+    for imdb_id, title in idmap.entries():
         if title.media_type == kind and title.tmdb_id in changed:
             yield imdb_id
 
@@ -724,7 +721,7 @@ async def refresh(
         # are read (neither waits for the other).
         repairing = None
         if plan.groups is None:
-            repairing = asyncio.create_task(repair(engine.titles, store))
+            repairing = asyncio.create_task(repair(engine.idmap, store))
         before = engine.client.stats.requests
         try:
             listed = await _list(engine, plan, remaining, safety_margin, repairing)
@@ -779,7 +776,7 @@ async def _list(
     lister = _Lister(
         engine.client,
         plan,
-        titles=engine.titles,
+        idmap=engine.idmap,
         store=engine.store,
         stop=lambda: remaining is not None and remaining() < margin,
         concurrency=engine.settings.concurrency,
@@ -814,7 +811,7 @@ async def _list(
         read += 1
         if map_ready is not None:
             await map_ready
-        plan.group(engine.titles)
+        plan.group(engine.idmap)
         await plan.save(engine.store)
         groups: list[dict[str, Any]] = plan.groups or []
         log.info(

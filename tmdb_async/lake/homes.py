@@ -14,8 +14,12 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from tmdb_async.imdb import canonical_form, canonical_number
+
+Outcome = Literal["record", "not_found", "invalid", "failed", "deleted"]
+"""What a folder holds for an id: its record, or the sidecar entry saying why there is none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +27,7 @@ class Home:
     """Where an id lives in the folder, with its outcome and the shape that made it."""
 
     file: str  # relative to the folder: "movies-00000042-00.json", "_sidecars/movies-….json"
-    outcome: str  # record | not_found | invalid | failed | deleted
+    outcome: Outcome
     shape: str
 
 

@@ -57,7 +57,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from tmdb_async.errors import InputError, StorageError
 from tmdb_async.imdb import canonical_form, canonical_number
@@ -67,10 +67,10 @@ from tmdb_async.lake.layout import RAW_FOLDER, STATE_FOLDER, data_file_date
 from tmdb_async.lake.ledger import date_folders, latest_homes
 from tmdb_async.lake.profile import Profile
 from tmdb_async.lake.storage import Conflict, Store
+from tmdb_async.settings import MediaType
 
 log = logging.getLogger(__name__)
 
-MediaType = Literal["movie", "tv"]
 
 MAP_FOLDER: Final = f"{STATE_FOLDER}/idmap"
 BASE_KEY: Final = f"{MAP_FOLDER}/map.bin"
@@ -364,7 +364,7 @@ class LakeIdMap:
     def __len__(self) -> int:
         return len(self._known)
 
-    def titles(self) -> Iterator[tuple[str, Title]]:
+    def entries(self) -> Iterator[tuple[str, Title]]:
         """(IMDb id, :class:`Title`) of every title read, in IMDb order."""
         known = self._known
         for number, value in known.items():

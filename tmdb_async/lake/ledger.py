@@ -39,7 +39,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from tmdb_async.errors import StorageError
 from tmdb_async.lake.codec import decode_file, encode_file
@@ -49,7 +49,6 @@ from tmdb_async.lake.storage import Conflict, Store, delete_once, write_once
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["record", "not_found", "invalid", "failed"]
 ANSWERS = frozenset({"record", "not_found", "deleted"})  # what only TMDB can say
 SIDECAR_FOLDER = "_sidecars"
 LEDGER_FOLDER = "_ledger"

@@ -68,16 +68,14 @@ from tmdb_async._version import __version__
 from tmdb_async.credentials import Credentials
 from tmdb_async.errors import CredentialsError, TmdbUnreachable
 from tmdb_async.redaction import describe_error, redact, register_secret, safe_url
-from tmdb_async.settings import Detail, Kind, Settings
+from tmdb_async.settings import Detail, Kind, MediaType, Settings
 from tmdb_async.tmdb.route import Router
 from tmdb_async.tmdb.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
-MediaType = Literal["movie", "tv"]
 
-
-class Title(Protocol):
+class KnownTitle(Protocol):
     @property
     def media_type(self) -> MediaType: ...
 
@@ -91,10 +89,10 @@ class Title(Protocol):
     def deleted(self) -> bool: ...
 
 
-class Titles(Protocol):
+class IdMap(Protocol):
     """What the client asks the id map (:class:`tmdb_async.lake.idmap.LakeIdMap`)."""
 
-    def get(self, imdb_id: str, /) -> Title | None: ...
+    def get(self, imdb_id: str, /) -> KnownTitle | None: ...
 
     def forget(self, imdb_id: str, /) -> None: ...
 
@@ -146,11 +144,11 @@ class LookupFailed(Exception):
 
 # --- what an answer means: pure functions, no I/O ---------------------------------------------
 
-OutcomeKind = Literal["ok", "not_found", "retry", "fail", "rejected"]
+VerdictKind = Literal["ok", "not_found", "retry", "fail", "rejected"]
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs 4 object.__setattr__ per answer
-class Outcome:
+class Verdict:
     """What one attempt's answer means.
 
     - ``ok``: ``data`` is the JSON object TMDB sent;
@@ -161,37 +159,37 @@ class Outcome:
     - ``rejected``: HTTP 401, the credentials are wrong and the whole run must stop.
     """
 
-    kind: OutcomeKind
+    kind: VerdictKind
     reason: str = ""
     retry_after: float | None = None
     data: dict[str, Any] | None = None
 
 
-_NOT_FOUND: Final = Outcome("not_found", "HTTP 404")
-_REJECTED: Final = Outcome("rejected", _REJECTED_MESSAGE)
+_NOT_FOUND: Final = Verdict("not_found", "HTTP 404")
+_REJECTED: Final = Verdict("rejected", _REJECTED_MESSAGE)
 _RETRY_STATUSES: Final = frozenset({408, 429})  # besides every 5xx
 
 
-def classify(status: int, body: bytes, retry_after: str | None = None) -> Outcome:
+def classify(status: int, body: bytes, retry_after: str | None = None) -> Verdict:
     """The meaning of an HTTP answer: its status, its body, its ``Retry-After`` header."""
     if status == 200:
         try:
             data = json.loads(body)
         except (ValueError, RecursionError):  # bad JSON or UTF-8 (ValueError), absurd nesting
-            return Outcome("retry", "invalid JSON body")
+            return Verdict("retry", "invalid JSON body")
         if not isinstance(data, dict):
-            return Outcome("retry", "JSON body is not an object")
-        return Outcome("ok", data=data)
+            return Verdict("retry", "JSON body is not an object")
+        return Verdict("ok", data=data)
     if status == 404:
         return _NOT_FOUND
     if status == 401:
         return _REJECTED
     if status == 429:
-        return Outcome("retry", "HTTP 429", parse_retry_after(retry_after))
+        return Verdict("retry", "HTTP 429", parse_retry_after(retry_after))
     reason = f"HTTP {status}{_status_message(body)}"
     if status >= 500 or status in _RETRY_STATUSES:
-        return Outcome("retry", reason, parse_retry_after(retry_after))
-    return Outcome("fail", reason)
+        return Verdict("retry", reason, parse_retry_after(retry_after))
+    return Verdict("fail", reason)
 
 
 #: Errors of the way to TMDB, not of TMDB's answer: worth another attempt. aiohttp wraps a
@@ -318,14 +316,14 @@ class Breaker:
             raise TmdbUnreachable(self.tripped)
 
 
-def classify_error(exc: Exception) -> Outcome:
+def classify_error(exc: Exception) -> Verdict:
     """The meaning of an exception raised while asking TMDB (never ``CancelledError``): a
     transport error is ``retry``, anything else ``fail``; the reason is redacted and short."""
     if isinstance(exc, TimeoutError):
-        return Outcome("retry", "timeout")
+        return Verdict("retry", "timeout")
     if isinstance(exc, TRANSPORT_ERRORS):
-        return Outcome("retry", describe_error(exc, limit=_REASON_LIMIT))
-    return Outcome("fail", "unexpected " + describe_error(exc, limit=_REASON_LIMIT))
+        return Verdict("retry", describe_error(exc, limit=_REASON_LIMIT))
+    return Verdict("fail", "unexpected " + describe_error(exc, limit=_REASON_LIMIT))
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -431,14 +429,14 @@ class TmdbClient:
         self,
         session: aiohttp.ClientSession,
         options: ClientOptions,
-        titles: Titles | None = None,
+        idmap: IdMap | None = None,
         *,
         deleted_on_404: bool = False,
         _share: TmdbClient | None = None,
     ) -> None:
         self._session = session
         self._options = options
-        self._titles = titles
+        self._idmap = idmap
         self._deleted_on_404 = deleted_on_404
         self._router = Router(movies_possible=options.kind != "tv")
         if _share is None:
@@ -491,17 +489,17 @@ class TmdbClient:
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, options: ClientOptions, titles: Titles | None = None
+        cls, options: ClientOptions, idmap: IdMap | None = None
     ) -> AsyncIterator[TmdbClient]:
         """One session per run, sized to the concurrency, closed when the run ends.
-        ``titles`` (the lake's id map) lets a known title skip ``/find``."""
+        ``idmap`` (the lake's id map) lets a known title skip ``/find``."""
         connector = aiohttp.TCPConnector(limit=options.concurrency, ttl_dns_cache=300)
         headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
         headers.update(options.credentials.headers())
         async with aiohttp.ClientSession(
             connector=connector, headers=headers, raise_for_status=False
         ) as session:
-            yield cls(session, options, titles)
+            yield cls(session, options, idmap)
 
     def reshaped(
         self,
@@ -524,7 +522,7 @@ class TmdbClient:
             append_to_response=append_to_response,
         )
         return TmdbClient(
-            self._session, options, self._titles, deleted_on_404=deleted_on_404, _share=self
+            self._session, options, self._idmap, deleted_on_404=deleted_on_404, _share=self
         )
 
     async def changes(
@@ -579,8 +577,8 @@ class TmdbClient:
         opts = self._options
         # Canonical ids (tt + digits) need no quoting; anything else is quoted, never trusted.
         safe = imdb_id if imdb_id.isascii() and imdb_id.isalnum() else quote(imdb_id, safe="")
-        titles = self._titles
-        known = titles.get(imdb_id) if titles is not None else None
+        idmap = self._idmap
+        known = idmap.get(imdb_id) if idmap is not None else None
         if known is not None and known.deleted and not self._deleted_on_404:
             known = None  # a removed title is no shortcut: asked as if new
         if (
@@ -613,7 +611,7 @@ class TmdbClient:
             result = await self._look_up(imdb_id, safe, direct=not gone)
             # Forgotten once the other ways answered (an outage there keeps the entry):
             # learnt again from the record if found.
-            titles.forget(imdb_id)  # type: ignore[union-attr]
+            idmap.forget(imdb_id)  # type: ignore[union-attr]
             if gone and isinstance(result, NotFound):
                 # Its TMDB id answers 404 and its IMDb id finds nothing: TMDB removed it.
                 # (A 404 alone may be a merge: the IMDb id then finds the new title.)
@@ -626,7 +624,7 @@ class TmdbClient:
             # longer finding it is how TMDB says it removed it.
             if known.deleted:
                 return Deleted(known.media_type, known.tmdb_id, again=True)
-            titles.forget(imdb_id)  # type: ignore[union-attr]
+            idmap.forget(imdb_id)  # type: ignore[union-attr]
             self.stats.deleted += 1
             return Deleted(known.media_type, known.tmdb_id)
         return result
