@@ -273,7 +273,7 @@ async def test_a_refresh_reports_odd_change_list_items_in_its_summary(
 ) -> None:
     """A whole refresh: a day whose list holds odd items counts them (``odd_items``, also in
     --json) and still moves on; titles are refreshed as usual."""
-    from tests.test_refresh import config, ingest, options
+    from tests.jobs.test_refresh import config, ingest, options
     from tmdb_async.jobs import refresh as refreshing
 
     ids = [f"tt{n:07d}" for n in range(1, 41)]

@@ -308,8 +308,8 @@ def test_lambda_and_step_functions_tell_an_unreachable_tmdb_by_its_error_type() 
 async def test_a_refresh_that_finds_tmdb_unreachable_marks_nothing_and_moves_no_day(
     tmp_path: Path, virtual: VirtualTime, closed_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.test_refresh import INGESTED, TODAY, config, expected, folder, imdb, ingest
-    from tests.test_refresh import options as refresh_options
+    from tests.jobs.test_refresh import INGESTED, TODAY, config, expected, folder, imdb, ingest
+    from tests.jobs.test_refresh import options as refresh_options
     from tmdb_async.jobs import refresh as refreshing
     from tmdb_async.jobs.refresh import STATE_KEY, Window
 
