@@ -35,6 +35,12 @@ def test_the_wheel_holds_the_runtime_package_only(wheel: Path) -> None:
         metadata = next(zf.read(n) for n in names if n.endswith("METADATA")).decode()
     packages = {n.split("/", 1)[0] for n in names if ".dist-info/" not in n}
     assert packages == {"tmdb_async"}
+    sources = {
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "tmdb_async").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert sources <= set(names)  # every layer: tmdb/, lake/, jobs/
     assert not [n for n in names if "fake_tmdb" in n or "local_map" in n or "csvgen" in n]
     assert b"tmdb-ingest = tmdb_async.cli:main" in entry_points
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
@@ -72,6 +78,9 @@ def test_the_version_is_declared_once_and_names_the_client(wheel: Path) -> None:
     from tmdb_async.tmdb import client
 
     assert f"-{tmdb_async.__version__}-" in wheel.name  # pyproject reads tmdb_async._version
+    with zipfile.ZipFile(wheel) as zf:
+        metadata = next(zf.read(n) for n in zf.namelist() if n.endswith("METADATA")).decode()
+    assert f"\nVersion: {tmdb_async.__version__}\n" in metadata
     assert f"tmdb-ingest/{tmdb_async.__version__} (+aiohttp)" == client._USER_AGENT
 
 

@@ -142,7 +142,6 @@ class Engine:
     idmap: LakeIdMap
     client: TmdbClient
     run_id: str
-    remaining: Remaining | None = None
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -171,7 +170,7 @@ class Engine:
                 TmdbClient.open(ClientOptions.of(settings), idmap)
             )
             try:
-                yield cls(settings, s3, store, idmap, client, run_id, remaining)
+                yield cls(settings, s3, store, idmap, client, run_id)
             finally:
                 await _save_lessons(idmap, remaining)
 

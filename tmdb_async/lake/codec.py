@@ -1,4 +1,10 @@
-"""The data files' codec: JSON arrays (``.json``) and JSON Lines (``.jsonl``)."""
+"""The data files' codec: JSON arrays (``.json``) and JSON Lines (``.jsonl``).
+
+Records are TMDB's payload as returned. A payload holding a lone surrogate (``"\\ud83d"``,
+valid JSON, not encodable as UTF-8) is written with JSON escapes instead of failing: the
+file stays valid UTF-8 JSON and the text is kept exactly. JSON Lines are split on ``\\n``
+alone (:func:`json_lines`): U+2028, U+2029 and U+0085 are text inside a record, not line ends.
+"""
 
 from __future__ import annotations
 

@@ -1,19 +1,22 @@
-"""The output layout and the bytes of each file.
+"""Where things go in the lake: the date folders and the names of the files in them.
 
 Under the destination (a local folder or ``s3://bucket[/prefix]``), for processing date D::
 
-    Raw/TMDB/JSON/YYYY/MM/DD/<stem>-<commit>.json        data: ≤ chunk_size TMDB records
-    Raw/TMDB/JSON/YYYY/MM/DD/_sidecars/<stem>-<commit>.json  [{imdb_id, outcome, reason, …}]
-    Raw/TMDB/JSON/YYYY/MM/DD/_manifests/<stem>-<run>.json    what one run did
-    Raw/TMDB/JSON/YYYY/MM/DD/_ledger/…                       id → file (see ledger.py)
+    Raw/TMDB/JSON/YYYY/MM/DD/<stem>-<commit:08d>-<part:02d>.json   data: ≤ chunk_size records
+    Raw/TMDB/JSON/YYYY/MM/DD/_sidecars/<stem>-<commit:08d>.json    [{imdb_id, outcome, reason}]
+    Raw/TMDB/JSON/YYYY/MM/DD/_manifests/<stem>-<run>.json          what one run did
+    Raw/TMDB/JSON/YYYY/MM/DD/_ledger/…                             id → file (lake.ledger)
+    Raw/TMDB/_state/…                          the id map, run pins, the refresh's state
+
+``<stem>`` is the source file's name (``movies``, ``series``) or ``refresh``; ``<commit>``
+numbers the folder's ledger commits; ``.jsonl`` instead of ``.json`` with
+``--format jsonl``. For example ``movies-00000042-00.json``.
 
 Only data files sit at the top of a date folder, so ``…/DD/*.json`` (or ``*.jsonl``) in
 DuckDB, Polars, pandas or Spark reads records and nothing else; everything else is in
 ``_``-prefixed folders, which Spark, Hive, Glue and Athena skip as hidden.
 
-Records are TMDB's payload as returned. A payload holding a lone surrogate (``"\\ud83d"``,
-valid JSON, not encodable as UTF-8) is written with JSON escapes instead of failing: the
-file stays valid UTF-8 JSON and the text is kept exactly.
+The bytes of each file are :mod:`tmdb_async.lake.codec`'s.
 """
 
 from __future__ import annotations
