@@ -122,3 +122,20 @@ def exit_code_of(error_type: str, default: ExitCode) -> ExitCode:
 
 def _subclasses(cls: type[IngestError]) -> list[type[IngestError]]:
     return [cls, *(sub for child in cls.__subclasses__() for sub in _subclasses(child))]
+
+
+class LeaseLost(Exception):
+    """Another writer took the folder lock over, or a storage call outlasted the lease:
+    stop writing at once."""
+
+
+class DamagedFile(StorageError):
+    """A data or sidecar file the ledger cannot read, so it cannot move ids out of it."""
+
+
+class Conflict(Exception):
+    """A conditional write or delete lost: the object is not in the state the caller saw.
+
+    The folder ledger builds its lock on this (S3's ``If-None-Match: *`` and ``If-Match``);
+    it never reaches the user as such.
+    """

@@ -222,7 +222,7 @@ async def test_writers_committing_at_once_on_s3_give_every_id_one_home(s3: Any, 
 
 
 async def test_s3_conditional_writes_refuse_a_stale_version(s3: Any, lake: str) -> None:
-    from tmdb_async.lake.storage import Conflict
+    from tmdb_async.errors import Conflict
 
     async with open_s3(True, 4) as client:
         store = await _s3_store(client)

@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-from tmdb_async.errors import IngestError, StorageError, error_line
+from tmdb_async.errors import DamagedFile, IngestError, StorageError, error_line
 from tmdb_async.jobs.chunks import ChunkedRun
 from tmdb_async.jobs.deadlines import Remaining
 from tmdb_async.jobs.source import IdEntry, ReadStats, read_csv_ids, read_item_ids
@@ -44,7 +44,7 @@ from tmdb_async.jobs.summary import Summary
 from tmdb_async.lake import runstate
 from tmdb_async.lake.idmap import LakeIdMap
 from tmdb_async.lake.layout import RAW_FOLDER, date_folder, source_stem
-from tmdb_async.lake.ledger import DamagedFile, Ledger, lake_records
+from tmdb_async.lake.ledger import Ledger, lake_records
 from tmdb_async.lake.manifest import Manifest
 from tmdb_async.lake.profile import Profile
 from tmdb_async.lake.storage import LocalStore, S3Store, Store, open_s3, parse_s3, read_source

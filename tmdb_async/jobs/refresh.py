@@ -50,7 +50,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from tmdb_async.errors import ExitCode, IngestError, InputError, StorageError, UsageError
+from tmdb_async.errors import Conflict, ExitCode, IngestError, InputError, StorageError, UsageError
 from tmdb_async.jobs.deadlines import Remaining, no_progress
 from tmdb_async.jobs.ingest import Engine, _aiter, _unwrap
 from tmdb_async.jobs.source import IdEntry, ReadStats
@@ -59,7 +59,7 @@ from tmdb_async.lake.idmap import LakeIdMap, repair
 from tmdb_async.lake.layout import RAW_FOLDER, STATE_FOLDER, data_file_date, date_folder
 from tmdb_async.lake.ledger import Ledger
 from tmdb_async.lake.profile import Profile
-from tmdb_async.lake.storage import Conflict, Store
+from tmdb_async.lake.storage import Store
 from tmdb_async.settings import MEDIA_TYPES, MediaType, Settings
 from tmdb_async.tmdb.client import LookupFailed, TmdbClient
 

@@ -59,14 +59,14 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from tmdb_async.errors import InputError, StorageError
+from tmdb_async.errors import Conflict, InputError, StorageError
 from tmdb_async.imdb import canonical_form, canonical_number
 from tmdb_async.lake.codec import decode_file
 from tmdb_async.lake.homes import Home
 from tmdb_async.lake.layout import RAW_FOLDER, STATE_FOLDER, data_file_date
 from tmdb_async.lake.ledger import date_folders, latest_homes
 from tmdb_async.lake.profile import Profile
-from tmdb_async.lake.storage import Conflict, Store
+from tmdb_async.lake.storage import Store
 from tmdb_async.settings import MediaType
 
 log = logging.getLogger(__name__)

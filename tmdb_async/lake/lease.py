@@ -34,17 +34,12 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tmdb_async.errors import StorageError
-from tmdb_async.lake.storage import Conflict, Store, delete_once, write_once
+from tmdb_async.errors import Conflict, LeaseLost, StorageError
+from tmdb_async.lake.storage import Store, delete_once, write_once
 
 log = logging.getLogger(__name__)
 
 MARGIN_SHARE = 1 / 6  # of the lease, between a holder's last storage call and its end (10 s)
-
-
-class LeaseLost(Exception):
-    """Another writer took the folder lock over, or a storage call outlasted the lease:
-    stop writing at once."""
 
 
 def _machine() -> str:

@@ -41,11 +41,11 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tmdb_async.errors import StorageError
+from tmdb_async.errors import Conflict, DamagedFile, LeaseLost, StorageError
 from tmdb_async.lake.codec import decode_file, encode_file
 from tmdb_async.lake.homes import Home, HomeIndex
-from tmdb_async.lake.lease import Lease, LeaseLost
-from tmdb_async.lake.storage import Conflict, Store, delete_once, write_once
+from tmdb_async.lake.lease import Lease
+from tmdb_async.lake.storage import Store, delete_once, write_once
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,6 @@ WAIT_SECONDS = 300.0  # for a busy lock, before giving up with a StorageError
 
 
 _Read = tuple[bytes, str, list[dict[str, Any]]]  # a data file's bytes, ETag and items
-
-
-class DamagedFile(StorageError):
-    """A data or sidecar file the ledger cannot read, so it cannot move ids out of it."""
 
 
 @dataclass(frozen=True, slots=True)

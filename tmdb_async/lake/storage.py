@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from tmdb_async.errors import InputError, StorageError
+from tmdb_async.errors import Conflict, InputError, StorageError
 
 READ_CHUNK = 8 << 20  # bytes per S3 ranged GET
 # Bytes handed to the reader at a time: each block is briefly held several times over
@@ -171,14 +171,6 @@ async def open_store(dest: str, pool: int = 10) -> AsyncIterator[Store]:
     url = parse_s3(dest, "dest")
     async with open_s3(url is not None, pool) as s3:
         yield S3Store(s3, url) if url is not None else LocalStore(dest)
-
-
-class Conflict(Exception):
-    """A conditional write or delete lost: the object is not in the state the caller saw.
-
-    The folder ledger builds its lock on this (S3's ``If-None-Match: *`` and ``If-Match``);
-    it never reaches the user as such.
-    """
 
 
 class Store(Protocol):
