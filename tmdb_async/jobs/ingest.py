@@ -350,13 +350,13 @@ async def _save_lessons(idmap: LakeIdMap, remaining: Remaining | None) -> None:
     left = None if remaining is None else remaining() - _SAVE_RESERVE
     seconds = _SAVE_SECONDS if left is None else min(_SAVE_SECONDS, left)
     if seconds <= 0:
-        log.warning("no time left to save %d id-map idmap", idmap.pending)
+        log.warning("no time left to save %d id-map titles", idmap.pending)
         return
     try:
         async with asyncio.timeout(seconds):
             await idmap.flush_quietly()
     except TimeoutError:
-        log.warning("id-map idmap not saved within %.1fs", seconds)
+        log.warning("id-map titles not saved within %.1fs", seconds)
 
 
 def _unwrap(exc: BaseException) -> BaseException:
