@@ -33,16 +33,13 @@ from yarl import URL
 from tmdb_async.credentials import Credentials
 from tmdb_async.errors import CredentialsError
 from tmdb_async.lake.idmap import Title
+from tmdb_async.tmdb.answers import Verdict, classify, classify_error, parse_retry_after
 from tmdb_async.tmdb.client import (
     ClientOptions,
     Found,
     LookupFailed,
     NotFound,
     TmdbClient,
-    Verdict,
-    classify,
-    classify_error,
-    parse_retry_after,
 )
 from tmdb_async.tmdb.route import MISSES_TO_STOP, WINDOW
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
