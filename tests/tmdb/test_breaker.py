@@ -1,9 +1,9 @@
-"""Dead TMDB is found in seconds: the client's breaker (:class:`tmdb_async.tmdb.client.Breaker`).
+"""Dead TMDB is found in seconds: the client's breaker (:class:`tmdb_async.tmdb.breaker.Breaker`).
 
 A TMDB that cannot be reached at all (a closed port, a name that does not resolve) stops the
 run with one line naming the cause and the URL, exit code 5, and no id marked failed. A
 connection lost now and then among answers never trips it. Time is virtual: the breaker's
-clock and the waits between attempts are the client's seams ``_now`` and ``_pause``.
+clock and the waits between attempts are the breaker module's seams ``_now`` and ``_pause``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, cli, run
 from tmdb_async.errors import ExitCode, TmdbUnreachable, exit_code_of
 from tmdb_async.jobs import chunks
-from tmdb_async.tmdb import client
-from tmdb_async.tmdb.client import TRIP_FAILURES, TRIP_SECONDS, Breaker, ClientOptions, TmdbClient
+from tmdb_async.tmdb import breaker as breaker_module
+from tmdb_async.tmdb.breaker import TRIP_FAILURES, TRIP_SECONDS, Breaker
+from tmdb_async.tmdb.client import ClientOptions, TmdbClient
 from tmdb_devtools.csvgen import title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
@@ -53,8 +54,8 @@ class VirtualTime:
 @pytest.fixture
 def virtual(monkeypatch: pytest.MonkeyPatch) -> VirtualTime:
     time = VirtualTime()
-    monkeypatch.setattr(client, "_now", time.clock)
-    monkeypatch.setattr(client, "_pause", time.pause)
+    monkeypatch.setattr(breaker_module, "_now", time.clock)
+    monkeypatch.setattr(breaker_module, "_pause", time.pause)
     return time
 
 

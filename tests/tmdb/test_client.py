@@ -1,8 +1,9 @@
-"""Talking to TMDB: what the client sends, and how it treats each kind of answer.
+"""Looking titles up: what the client sends, the answers it gives, and the ways it takes.
 
-Unit tests with aioresponses (no sockets; see conftest for the aiohttp 3.14 shim), the pure
-classification functions without any I/O, and a few promises checked against the fake TMDB
-on loopback (malformed HTTP answers, lone surrogates, cancellation).
+Unit tests with aioresponses (no sockets; see conftest for the aiohttp 3.14 shim) and a few
+promises checked against the fake TMDB on loopback (authentication, redacted reasons, lone
+surrogates). What an answer means is ``test_answers.py``; retries are ``test_retry.py``; the
+breaker is ``test_breaker.py``.
 
 In ``full`` detail mode a lookup may take three ways (see :meth:`TmdbClient.lookup`): by the
 TMDB id the id map knows, by IMDb id on ``/3/movie/tt…`` ("direct"), or ``/find`` then
@@ -17,21 +18,16 @@ import asyncio
 import json
 import logging
 import re
-import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.http_exceptions import BadStatusLine
 from aioresponses import CallbackResult, aioresponses
-from hypothesis import given
-from hypothesis import strategies as st
-from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from tests.tmdb.test_answers import response_error
 from tmdb_async.credentials import Credentials
-from tmdb_async.errors import CredentialsError
 from tmdb_async.lake.idmap import Title
 from tmdb_async.tmdb.client import (
     ClientOptions,
@@ -39,10 +35,6 @@ from tmdb_async.tmdb.client import (
     LookupFailed,
     NotFound,
     TmdbClient,
-    Verdict,
-    classify,
-    classify_error,
-    parse_retry_after,
 )
 from tmdb_async.tmdb.route import MISSES_TO_STOP, WINDOW
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
@@ -67,6 +59,8 @@ NOT_FOUND = {
     "status_code": 34,
     "status_message": "The resource you requested could not be found.",
 }
+TOKEN_CANARY = "canary-token-9d2e7f1a3b"
+KEY_CANARY = "canary-key-4c8b2a6e0f"
 
 
 def options(**changes: Any) -> ClientOptions:
@@ -199,321 +193,7 @@ async def test_api_key_goes_in_the_query_only_without_a_token(mocked: aiorespons
     assert "Authorization" not in c._session.headers
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504])
-async def test_5xx_is_retried_then_succeeds(
-    mocked: aioresponses, client: TmdbClient, status: int
-) -> None:
-    mocked.get(DIRECT, status=status, payload={"status_code": 43})
-    mocked.get(DIRECT, payload={"id": 603})
-    assert isinstance(await client.lookup("tt0000001"), Found)
-    assert client.stats.retries == 1
-    assert len(sent(mocked)) == 2  # the same request twice, nothing else
-
-
-async def test_connection_errors_timeouts_and_bad_json_are_retried(
-    mocked: aioresponses,
-) -> None:
-    mocked.get(DIRECT, exception=aiohttp.ServerDisconnectedError())
-    mocked.get(DIRECT, exception=TimeoutError())
-    mocked.get(
-        DIRECT, status=200, body=b'{"id": 603, "title": "Ma', content_type="application/json"
-    )
-    mocked.get(DIRECT, payload={"id": 603})
-    async with TmdbClient.open(options(max_attempts=4)) as c:
-        assert isinstance(await c.lookup("tt0000001"), Found)
-        assert c.stats.retries == 3
-        assert c.stats.errors == {
-            "ServerDisconnectedError": 1,
-            "timeout": 1,
-            "invalid JSON body": 1,
-        }
-        assert c.stats.requests == 4
-
-
-@pytest.mark.parametrize("on", ["/3/movie/tt0000001", "/3/find/tt0000001"])
-async def test_retries_are_bounded_and_the_last_error_is_the_reason(
-    mocked: aioresponses, on: str
-) -> None:
-    """Exhausted retries fail the id with the last error: on /find (after the direct 404),
-    and on the direct request followed by /find (TMDB answering 503 everywhere)."""
-    on_find = on.startswith("/3/find/")
-    if on_find:
-        direct_answers_404(mocked)
-    for _ in range(3):
-        for pattern in (FIND,) if on_find else (DIRECT, FIND):
-            mocked.get(pattern, status=503, payload={"status_message": "Service maintenance"})
-    async with TmdbClient.open(options(max_attempts=3)) as c:
-        with pytest.raises(LookupFailed) as caught:
-            await c.lookup("tt0000001")
-    assert caught.value.attempts == 3
-    find = "/3/find/tt0000001"
-    assert caught.value.reason == f"HTTP 503 (Service maintenance) on {find} after 3 attempts"
-    paths = [URL(url).path for url, _ in sent(mocked)]
-    assert paths.count(on) == 3 and paths.count(find) == 3
-    assert len(paths) == (4 if on_find else 6)  # the direct 404, or its 3 attempts, first
-    assert c.stats.retries == (2 if on_find else 4)  # counted once per retry, in one place
-
-
-async def test_one_attempt_allowed_means_no_retry(mocked: aioresponses) -> None:
-    direct_answers_404(mocked)
-    mocked.get(FIND, status=502, payload={})
-    async with TmdbClient.open(options(max_attempts=1)) as c:
-        with pytest.raises(LookupFailed) as caught:
-            await c.lookup("tt0000001")
-        assert c.stats.retries == 0
-    assert caught.value.attempts == 1
-    assert caught.value.reason == "HTTP 502 on /3/find/tt0000001 after 1 attempt"
-
-
-async def test_a_4xx_other_than_401_404_429_fails_the_id_without_retrying(
-    mocked: aioresponses, client: TmdbClient
-) -> None:
-    direct_answers_404(mocked)
-    mocked.get(FIND, status=400, payload={"status_code": 27, "status_message": "Too many"})
-    with pytest.raises(LookupFailed, match="HTTP 400") as caught:
-        await client.lookup("tt0000001")
-    assert [URL(url).path for url, _ in sent(mocked)] == [
-        "/3/movie/tt0000001",  # the direct 404
-        "/3/find/tt0000001",  # once: not retried
-    ]
-    assert caught.value.attempts == 1
-
-
-async def test_a_4xx_after_a_retry_reports_the_attempts_really_made(
-    mocked: aioresponses, client: TmdbClient
-) -> None:
-    direct_answers_404(mocked)
-    mocked.get(FIND, status=503, payload={})
-    mocked.get(FIND, status=403, payload={"status_message": "Forbidden"})
-    with pytest.raises(LookupFailed) as caught:
-        await client.lookup("tt0000001")
-    assert caught.value.attempts == 2
-    assert caught.value.reason == "HTTP 403 (Forbidden) on /3/find/tt0000001 after 2 attempts"
-
-
-async def test_401_raises_credentials_error_and_stops_all_later_requests(
-    mocked: aioresponses, client: TmdbClient
-) -> None:
-    mocked.get(ANY, status=401, payload={"status_code": 7}, repeat=True)  # whatever is asked
-    with pytest.raises(CredentialsError, match="rejected"):
-        await client.lookup("tt0000001")
-    with pytest.raises(CredentialsError):
-        await client.lookup("tt0000002")
-    assert len(sent(mocked)) == 1  # no retry storm
-
-
-async def test_429_with_retry_after_pauses_the_whole_client_and_slows_its_rate(
-    mocked: aioresponses,
-) -> None:
-    seen: list[float] = []
-
-    def stamp(url: Any, **kwargs: Any) -> CallbackResult:
-        seen.append(asyncio.get_running_loop().time())
-        if len(seen) <= 2:
-            return CallbackResult(status=429, headers={"Retry-After": "0.3"}, payload={})
-        return CallbackResult(payload={"id": 603})
-
-    mocked.get(DIRECT, callback=stamp, repeat=True)
-    async with TmdbClient.open(options(rate=100.0, max_backoff=5.0)) as c:
-        assert isinstance(await c.lookup("tt0000001"), Found)
-        assert c.stats.throttled == 2
-        # A lone 429 only pauses; the second within 5 s also cuts the pace by 30%.
-        assert c.current_rate == 70.0
-    assert seen[1] - seen[0] >= 0.3  # Retry-After honoured, never undercut
-    assert seen[2] - seen[1] >= 0.3
-
-
-async def test_429_without_retry_after_falls_back_to_backoff(mocked: aioresponses) -> None:
-    direct_answers_404(mocked)
-    mocked.get(FIND, status=429, payload={"status_code": 25})
-    mocked.get(FIND, payload=EMPTY_FIND)
-    async with TmdbClient.open(options()) as c:
-        assert isinstance(await c.lookup("tt0000001"), NotFound)
-        assert c.stats.throttled == 1
-        assert c.stats.retries == 1
-
-
-async def test_error_reasons_never_contain_the_query_string(mocked: aioresponses) -> None:
-    for _ in range(2):
-        mocked.get(DIRECT, exception=aiohttp.ClientConnectionError("boom"))
-        mocked.get(FIND, exception=aiohttp.ClientConnectionError("boom"))
-    creds = Credentials(api_key="SECRET-KEY-XYZ")
-    async with TmdbClient.open(options(credentials=creds, max_attempts=2)) as c:
-        with pytest.raises(LookupFailed) as caught:
-            await c.lookup("tt0000001")
-    assert (
-        caught.value.reason == "ClientConnectionError: boom on /3/find/tt0000001 after 2 attempts"
-    )
-    assert "SECRET-KEY-XYZ" not in caught.value.reason
-    assert "api_key" not in caught.value.reason
-
-
-# --- classify: what an answer means, without I/O --------------------------------------------
-
-
-def test_classify_a_200_object_is_ok_with_its_data() -> None:
-    assert classify(200, b'{"id": 603}') == Verdict("ok", data={"id": 603})
-
-
-@pytest.mark.parametrize(
-    ("body", "reason"),
-    [
-        (b'{"movie_results": [', "invalid JSON body"),
-        (b"\xff\xfe not utf-8 {", "invalid JSON body"),
-        (b"[" * 100_000 + b"]" * 100_000, "invalid JSON body"),  # RecursionError, not a crash
-        (b"", "invalid JSON body"),
-        (b"[1, 2]", "JSON body is not an object"),
-        (b"null", "JSON body is not an object"),
-    ],
-)
-def test_classify_an_unreadable_200_is_retried(body: bytes, reason: str) -> None:
-    assert classify(200, body) == Verdict("retry", reason)
-
-
-def test_classify_404_is_not_found_and_401_is_rejected() -> None:
-    assert classify(404, b'{"status_code": 34}').kind == "not_found"
-    rejected = classify(401, b'{"status_code": 7}')
-    assert rejected.kind == "rejected"
-    assert "TMDB_READ_ACCESS_TOKEN" in rejected.reason
-
-
-@pytest.mark.parametrize(
-    ("header", "retry_after"),
-    [(None, None), ("2", 2.0), ("0.5", 0.5), ("0", 0.0), ("-1", None), ("inf", None),
-     ("Wed, 21 Oct 2026 07:28:00 GMT", None)],
-)  # fmt: skip
-def test_classify_429_is_retried_with_its_retry_after(
-    header: str | None, retry_after: float | None
-) -> None:
-    assert classify(429, b"{}", header) == Verdict("retry", "HTTP 429", retry_after)
-    assert parse_retry_after(header) == retry_after
-
-
-@pytest.mark.parametrize("status", [500, 502, 503, 504, 520, 408])
-def test_classify_5xx_and_408_are_retried_with_tmdbs_message(status: int) -> None:
-    body = json.dumps({"status_code": 46, "status_message": "Service\nmaintenance"}).encode()
-    assert classify(status, body) == Verdict("retry", f"HTTP {status} (Service maintenance)")
-    assert classify(status, b"<html>proxy error</html>") == Verdict("retry", f"HTTP {status}")
-
-
-@pytest.mark.parametrize("status", [400, 403, 405, 410, 422, 204, 302])
-def test_classify_other_statuses_fail_the_id_without_retry(status: int) -> None:
-    body = b'{"status_code": 27, "status_message": "Too many append to response objects"}'
-    outcome = classify(status, body)
-    assert outcome.kind == "fail"
-    assert outcome.reason.startswith(f"HTTP {status}")
-
-
-def test_classify_keeps_a_lone_surrogate_escape_as_it_is() -> None:
-    outcome = classify(200, b'{"overview": "broken emoji \\ud83d"}')
-    assert outcome.kind == "ok"
-    assert outcome.data == {"overview": "broken emoji \ud83d"}
-
-
-@given(st.integers(min_value=100, max_value=599), st.binary(max_size=200), st.text(max_size=20))
-def test_classify_never_raises_whatever_tmdb_sends(
-    status: int, body: bytes, retry_after: str
-) -> None:
-    outcome = classify(status, body, retry_after)
-    assert outcome.kind in ("ok", "not_found", "retry", "fail", "rejected")
-    assert (outcome.data is not None) == (outcome.kind == "ok")
-    assert outcome.retry_after is None or outcome.retry_after >= 0
-
-
-def _response_error(url: str, headers: dict[str, str], message: str) -> aiohttp.ClientResponseError:
-    info = aiohttp.RequestInfo(URL(url), "GET", CIMultiDictProxy(CIMultiDict(headers)), URL(url))
-    return aiohttp.ClientResponseError(info, (), status=400, message=message)
-
-
-@pytest.mark.parametrize(
-    ("error", "reason"),
-    [
-        (TimeoutError(), "timeout"),
-        (aiohttp.ServerTimeoutError("read"), "timeout"),
-        (aiohttp.ServerDisconnectedError(), "ServerDisconnectedError: Server disconnected"),
-        (aiohttp.ClientPayloadError("Response payload is not completed"),
-         "ClientPayloadError: Response payload is not completed"),
-        (ConnectionResetError(104, "Connection reset by peer"),
-         "ConnectionResetError: [Errno 104] Connection reset by peer"),
-        (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"),
-         "SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number"),
-        (BadStatusLine("HTTP/1.1 2x0"),
-         "BadStatusLine: 400, message: Bad status line 'HTTP/1.1 2x0'"),
-        (_response_error("http://t/3/find/tt1?api_key=K", {"Authorization": "Bearer T"},
-                         "Bad status line"),
-         "ClientResponseError: 400, Bad status line"),
-    ],
-)  # fmt: skip
-def test_classify_error_retries_every_transport_error(error: Exception, reason: str) -> None:
-    assert classify_error(error) == Verdict("retry", reason)
-
-
-@pytest.mark.parametrize(
-    "error",
-    [RuntimeError("bug"), KeyError("id"), ValueError("?"), UnicodeError(), RecursionError()],
-)
-def test_classify_error_fails_the_id_on_anything_else(error: Exception) -> None:
-    outcome = classify_error(error)
-    assert outcome.kind == "fail"
-    assert outcome.reason.startswith(f"unexpected {type(error).__name__}")
-
-
-# --- promises: nothing on one request kills the run -------------------------------------------
-
-TOKEN_CANARY = "canary-token-9d2e7f1a3b"
-KEY_CANARY = "canary-key-4c8b2a6e0f"
-
-
-async def test_a_malformed_http_response_is_retried_not_fatal(mocked: aioresponses) -> None:
-    """aiohttp's ClientResponseError (a malformed answer) once, then TMDB answers."""
-    malformed = _response_error(f"{BASE}/3/movie/tt1", {}, "Bad status line 'HTTP/1.1 2x0'")
-    mocked.get(DIRECT, exception=malformed)
-    mocked.get(DIRECT, payload={"id": 603})
-    async with TmdbClient.open(options()) as c:
-        assert isinstance(await c.lookup("tt0000001"), Found)
-        assert c.stats.retries == 1
-        assert c.stats.errors == {"ClientResponseError": 1}
-
-
-async def test_malformed_http_answers_over_a_real_socket_are_retried_and_every_id_resolves() -> (
-    None
-):
-    config = FakeTmdbConfig(token=TOKEN_CANARY, fault_malformed=0.3, seed=4)
-    creds = Credentials(read_access_token=TOKEN_CANARY)
-    ids = [f"tt{n:07d}" for n in range(1, 31)]
-    async with FakeTmdb(config) as fake:
-        async with TmdbClient.open(
-            options(base_url=fake.url, credentials=creds, max_attempts=8)
-        ) as c:
-            results = await asyncio.gather(*(c.lookup(i) for i in ids))
-        assert fake.stats().faults["malformed"] > 0
-    assert all(isinstance(r, Found | NotFound) for r in results)
-    assert c.stats.errors.get("ClientResponseError", 0) > 0
-
-
-async def test_an_unexpected_error_fails_only_that_id(
-    mocked: aioresponses, caplog: pytest.LogCaptureFixture
-) -> None:
-    def answer(url: URL, **kwargs: Any) -> CallbackResult:
-        if "tt0000001" in str(url):
-            raise RuntimeError("something nobody expected")
-        return CallbackResult(payload=EMPTY_FIND)
-
-    direct_answers_404(mocked)
-    mocked.get(FIND, callback=answer, repeat=True)
-    async with TmdbClient.open(options()) as c:
-        first, second = await asyncio.gather(
-            c.lookup("tt0000001"), c.lookup("tt0000002"), return_exceptions=True
-        )
-        assert c.stats.retries == 0  # a bug is not retried
-        assert c.stats.errors == {"RuntimeError": 1}
-    assert isinstance(first, LookupFailed)
-    assert first.attempts == 1
-    assert first.reason == (
-        "unexpected RuntimeError: something nobody expected on /3/find/tt0000001 after 1 attempt"
-    )
-    assert isinstance(second, NotFound)
-    assert "unexpected RuntimeError" in caplog.text
+# --- failure reasons: one id fails, nothing leaks ---------------------------------------------
 
 
 async def test_a_find_result_without_a_numeric_id_fails_only_that_id(
@@ -538,7 +218,7 @@ async def test_failure_reasons_never_hold_the_token_or_the_api_key(
     url = f"{BASE}/3/find/tt0000001?external_source=imdb_id&api_key={KEY_CANARY}"
     headers = {"Authorization": f"Bearer {TOKEN_CANARY}", "Accept": "application/json"}
     errors = [
-        _response_error(url, headers, f"Bad status line 'HTTP/1.1 2x0' for {url}"),
+        response_error(url, headers, f"Bad status line 'HTTP/1.1 2x0' for {url}"),
         aiohttp.ClientConnectionError(f"boom on {url} with Authorization: Bearer {TOKEN_CANARY}"),
         RuntimeError(f"unexpected {headers!r} at {url}"),
     ]
@@ -589,45 +269,6 @@ async def test_failure_reasons_never_hold_the_api_key_against_malformed_answers_
     for text in (reason, repr(caught.value), json.dumps(c.stats.as_dict()), caplog.text):
         assert KEY_CANARY not in text
         assert "api_key" not in text
-
-
-async def test_cancellation_propagates() -> None:
-    """Cancelling a lookup mid-request is not an error: no retry, no failure, no count."""
-    on_server = asyncio.Event()
-
-    async def hold(seconds: float) -> None:  # the fake's latency: the answer never comes
-        on_server.set()
-        await asyncio.Event().wait()
-
-    config = FakeTmdbConfig(token=TOKEN_CANARY, latency=1.0)
-    creds = Credentials(read_access_token=TOKEN_CANARY)
-    async with (
-        FakeTmdb(config, sleep=hold, shutdown_timeout=0.1) as fake,
-        TmdbClient.open(options(base_url=fake.url, credentials=creds)) as c,
-    ):
-        task = asyncio.create_task(c.lookup("tt0000001"))
-        async with asyncio.timeout(10):
-            await on_server.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert c.stats.retries == 0
-        assert c.stats.errors == {}
-        assert c.stats.requests == 1
-
-
-async def test_cancellation_during_a_retry_pause_propagates(mocked: aioresponses) -> None:
-    mocked.get(DIRECT, status=503, payload={}, repeat=True)
-    async with TmdbClient.open(options(max_backoff=30.0)) as c:
-        task = asyncio.create_task(c.lookup("tt0000001"))
-        async with asyncio.timeout(10):
-            while c.stats.retries == 0:  # noqa: ASYNC110  (then it sleeps before attempt 2)
-                await asyncio.sleep(0.01)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert c.stats.requests == 1
-        assert c.stats.status == {503: 1}
 
 
 # --- records pass through untouched -----------------------------------------------------------

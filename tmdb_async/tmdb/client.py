@@ -4,28 +4,25 @@
 request when it can (see :meth:`TmdbClient.lookup`): ``/3/{movie|tv}/{tmdb_id}`` for a title
 the lake's id map knows, ``/3/movie/{imdb_id}`` for a likely movie
 (:class:`~tmdb_async.tmdb.route.Router` decides), else ``/3/find/{imdb_id}`` then, in ``full``
-detail mode, ``/3/movie/{id}`` or ``/3/tv/{id}``.
+detail mode, ``/3/movie/{id}`` or ``/3/tv/{id}``. It also reads TMDB's change lists
+(:meth:`TmdbClient.changes`).
 
+The client holds the session and the lookup strategy; the rest is its neighbours':
+
+- What an answer means: :mod:`~tmdb_async.tmdb.answers` (:func:`classify`,
+  :func:`classify_error`, pure functions) and the answers a lookup gives (:class:`Found`,
+  :class:`NotFound`, :class:`Deleted`, :class:`LookupFailed`, re-exported here).
+- Retries: :mod:`~tmdb_async.tmdb.retry`, one tenacity ``AsyncRetrying`` loop over every
+  attempt of a request, the first included, honouring a positive ``Retry-After``.
+- Dead TMDB: :mod:`~tmdb_async.tmdb.breaker`, one :class:`~tmdb_async.tmdb.breaker.Breaker`
+  per run (shared by :meth:`TmdbClient.reshaped` clients).
 - Concurrency: an :class:`asyncio.Semaphore` (TMDB allows ~20 connections per IP).
 - Rate: :class:`~tmdb_async.tmdb.throttle.Throttle` (aiolimiter), slowed for everyone by a 429.
-- Retries: one tenacity loop covers every attempt of a request, the first included (the
-  policy is built once per client; see :meth:`TmdbClient._get`). Two pure functions decide
-  what an answer means: :func:`classify` (status, body, ``Retry-After``) and
-  :func:`classify_error` (an exception raised while asking). 429, 5xx, 408, unreadable
-  bodies, timeouts and *every* transport error (aiohttp's ``ClientError`` family, malformed
-  HTTP answers, ``OSError``/SSL errors) are retried with exponential backoff and jitter,
-  honouring a positive ``Retry-After``; attempts are bounded.
-- Any other unexpected error while asking fails that id (:class:`LookupFailed`), never the
-  run. 401 raises :class:`~tmdb_async.errors.CredentialsError` at once: the run must stop.
-  Cancellation propagates untouched.
-- 404 or an empty /find is "not found" (:class:`NotFound`), never an error.
-- Dead TMDB: a :class:`Breaker`, one per run (shared by :meth:`TmdbClient.reshaped`
-  clients), watches connection-level failures (:data:`CONNECTION_ERRORS`: DNS, refused, TLS,
-  connect timeout). Once they have gone on for :data:`TRIP_SECONDS` without a single answer
-  from TMDB, every attempt raises :class:`~tmdb_async.errors.TmdbUnreachable` instead of
-  retrying, so the run stops within seconds rather than failing every id after all its
-  retries; any answer (even a 5xx) closes the streak, so a lost connection among answers
-  never trips it.
+
+Any unexpected error while asking fails that id (:class:`LookupFailed`), never the run. 401
+raises :class:`~tmdb_async.errors.CredentialsError` at once: the run must stop. Cancellation
+propagates untouched. 404 or an empty /find is "not found" (:class:`NotFound`), never an
+error.
 
 Failure reasons are built by :func:`tmdb_async.redaction.describe_error` and
 :func:`~tmdb_async.redaction.redact`: class name and a short message, never a ``repr``,
@@ -42,35 +39,47 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import json
 import logging
-import random
-import sys
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import aiohttp
-from aiohttp.http_exceptions import HttpProcessingError
-from tenacity import (
-    DoAttempt,
-    DoSleep,
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-)
+from tenacity import RetryCallState
 from yarl import URL
 
 from tmdb_async._version import __version__
 from tmdb_async.credentials import Credentials
 from tmdb_async.errors import CredentialsError, TmdbUnreachable
-from tmdb_async.redaction import describe_error, redact, register_secret, safe_url
+from tmdb_async.redaction import describe_error, redact, register_secret
 from tmdb_async.settings import Detail, Kind, MediaType, Settings
+from tmdb_async.tmdb.answers import (
+    CONNECTION_ERRORS,
+    REASON_LIMIT,
+    Deleted,
+    Found,
+    LookupFailed,
+    NotFound,
+    classify,
+    classify_error,
+)
+from tmdb_async.tmdb.breaker import CONNECT_SHARE, Breaker
+from tmdb_async.tmdb.retry import GaveUp, Refused, Retries, Retryable
 from tmdb_async.tmdb.route import Router
 from tmdb_async.tmdb.throttle import Throttle
+
+__all__ = [
+    "ClientOptions",
+    "ClientStats",
+    "Deleted",
+    "Found",
+    "IdMap",
+    "KnownTitle",
+    "LookupFailed",
+    "NotFound",
+    "TmdbClient",
+]
 
 log = logging.getLogger(__name__)
 
@@ -98,271 +107,6 @@ class IdMap(Protocol):
 
 
 _USER_AGENT = f"tmdb-ingest/{__version__} (+aiohttp)"
-_REASON_LIMIT: Final = 160  # characters of an error's own message in a failure reason
-_REJECTED_MESSAGE: Final = (
-    "TMDB rejected the credentials (HTTP 401, status_code 7): check "
-    "TMDB_READ_ACCESS_TOKEN / TMDB_API_KEY"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Found:
-    """A TMDB record, as TMDB returned it plus top-level ``imdb_id`` and ``media_type``."""
-
-    record: dict[str, Any]
-    media_type: MediaType
-
-
-@dataclass(frozen=True, slots=True)
-class NotFound:
-    """TMDB does not know the id (for the requested kind)."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Deleted:
-    """A title of the lake whose details TMDB now answers with 404 (a refresh's finding).
-    ``again``: the id map already had it as deleted (watched): nothing new to write."""
-
-    media_type: MediaType
-    tmdb_id: int
-    again: bool = False
-
-
-class LookupFailed(Exception):
-    """An id could not be looked up: retries exhausted, a request TMDB refuses (4xx), or an
-    unexpected error while asking. ``reason`` is redacted and safe to write anywhere;
-    ``refused`` says another attempt would get the same answer (not an outage)."""
-
-    def __init__(self, reason: str, attempts: int, refused: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.attempts = attempts
-        self.refused = refused
-
-
-# --- what an answer means: pure functions, no I/O ---------------------------------------------
-
-VerdictKind = Literal["ok", "not_found", "retry", "fail", "rejected"]
-
-
-@dataclass(slots=True)  # not frozen: a frozen __init__ costs 4 object.__setattr__ per answer
-class Verdict:
-    """What one attempt's answer means.
-
-    - ``ok``: ``data`` is the JSON object TMDB sent;
-    - ``not_found``: HTTP 404, an answer, not an error;
-    - ``retry``: worth another attempt; ``reason`` says why, ``retry_after`` is a positive
-      ``Retry-After`` in seconds (or ``None``);
-    - ``fail``: another attempt would get the same answer; the id fails with ``reason``;
-    - ``rejected``: HTTP 401, the credentials are wrong and the whole run must stop.
-    """
-
-    kind: VerdictKind
-    reason: str = ""
-    retry_after: float | None = None
-    data: dict[str, Any] | None = None
-
-
-_NOT_FOUND: Final = Verdict("not_found", "HTTP 404")
-_REJECTED: Final = Verdict("rejected", _REJECTED_MESSAGE)
-_RETRY_STATUSES: Final = frozenset({408, 429})  # besides every 5xx
-
-
-def classify(status: int, body: bytes, retry_after: str | None = None) -> Verdict:
-    """The meaning of an HTTP answer: its status, its body, its ``Retry-After`` header."""
-    if status == 200:
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):  # bad JSON or UTF-8 (ValueError), absurd nesting
-            return Verdict("retry", "invalid JSON body")
-        if not isinstance(data, dict):
-            return Verdict("retry", "JSON body is not an object")
-        return Verdict("ok", data=data)
-    if status == 404:
-        return _NOT_FOUND
-    if status == 401:
-        return _REJECTED
-    if status == 429:
-        return Verdict("retry", "HTTP 429", parse_retry_after(retry_after))
-    reason = f"HTTP {status}{_status_message(body)}"
-    if status >= 500 or status in _RETRY_STATUSES:
-        return Verdict("retry", reason, parse_retry_after(retry_after))
-    return Verdict("fail", reason)
-
-
-#: Errors of the way to TMDB, not of TMDB's answer: worth another attempt. aiohttp wraps a
-#: malformed HTTP answer in ``ClientResponseError`` (a ``ClientError``); the parser's own
-#: ``HttpProcessingError`` and ``OSError`` (resets, SSL, DNS) are listed for the paths that
-#: let them through unwrapped. ``asyncio.TimeoutError`` is ``TimeoutError``, an ``OSError``.
-TRANSPORT_ERRORS: Final = (aiohttp.ClientError, HttpProcessingError, OSError)
-
-
-#: Errors raised before any byte of an answer, because no connection to TMDB could be made:
-#: the name does not resolve (``ClientConnectorDNSError``), the connection is refused or
-#: unroutable, TLS fails (``ClientSSLError`` and the certificate errors are
-#: ``ClientConnectorError`` too), or the connect timeout passes (``ConnectionTimeoutError``,
-#: see :data:`CONNECT_SHARE`). What the :class:`Breaker` counts. A reset or a disconnection
-#: after connecting is not one of them: a server was there.
-CONNECTION_ERRORS: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-
-#: The breaker trips once connection-level failures have gone on this long, measured from
-#: the start of the first failed attempt, with no answer from TMDB in between...
-TRIP_SECONDS: Final = 5.0
-#: ... and at least this many of them (a single slow connect is not an outage).
-TRIP_FAILURES: Final = 3
-#: How long a request whose attempts are all spent without a connection goes on trying while
-#: TMDB answers nobody (see :meth:`TmdbClient._get`): past it, its id fails as any other.
-HOLD_SECONDS: Final = 2 * TRIP_SECONDS
-#: The connect timeout, as a share of the request timeout: a connect that takes half of a
-#: request's time is counted as "no connection", not as a slow answer (default 5 s).
-CONNECT_SHARE: Final = 0.5
-
-
-def _now() -> float:
-    """The breaker's clock (a seam: tests drive it with a virtual clock)."""
-    return time.monotonic()
-
-
-async def _pause(seconds: float) -> None:
-    """The wait between attempts (a seam: tests drive it with a virtual clock)."""
-    await asyncio.sleep(seconds)
-
-
-def connection_cause(exc: BaseException) -> str:
-    """What kept a connection from being made, in a few words for the one-line error."""
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        host = getattr(exc, "host", "")
-        return f"DNS: cannot resolve {host}" if host else "DNS: the name does not resolve"
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return "connect timeout"
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return "TLS: " + describe_error(exc, limit=120)
-    os_error = getattr(exc, "os_error", None)
-    if isinstance(os_error, ConnectionRefusedError):
-        return "connection refused"
-    return describe_error(exc, limit=120)
-
-
-class Breaker:
-    """Tells a dead TMDB from a bad moment, for the whole client (every worker, every route).
-
-    Trips when connection-level failures (:data:`CONNECTION_ERRORS`) have gone on for
-    :data:`TRIP_SECONDS`, at least :data:`TRIP_FAILURES` of them, without a single answer
-    from TMDB in between. Time, not a count alone: a count large enough to ignore a burst of
-    20 workers failing at once would take a lone worker minutes of backoff to reach, and
-    any count is reached at once by 20 workers hitting one restart. Any HTTP answer closes
-    the streak, so one refused connection among answers never trips it, and a TMDB that
-    answers 5xx is an outage the retries handle, not an unreachable one. Once tripped it
-    stays tripped: every attempt of the run raises :class:`TmdbUnreachable`.
-    """
-
-    __slots__ = ("_base", "_count", "_since", "_trip", "tripped")
-
-    def __init__(self, base_url: str) -> None:
-        self._base = safe_url(base_url)
-        self._count = 0
-        self._since: float | None = None  # start of the streak's first failed attempt
-        self._trip = asyncio.Event()  # set when it trips: wakes the waits between attempts
-        self.tripped: str | None = None  # the one-line message, once tripped
-
-    @property
-    def streak(self) -> int:
-        """Connection-level failures since TMDB last answered anyone."""
-        return self._count
-
-    def answered(self) -> None:
-        """TMDB answered (any status): the streak, if any, is over."""
-        self._count = 0
-        self._since = None
-
-    def failed(self, started: float, exc: BaseException) -> None:
-        """An attempt started at ``started`` made no connection; raises
-        :class:`TmdbUnreachable` when that makes the streak an outage."""
-        if self.tripped is None:
-            self._count += 1
-            if self._since is None or started < self._since:
-                self._since = started
-            lasted = _now() - self._since
-            if self._count < TRIP_FAILURES or lasted < TRIP_SECONDS:
-                return
-            self.tripped = redact(
-                f"TMDB unreachable at {self._base}: {connection_cause(exc)} "
-                f"({self._count} connection failures in {lasted:.0f}s, no answer); "
-                "stopped: no id was marked failed, run it again once TMDB answers"
-            )
-            self._trip.set()
-            # INFO: the run ends with this text as its error (the CLI's one line, the Lambda
-            # invocation's error); the log marks when it tripped, for INFO-level logs.
-            log.info("%s", self.tripped)
-        raise TmdbUnreachable(self.tripped)
-
-    async def pause(self, seconds: float) -> None:
-        """Wait ``seconds`` before another attempt, or less if the breaker trips meanwhile:
-        a tripped run ends now, not once every worker's backoff is over."""
-        if self.tripped is not None:
-            return
-        waits = [asyncio.ensure_future(_pause(seconds)), asyncio.ensure_future(self._trip.wait())]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
-
-    def check(self) -> None:
-        """Raises :class:`TmdbUnreachable` once tripped: no request is sent after it."""
-        if self.tripped is not None:
-            raise TmdbUnreachable(self.tripped)
-
-
-def classify_error(exc: Exception) -> Verdict:
-    """The meaning of an exception raised while asking TMDB (never ``CancelledError``): a
-    transport error is ``retry``, anything else ``fail``; the reason is redacted and short."""
-    if isinstance(exc, TimeoutError):
-        return Verdict("retry", "timeout")
-    if isinstance(exc, TRANSPORT_ERRORS):
-        return Verdict("retry", describe_error(exc, limit=_REASON_LIMIT))
-    return Verdict("fail", "unexpected " + describe_error(exc, limit=_REASON_LIMIT))
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """A ``Retry-After`` in seconds; ``None`` when absent, negative or an HTTP date."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None  # HTTP-date forms are not used by TMDB's CDN; fall back to backoff
-    return seconds if 0 <= seconds < float("inf") else None
-
-
-def _status_message(body: bytes) -> str:
-    """`` (TMDB's status_message)`` of an error body, or nothing."""
-    with contextlib.suppress(ValueError, RecursionError):
-        data = json.loads(body)
-        if isinstance(data, dict) and isinstance(data.get("status_message"), str):
-            return f" ({' '.join(data['status_message'].split())[:120]})"
-    return ""
-
-
-# --- the client ------------------------------------------------------------------------------
-
-
-class _Retryable(Exception):
-    def __init__(
-        self, reason: str, retry_after: float | None = None, *, connection: bool = False
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-        self.connection = connection  # no connection was made (CONNECTION_ERRORS)
-
-
-class _Failed(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -468,20 +212,12 @@ class TmdbClient:
         self._details_url = f"{base}/3/{{}}/{{}}?{urlencode({**details, **auth})}"
         self._changes_url = f"{base}/3/{{}}/changes?{{}}"
         self._auth = auth
-        # One retry policy for every attempt of every request: tenacity's stop, wait, retry
-        # and before_sleep strategies, built once. A controller holds one call's statistics,
-        # so each request in flight needs its own: copies of this one, pooled and reused
-        # (begin() resets them). Measured: a fresh copy per request left a reference cycle
-        # behind and doubled the GC passes of a run.
-        self._idle: list[Retrying] = []
-        self._retrying = Retrying(
-            stop=stop_after_attempt(max(1, options.max_attempts)),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
-            before=None,  # type: ignore[arg-type]  # tenacity skips None: one step less
-            after=None,  # type: ignore[arg-type]
-            before_sleep=self._count_retry,
-            reraise=True,
+        # One retry policy for every attempt of every request (see tmdb_async.tmdb.retry).
+        self._retries = Retries(
+            max_attempts=options.max_attempts,
+            max_backoff=options.max_backoff,
+            breaker=self._breaker,
+            on_retry=self._count_retry,
         )
         self._rejected = False
         self.stats: ClientStats = ClientStats() if _share is None else _share.stats
@@ -693,69 +429,21 @@ class TmdbClient:
     async def _get(self, path: str, url: str) -> dict[str, Any] | None:
         """GET ``url`` (its ``path`` names it in reasons) with retries; ``None`` for 404.
 
-        Every attempt, the first included, goes through one loop driven by tenacity's state
-        machine: ``iter()`` says attempt, sleep (``before_sleep`` has counted the retry,
-        :meth:`_wait` chose the delay) or stop, re-raising the last error. The loop is
-        tenacity's own ``AsyncRetrying.__call__``, run on the synchronous controller:
-        ``AsyncRetrying`` wraps each step of its state machine in a coroutine, which cost
-        2.6 times as many instructions per request (measured), and every strategy here is
-        synchronous anyway. Cancellation is not caught: it propagates as it is.
-
-        Attempts spent without ever connecting, while TMDB has answered nobody since, do not
-        fail the request: the breaker decides. Another round of attempts follows, until
-        TMDB answers (this request, or another one, which ends the streak) or the breaker
-        trips; bounded by :data:`HOLD_SECONDS`. So a connection-level failure never marks
-        an id failed on its own, whatever ``max_attempts`` and the backoff are.
-        """
-        idle = self._idle
-        retrying = idle.pop() if idle else self._retrying.copy()
-        attempts = 0
-        held_since: float | None = None
+        Every attempt, the first included, goes through :meth:`Retries.call
+        <tmdb_async.tmdb.retry.Retries.call>` (tenacity's ``AsyncRetrying``, and the hold
+        that keeps a request trying while TMDB answers nobody). Cancellation is not caught:
+        it propagates as it is."""
         try:
-            while True:
-                retrying.begin()
-                state = RetryCallState(retrying, None, (), {})
-                try:
-                    return await self._attempts(retrying, state, path, url)
-                except _Retryable as exc:
-                    attempts += state.attempt_number
-                    now = _now()
-                    held_since = now if held_since is None else held_since
-                    if not (exc.connection and self._breaker.streak):
-                        raise
-                    if now - held_since >= HOLD_SECONDS:
-                        raise
-                    await self._breaker.pause(self._delay(None, 1))
-                except _Failed:
-                    attempts += state.attempt_number
-                    raise
-        except (_Retryable, _Failed) as exc:
+            return await self._retries.call(self._attempt, path, url)
+        except GaveUp as exc:
+            attempts = exc.attempts
             plural = "s" if attempts != 1 else ""
-            reason = redact(f"{exc.reason} on {path} after {attempts} attempt{plural}")
-            raise LookupFailed(reason, attempts, isinstance(exc, _Failed)) from None
-        finally:
-            idle.append(retrying)
-
-    async def _attempts(
-        self, retrying: Retrying, state: RetryCallState, path: str, url: str
-    ) -> dict[str, Any] | None:
-        """One round of at most ``max_attempts`` attempts (see :meth:`_get`)."""
-        while True:
-            action = retrying.iter(state)
-            if isinstance(action, DoAttempt):
-                try:
-                    return await self._attempt(path, url)
-                except Exception:
-                    state.set_exception(sys.exc_info())  # type: ignore[arg-type]
-            elif isinstance(action, DoSleep):
-                state.prepare_for_next_attempt()
-                await self._breaker.pause(action)
-            else:  # pragma: no cover  (reraise=True: iter() raises instead)
-                raise AssertionError(f"tenacity returned {action!r}")
+            reason = redact(f"{exc.last.reason} on {path} after {attempts} attempt{plural}")
+            raise LookupFailed(reason, attempts, exc.refused) from None
 
     async def _attempt(self, path: str, url: str) -> dict[str, Any] | None:
-        """One request: its data, ``None`` for 404; else raises :class:`_Retryable`,
-        :class:`_Failed`, :class:`CredentialsError` or :class:`TmdbUnreachable`. Any other
+        """One request: its data, ``None`` for 404; else raises :class:`Retryable`,
+        :class:`Refused`, :class:`CredentialsError` or :class:`TmdbUnreachable`. Any other
         exception is classified by :func:`classify_error` here, so nothing raised while
         asking escapes unclassified."""
         if self._rejected:
@@ -768,7 +456,7 @@ class TmdbClient:
                 await self._throttle.acquire()
                 breaker.check()  # tripped while this one waited for its turn
                 self.stats.requests += 1
-                started = _now()
+                started = breaker.clock()
                 async with self._session.get(
                     URL(url, encoded=True), headers=self._headers, timeout=self._timeout
                 ) as response:
@@ -785,16 +473,14 @@ class TmdbClient:
             if isinstance(exc, CONNECTION_ERRORS):
                 self._count_error(type(exc).__name__)
                 breaker.failed(started, exc)  # raises TmdbUnreachable once it trips
-                raise _Retryable(
-                    describe_error(exc, limit=_REASON_LIMIT), connection=True
-                ) from None
+                raise Retryable(describe_error(exc, limit=REASON_LIMIT), connection=True) from None
             outcome = classify_error(exc)
             key = outcome.reason if outcome.reason == "timeout" else type(exc).__name__
             self._count_error(key)
             if outcome.kind == "retry":
-                raise _Retryable(outcome.reason) from None
+                raise Retryable(outcome.reason) from None
             log.warning("%s on %s: the id fails", outcome.reason, path)
-            raise _Failed(outcome.reason) from None
+            raise Refused(outcome.reason) from None
         kind = outcome.kind
         if kind == "ok":
             self._throttle.succeeded()
@@ -806,31 +492,17 @@ class TmdbClient:
             self._rejected = True
             raise CredentialsError(outcome.reason)
         if kind == "fail":
-            raise _Failed(outcome.reason)
+            raise Refused(outcome.reason)
         if status == 429:
             self.stats.throttled += 1
             pause = self._throttle.throttled(outcome.retry_after)
             log.debug("429: all workers pause %.2fs", pause)
         else:
             self._count_error(outcome.reason if status == 200 else f"HTTP {status}")
-        raise _Retryable(outcome.reason, outcome.retry_after)
+        raise Retryable(outcome.reason, outcome.retry_after)
 
     def _count_error(self, key: str) -> None:
         self.stats.errors[key] = self.stats.errors.get(key, 0) + 1
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        return self._delay(exc, state.attempt_number)
-
-    def _delay(self, exc: BaseException | None, attempt: int) -> float:
-        """Seconds to wait after failed ``attempt``: exponential backoff with jitter, and
-        never less than a positive ``Retry-After``."""
-        cap = float(self._options.max_backoff)
-        backoff = min(cap, 0.5 * 2.0 ** (attempt - 1) + random.uniform(0, 1))
-        if isinstance(exc, _Retryable) and exc.retry_after:
-            # Honour Retry-After, never below it; the jitter spreads the workers out again.
-            return min(float(exc.retry_after), cap) + backoff * 0.1
-        return backoff
 
     def _count_retry(self, state: RetryCallState) -> None:
         self.stats.retries += 1

@@ -1,0 +1,143 @@
+"""Dead TMDB is found in seconds: the :class:`Breaker`, one per run.
+
+It watches connection-level failures (:data:`~tmdb_async.tmdb.answers.CONNECTION_ERRORS`:
+DNS, refused, TLS, connect timeout). Once they have gone on for :data:`TRIP_SECONDS` without
+a single answer from TMDB, every attempt raises :class:`~tmdb_async.errors.TmdbUnreachable`
+instead of retrying, so the run stops within seconds rather than failing every id after all
+its retries; any answer (even a 5xx) closes the streak, so a lost connection among answers
+never trips it. The waits between attempts go through :meth:`Breaker.pause`, so a trip ends
+them at once.
+
+Its clock and its waits are the module's seams ``_now`` and ``_pause``: tests drive them with
+a virtual clock (``tests/tmdb/test_breaker.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Final
+
+import aiohttp
+
+from tmdb_async.errors import TmdbUnreachable
+from tmdb_async.redaction import describe_error, redact, safe_url
+
+log = logging.getLogger(__name__)
+
+#: The breaker trips once connection-level failures have gone on this long, measured from
+#: the start of the first failed attempt, with no answer from TMDB in between...
+TRIP_SECONDS: Final = 5.0
+#: ... and at least this many of them (a single slow connect is not an outage).
+TRIP_FAILURES: Final = 3
+#: How long a request whose attempts are all spent without a connection goes on trying while
+#: TMDB answers nobody (see :meth:`tmdb_async.tmdb.retry.Retries.call`): past it, its id
+#: fails as any other.
+HOLD_SECONDS: Final = 2 * TRIP_SECONDS
+#: The connect timeout, as a share of the request timeout: a connect that takes half of a
+#: request's time is counted as "no connection", not as a slow answer (default 5 s).
+CONNECT_SHARE: Final = 0.5
+
+
+def _now() -> float:
+    """The breaker's clock (a seam: tests drive it with a virtual clock)."""
+    return time.monotonic()
+
+
+async def _pause(seconds: float) -> None:
+    """The wait between attempts (a seam: tests drive it with a virtual clock)."""
+    await asyncio.sleep(seconds)
+
+
+def connection_cause(exc: BaseException) -> str:
+    """What kept a connection from being made, in a few words for the one-line error."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        host = getattr(exc, "host", "")
+        return f"DNS: cannot resolve {host}" if host else "DNS: the name does not resolve"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "connect timeout"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "TLS: " + describe_error(exc, limit=120)
+    os_error = getattr(exc, "os_error", None)
+    if isinstance(os_error, ConnectionRefusedError):
+        return "connection refused"
+    return describe_error(exc, limit=120)
+
+
+class Breaker:
+    """Tells a dead TMDB from a bad moment, for the whole client (every worker, every route).
+
+    Trips when connection-level failures
+    (:data:`~tmdb_async.tmdb.answers.CONNECTION_ERRORS`) have gone on for
+    :data:`TRIP_SECONDS`, at least :data:`TRIP_FAILURES` of them, without a single answer
+    from TMDB in between. Time, not a count alone: a count large enough to ignore a burst of
+    20 workers failing at once would take a lone worker minutes of backoff to reach, and
+    any count is reached at once by 20 workers hitting one restart. Any HTTP answer closes
+    the streak, so one refused connection among answers never trips it, and a TMDB that
+    answers 5xx is an outage the retries handle, not an unreachable one. Once tripped it
+    stays tripped: every attempt of the run raises :class:`TmdbUnreachable`.
+    """
+
+    __slots__ = ("_base", "_count", "_since", "_trip", "tripped")
+
+    def __init__(self, base_url: str) -> None:
+        self._base = safe_url(base_url)
+        self._count = 0
+        self._since: float | None = None  # start of the streak's first failed attempt
+        self._trip = asyncio.Event()  # set when it trips: wakes the waits between attempts
+        self.tripped: str | None = None  # the one-line message, once tripped
+
+    @property
+    def streak(self) -> int:
+        """Connection-level failures since TMDB last answered anyone."""
+        return self._count
+
+    @staticmethod
+    def clock() -> float:
+        """The breaker's time, in seconds: what an attempt's start passed to :meth:`failed`
+        and the hold of :class:`~tmdb_async.tmdb.retry.Retries` are measured with."""
+        return _now()
+
+    def answered(self) -> None:
+        """TMDB answered (any status): the streak, if any, is over."""
+        self._count = 0
+        self._since = None
+
+    def failed(self, started: float, exc: BaseException) -> None:
+        """An attempt started at ``started`` made no connection; raises
+        :class:`TmdbUnreachable` when that makes the streak an outage."""
+        if self.tripped is None:
+            self._count += 1
+            if self._since is None or started < self._since:
+                self._since = started
+            lasted = _now() - self._since
+            if self._count < TRIP_FAILURES or lasted < TRIP_SECONDS:
+                return
+            self.tripped = redact(
+                f"TMDB unreachable at {self._base}: {connection_cause(exc)} "
+                f"({self._count} connection failures in {lasted:.0f}s, no answer); "
+                "stopped: no id was marked failed, run it again once TMDB answers"
+            )
+            self._trip.set()
+            # INFO: the run ends with this text as its error (the CLI's one line, the Lambda
+            # invocation's error); the log marks when it tripped, for INFO-level logs.
+            log.info("%s", self.tripped)
+        raise TmdbUnreachable(self.tripped)
+
+    async def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` before another attempt, or less if the breaker trips meanwhile:
+        a tripped run ends now, not once every worker's backoff is over."""
+        if self.tripped is not None:
+            return
+        waits = [asyncio.ensure_future(_pause(seconds)), asyncio.ensure_future(self._trip.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+    def check(self) -> None:
+        """Raises :class:`TmdbUnreachable` once tripped: no request is sent after it."""
+        if self.tripped is not None:
+            raise TmdbUnreachable(self.tripped)
