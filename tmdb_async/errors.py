@@ -77,7 +77,7 @@ class RefreshIncomplete(IngestError):
 class TmdbUnreachable(IngestError):
     """No connection to TMDB could be made for a while, whatever the id: a DNS failure, a
     refused connection, a TLS failure or a connect timeout, with no answer in between (the
-    client's breaker, :class:`tmdb_async.tmdb.client.Breaker`). The run stops starting ids,
+    client's breaker, :class:`tmdb_async.tmdb.breaker.Breaker`). The run stops starting ids,
     commits what it has and raises this; the ids it did not finish keep what they had (none
     is marked failed), so running it again once TMDB answers continues it. A class of its own
     so that Step Functions tells "TMDB is down" from "this batch failed" (exit code 5)."""
