@@ -112,6 +112,12 @@ async def list_changes(
         return lister.reader.pages
     if plan.groups is not None:
         return lister.reader.pages
+    await _group(engine, plan, map_ready)
+    return lister.reader.pages + 1
+
+
+async def _group(engine: Engine, plan: Plan, map_ready: Awaitable[int] | None) -> None:
+    """The lists read whole: the plan's titles grouped (from the repaired map), saved."""
     if map_ready is not None:
         await map_ready
     plan.group(engine.idmap)
@@ -124,7 +130,6 @@ async def list_changes(
         plan.changed["tv"],
         sum(1 for _ in plan.titles),
     )
-    return lister.reader.pages + 1
 
 
 async def _read_whole(lister: Lister, hard_stop: float | None) -> bool:
