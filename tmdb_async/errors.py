@@ -12,6 +12,8 @@ where the TMDB secret is masked.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from enum import IntEnum
 
 
@@ -102,6 +104,26 @@ def error_line(exc: BaseException) -> str:
     if isinstance(exc, IngestError):
         return redaction.describe_error(exc, limit=None, with_type=False)
     return redaction.describe_error(exc)
+
+
+def unwrap_group(exc: BaseException) -> BaseException:
+    """The first meaningful error out of a TaskGroup's ExceptionGroup: an
+    :class:`IngestError` when there is one (its exit code and class name are what the CLI and
+    Step Functions match), else the first error. Any other error is returned as it is."""
+    while isinstance(exc, BaseExceptionGroup):
+        preferred: list[BaseException] = [e for e in exc.exceptions if isinstance(e, IngestError)]
+        exc = (preferred or list(exc.exceptions))[0]
+    return exc
+
+
+@contextlib.contextmanager
+def first_error() -> Iterator[None]:
+    """Around a TaskGroup: its failure raised as its first error (:func:`unwrap_group`), not
+    as an ExceptionGroup."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        raise unwrap_group(group) from None
 
 
 def redacted_traceback(exc: BaseException) -> str:

@@ -34,11 +34,9 @@ from tmdb_async.errors import (
 from tmdb_async.jobs.refresh import (
     STATE_KEY,
     Plan,
-    TmdbUnavailable,
     Window,
     finish_state,
     pin_state,
-    read_piece,
     refresh,
 )
 from tmdb_async.lake.idmap import LakeIdMap, Title, rebuild
@@ -780,32 +778,6 @@ async def test_each_profile_group_has_its_own_manifest(tmp_path: Path, fake: Fak
 
 def _records_in(manifests: list[str]) -> int:
     return sum(json.loads(Path(m).read_text())["counts"]["records"] for m in manifests)
-
-
-class _Lists:
-    """A client whose change lists answer what a test says."""
-
-    def __init__(self, page: dict[str, Any]) -> None:
-        self.page = page
-
-    async def changes(self, kind: str, start: dt.date, end: dt.date, page: int) -> Any:
-        return self.page
-
-
-@pytest.mark.parametrize(
-    "page",
-    [
-        {"results": [{"id": 1}], "total_pages": "700"},
-        {"results": [{"id": 1}]},
-        {"results": None, "total_pages": 1},
-        {"results": [], "total_pages": -1},
-    ],
-)
-async def test_a_change_list_without_its_page_count_or_results_fails_the_refresh(
-    page: dict[str, Any],
-) -> None:
-    with pytest.raises(TmdbUnavailable, match="TMDB /3/movie/changes"):
-        await read_piece(_Lists(page), "movie", Window(TODAY, TODAY))  # type: ignore[arg-type]
 
 
 async def test_a_rebuilt_id_map_keeps_how_each_title_was_fetched(

@@ -311,8 +311,8 @@ async def test_a_refresh_that_finds_tmdb_unreachable_marks_nothing_and_moves_no_
 ) -> None:
     from tests.jobs.test_refresh import INGESTED, TODAY, config, expected, folder, imdb, ingest
     from tests.jobs.test_refresh import options as refresh_options
-    from tmdb_async.jobs import refresh as refreshing
     from tmdb_async.jobs.refresh import STATE_KEY, Window
+    from tmdb_async.jobs.refresh import run as refreshing
 
     ids = [imdb(n) for n in range(1, 201)]
     lake = tmp_path / "lake"

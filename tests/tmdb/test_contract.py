@@ -274,20 +274,20 @@ async def test_a_refresh_reports_odd_change_list_items_in_its_summary(
     """A whole refresh: a day whose list holds odd items counts them (``odd_items``, also in
     --json) and still moves on; titles are refreshed as usual."""
     from tests.jobs.test_refresh import config, ingest, options
-    from tmdb_async.jobs import refresh as refreshing
+    from tmdb_async.tmdb.client import TmdbClient
 
     ids = [f"tt{n:07d}" for n in range(1, 41)]
     lake = tmp_path / "lake"
     async with FakeTmdb(config()) as fake:
         await ingest(tmp_path, lake, fake.url, ids)
-        original = refreshing.TmdbClient.changes
+        original = TmdbClient.changes
 
         async def with_odd_items(self: Any, *args: Any) -> dict[str, Any]:
             page = dict(await original(self, *args))
             page["results"] = [*page["results"], {"id": None, "adult": None}]
             return page
 
-        monkeypatch.setattr(refreshing.TmdbClient, "changes", with_odd_items)
+        monkeypatch.setattr(TmdbClient, "changes", with_odd_items)
         summary = await refresh(options(lake, fake.url))
     assert summary.status == "ok"
     pages = summary.list_pages

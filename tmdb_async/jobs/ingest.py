@@ -36,10 +36,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-from tmdb_async.errors import DamagedFile, IngestError, StorageError, error_line
+from tmdb_async.errors import DamagedFile, IngestError, StorageError, error_line, unwrap_group
 from tmdb_async.jobs.chunks import ChunkedRun
 from tmdb_async.jobs.deadlines import Remaining
-from tmdb_async.jobs.source import IdEntry, ReadStats, read_csv_ids, read_item_ids
+from tmdb_async.jobs.source import IdEntry, ReadStats, entries_in, read_csv_ids, read_item_ids
 from tmdb_async.jobs.summary import Summary
 from tmdb_async.lake import runstate
 from tmdb_async.lake.idmap import LakeIdMap
@@ -112,7 +112,7 @@ async def run(
             )
             job: str | None = runstate.job_key(settings.source, record_shape(settings))
         else:
-            entries = _aiter(batch, settings.offset, settings.limit)
+            entries = entries_in(batch, settings.offset, settings.limit)
             job = None  # a batch's date is its event's: it never pins one
         return await engine.ingest(
             settings,
@@ -266,7 +266,7 @@ class Engine:
                 error = TimeoutError("unexpected timeout")
             log.warning("deadline reached: ids still in retries cancelled, their chunks stay open")
         except BaseException as exc:  # recorded in the manifest, then re-raised
-            error = _unwrap(exc)
+            error = unwrap_group(exc)
         finally:
             if beating is not None:
                 beating.cancel()
@@ -323,15 +323,6 @@ async def _heartbeat(store: Store, job: str, pinned: list[runstate.Pin]) -> None
             log.warning("run record not renewed: %s", exc)
 
 
-async def _aiter(
-    entries: Sequence[IdEntry], offset: int, limit: int | None
-) -> AsyncIterator[IdEntry]:
-    stop = None if limit is None else offset + limit
-    for entry in entries:
-        if entry.position >= offset and (stop is None or entry.position < stop):
-            yield entry
-
-
 async def _id_map(store: Store, owner: str, settings: Settings, compact: bool) -> LakeIdMap:
     """The lake's id map, read once (full detail only: ``/find`` items need no map). It is
     a cache: when it cannot be read, the run goes on without it."""
@@ -357,14 +348,6 @@ async def _save_lessons(idmap: LakeIdMap, remaining: Remaining | None) -> None:
             await idmap.flush_quietly()
     except TimeoutError:
         log.warning("id-map titles not saved within %.1fs", seconds)
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """The first meaningful error out of a TaskGroup's ExceptionGroup."""
-    while isinstance(exc, BaseExceptionGroup):
-        preferred: list[BaseException] = [e for e in exc.exceptions if isinstance(e, IngestError)]
-        exc = (preferred or list(exc.exceptions))[0]
-    return exc
 
 
 def _fill(

@@ -28,7 +28,7 @@ import csv
 import hashlib
 import re
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from tmdb_async.errors import InputError
@@ -368,3 +368,15 @@ def read_item_ids(
             entries.append(entry)
     stats.exhausted = True
     return entries
+
+
+async def entries_in(
+    entries: Sequence[IdEntry], offset: int, limit: int | None
+) -> AsyncIterator[IdEntry]:
+    """Entries already read (a Distributed Map batch, a refresh's titles) as the engine reads
+    a CSV: those numbered ``offset`` to ``offset + limit`` (excluded; to the end without a
+    limit)."""
+    stop = None if limit is None else offset + limit
+    for entry in entries:
+        if entry.position >= offset and (stop is None or entry.position < stop):
+            yield entry
