@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,8 @@ import pytest
 from tests.support.faulty import FaultyStore
 from tests.support.kill import Killed, KillingStore, declare_dead
 from tests.support.lake import read_local
+from tests.support.memory_store import MemoryStore
+from tests.support.virtual_clock import run_virtual
 from tmdb_async.errors import StorageError
 from tmdb_async.lake.lease import MARGIN_SHARE
 from tmdb_async.lake.ledger import Ledger
@@ -122,44 +123,67 @@ async def test_a_write_whose_answer_was_lost_is_recognised_and_every_commit_is_a
     assert {i for i, h in fresh.homes().items() if h.outcome == "record"} == set(view.records)
 
 
-async def test_a_writer_that_gave_up_on_a_call_keeps_the_lock_until_the_call_can_no_longer_land(
+def test_a_writer_that_gave_up_on_a_call_keeps_the_lock_until_the_call_can_no_longer_land(
     tmp_path: Path,
 ) -> None:
     """A call cut off at the lease's bound may still land a sixth of the lease later: the
     writer takes its own lock back and finishes its commit, but lets the lock go only after
-    that sixth, so no other writer's files can be overwritten by it."""
-    store = FaultyStore(LocalStore(str(tmp_path)))
-    a = await Ledger(store, FOLDER, lease_seconds=3.0).load()
-    first = iter([True])
-    store.rule = lambda op, key, n: (
-        "stall" if key.endswith("m-00000001-00.json") and next(first, False) else None
-    )
-    a_commit = asyncio.create_task(_commit(a, rec("tt0000001"), rec("tt0000002")))
-    await asyncio.wait_for(a_commit, 20)
-    released = time.monotonic()
-    assert store.given_up.is_set()  # its data write was cut off at the lease's bound
-    # The lock was held that long after the call was given up (less the loop's clock
-    # resolution: the wait is an asyncio sleep).
-    assert released - store.given_up_at >= 3.0 * MARGIN_SHARE - 0.005
+    that sixth, so no other writer's files can be overwritten by it.
+
+    On the virtual clock, with a store that needs no thread: the lease's seconds pass in no
+    time, and the wait is measured on the clock the lease keeps, whatever the machine's load."""
+
+    async def given_up_at(store: FaultyStore) -> float:
+        await store.given_up.wait()
+        return asyncio.get_running_loop().time()
+
+    async def scenario() -> None:
+        clock = asyncio.get_running_loop().time
+        memory = MemoryStore()
+        store = FaultyStore(memory)
+        a = await Ledger(store, FOLDER, clock=clock, lease_seconds=3.0).load()
+        first = iter([True])
+        store.rule = lambda op, key, n: (
+            "stall" if key.endswith("m-00000001-00.json") and next(first, False) else None
+        )
+        gave_up = asyncio.create_task(given_up_at(store))
+        a_commit = asyncio.create_task(_commit(a, rec("tt0000001"), rec("tt0000002")))
+        await asyncio.wait_for(a_commit, 20)
+        released = clock()
+        assert store.given_up.is_set()  # its data write was cut off at the lease's bound
+        # The lock was held that long after the call was given up (less the loop's clock
+        # resolution: the wait is an asyncio sleep).
+        assert released - await gave_up >= 3.0 * MARGIN_SHARE - 0.005
+        memory.dump(tmp_path)
+
+    run_virtual(scenario())
     assert not (tmp_path / LOCK).exists()
     assert set(read_local(tmp_path / FOLDER).records) == {"tt0000001", "tt0000002"}
 
 
-async def test_a_commit_still_waiting_for_a_busy_lock_stops_when_cancelled(
+def test_a_commit_still_waiting_for_a_busy_lock_stops_when_cancelled(
     tmp_path: Path,
 ) -> None:
     """Before its log entry is written nothing of a commit is on storage: a deadline's
-    cancellation stops it at once instead of waiting out another writer's lock."""
-    lock = tmp_path / LOCK
-    lock.parent.mkdir(parents=True)
-    live = {"owner": "o", "holder": "h", "seconds": 60, "machine": "x", "expires": 4e9}
-    lock.write_text(json.dumps(live))  # another machine's, and live
-    ledger = await Ledger(LocalStore(str(tmp_path)), FOLDER, wait_seconds=300).load()
-    task = asyncio.create_task(_commit(ledger, rec("tt0000001")))
-    await asyncio.sleep(0)  # it starts waiting for the lock
-    task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=10)  # not the 60 s lease, nor the 300 s wait
-    assert task in done and task.cancelled()
+    cancellation stops it at once instead of waiting out another writer's lock.
+
+    On the virtual clock (a store with no thread): the bound below is virtual seconds, so
+    it says "not the lease, nor the wait" whatever the machine's load."""
+
+    async def scenario() -> None:
+        memory = MemoryStore()
+        live = {"owner": "o", "holder": "h", "seconds": 60, "machine": "x", "expires": 4e9}
+        memory.objects[LOCK] = json.dumps(live).encode()  # another machine's, and live
+        clock = asyncio.get_running_loop().time
+        ledger = await Ledger(memory, FOLDER, clock=clock, wait_seconds=300).load()
+        task = asyncio.create_task(_commit(ledger, rec("tt0000001")))
+        await asyncio.sleep(0)  # it starts waiting for the lock
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=10)  # not the 60 s lease, nor the 300 s wait
+        assert task in done and task.cancelled()
+        memory.dump(tmp_path)
+
+    run_virtual(scenario())
     assert not read_local(tmp_path / FOLDER).all_ids()
 
 
