@@ -56,9 +56,11 @@ async def test_a_writer_whose_clock_is_far_ahead_never_takes_over_a_live_lock(
     assert set(read_local(tmp_path / FOLDER).records) == {"tt0000001"}
 
 
-async def test_a_storage_call_never_outlasts_the_lease_and_its_commit_still_finishes(
+def test_a_storage_call_never_outlasts_the_lease_and_its_commit_still_finishes(
     tmp_path: Path,
 ) -> None:
+    """On the virtual clock, with a store that needs no thread: only the stalled call can
+    reach the lease's bound, however loaded the machine (see :class:`MemoryStore`)."""
     calls = {"stalled": 0}
 
     def rule(op: str, key: str, n: int) -> str | None:
@@ -67,31 +69,47 @@ async def test_a_storage_call_never_outlasts_the_lease_and_its_commit_still_fini
             return "stall"  # the first put of the data file hangs (a dead connection)
         return None
 
-    store = FaultyStore(LocalStore(str(tmp_path)), rule=rule)
-    ledger = await Ledger(store, FOLDER, lease_seconds=0.6).load()
-    done = await asyncio.wait_for(_commit(ledger, rec("tt0000001"), rec("tt0000002")), 20)
-    assert len(store.late) == 1  # cancelled at the lease's bound, not left running
+    async def scenario() -> Any:
+        memory = MemoryStore()
+        store = FaultyStore(memory, rule=rule)
+        clock = asyncio.get_running_loop().time
+        ledger = await Ledger(store, FOLDER, clock=clock, lease_seconds=0.6).load()
+        done = await asyncio.wait_for(_commit(ledger, rec("tt0000001"), rec("tt0000002")), 20)
+        assert len(store.late) == 1  # cancelled at the lease's bound, not left running
+        memory.dump(tmp_path)
+        return done
+
+    done = run_virtual(scenario())
     assert set(read_local(tmp_path / FOLDER).records) == {"tt0000001", "tt0000002"}
     assert done.data_files and not (tmp_path / LOCK).exists()
 
 
-async def test_a_late_write_of_a_writer_that_lost_its_lease_cannot_undo_a_newer_commit(
+def test_a_late_write_of_a_writer_that_lost_its_lease_cannot_undo_a_newer_commit(
     tmp_path: Path,
 ) -> None:
     """Writer A stalls writing its file past its lease; B takes the folder over, finishes A's
-    commit and moves an id out of A's file; then A's write reaches storage after all."""
-    store = FaultyStore(LocalStore(str(tmp_path)))
-    a = await Ledger(store, FOLDER, lease_seconds=0.6).load()
-    store.rule = lambda op, key, n: "stall" if key.endswith("m-00000001-00.json") else None
-    ticking = itertools.count(0.0, 0.2)  # B's clock: the lock it sees unchanged runs out
-    b = Ledger(LocalStore(str(tmp_path)), FOLDER, clock=lambda: next(ticking))
-    a_commit = asyncio.create_task(_commit(a, rec("tt0000001"), rec("tt0000002")))
-    async with asyncio.timeout(20):
-        await store.given_up.wait()  # A gave up on its write at its lease's bound
-    await _commit(b, rec("tt0000001", 1))  # rolls A's commit forward, then moves tt0000001
-    answers = await store.land_late()  # A's create of m-00000001-00.json lands only now
-    assert answers and answers[0] is not None  # refused: the file exists
-    await a_commit  # A finishes: its commit was applied by B
+    commit and moves an id out of A's file; then A's write reaches storage after all.
+
+    On the virtual clock, with a store that needs no thread (see :class:`MemoryStore`)."""
+
+    async def scenario() -> None:
+        memory = MemoryStore()
+        store = FaultyStore(memory)
+        clock = asyncio.get_running_loop().time
+        a = await Ledger(store, FOLDER, clock=clock, lease_seconds=0.6).load()
+        store.rule = lambda op, key, n: "stall" if key.endswith("m-00000001-00.json") else None
+        ticking = itertools.count(0.0, 0.2)  # B's clock: the lock it sees unchanged runs out
+        b = Ledger(memory, FOLDER, clock=lambda: next(ticking))
+        a_commit = asyncio.create_task(_commit(a, rec("tt0000001"), rec("tt0000002")))
+        async with asyncio.timeout(20):
+            await store.given_up.wait()  # A gave up on its write at its lease's bound
+        await _commit(b, rec("tt0000001", 1))  # rolls A's commit forward, then moves tt0000001
+        answers = await store.land_late()  # A's create of m-00000001-00.json lands only now
+        assert answers and answers[0] is not None  # refused: the file exists
+        await a_commit  # A finishes: its commit was applied by B
+        memory.dump(tmp_path)
+
+    run_virtual(scenario())
     view = read_local(tmp_path / FOLDER)
     assert not view.duplicates(), view.duplicates()
     assert view.records["tt0000001"][0][1] == rec("tt0000001", 1)
