@@ -380,3 +380,26 @@ def test_profiles_beyond_the_table_are_kept_as_unknown() -> None:
     decoded, _ = IdMap.decode(idmap.encode(), "here")
     assert decoded.get(imdb(255)) == Title("movie", 255, profile=idmap.profiles[254])
     assert decoded.get(imdb(256)) == Title("movie", 256)
+
+
+def test_the_file_format_is_the_one_lakes_already_hold() -> None:
+    """Bytes written before the map was split into modules: maps in lakes must keep loading,
+    and a map written today must read the same in an older run."""
+    segment = IdMap(tombstones=True)
+    segment.add("tt0133093", "movie", 603)
+    segment.add("tt0944947", "tv", 1399, narrow=True, profile=TV, deleted=True)
+    segment.set_packed([7], [0])  # a tombstone: forget tt0000007
+    written = (
+        b'tmdb-ingest idmap 3\n{"count":3,"merged":["s1","s2"],"profiles":[{"kind":"tv",'
+        b'"detail":"full","language":"en-US","append_to_response":[],"output_format":"jsonl"}]}\n'
+        b"\x07\x00\x00\x00\xe5\x07\x02\x003k\x0e\x00"  # the IMDb numbers, sorted
+        b"\x00\x00\x00\x00\x00\x00\x00\x00"  # tt0000007: forgotten
+        b"\xfco\t\x00\x00\x00\x00\x00"  # tt0133093: movie 603, profile unknown
+        b"\x03\xdc\x15\x00\x00\x00\x04\x00"  # tt0944947: narrow deleted tv 1399, profile 0
+    )
+    assert segment.encode(["s2", "s1"]) == written
+    loaded, merged = IdMap.decode(written, "here", tombstones=True)
+    assert merged == ["s1", "s2"]
+    assert loaded.get("tt0133093") == Title("movie", 603)
+    assert loaded.get("tt0944947") == Title("tv", 1399, True, TV, deleted=True)
+    assert loaded.value(7) == 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,8 @@ import pytest
 from tests.support.faulty import FaultyStore
 from tests.support.kill import Killed, KillingStore, declare_dead
 from tests.support.lake import read_local
+from tests.support.memory_store import MemoryStore
+from tests.support.virtual_clock import run_virtual
 from tmdb_async.errors import StorageError
 from tmdb_async.lake.lease import MARGIN_SHARE
 from tmdb_async.lake.ledger import Ledger
@@ -55,9 +56,11 @@ async def test_a_writer_whose_clock_is_far_ahead_never_takes_over_a_live_lock(
     assert set(read_local(tmp_path / FOLDER).records) == {"tt0000001"}
 
 
-async def test_a_storage_call_never_outlasts_the_lease_and_its_commit_still_finishes(
+def test_a_storage_call_never_outlasts_the_lease_and_its_commit_still_finishes(
     tmp_path: Path,
 ) -> None:
+    """On the virtual clock, with a store that needs no thread: only the stalled call can
+    reach the lease's bound, however loaded the machine (see :class:`MemoryStore`)."""
     calls = {"stalled": 0}
 
     def rule(op: str, key: str, n: int) -> str | None:
@@ -66,31 +69,47 @@ async def test_a_storage_call_never_outlasts_the_lease_and_its_commit_still_fini
             return "stall"  # the first put of the data file hangs (a dead connection)
         return None
 
-    store = FaultyStore(LocalStore(str(tmp_path)), rule=rule)
-    ledger = await Ledger(store, FOLDER, lease_seconds=0.6).load()
-    done = await asyncio.wait_for(_commit(ledger, rec("tt0000001"), rec("tt0000002")), 20)
-    assert len(store.late) == 1  # cancelled at the lease's bound, not left running
+    async def scenario() -> Any:
+        memory = MemoryStore()
+        store = FaultyStore(memory, rule=rule)
+        clock = asyncio.get_running_loop().time
+        ledger = await Ledger(store, FOLDER, clock=clock, lease_seconds=0.6).load()
+        done = await asyncio.wait_for(_commit(ledger, rec("tt0000001"), rec("tt0000002")), 20)
+        assert len(store.late) == 1  # cancelled at the lease's bound, not left running
+        memory.dump(tmp_path)
+        return done
+
+    done = run_virtual(scenario())
     assert set(read_local(tmp_path / FOLDER).records) == {"tt0000001", "tt0000002"}
     assert done.data_files and not (tmp_path / LOCK).exists()
 
 
-async def test_a_late_write_of_a_writer_that_lost_its_lease_cannot_undo_a_newer_commit(
+def test_a_late_write_of_a_writer_that_lost_its_lease_cannot_undo_a_newer_commit(
     tmp_path: Path,
 ) -> None:
     """Writer A stalls writing its file past its lease; B takes the folder over, finishes A's
-    commit and moves an id out of A's file; then A's write reaches storage after all."""
-    store = FaultyStore(LocalStore(str(tmp_path)))
-    a = await Ledger(store, FOLDER, lease_seconds=0.6).load()
-    store.rule = lambda op, key, n: "stall" if key.endswith("m-00000001-00.json") else None
-    ticking = itertools.count(0.0, 0.2)  # B's clock: the lock it sees unchanged runs out
-    b = Ledger(LocalStore(str(tmp_path)), FOLDER, clock=lambda: next(ticking))
-    a_commit = asyncio.create_task(_commit(a, rec("tt0000001"), rec("tt0000002")))
-    async with asyncio.timeout(20):
-        await store.given_up.wait()  # A gave up on its write at its lease's bound
-    await _commit(b, rec("tt0000001", 1))  # rolls A's commit forward, then moves tt0000001
-    answers = await store.land_late()  # A's create of m-00000001-00.json lands only now
-    assert answers and answers[0] is not None  # refused: the file exists
-    await a_commit  # A finishes: its commit was applied by B
+    commit and moves an id out of A's file; then A's write reaches storage after all.
+
+    On the virtual clock, with a store that needs no thread (see :class:`MemoryStore`)."""
+
+    async def scenario() -> None:
+        memory = MemoryStore()
+        store = FaultyStore(memory)
+        clock = asyncio.get_running_loop().time
+        a = await Ledger(store, FOLDER, clock=clock, lease_seconds=0.6).load()
+        store.rule = lambda op, key, n: "stall" if key.endswith("m-00000001-00.json") else None
+        ticking = itertools.count(0.0, 0.2)  # B's clock: the lock it sees unchanged runs out
+        b = Ledger(memory, FOLDER, clock=lambda: next(ticking))
+        a_commit = asyncio.create_task(_commit(a, rec("tt0000001"), rec("tt0000002")))
+        async with asyncio.timeout(20):
+            await store.given_up.wait()  # A gave up on its write at its lease's bound
+        await _commit(b, rec("tt0000001", 1))  # rolls A's commit forward, then moves tt0000001
+        answers = await store.land_late()  # A's create of m-00000001-00.json lands only now
+        assert answers and answers[0] is not None  # refused: the file exists
+        await a_commit  # A finishes: its commit was applied by B
+        memory.dump(tmp_path)
+
+    run_virtual(scenario())
     view = read_local(tmp_path / FOLDER)
     assert not view.duplicates(), view.duplicates()
     assert view.records["tt0000001"][0][1] == rec("tt0000001", 1)
@@ -122,44 +141,67 @@ async def test_a_write_whose_answer_was_lost_is_recognised_and_every_commit_is_a
     assert {i for i, h in fresh.homes().items() if h.outcome == "record"} == set(view.records)
 
 
-async def test_a_writer_that_gave_up_on_a_call_keeps_the_lock_until_the_call_can_no_longer_land(
+def test_a_writer_that_gave_up_on_a_call_keeps_the_lock_until_the_call_can_no_longer_land(
     tmp_path: Path,
 ) -> None:
     """A call cut off at the lease's bound may still land a sixth of the lease later: the
     writer takes its own lock back and finishes its commit, but lets the lock go only after
-    that sixth, so no other writer's files can be overwritten by it."""
-    store = FaultyStore(LocalStore(str(tmp_path)))
-    a = await Ledger(store, FOLDER, lease_seconds=3.0).load()
-    first = iter([True])
-    store.rule = lambda op, key, n: (
-        "stall" if key.endswith("m-00000001-00.json") and next(first, False) else None
-    )
-    a_commit = asyncio.create_task(_commit(a, rec("tt0000001"), rec("tt0000002")))
-    await asyncio.wait_for(a_commit, 20)
-    released = time.monotonic()
-    assert store.given_up.is_set()  # its data write was cut off at the lease's bound
-    # The lock was held that long after the call was given up (less the loop's clock
-    # resolution: the wait is an asyncio sleep).
-    assert released - store.given_up_at >= 3.0 * MARGIN_SHARE - 0.005
+    that sixth, so no other writer's files can be overwritten by it.
+
+    On the virtual clock, with a store that needs no thread: the lease's seconds pass in no
+    time, and the wait is measured on the clock the lease keeps, whatever the machine's load."""
+
+    async def given_up_at(store: FaultyStore) -> float:
+        await store.given_up.wait()
+        return asyncio.get_running_loop().time()
+
+    async def scenario() -> None:
+        clock = asyncio.get_running_loop().time
+        memory = MemoryStore()
+        store = FaultyStore(memory)
+        a = await Ledger(store, FOLDER, clock=clock, lease_seconds=3.0).load()
+        first = iter([True])
+        store.rule = lambda op, key, n: (
+            "stall" if key.endswith("m-00000001-00.json") and next(first, False) else None
+        )
+        gave_up = asyncio.create_task(given_up_at(store))
+        a_commit = asyncio.create_task(_commit(a, rec("tt0000001"), rec("tt0000002")))
+        await asyncio.wait_for(a_commit, 20)
+        released = clock()
+        assert store.given_up.is_set()  # its data write was cut off at the lease's bound
+        # The lock was held that long after the call was given up (less the loop's clock
+        # resolution: the wait is an asyncio sleep).
+        assert released - await gave_up >= 3.0 * MARGIN_SHARE - 0.005
+        memory.dump(tmp_path)
+
+    run_virtual(scenario())
     assert not (tmp_path / LOCK).exists()
     assert set(read_local(tmp_path / FOLDER).records) == {"tt0000001", "tt0000002"}
 
 
-async def test_a_commit_still_waiting_for_a_busy_lock_stops_when_cancelled(
+def test_a_commit_still_waiting_for_a_busy_lock_stops_when_cancelled(
     tmp_path: Path,
 ) -> None:
     """Before its log entry is written nothing of a commit is on storage: a deadline's
-    cancellation stops it at once instead of waiting out another writer's lock."""
-    lock = tmp_path / LOCK
-    lock.parent.mkdir(parents=True)
-    live = {"owner": "o", "holder": "h", "seconds": 60, "machine": "x", "expires": 4e9}
-    lock.write_text(json.dumps(live))  # another machine's, and live
-    ledger = await Ledger(LocalStore(str(tmp_path)), FOLDER, wait_seconds=300).load()
-    task = asyncio.create_task(_commit(ledger, rec("tt0000001")))
-    await asyncio.sleep(0)  # it starts waiting for the lock
-    task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=10)  # not the 60 s lease, nor the 300 s wait
-    assert task in done and task.cancelled()
+    cancellation stops it at once instead of waiting out another writer's lock.
+
+    On the virtual clock (a store with no thread): the bound below is virtual seconds, so
+    it says "not the lease, nor the wait" whatever the machine's load."""
+
+    async def scenario() -> None:
+        memory = MemoryStore()
+        live = {"owner": "o", "holder": "h", "seconds": 60, "machine": "x", "expires": 4e9}
+        memory.objects[LOCK] = json.dumps(live).encode()  # another machine's, and live
+        clock = asyncio.get_running_loop().time
+        ledger = await Ledger(memory, FOLDER, clock=clock, wait_seconds=300).load()
+        task = asyncio.create_task(_commit(ledger, rec("tt0000001")))
+        await asyncio.sleep(0)  # it starts waiting for the lock
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=10)  # not the 60 s lease, nor the 300 s wait
+        assert task in done and task.cancelled()
+        memory.dump(tmp_path)
+
+    run_virtual(scenario())
     assert not read_local(tmp_path / FOLDER).all_ids()
 
 

@@ -20,6 +20,7 @@ from tests.support.lake import read_s3
 from tests.support.s3proxy import S3FaultProxy, S3Faults
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.errors import InputError, StorageError
+from tmdb_async.lake import ledger
 from tmdb_devtools.csvgen import title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb
 
@@ -72,11 +73,17 @@ async def test_writes_whose_answer_was_lost_after_landing_cost_nothing_and_lose_
 ) -> None:
     """S3 applied the write and its answer was lost (a 500 after the write landed): botocore
     sends it again, and a conditional write's retry fails because of its own first attempt.
-    The lease, the ledger's commits and its fenced data writes recognise their own write."""
+    The lease, the ledger's commits and its fenced data writes recognise their own write.
+
+    No lease waits: a writer that did not recognise its own lock would wait it out (an hour
+    here) or give up on it (after five minutes), so the bound below tells a lease wait from
+    a run slowed by the machine's load, which takes seconds."""
+    monkeypatch.setattr(ledger, "LEASE_SECONDS", 3600.0)
     faults = S3Faults(lost_answer=0.3, seed=5)
     async with S3FaultProxy(s3_env, faults) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-        summary = await asyncio.wait_for(run(_settings(fake_tmdb.url)), 50)  # no lease waits
+        assert ledger.WAIT_SECONDS < 600 < ledger.LEASE_SECONDS
+        summary = await asyncio.wait_for(run(_settings(fake_tmdb.url)), 600)  # no lease waits
     assert any(p.endswith("/_ledger/lock.json") for p in faults.lost)  # lease
     assert any("/_ledger/log/" in p for p in faults.lost)  # commits
     assert any(re.search(r"/movies-\d{8}-\d{2}\.json$", p) for p in faults.lost)  # data

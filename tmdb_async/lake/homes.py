@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tmdb_async.imdb import canonical_form, canonical_number
+from tmdb_async.lake.sorted_columns import merge_recent
 
 Outcome = Literal["record", "not_found", "invalid", "failed", "deleted"]
 """What a folder holds for an id: its record, or the sidecar entry saying why there is none."""
@@ -90,18 +91,8 @@ class HomeIndex(Mapping[str, Home]):
             self._merge()
 
     def _merge(self) -> None:
-        numbers, slots = array("q"), array("l")
-        start = 0
-        for number in sorted(self._recent):
-            at = bisect_left(self._numbers, number, start)
-            numbers.extend(self._numbers[start:at])
-            slots.extend(self._slots[start:at])
-            numbers.append(number)
-            slots.append(self._recent[number])
-            start = at
-        numbers.extend(self._numbers[start:])
-        slots.extend(self._slots[start:])
-        self._numbers, self._slots, self._recent = numbers, slots, {}
+        self._numbers, self._slots = merge_recent(self._numbers, self._slots, self._recent)
+        self._recent = {}
 
     def __len__(self) -> int:
         return len(self._numbers) + len(self._recent) + len(self._other)
