@@ -1,13 +1,37 @@
-"""Errors the engine raises on purpose, each with the exit code the CLI documents.
+"""Every exception the package raises on purpose, each operator-facing one with the exit
+code the CLI documents.
 
 Expected mistakes (bad input, bad usage, rejected credentials, unreachable storage, a time
 budget that leaves no room for one chunk) are raised as :class:`IngestError` subclasses
 whose message is one line naming the problem and where it is. The CLI prints that line and
 exits with ``exit_code``; the Lambda handler raises it so Step Functions sees the class name
-as the error type. Anything else is a bug: the CLI prints its traceback, redacted.
+as the error type (the state machine matches on these names: they do not change). Anything
+else is a bug: the CLI prints its traceback, redacted.
 
 Every error text shown to an operator goes through :func:`error_line`, the one place
 where the TMDB secret is masked.
+
+The hierarchy::
+
+    Exception
+    ├── IngestError                 what an operator acts on          exit code
+    │   ├── UsageError              an option, variable or event key       2
+    │   ├── InputError              the CSV or the event's ids             2
+    │   ├── CredentialsError        missing, malformed, or TMDB's 401      2
+    │   ├── DeadlineError           the budget leaves no room for a chunk  2
+    │   ├── ExecutionAlreadyRunning another execution started first        2
+    │   ├── StorageError            source or destination                  3
+    │   │   └── DamagedFile         a lake file the ledger cannot read     3
+    │   ├── RefreshIncomplete       stopped at the deadline, titles left   4
+    │   ├── TmdbUnavailable         a change-list page after every retry   1
+    │   └── TmdbUnreachable         no connection to TMDB for a while      5
+    │
+    │   signals inside the engine, caught where they are meant to be:
+    ├── Conflict                    a conditional write or delete lost (storage → ledger)
+    ├── LeaseLost                   the folder lock is gone: stop writing (lease → ledger)
+    ├── Retryable, Refused          one attempt's failure (client → retry)
+    ├── GaveUp                      a request's last failure (retry → client)
+    └── LookupFailed                an id could not be looked up (client → chunks: failed)
 """
 
 from __future__ import annotations
@@ -57,6 +81,10 @@ class StorageError(IngestError):
     exit_code = ExitCode.STORAGE
 
 
+class DamagedFile(StorageError):
+    """A data or sidecar file the ledger cannot read, so it cannot move ids out of it."""
+
+
 class DeadlineError(IngestError):
     """A run stopped at its deadline without accounting for a single id.
 
@@ -74,6 +102,13 @@ class RefreshIncomplete(IngestError):
     which continues it exactly where it stopped."""
 
     exit_code = ExitCode.INCOMPLETE
+
+
+class TmdbUnavailable(IngestError):
+    """TMDB did not answer a request the refresh cannot do without (a change list page)
+    after every retry; nothing is marked refreshed, run it again."""
+
+    exit_code = ExitCode.FAILED_IDS
 
 
 class TmdbUnreachable(IngestError):
@@ -94,6 +129,71 @@ class ExecutionAlreadyRunning(IngestError):
     usage error."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+# --- signals inside the engine: caught where they are meant to be, never shown as such ---
+
+
+class Conflict(Exception):
+    """A conditional write or delete lost: the object is not in the state the caller saw.
+
+    The folder ledger builds its lock on this (S3's ``If-None-Match: *`` and ``If-Match``);
+    it never reaches the user as such.
+    """
+
+
+class LeaseLost(Exception):
+    """Another writer took the folder lock over, or a storage call outlasted the lease:
+    stop writing at once."""
+
+
+class Retryable(Exception):
+    """An attempt that another attempt may fix: ``reason`` says why, ``retry_after`` is the
+    server's positive ``Retry-After`` in seconds (or ``None``), ``connection`` that no
+    connection was made at all (:data:`~tmdb_async.tmdb.answers.CONNECTION_ERRORS`)."""
+
+    def __init__(
+        self, reason: str, retry_after: float | None = None, *, connection: bool = False
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.connection = connection
+
+
+class Refused(Exception):
+    """An attempt that another attempt would not fix (a 4xx, an unexpected error)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class GaveUp(Exception):
+    """The request failed: ``last`` is its last attempt's error, ``attempts`` how many were
+    made in all (every round of the hold included)."""
+
+    def __init__(self, last: Retryable | Refused, attempts: int) -> None:
+        super().__init__(last.reason)
+        self.last = last
+        self.attempts = attempts
+
+    @property
+    def refused(self) -> bool:
+        """Another attempt would get the same answer (not an outage)."""
+        return isinstance(self.last, Refused)
+
+
+class LookupFailed(Exception):
+    """An id could not be looked up: retries exhausted, a request TMDB refuses (4xx), or an
+    unexpected error while asking. ``reason`` is redacted and safe to write anywhere;
+    ``refused`` says another attempt would get the same answer (not an outage)."""
+
+    def __init__(self, reason: str, attempts: int, refused: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.attempts = attempts
+        self.refused = refused
 
 
 def error_line(exc: BaseException) -> str:
@@ -144,20 +244,3 @@ def exit_code_of(error_type: str, default: ExitCode) -> ExitCode:
 
 def _subclasses(cls: type[IngestError]) -> list[type[IngestError]]:
     return [cls, *(sub for child in cls.__subclasses__() for sub in _subclasses(child))]
-
-
-class LeaseLost(Exception):
-    """Another writer took the folder lock over, or a storage call outlasted the lease:
-    stop writing at once."""
-
-
-class DamagedFile(StorageError):
-    """A data or sidecar file the ledger cannot read, so it cannot move ids out of it."""
-
-
-class Conflict(Exception):
-    """A conditional write or delete lost: the object is not in the state the caller saw.
-
-    The folder ledger builds its lock on this (S3's ``If-None-Match: *`` and ``If-Match``);
-    it never reaches the user as such.
-    """

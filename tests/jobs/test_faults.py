@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import TOKEN
 from tests.support.lake import read_local
 from tmdb_async import Credentials, Settings, run
-from tmdb_async.tmdb.client import ClientOptions, Found, NotFound, TmdbClient
+from tmdb_async.tmdb.answers import Found, NotFound
+from tmdb_async.tmdb.client import ClientOptions, TmdbClient
 from tmdb_devtools.csvgen import title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 

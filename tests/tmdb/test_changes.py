@@ -10,15 +10,8 @@ from typing import Any
 
 import pytest
 
-from tmdb_async.tmdb.changes import (
-    MAX_DAYS,
-    MAX_PAGE,
-    ChangeReader,
-    TmdbUnavailable,
-    Window,
-    page_key,
-    read_piece,
-)
+from tmdb_async.errors import TmdbUnavailable
+from tmdb_async.tmdb.changes import MAX_DAYS, MAX_PAGE, ChangeReader, Window, page_key, read_piece
 
 TODAY = dt.date(2026, 11, 20)
 DAY = dt.timedelta(days=1)

@@ -28,14 +28,10 @@ from yarl import URL
 
 from tests.tmdb.test_answers import response_error
 from tmdb_async.credentials import Credentials
+from tmdb_async.errors import LookupFailed
 from tmdb_async.lake.idmap import Title
-from tmdb_async.tmdb.client import (
-    ClientOptions,
-    Found,
-    LookupFailed,
-    NotFound,
-    TmdbClient,
-)
+from tmdb_async.tmdb.answers import Found, NotFound
+from tmdb_async.tmdb.client import ClientOptions, TmdbClient
 from tmdb_async.tmdb.route import MISSES_TO_STOP, WINDOW
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 

@@ -34,11 +34,12 @@ from tests.tmdb.test_client import (
     sent,
 )
 from tmdb_async.credentials import Credentials
-from tmdb_async.errors import CredentialsError
+from tmdb_async.errors import CredentialsError, GaveUp, LookupFailed, Refused, Retryable
 from tmdb_async.tmdb import breaker as breaker_module
+from tmdb_async.tmdb.answers import Found, NotFound
 from tmdb_async.tmdb.breaker import HOLD_SECONDS, Breaker
-from tmdb_async.tmdb.client import Found, LookupFailed, NotFound, TmdbClient
-from tmdb_async.tmdb.retry import Backoff, GaveUp, Refused, Retries, Retryable, RetryAfterOrBackoff
+from tmdb_async.tmdb.client import TmdbClient
+from tmdb_async.tmdb.retry import Backoff, Retries, RetryAfterOrBackoff
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
 

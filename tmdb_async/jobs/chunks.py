@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tmdb_async.errors import TmdbUnreachable
+from tmdb_async.errors import LookupFailed, TmdbUnreachable
 from tmdb_async.jobs.deadlines import Remaining
 from tmdb_async.jobs.source import IdEntry
 from tmdb_async.lake.homes import Home
@@ -36,7 +36,8 @@ from tmdb_async.lake.idmap import FLUSH_AT, LakeIdMap
 from tmdb_async.lake.ledger import Ledger
 from tmdb_async.lake.profile import Profile
 from tmdb_async.settings import Settings
-from tmdb_async.tmdb.client import Deleted, Found, LookupFailed, NotFound, TmdbClient
+from tmdb_async.tmdb.answers import Deleted, Found, NotFound
+from tmdb_async.tmdb.client import TmdbClient
 
 log = logging.getLogger(__name__)
 

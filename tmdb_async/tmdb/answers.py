@@ -62,18 +62,6 @@ class Deleted:
     again: bool = False
 
 
-class LookupFailed(Exception):
-    """An id could not be looked up: retries exhausted, a request TMDB refuses (4xx), or an
-    unexpected error while asking. ``reason`` is redacted and safe to write anywhere;
-    ``refused`` says another attempt would get the same answer (not an outage)."""
-
-    def __init__(self, reason: str, attempts: int, refused: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.attempts = attempts
-        self.refused = refused
-
-
 # --- what one attempt's answer means ---------------------------------------------------------
 
 VerdictKind = Literal["ok", "not_found", "retry", "fail", "rejected"]

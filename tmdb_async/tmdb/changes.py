@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from tmdb_async.errors import ExitCode, IngestError, first_error
+from tmdb_async.errors import LookupFailed, TmdbUnavailable, first_error
 from tmdb_async.settings import MEDIA_TYPES, MediaType
-from tmdb_async.tmdb.client import LookupFailed, TmdbClient
+from tmdb_async.tmdb.client import TmdbClient
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +33,6 @@ MAX_DAYS: Final = 14  # days a change-list request may span (TMDB: 422, status_c
 MAX_PAGE: Final = 500  # the last page TMDB serves (400, status_code 22)
 
 DAY: Final = dt.timedelta(days=1)
-
-
-class TmdbUnavailable(IngestError):
-    """TMDB did not answer a request the refresh cannot do without (a change list page)
-    after every retry; nothing is marked refreshed, run it again."""
-
-    exit_code = ExitCode.FAILED_IDS
 
 
 @dataclass(frozen=True, slots=True)

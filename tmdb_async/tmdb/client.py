@@ -51,7 +51,14 @@ from yarl import URL
 
 from tmdb_async._version import __version__
 from tmdb_async.credentials import Credentials
-from tmdb_async.errors import CredentialsError, TmdbUnreachable
+from tmdb_async.errors import (
+    CredentialsError,
+    GaveUp,
+    LookupFailed,
+    Refused,
+    Retryable,
+    TmdbUnreachable,
+)
 from tmdb_async.redaction import describe_error, redact, register_secret
 from tmdb_async.settings import Detail, Kind, MediaType, Settings
 from tmdb_async.tmdb.answers import (
@@ -59,25 +66,20 @@ from tmdb_async.tmdb.answers import (
     REASON_LIMIT,
     Deleted,
     Found,
-    LookupFailed,
     NotFound,
     classify,
     classify_error,
 )
 from tmdb_async.tmdb.breaker import CONNECT_SHARE, Breaker
-from tmdb_async.tmdb.retry import GaveUp, Refused, Retries, Retryable
+from tmdb_async.tmdb.retry import Retries
 from tmdb_async.tmdb.route import Router
 from tmdb_async.tmdb.throttle import Throttle
 
 __all__ = [
     "ClientOptions",
     "ClientStats",
-    "Deleted",
-    "Found",
     "IdMap",
     "KnownTitle",
-    "LookupFailed",
-    "NotFound",
     "TmdbClient",
 ]
 

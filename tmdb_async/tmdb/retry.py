@@ -30,46 +30,10 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
+from tmdb_async.errors import GaveUp, Refused, Retryable
 from tmdb_async.tmdb.breaker import HOLD_SECONDS, Breaker
 
 T = TypeVar("T")
-
-
-class Retryable(Exception):
-    """An attempt that another attempt may fix: ``reason`` says why, ``retry_after`` is the
-    server's positive ``Retry-After`` in seconds (or ``None``), ``connection`` that no
-    connection was made at all (:data:`~tmdb_async.tmdb.answers.CONNECTION_ERRORS`)."""
-
-    def __init__(
-        self, reason: str, retry_after: float | None = None, *, connection: bool = False
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-        self.connection = connection
-
-
-class Refused(Exception):
-    """An attempt that another attempt would not fix (a 4xx, an unexpected error)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class GaveUp(Exception):
-    """The request failed: ``last`` is its last attempt's error, ``attempts`` how many were
-    made in all (every round of the hold included)."""
-
-    def __init__(self, last: Retryable | Refused, attempts: int) -> None:
-        super().__init__(last.reason)
-        self.last = last
-        self.attempts = attempts
-
-    @property
-    def refused(self) -> bool:
-        """Another attempt would get the same answer (not an outage)."""
-        return isinstance(self.last, Refused)
 
 
 class Backoff(wait_base):

@@ -39,6 +39,7 @@ commit through the same ledger, so each title is still once in the folder.
 
 from __future__ import annotations
 
+from tmdb_async.errors import TmdbUnavailable
 from tmdb_async.jobs.refresh.plan import Group, Plan
 from tmdb_async.jobs.refresh.run import refresh
 from tmdb_async.jobs.refresh.state import (
@@ -51,7 +52,7 @@ from tmdb_async.jobs.refresh.state import (
 )
 from tmdb_async.jobs.refresh.summary import RefreshSummary
 from tmdb_async.jobs.refresh.window import Window, plan_window
-from tmdb_async.tmdb.changes import MAX_DAYS, MAX_PAGE, TmdbUnavailable, read_piece
+from tmdb_async.tmdb.changes import MAX_DAYS, MAX_PAGE, read_piece
 
 __all__ = [
     "MAX_DAYS",
