@@ -1,5 +1,6 @@
-"""Settings without a run: the one schema (issue 9) and the rules of issue 8 rows 12-14
-(finite rates, the deadline margin, credentials, log levels)."""
+"""Settings without a run (:mod:`tmdb_async.settings`): the one schema (issue 9), its checks
+as data (issue 19), and the rules of issue 8 rows 12-14 (finite rates, the deadline margin,
+credentials, log levels)."""
 
 from __future__ import annotations
 
