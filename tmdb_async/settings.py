@@ -89,6 +89,7 @@ class ValueType:
     schema: tuple[str, ...]
     json: tuple[type, ...] = ()
     of_json: Callable[[Any], Any] = lambda value: value
+    quote: bool = True  # False: a refused value is named by its type only (a big container)
 
     def from_json(self, value: Any, where: str) -> Any:
         if isinstance(value, self.json) and (bool in self.json or not isinstance(value, bool)):
@@ -97,7 +98,7 @@ class ValueType:
             except ValueError:
                 raise UsageError(f"{where}: expected {self.noun}, got {value!r}") from None
         if not isinstance(value, str) or self.text is None:
-            got = repr(value) if self.json else type(value).__name__
+            got = repr(value) if self.json and self.quote else type(value).__name__
             raise UsageError(f"{where}: expected {self.noun}, got {got}")
         try:
             return self.text(value, where)
@@ -108,7 +109,7 @@ class ValueType:
 
 
 def _whole(value: float) -> int:
-    if value != int(value):
+    if not math.isfinite(value) or value != int(value):
         raise ValueError(value)
     return int(value)
 
@@ -145,6 +146,9 @@ DAY = ValueType("a string", parse_day, ("string",))
 COUNT = ValueType("an integer", None, ("integer",), (int, float), _whole)
 #: A non-empty JSON string, never another type: a prepare event's execution identity.
 NAME = ValueType("a non-empty string", None, ("string",), (str,), _non_empty)
+#: A batch's ``Items`` (CSV rows) and ``BatchInput`` (an object of its own keys).
+ROWS = ValueType("a list of CSV rows", None, ("array",), (list,), quote=False)
+OBJECT = ValueType("an object", None, ("object",), (Mapping,), quote=False)
 
 
 # --- checks: data, one rule per setting, its message naming the setting ------------------
@@ -371,7 +375,8 @@ class Option:
     sets the opposite of its default); ``env`` the environment variable giving a default to
     the CLI and Lambda; ``event`` the key of a direct Lambda event, also allowed in a
     Distributed Map ``BatchInput`` when ``batch``; ``public`` the name in manifests,
-    summaries and validation messages (``None``: the setting is not shown).
+    summaries and validation messages (``None``: the setting is not shown). An event key
+    whose value is ``null`` is not given, unless not ``nullable``.
     """
 
     help: str
@@ -383,6 +388,15 @@ class Option:
     batch: bool = False
     public: str | None = ""  # "": the field's own name
     metavar: str | None = None
+    nullable: bool = True
+
+    def schema(self) -> JsonSchema:
+        """This option as the JSON Schema of an event key: its JSON types and its check."""
+        types = [*self.type.schema, *(["null"] if self.nullable else [])]
+        fragment: JsonSchema = {"description": self.help, "type": types}
+        if self.check is not None:
+            fragment.update(self.check.schema())
+        return fragment
 
 
 _OPTION = "tmdb_option"
@@ -713,18 +727,6 @@ BATCH_ONLY: dict[str, Option] = {
 }
 
 
-def event_keys(*, batch: bool) -> dict[str, tuple[str, Option]]:
-    """Event key -> (settings keyword, option): a direct event's, or a BatchInput's."""
-    keys = {
-        s.option.event: (s.name, s.option)
-        for s in SCHEMA
-        if s.option.event and (s.option.batch or not batch)
-    }
-    if batch:
-        keys.update({key: (key, option) for key, option in BATCH_ONLY.items()})
-    return keys
-
-
 def check_keys(mapping: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
     """Refuse the first key of ``mapping`` that is not ``allowed``, listing those that are."""
     allowed = set(allowed)
@@ -735,25 +737,91 @@ def check_keys(mapping: Mapping[str, Any], allowed: Iterable[str], where: str) -
         )
 
 
+@dataclass(frozen=True, slots=True)
+class EventShape:
+    """One shape of Lambda event (or of an object inside one): every key it may have, each
+    read by an :class:`Option`, and nothing else. The same declaration reads an event
+    (:meth:`read`) and documents it (:meth:`schema`, ``docs/events.schema.json``).
+
+    ``keys`` maps an event key to the Settings keyword it gives (or a name of its own) and
+    its option. ``required`` are the keys the handler tells this shape by; ``nested`` reads
+    a key whose value is an object of its own shape (a batch's ``BatchInput``).
+    """
+
+    title: str
+    description: str
+    keys: Mapping[str, tuple[str, Option]]
+    required: tuple[str, ...] = ()
+    nested: Mapping[str, EventShape] = field(default_factory=dict)
+
+    def read(self, event: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """Keyword -> value: unknown keys refused, each value type-checked (a ``null`` is
+        left out), every error naming ``where.key``. A setting's value is checked later by
+        :meth:`Settings.validate` (naming the setting); any other key's here."""
+        check_keys(event, self.keys, where)
+        values: dict[str, Any] = {}
+        for key, value in event.items():
+            name, option = self.keys[key]
+            if value is None and option.nullable:
+                continue
+            at = f"{where}.{key}"
+            values[name] = option.type.from_json(value, at)
+            if key in self.nested:
+                values[name] = self.nested[key].read(values[name], at)
+            elif name not in _SETTING_NAMES and option.check is not None:
+                option.check.check(values[name], at)
+        return values
+
+    def schema(self) -> JsonSchema:
+        properties: JsonSchema = {}
+        for key, (_, option) in self.keys.items():
+            fragment = option.schema()
+            if key in self.nested:
+                fragment = {**self.nested[key].schema(), "type": fragment["type"]}
+            properties[key] = fragment
+        shape: JsonSchema = {
+            "title": self.title,
+            "description": self.description,
+            "type": "object",
+            "properties": properties,
+        }
+        if self.required:
+            shape["required"] = list(self.required)
+        shape["additionalProperties"] = False
+        return shape
+
+
+_SETTING_NAMES = frozenset(spec.name for spec in SCHEMA)
+
+
+def _setting_keys(*, batch: bool) -> dict[str, tuple[str, Option]]:
+    return {
+        s.option.event: (s.name, s.option)
+        for s in SCHEMA
+        if s.option.event and (s.option.batch or not batch)
+    }
+
+
+#: A direct event: every setting with an event key.
+RUN_EVENT = EventShape(
+    "run",
+    "A direct run: the ids of a CSV on S3 (defaults from the same environment variables as "
+    "the CLI).",
+    _setting_keys(batch=False),
+    required=("source",),
+)
+#: A Distributed Map batch's ``BatchInput``: the batch settings, and the fleet's two keys.
+BATCH_INPUT = EventShape(
+    "BatchInput",
+    "What every batch of one Distributed Map shares. Each invocation gets "
+    "rate = global_rate / max_concurrency and concurrency = 20 // max_concurrency unless "
+    "rate or concurrency is given.",
+    {**_setting_keys(batch=True), **{key: (key, option) for key, option in BATCH_ONLY.items()}},
+)
+
+
 def event_values(event: Mapping[str, Any], where: str, *, batch: bool = False) -> dict[str, Any]:
-    """Settings keywords of a direct event or a BatchInput: unknown keys refused, each value
-    type-checked (a ``null`` is left out), every error naming ``where.key``. A batch's
-    ``global_rate`` / ``max_concurrency`` are checked here and stay in the result for
-    :func:`fleet_share`."""
-    keys = event_keys(batch=batch)
-    check_keys(event, keys, where)
-    values: dict[str, Any] = {}
-    for key, value in event.items():
-        if value is None:
-            continue
-        name, option = keys[key]
-        values[name] = option.type.from_json(value, f"{where}.{key}")
-        if key in BATCH_ONLY and batch and option.check is not None:
-            option.check.check(values[name], f"{where}.{key}")
-    return values
-
-
-# --- credentials and logging -----------------------------------------------------------------
-
-
-# --- deadlines: one rule for the CLI's --time-budget and Lambda's remaining time -----------
+    """Settings keywords of a direct event or a BatchInput (:meth:`EventShape.read`). A
+    batch's ``global_rate`` / ``max_concurrency`` are checked here and stay in the result
+    for :func:`~tmdb_async.jobs.fleet.fleet_share`."""
+    return (BATCH_INPUT if batch else RUN_EVENT).read(event, where)
