@@ -74,6 +74,7 @@ from tmdb_async.settings import (
     EventShape,
     JsonSchema,
     Option,
+    Required,
     Settings,
     settings_from,
 )
@@ -252,6 +253,7 @@ BATCH_EVENT = EventShape(
     required=("Items",),
     nested={"BatchInput": BATCH_INPUT},
 )
+_NAMED = Required("the state machine passes its own identity")
 #: The prepare step: the distinct ids of a big CSV as a small one, and the batch plan.
 PREPARE_EVENT = EventShape(
     "prepare",
@@ -268,9 +270,12 @@ PREPARE_EVENT = EventShape(
         "max_concurrency": _own(
             "max_concurrency", Option("child workflows at once", COUNT, AT_LEAST_1)
         ),
-        "state_machine": _own("state_machine", Option("the state machine's ARN", NAME)),
-        "execution": _own("execution", Option("this execution's ARN", NAME)),
-        "execution_started": _own("execution_started", Option("this execution's start time", NAME)),
+        # NAME refuses an empty string itself; the check puts minLength in the schema.
+        "state_machine": _own("state_machine", Option("the state machine's ARN", NAME, _NAMED)),
+        "execution": _own("execution", Option("this execution's ARN", NAME, _NAMED)),
+        "execution_started": _own(
+            "execution_started", Option("this execution's start time", NAME, _NAMED)
+        ),
     },
     required=("action",),
 )

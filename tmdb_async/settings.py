@@ -228,10 +228,7 @@ class Names:
                 raise UsageError(f"{name}: {part!r} is not a TMDB namespace name")
 
     def schema(self) -> JsonSchema:
-        return {
-            "pattern": r"^[\s,]*([a-z_]+\s*(,[\s,]*|$))*$",
-            "description": f"comma-separated, at most {self.most} names",
-        }
+        return {"pattern": r"^[\s,]*([a-z_]+\s*(,[\s,]*|$))*$"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +393,8 @@ class Option:
         fragment: JsonSchema = {"description": self.help, "type": types}
         if self.check is not None:
             fragment.update(self.check.schema())
+        if "enum" in fragment and self.nullable:  # an enum holds every allowed value
+            fragment["enum"] = [*fragment["enum"], None]
         return fragment
 
 
