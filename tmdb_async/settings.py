@@ -1,10 +1,13 @@
 """Run settings: one frozen dataclass that is also the one schema of every setting.
 
 Each field of :class:`Settings` declares, once, in its :class:`Option` metadata: its type,
-default, environment variable, CLI flag, event key and validation. Everything else is
-derived from that declaration: the CLI's options (:mod:`tmdb_async.cli`), the environment
-reader (:func:`env_defaults`), the event reader and type checker (:func:`event_values`, used
-by :mod:`tmdb_async.events`), :meth:`Settings.validate` and :meth:`Settings.public`.
+default, environment variable, CLI flag, event key and validation. The validation is data
+(:class:`Range`, :class:`Choice`, :class:`Pattern`, :class:`Finite`, …: frozen dataclasses
+with ``check`` and ``schema``), so it can be run, type-checked and read. Everything else is
+derived from that declaration: the CLI's options and help (:mod:`tmdb_async.cli`), the
+environment reader (:func:`env_defaults`), the event shapes (:class:`EventShape`, read and
+documented as JSON Schema by :mod:`tmdb_async.events`), :meth:`Settings.validate` and
+:meth:`Settings.public`.
 
 Every knob has a default that works against the real TMDB (20 connections, 40 requests/s,
 ``pt-BR``). A value that cannot be parsed names where it came from (``--rate``,
