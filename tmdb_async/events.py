@@ -229,30 +229,34 @@ _PREPARE_PLAN = ("max_items_per_batch", "max_concurrency")
 _PREPARE_RUN = ("state_machine", "execution", "execution_started")
 
 
-def _own(key: str, option: Option) -> tuple[str, Option]:
-    """An event key that is no setting: read under its own name."""
-    return key, option
+def _own(**options: Option) -> dict[str, tuple[str, Option]]:
+    """Event keys that are no setting, each read under its own name."""
+    return {key: (key, option) for key, option in options.items()}
 
 
-def _setting(name: str) -> tuple[str, Option]:
-    return next((spec.name, spec.option) for spec in SCHEMA if spec.name == name)
+def _settings_of(*names: str) -> dict[str, tuple[str, Option]]:
+    """The event keys of these settings (by name), read as the settings."""
+    return {
+        s.option.event: (s.name, s.option) for s in SCHEMA if s.name in names and s.option.event
+    }
 
 
-def _action(name: str) -> tuple[str, Option]:
-    return _own("action", Option(f"{name!r}: this shape", check=Choice((name,)), nullable=False))
+def _action(name: str) -> Option:
+    return Option(f"always {name!r}: tells this shape apart", check=Choice((name,)), nullable=False)
 
 
 #: A Step Functions Distributed Map batch: its rows and what every batch shares.
 BATCH_EVENT = EventShape(
     "batch",
     "A Distributed Map batch: the ItemBatcher's rows and the BatchInput every batch shares.",
-    {
-        "Items": _own("Items", Option("CSV rows (ItemReader)", ROWS, nullable=False)),
-        "BatchInput": _own("BatchInput", Option("what every batch shares", OBJECT)),
-    },
+    _own(
+        Items=Option("CSV rows (the ItemReader's)", ROWS, nullable=False),
+        BatchInput=Option("what every batch shares", OBJECT),
+    ),
     required=("Items",),
     nested={"BatchInput": BATCH_INPUT},
 )
+#: NAME refuses an empty string itself; this check puts ``minLength`` in the schema.
 _NAMED = Required("the state machine passes its own identity")
 #: The prepare step: the distinct ids of a big CSV as a small one, and the batch plan.
 PREPARE_EVENT = EventShape(
@@ -261,31 +265,25 @@ PREPARE_EVENT = EventShape(
     "(given both counts). state_machine, execution and execution_started go together: the "
     "execution then first waits for no earlier execution of the same state machine.",
     {
-        "action": _action("prepare"),
-        "source": _setting("source"),
-        "dest": _setting("dest"),
-        "max_items_per_batch": _own(
-            "max_items_per_batch", Option("ids per batch at most", COUNT, AT_LEAST_1)
-        ),
-        "max_concurrency": _own(
-            "max_concurrency", Option("child workflows at once", COUNT, AT_LEAST_1)
-        ),
-        # NAME refuses an empty string itself; the check puts minLength in the schema.
-        "state_machine": _own("state_machine", Option("the state machine's ARN", NAME, _NAMED)),
-        "execution": _own("execution", Option("this execution's ARN", NAME, _NAMED)),
-        "execution_started": _own(
-            "execution_started", Option("this execution's start time", NAME, _NAMED)
+        **_own(action=_action("prepare")),
+        **_settings_of("source", "dest"),
+        **_own(
+            max_items_per_batch=Option("ids per batch at most", COUNT, AT_LEAST_1),
+            max_concurrency=Option("child workflows at once", COUNT, AT_LEAST_1),
+            state_machine=Option("the state machine's ARN", NAME, _NAMED),
+            execution=Option("this execution's ARN", NAME, _NAMED),
+            execution_started=Option("this execution's start time", NAME, _NAMED),
         ),
     },
     required=("action",),
 )
 
 
-def _refresh_key(spec_name: str) -> tuple[str, Option]:
-    name, option = _setting(spec_name)
-    if name == "date":  # a scheduled refresh passes its scheduled time: the UTC date
-        option = replace(option, type=DAY, help=f"{option.help}; or a timestamp (its UTC date)")
-    return name, option
+def _refresh_settings() -> dict[str, tuple[str, Option]]:
+    keys = _settings_of(*REFRESH_SETTINGS)
+    name, date = keys["date"]  # a scheduled refresh passes its scheduled time: the UTC date
+    keys["date"] = name, replace(date, type=DAY, help=f"{date.help}; or a timestamp (its UTC date)")
+    return keys
 
 
 #: A refresh: the settings of :data:`~tmdb_async.settings.REFRESH_SETTINGS` that have an
@@ -294,20 +292,15 @@ REFRESH_EVENT = EventShape(
     "refresh",
     "Fetch again the lake's titles TMDB changed, into the processing date's folder.",
     {
-        "action": _action("refresh"),
-        "since": _own(
-            "since",
-            Option(
+        **_own(
+            action=_action("refresh"),
+            since=Option(
                 "read the change lists from this day (default: the day after the last "
                 "refresh); a timestamp gives its UTC date",
                 DAY,
             ),
         ),
-        **{
-            s.option.event: _refresh_key(s.name)
-            for s in SCHEMA
-            if s.name in REFRESH_SETTINGS and s.option.event
-        },
+        **_refresh_settings(),
     },
     required=("action",),
 )
