@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SAM_VENV ?= .venv-sam
 
-.PHONY: demo test lint validate-template bench layer install-check clean
+.PHONY: demo test lint validate-template bench layer install-check clean schema
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ install-check:
 	build/install-check/bin/python -m pip install -q .
 	cd build && install-check/bin/tmdb-ingest run --help >/dev/null
 	rm -rf build tmdb_ingest.egg-info
+
+# docs/events.schema.json: the JSON Schema of every Lambda event, from tmdb_async/events.py.
+schema: $(VENV)/.dev
+	$(PY) -m tmdb_devtools schema
 
 layer: $(VENV)/.dev
 	$(PY) layer/build.py

@@ -42,12 +42,13 @@ from tmdb_async.jobs.ingest import Summary, run
 from tmdb_async.jobs.refresh import RefreshSummary, refresh
 from tmdb_async.lake import idmap
 from tmdb_async.lake.storage import open_store
-from tmdb_async.log import log_level
+from tmdb_async.log import LOG_LEVELS, log_level
 from tmdb_async.settings import (
     BOOL,
     FLOAT,
     REFRESH_SETTINGS,
     SCHEMA,
+    Choice,
     Settings,
     Spec,
     ValueType,
@@ -77,6 +78,16 @@ def _help(spec: Spec) -> str:
     return f"{option.help} ({'; '.join(notes)})" if notes else option.help
 
 
+def _metavar(spec: Spec) -> str:
+    """The placeholder of an option's value: its choices when its check is a
+    :class:`~tmdb_async.settings.Choice`, else the declared one, else the flag's name."""
+    check = spec.option.check
+    if isinstance(check, Choice):
+        return "{" + ",".join(check.choices) + "}"
+    flag = spec.option.flag or spec.name
+    return spec.option.metavar or flag.lstrip("-").replace("-", "_").upper()
+
+
 def _add_settings(parser: argparse.ArgumentParser, only: frozenset[str] | None = None) -> None:
     """One argparse option per setting with a flag (``only`` those named), from the schema.
     Values stay text and are parsed by :func:`settings_from_args`, so a bad one is a
@@ -92,8 +103,7 @@ def _add_settings(parser: argparse.ArgumentParser, only: frozenset[str] | None =
                 flag, dest=spec.name, action="store_const", const=not spec.default, help=_help(spec)
             )
         else:
-            metavar = spec.option.metavar or flag.lstrip("-").replace("-", "_").upper()
-            parser.add_argument(flag, dest=spec.name, metavar=metavar, help=_help(spec))
+            parser.add_argument(flag, dest=spec.name, metavar=_metavar(spec), help=_help(spec))
 
 
 def _prog() -> str:
@@ -141,7 +151,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--quiet", action="store_true", help="no progress bar, no summary text")
         sub.add_argument(
             "--log-level",
-            help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default WARNING; env TMDB_LOG_LEVEL)",
+            help=f"{', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]} (default WARNING; env "
+            "TMDB_LOG_LEVEL)",
         )
     return parser
 

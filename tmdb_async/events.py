@@ -24,7 +24,9 @@ Four event shapes (anything else is a :class:`~tmdb_async.errors.UsageError`):
   retry to continue it.
 
 Which keys each shape takes, their types and checks, and the ``global_rate`` /
-``max_concurrency`` rule all come from the settings schema in :mod:`tmdb_async.settings`.
+``max_concurrency`` rule all come from the settings schema in :mod:`tmdb_async.settings`:
+each shape is an :class:`~tmdb_async.settings.EventShape` (:data:`SHAPES`), which both reads
+an event and, through :func:`events_schema`, documents it as ``docs/events.schema.json``.
 
 The deadline is the context's remaining time, with the same safety margin rule as the CLI's
 ``--time-budget`` (:func:`~tmdb_async.jobs.deadlines.deadline_margin`): no new chunk starts
@@ -37,10 +39,10 @@ the same work back for ever.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from tmdb_async import log as logsetup
@@ -58,12 +60,22 @@ from tmdb_async.jobs.prepare import ExecutionRef, prepare_ids
 from tmdb_async.jobs.refresh import refresh
 from tmdb_async.lake.storage import parse_s3, s3_error_code
 from tmdb_async.settings import (
+    AT_LEAST_1,
+    BATCH_INPUT,
+    COUNT,
+    DAY,
+    NAME,
+    OBJECT,
     REFRESH_SETTINGS,
+    ROWS,
+    RUN_EVENT,
     SCHEMA,
+    Choice,
+    EventShape,
+    JsonSchema,
+    Option,
+    Required,
     Settings,
-    check_keys,
-    event_values,
-    parse_date,
     settings_from,
 )
 
@@ -164,28 +176,22 @@ async def handle(
     remaining, margin = _margin(context, env)
 
     if event.get("action") == "prepare":
-        check_keys(event, ("action", "source", "dest", *_PREPARE_PLAN, *_PREPARE_RUN), "event")
-        given = {k: v for k, v in event.items() if k in ("source", "dest")}
-        values = event_values(given, "event")
+        values = PREPARE_EVENT.read(event, "event")
         source = values.pop("source", "")
         _check_location(source, "event.source", env)
-        settings = _settings(values, source, env)
-        plan = {k: _count(event.get(k), f"event.{k}") for k in _PREPARE_PLAN}
+        settings = _settings({k: v for k, v in values.items() if k == "dest"}, source, env)
+        plan = {k: values.get(k) for k in _PREPARE_PLAN}
         logsetup.log_context.set({"request_id": request_id, "action": "prepare"})
-        return await prepare_ids(settings, **plan, execution=_execution(event))
+        return await prepare_ids(settings, **plan, execution=_execution(values))
 
     if event.get("action") == "refresh":
         return await _refresh(event, env, request_id, remaining, margin)
 
     if "Items" in event:
-        check_keys(event, ("Items", "BatchInput"), "event")
-        items = event["Items"]
-        if not isinstance(items, list):
-            raise UsageError("event.Items: expected a list of CSV rows")
+        read = BATCH_EVENT.read(event, "event")
+        items = read["Items"]
         batch = event.get("BatchInput") or {}
-        if not isinstance(batch, Mapping):
-            raise UsageError("event.BatchInput: expected an object")
-        values = fleet_share(event_values(batch, "event.BatchInput", batch=True))
+        values = fleet_share(read.get("BatchInput", {}))
         settings = _settings(values, "items", env)
         settings = settings.with_changes(credentials=await _credentials(env)).validate()
         label = f"{len(items)} items"
@@ -198,7 +204,7 @@ async def handle(
         return result
 
     if "source" in event:
-        values = event_values(event, "event")
+        values = RUN_EVENT.read(event, "event")
         source = values.pop("source", "")
         _check_location(source, "event.source", env)
         settings = _settings(values, source, env)
@@ -223,20 +229,104 @@ _PREPARE_PLAN = ("max_items_per_batch", "max_concurrency")
 _PREPARE_RUN = ("state_machine", "execution", "execution_started")
 
 
-def _count(value: Any, where: str) -> int | None:
-    """An optional integer ≥ 1 of an event (``None`` when absent)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        raise UsageError(f"{where}: expected an integer, got {value!r}")
-    if value < 1:
-        raise UsageError(f"{where}: {int(value)} must be at least 1")
-    return int(value)
+def _own(**options: Option) -> dict[str, tuple[str, Option]]:
+    """Event keys that are no setting, each read under its own name."""
+    return {key: (key, option) for key, option in options.items()}
 
 
-def _execution(event: Mapping[str, Any]) -> ExecutionRef | None:
+def _settings_of(*names: str) -> dict[str, tuple[str, Option]]:
+    """The event keys of these settings (by name), read as the settings."""
+    return {
+        s.option.event: (s.name, s.option) for s in SCHEMA if s.name in names and s.option.event
+    }
+
+
+def _action(name: str) -> Option:
+    return Option(f"always {name!r}: tells this shape apart", check=Choice((name,)), nullable=False)
+
+
+#: A Step Functions Distributed Map batch: its rows and what every batch shares.
+BATCH_EVENT = EventShape(
+    "batch",
+    "A Distributed Map batch: the ItemBatcher's rows and the BatchInput every batch shares.",
+    _own(
+        Items=Option("CSV rows (the ItemReader's)", ROWS, nullable=False),
+        BatchInput=Option("what every batch shares", OBJECT),
+    ),
+    required=("Items",),
+    nested={"BatchInput": BATCH_INPUT},
+)
+#: NAME refuses an empty string itself; this check puts ``minLength`` in the schema.
+_NAMED = Required("the state machine passes its own identity")
+#: The prepare step: the distinct ids of a big CSV as a small one, and the batch plan.
+PREPARE_EVENT = EventShape(
+    "prepare",
+    "Write the distinct ids of a CSV for the Distributed Map and return the batch plan "
+    "(given both counts). state_machine, execution and execution_started go together: the "
+    "execution then first waits for no earlier execution of the same state machine.",
+    {
+        **_own(action=_action("prepare")),
+        **_settings_of("source", "dest"),
+        **_own(
+            max_items_per_batch=Option("ids per batch at most", COUNT, AT_LEAST_1),
+            max_concurrency=Option("child workflows at once", COUNT, AT_LEAST_1),
+            state_machine=Option("the state machine's ARN", NAME, _NAMED),
+            execution=Option("this execution's ARN", NAME, _NAMED),
+            execution_started=Option("this execution's start time", NAME, _NAMED),
+        ),
+    },
+    required=("action",),
+)
+
+
+def _refresh_settings() -> dict[str, tuple[str, Option]]:
+    keys = _settings_of(*REFRESH_SETTINGS)
+    name, date = keys["date"]  # a scheduled refresh passes its scheduled time: the UTC date
+    keys["date"] = name, replace(date, type=DAY, help=f"{date.help}; or a timestamp (its UTC date)")
+    return keys
+
+
+#: A refresh: the settings of :data:`~tmdb_async.settings.REFRESH_SETTINGS` that have an
+#: event key (``tmdb_url`` has none: a function's TMDB is its ``TMDB_BASE_URL``).
+REFRESH_EVENT = EventShape(
+    "refresh",
+    "Fetch again the lake's titles TMDB changed, into the processing date's folder.",
+    {
+        **_own(
+            action=_action("refresh"),
+            since=Option(
+                "read the change lists from this day (default: the day after the last "
+                "refresh); a timestamp gives its UTC date",
+                DAY,
+            ),
+        ),
+        **_refresh_settings(),
+    },
+    required=("action",),
+)
+
+#: Every event shape the handler takes, in the order it tells them apart.
+SHAPES: tuple[EventShape, ...] = (PREPARE_EVENT, REFRESH_EVENT, BATCH_EVENT, RUN_EVENT)
+
+
+def events_schema() -> JsonSchema:
+    """The JSON Schema of every event :func:`handle` takes, from the same declarations that
+    read them (``python -m tmdb_devtools schema`` writes it to ``docs/events.schema.json``).
+    Python stays the judge: the schema cannot say that a rate is finite, or that
+    ``append_to_response`` has at most 20 names."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "tmdb-ingest Lambda events",
+        "description": "The events handler.lambda_handler takes (tmdb_async/events.py). "
+        "Generated by `python -m tmdb_devtools schema`; do not edit.",
+        "oneOf": [{"$ref": f"#/$defs/{shape.title}"} for shape in SHAPES],
+        "$defs": {shape.title: shape.schema() for shape in SHAPES},
+    }
+
+
+def _execution(values: Mapping[str, Any]) -> ExecutionRef | None:
     """The execution a prepare event names (all three fields, or none of them)."""
-    given = {k: event.get(k) for k in _PREPARE_RUN if event.get(k) is not None}
+    given = {k: values[k] for k in _PREPARE_RUN if k in values}
     if not given:
         return None
     missing = [k for k in _PREPARE_RUN if k not in given]
@@ -245,20 +335,7 @@ def _execution(event: Mapping[str, Any]) -> ExecutionRef | None:
             f"event.{missing[0]}: missing (state_machine, execution and "
             "execution_started go together)"
         )
-    for key, value in given.items():
-        if not isinstance(value, str) or not value:
-            raise UsageError(f"event.{key}: expected a non-empty string, got {value!r}")
-    return ExecutionRef(
-        str(given["state_machine"]), str(given["execution"]), str(given["execution_started"])
-    )
-
-
-#: What a refresh event may set besides ``action`` and ``since``: where, when, how fast.
-#: The event keys of :data:`~tmdb_async.settings.REFRESH_SETTINGS` (``tmdb_url`` has none: a
-#: function's TMDB is its environment's ``TMDB_BASE_URL``).
-_REFRESH_KEYS = tuple(
-    s.option.event for s in SCHEMA if s.name in REFRESH_SETTINGS and s.option.event
-)
+    return ExecutionRef(given["state_machine"], given["execution"], given["execution_started"])
 
 
 async def _refresh(
@@ -268,16 +345,10 @@ async def _refresh(
     remaining: Callable[[], float] | None,
     margin: float,
 ) -> dict[str, Any]:
-    check_keys(event, ("action", "since", *_REFRESH_KEYS), "event")
-    given = {k: v for k, v in event.items() if k not in ("action", "since")}
-    if isinstance(given.get("date"), str):
-        given["date"] = _day(given["date"], "event.date")
-    since = event.get("since")
-    if since is not None:
-        since = parse_date(
-            _day(since, "event.since") if isinstance(since, str) else since, "event.since"
-        )
-    settings = _settings(event_values(given, "event"), "refresh", env)
+    values = REFRESH_EVENT.read(event, "event")
+    values.pop("action")
+    since = values.pop("since", None)
+    settings = _settings(values, "refresh", env)
     settings = settings.with_changes(credentials=await _credentials(env)).validate()
     logsetup.log_context.set({"request_id": request_id, "action": "refresh"})
     _require_time(remaining, margin)
@@ -289,16 +360,3 @@ async def _refresh(
             "the same event again continues it"
         )
     return summary.as_dict()
-
-
-def _day(value: str, where: str) -> str:
-    """``YYYY-MM-DD`` of a date or of an RFC 3339 timestamp (its UTC date)."""
-    if "T" not in value:
-        return value
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{where}: {value!r} is not a date or a timestamp") from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC)
-    return moment.date().isoformat()

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tmdb_async.errors import UsageError
 from tmdb_async.redaction import MASK, describe_error, redact, register_secret
+from tmdb_async.settings import Choice
 
 __all__ = [
     "MASK",
@@ -139,13 +139,15 @@ def _install(handler: logging.Handler, level: str) -> None:
 
 
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LOG_LEVEL = Choice(LOG_LEVELS)
 
 
 def parse_log_level(value: str, where: str) -> str:
-    """One of :data:`LOG_LEVELS`, case-insensitive, else a :class:`UsageError`."""
+    """One of :data:`LOG_LEVELS`, case-insensitive, else a :class:`UsageError` quoting the
+    value as given."""
     level = value.strip().upper()
-    if level not in LOG_LEVELS:
-        raise UsageError(f"{where}: {value!r} is not one of {', '.join(LOG_LEVELS)}")
+    if level not in _LOG_LEVEL.choices:
+        _LOG_LEVEL.check(value, where)
     return level
 
 

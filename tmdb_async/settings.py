@@ -1,10 +1,13 @@
 """Run settings: one frozen dataclass that is also the one schema of every setting.
 
 Each field of :class:`Settings` declares, once, in its :class:`Option` metadata: its type,
-default, environment variable, CLI flag, event key and validation. Everything else is
-derived from that declaration: the CLI's options (:mod:`tmdb_async.cli`), the environment
-reader (:func:`env_defaults`), the event reader and type checker (:func:`event_values`, used
-by :mod:`tmdb_async.events`), :meth:`Settings.validate` and :meth:`Settings.public`.
+default, environment variable, CLI flag, event key and validation. The validation is data
+(:class:`Range`, :class:`Choice`, :class:`Pattern`, :class:`Finite`, …: frozen dataclasses
+with ``check`` and ``schema``), so it can be run, type-checked and read. Everything else is
+derived from that declaration: the CLI's options and help (:mod:`tmdb_async.cli`), the
+environment reader (:func:`env_defaults`), the event shapes (:class:`EventShape`, read and
+documented as JSON Schema by :mod:`tmdb_async.events`), :meth:`Settings.validate` and
+:meth:`Settings.public`.
 
 Every knob has a default that works against the real TMDB (20 connections, 40 requests/s,
 ``pt-BR``). A value that cannot be parsed names where it came from (``--rate``,
@@ -21,7 +24,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 from tmdb_async.credentials import Credentials
 from tmdb_async.errors import UsageError
@@ -53,10 +56,6 @@ MAX_TIMEOUT = 300.0  # seconds per request: a third of a Lambda invocation; long
 DEFAULT_TMDB_URL = "https://api.themoviedb.org"
 DEFAULT_APPEND = ("credits", "keywords", "external_ids")
 
-_LANGUAGE = re.compile(r"^[a-z]{2}(-[A-Z]{2})?$")
-_APPEND_NAME = re.compile(r"^[a-z_]+$")
-
-
 # --- value types: one parser for text (CLI, environment) and one for JSON (events) --------
 
 
@@ -85,18 +84,24 @@ def _number(convert: Callable[[str], Any], noun: str) -> Callable[[str, str], An
 class ValueType:
     """How a setting's value is read. ``text`` parses a CLI argument or an environment
     variable (``where`` names it); an event value is one of the ``json`` types (converted by
-    ``of_json``) or a string given to ``text``."""
+    ``of_json``, whose ValueError means "not one of them") or a string given to ``text``.
+    ``schema`` names the JSON types an event may use, the text form's ``string`` included."""
 
     noun: str  # "expected <noun>" in event errors
     text: Callable[[str, str], Any] | None  # None: no text form (booleans are flags)
+    schema: tuple[str, ...]
     json: tuple[type, ...] = ()
     of_json: Callable[[Any], Any] = lambda value: value
+    quote: bool = True  # False: a refused value is named by its type only (a big container)
 
     def from_json(self, value: Any, where: str) -> Any:
         if isinstance(value, self.json) and (bool in self.json or not isinstance(value, bool)):
-            return self.of_json(value)
+            try:
+                return self.of_json(value)
+            except ValueError:
+                raise UsageError(f"{where}: expected {self.noun}, got {value!r}") from None
         if not isinstance(value, str) or self.text is None:
-            got = repr(value) if self.json else type(value).__name__
+            got = repr(value) if self.json and self.quote else type(value).__name__
             raise UsageError(f"{where}: expected {self.noun}, got {got}")
         try:
             return self.text(value, where)
@@ -106,110 +111,257 @@ class ValueType:
             raise UsageError(f"{where}: expected {self.noun}, got {value!r}") from None
 
 
-TEXT = ValueType("a string", lambda raw, where: raw)
-INT = ValueType("an integer", _number(int, "an integer"), (int,), int)
-FLOAT = ValueType("a number", _number(float, "a number"), (int, float), float)
-BOOL = ValueType("true or false", None, (bool,))  # CLI flags and event booleans
-NAMES = ValueType("a string", lambda raw, where: parse_append(raw))  # "a,b" -> ("a", "b")
-DATE = ValueType("a string", parse_date)
+def _whole(value: float) -> int:
+    if not math.isfinite(value) or value != int(value):
+        raise ValueError(value)
+    return int(value)
 
 
-# --- checks: one rule per setting, its message naming the setting ------------------------
+def _non_empty(value: str) -> str:
+    if not value:
+        raise ValueError(value)
+    return value
 
-Check = Callable[[Any, str], None]
+
+def parse_day(value: str, where: str) -> dt.date:
+    """A date, or the UTC date of an RFC 3339 timestamp (EventBridge Scheduler's
+    ``<aws.scheduler.scheduled-time>``)."""
+    if "T" not in value:
+        return parse_date(value, where)
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{where}: {value!r} is not a date or a timestamp") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC)
+    return moment.date()
 
 
-def _required(hint: str) -> Check:
-    def check(value: Any, name: str) -> None:
+TEXT = ValueType("a string", lambda raw, where: raw, ("string",))
+INT = ValueType("an integer", _number(int, "an integer"), ("integer", "string"), (int,), int)
+FLOAT = ValueType("a number", _number(float, "a number"), ("number", "string"), (int, float), float)
+BOOL = ValueType("true or false", None, ("boolean",), (bool,))  # CLI flags and event booleans
+NAMES = ValueType("a string", lambda raw, where: parse_append(raw), ("string",))  # "a,b"
+DATE = ValueType("a string", parse_date, ("string",))
+#: A date or a timestamp (its UTC date): a refresh's ``date`` and ``since``.
+DAY = ValueType("a string", parse_day, ("string",))
+#: A JSON number that is whole (``4`` or ``4.0``), never a string: a prepare event's counts.
+COUNT = ValueType("an integer", None, ("integer",), (int, float), _whole)
+#: A non-empty JSON string, never another type: a prepare event's execution identity.
+NAME = ValueType("a non-empty string", None, ("string",), (str,), _non_empty)
+#: A batch's ``Items`` (CSV rows) and ``BatchInput`` (an object of its own keys).
+ROWS = ValueType("a list of CSV rows", None, ("array",), (list,), quote=False)
+OBJECT = ValueType("an object", None, ("object",), (Mapping,), quote=False)
+
+
+# --- checks: data, one rule per setting, its message naming the setting ------------------
+#
+# Each check is a small frozen dataclass: ``check(value, name)`` raises the one-line
+# UsageError, ``schema()`` is the same rule as a JSON Schema fragment (docs/events.schema.json).
+# A fragment constrains only values of its JSON type (``minimum`` ignores strings), so a
+# setting that also takes its text form ("12.5") keeps both readings.
+
+JsonSchema = dict[str, Any]
+
+
+class Check(Protocol):
+    """A validation rule that can be read: run it, or show it as JSON Schema."""
+
+    def check(self, value: Any, name: str) -> None: ...
+
+    def schema(self) -> JsonSchema: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Required:
+    """Not empty; ``hint`` says what to give instead."""
+
+    hint: str
+
+    def check(self, value: Any, name: str) -> None:
         if not value:
-            raise UsageError(f"{name}: empty; {hint}")
+            raise UsageError(f"{name}: empty; {self.hint}")
 
-    return check
-
-
-def _one_of(choices: tuple[str, ...]) -> Check:
-    def check(value: Any, name: str) -> None:
-        if value not in choices:
-            raise UsageError(f"{name}: {value!r} is not one of {', '.join(choices)}")
-
-    return check
+    def schema(self) -> JsonSchema:
+        return {"minLength": 1}
 
 
-def _at_least_1(value: int, name: str) -> None:
-    if value < 1:
-        raise UsageError(f"{name}: {value} must be at least 1")
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One of ``choices``."""
+
+    choices: tuple[str, ...]
+
+    def check(self, value: Any, name: str) -> None:
+        if value not in self.choices:
+            raise UsageError(f"{name}: {value!r} is not one of {', '.join(self.choices)}")
+
+    def schema(self) -> JsonSchema:
+        return {"enum": list(self.choices)}
 
 
-def _not_negative(value: float | None, name: str) -> None:
-    if value is not None and value < 0:
-        raise UsageError(f"{name}: {value} is negative")
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """Text matching ``regex`` from its start (``re.match``); ``like`` describes it."""
+
+    regex: str
+    like: str  # "{value!r} is not <like>"
+
+    def check(self, value: Any, name: str) -> None:
+        if not re.match(self.regex, value):
+            raise UsageError(f"{name}: {value!r} is not {self.like}")
+
+    def schema(self) -> JsonSchema:
+        return {"pattern": self.regex}
 
 
-def _chunk(value: int, name: str) -> None:
-    if not 1 <= value <= MAX_CHUNK:
-        raise UsageError(f"{name}: {value} is outside 1..{MAX_CHUNK}")
+@dataclass(frozen=True, slots=True)
+class Names:
+    """A list of at most ``most`` names, each matching ``regex`` (TMDB's append_to_response).
+    Its text form is ``"a,b"``; the schema's pattern is that text's shape."""
+
+    most: int
+    regex: str = r"^[a-z_]+$"
+
+    def check(self, value: tuple[str, ...], name: str) -> None:
+        if len(value) > self.most:
+            raise UsageError(f"{name}: {len(value)} names, TMDB allows at most {self.most}")
+        for part in value:
+            if not re.match(self.regex, part):
+                raise UsageError(f"{name}: {part!r} is not a TMDB namespace name")
+
+    def schema(self) -> JsonSchema:
+        return {"pattern": r"^[\s,]*([a-z_]+\s*(,[\s,]*|$))*$"}
 
 
-def _language(value: str, name: str) -> None:
-    if not _LANGUAGE.match(value):
-        raise UsageError(f"{name}: {value!r} is not like pt-BR or en")
+@dataclass(frozen=True, slots=True)
+class Range:
+    """A whole number from ``low`` to ``high`` (``None``: no upper bound); ``note`` says why
+    the bound is there."""
+
+    low: int
+    high: int | None = None
+    note: str = ""
+
+    def check(self, value: int, name: str) -> None:
+        if self.high is None:
+            if value < self.low:
+                raise UsageError(f"{name}: {value} must be at least {self.low}")
+        elif not self.low <= value <= self.high:
+            raise UsageError(f"{name}: {value} is outside {self.low}..{self.high}{self.note}")
+
+    def schema(self) -> JsonSchema:
+        bounds: JsonSchema = {"minimum": self.low}
+        if self.high is not None:
+            bounds["maximum"] = self.high
+        return bounds
 
 
-def _append(value: tuple[str, ...], name: str) -> None:
-    if len(value) > MAX_APPEND:
-        raise UsageError(f"{name}: {len(value)} names, TMDB allows at most {MAX_APPEND}")
-    for part in value:
-        if not _APPEND_NAME.match(part):
-            raise UsageError(f"{name}: {part!r} is not a TMDB namespace name")
+@dataclass(frozen=True, slots=True)
+class NotNegative:
+    """0 or more (``None``, "not given", passes)."""
+
+    def check(self, value: float | None, name: str) -> None:
+        if value is not None and value < 0:
+            raise UsageError(f"{name}: {value} is negative")
+
+    def schema(self) -> JsonSchema:
+        return {"minimum": 0}
 
 
-def check_rate(value: float, name: str) -> None:
-    """A request rate that can work: finite, :data:`MIN_RATE` to :data:`MAX_RATE`."""
-    _finite(value, name)
-    if not value > 0:
-        raise UsageError(f"{name}: {value!r} must be above 0 requests/s")
-    if value < MIN_RATE:
-        raise UsageError(
-            f"{name}: {value!r} is below {MIN_RATE:g} requests/s (one request every "
-            f"{1 / MIN_RATE:g} s), too slow to schedule"
-        )
-    if value > MAX_RATE:
-        raise UsageError(f"{name}: {value!r} is above {MAX_RATE:g} requests/s")
+@dataclass(frozen=True, slots=True)
+class Finite:
+    """Not inf or nan (JSON has neither; a CLI or environment text may: ``1e400``)."""
+
+    def check(self, value: float, name: str) -> None:
+        if not math.isfinite(value):
+            raise UsageError(f"{name}: {value!r} is not a finite number")
+
+    def schema(self) -> JsonSchema:
+        return {}
 
 
-def _attempts(value: int, name: str) -> None:
-    if not 1 <= value <= MAX_ATTEMPTS:
-        raise UsageError(f"{name}: {value} is outside 1..{MAX_ATTEMPTS}")
+@dataclass(frozen=True, slots=True)
+class Positive:
+    """Above 0, in ``unit``."""
+
+    unit: str
+
+    def check(self, value: float, name: str) -> None:
+        if not value > 0:
+            raise UsageError(f"{name}: {value!r} must be above 0 {self.unit}")
+
+    def schema(self) -> JsonSchema:
+        return {"exclusiveMinimum": 0}
 
 
-def _timeout(value: float, name: str) -> None:
-    _seconds(value, name)
-    if value > MAX_TIMEOUT:
-        raise UsageError(f"{name}: {value:g} is above {MAX_TIMEOUT:g} s")
+@dataclass(frozen=True, slots=True)
+class Floor:
+    """At least ``low`` ``unit``; ``why`` follows the message."""
+
+    low: float
+    unit: str
+    why: str = ""
+
+    def check(self, value: float, name: str) -> None:
+        if value < self.low:
+            raise UsageError(f"{name}: {value!r} is below {self.low:g} {self.unit}{self.why}")
+
+    def schema(self) -> JsonSchema:
+        return {"minimum": self.low}
 
 
-def check_concurrency(value: int, name: str) -> None:
-    """Simultaneous requests: 1 to :data:`MAX_CONCURRENCY`."""
-    if not 1 <= value <= MAX_CONCURRENCY:
-        raise UsageError(
-            f"{name}: {value} is outside 1..{MAX_CONCURRENCY} (TMDB allows "
-            f"{TMDB_MAX_CONNECTIONS} connections per IP)"
-        )
+@dataclass(frozen=True, slots=True)
+class Ceiling:
+    """At most ``high`` ``unit``. ``short`` shows the value with ``:g`` (``1e+300``)."""
+
+    high: float
+    unit: str
+    short: bool = False
+
+    def check(self, value: float, name: str) -> None:
+        if value > self.high:
+            shown = f"{value:g}" if self.short else repr(value)
+            raise UsageError(f"{name}: {shown} is above {self.high:g} {self.unit}")
+
+    def schema(self) -> JsonSchema:
+        return {"maximum": self.high}
 
 
-def _seconds(value: float, name: str) -> None:
-    if not value > 0:
-        raise UsageError(f"{name}: {value} must be above 0 s")
+@dataclass(frozen=True, slots=True)
+class All:
+    """Each check in turn: the first that fails is the message."""
+
+    checks: tuple[Check, ...]
+
+    def check(self, value: Any, name: str) -> None:
+        for rule in self.checks:
+            rule.check(value, name)
+
+    def schema(self) -> JsonSchema:
+        merged: JsonSchema = {}
+        for rule in self.checks:
+            merged.update(rule.schema())
+        return merged
 
 
-def _http_url(value: str, name: str) -> None:
-    if not value.startswith(("http://", "https://")):
-        raise UsageError(f"{name}: {value!r} is not an http(s) URL")
-
-
-def _finite(value: float, name: str) -> None:
-    if not math.isfinite(value):
-        raise UsageError(f"{name}: {value!r} is not a finite number")
+#: A request rate that can work: finite, :data:`MIN_RATE` to :data:`MAX_RATE` requests/s.
+RATE = All(
+    (
+        Finite(),
+        Positive("requests/s"),
+        Floor(
+            MIN_RATE,
+            "requests/s",
+            f" (one request every {1 / MIN_RATE:g} s), too slow to schedule",
+        ),
+        Ceiling(MAX_RATE, "requests/s"),
+    )
+)
+#: Simultaneous requests: 1 to :data:`MAX_CONCURRENCY`.
+CONCURRENCY = Range(1, MAX_CONCURRENCY, f" (TMDB allows {TMDB_MAX_CONNECTIONS} connections per IP)")
+#: A count of something that must happen at least once (batches, invocations).
+AT_LEAST_1 = Range(1)
 
 
 # --- the schema ------------------------------------------------------------------------------
@@ -223,7 +375,8 @@ class Option:
     sets the opposite of its default); ``env`` the environment variable giving a default to
     the CLI and Lambda; ``event`` the key of a direct Lambda event, also allowed in a
     Distributed Map ``BatchInput`` when ``batch``; ``public`` the name in manifests,
-    summaries and validation messages (``None``: the setting is not shown).
+    summaries and validation messages (``None``: the setting is not shown). An event key
+    whose value is ``null`` is not given, unless not ``nullable``.
     """
 
     help: str
@@ -235,6 +388,17 @@ class Option:
     batch: bool = False
     public: str | None = ""  # "": the field's own name
     metavar: str | None = None
+    nullable: bool = True
+
+    def schema(self) -> JsonSchema:
+        """This option as the JSON Schema of an event key: its JSON types and its check."""
+        types = [*self.type.schema, *(["null"] if self.nullable else [])]
+        fragment: JsonSchema = {"description": self.help, "type": types}
+        if self.check is not None:
+            fragment.update(self.check.schema())
+        if "enum" in fragment and self.nullable:  # an enum holds every allowed value
+            fragment["enum"] = [*fragment["enum"], None]
+        return fragment
 
 
 _OPTION = "tmdb_option"
@@ -253,7 +417,7 @@ class Settings:
         metadata=_opt(
             flag="SOURCE",
             event="source",
-            check=_required("give a local CSV path or s3://bucket/key"),
+            check=Required("give a local CSV path or s3://bucket/key"),
             help="CSV path or s3://bucket/key ('|', ',', ';' or tab)",
         )
     )
@@ -263,7 +427,7 @@ class Settings:
             flag="--dest",
             event="dest",
             batch=True,
-            check=_required("give a local folder or s3://bucket[/prefix]"),
+            check=Required("give a local folder or s3://bucket[/prefix]"),
             help="local folder or s3://bucket[/prefix]",
         )
     )
@@ -275,9 +439,8 @@ class Settings:
             flag="--kind",
             event="kind",
             batch=True,
-            check=_one_of(KINDS),
-            metavar="{movie,tv,auto}",
-            help="movie, tv, or auto (whatever /find returns)",
+            check=Choice(KINDS),
+            help="movie, tv, or auto (whichever TMDB has; a movie first when both)",
         ),
     )
     detail: Detail = field(
@@ -287,9 +450,10 @@ class Settings:
             flag="--detail",
             event="detail",
             batch=True,
-            check=_one_of(DETAILS),
-            metavar="{full,find}",
-            help="full: /find + /movie or /tv details; find: /find only (half the requests)",
+            check=Choice(DETAILS),
+            help="full: the title's details (/3/movie or /3/tv; /find first only when the id map "
+            "or the IMDb id does not lead there); find: the short /find item only (no details "
+            "request per title, fewer fields)",
         ),
     )
     language: str = field(
@@ -299,7 +463,7 @@ class Settings:
             flag="--language",
             event="language",
             batch=True,
-            check=_language,
+            check=Pattern(r"^[a-z]{2}(-[A-Z]{2})?$", "like pt-BR or en"),
             help="TMDB language",
         ),
     )
@@ -311,7 +475,7 @@ class Settings:
             flag="--append",
             event="append_to_response",
             batch=True,
-            check=_append,
+            check=Names(MAX_APPEND),
             metavar="A,B",
             help=f"TMDB append_to_response names (at most {MAX_APPEND})",
         ),
@@ -336,7 +500,7 @@ class Settings:
             type=INT,
             flag="--offset",
             event="offset",
-            check=_not_negative,
+            check=NotNegative(),
             help="skip this many distinct ids (first-seen order)",
         ),
     )
@@ -346,7 +510,7 @@ class Settings:
             type=INT,
             flag="--limit",
             event="limit",
-            check=_not_negative,
+            check=NotNegative(),
             help="take at most this many distinct ids (default all)",
         ),
     )
@@ -358,7 +522,7 @@ class Settings:
             flag="--chunk-size",
             event="chunk_size",
             batch=True,
-            check=_chunk,
+            check=Range(1, MAX_CHUNK),
             help=f"records per file, 1..{MAX_CHUNK}",
         ),
     )
@@ -370,8 +534,7 @@ class Settings:
             event="format",
             batch=True,
             public="format",
-            check=_one_of(FORMATS),
-            metavar="{json,jsonl}",
+            check=Choice(FORMATS),
             help="json (an array) or jsonl (one object per line, for Athena/Spark)",
         ),
     )
@@ -383,7 +546,7 @@ class Settings:
             flag="--concurrency",
             event="concurrency",
             batch=True,
-            check=check_concurrency,
+            check=CONCURRENCY,
             help=f"simultaneous requests, 1..{MAX_CONCURRENCY} (TMDB: 20 connections per IP)",
         ),
     )
@@ -395,7 +558,7 @@ class Settings:
             flag="--rate",
             event="rate",
             batch=True,
-            check=check_rate,
+            check=RATE,
             help=f"requests per second, client-wide ({MIN_RATE:g}..{MAX_RATE:g})",
         ),
     )
@@ -405,7 +568,7 @@ class Settings:
             type=INT,
             env="TMDB_MAX_ATTEMPTS",
             flag="--max-attempts",
-            check=_attempts,
+            check=Range(1, MAX_ATTEMPTS),
             help=f"attempts per request, 1..{MAX_ATTEMPTS} (429, 5xx, timeouts, resets, bad JSON)",
         ),
     )
@@ -415,14 +578,17 @@ class Settings:
             type=FLOAT,
             env="TMDB_REQUEST_TIMEOUT",
             flag="--timeout",
-            check=_timeout,
+            check=All((Finite(), Positive("s"), Ceiling(MAX_TIMEOUT, "s", short=True))),
             help=f"seconds per request (at most {MAX_TIMEOUT:g})",
         ),
     )
     max_backoff: float = field(
         default=30.0,
         metadata=_opt(
-            type=FLOAT, public=None, check=_not_negative, help="longest wait between retries"
+            type=FLOAT,
+            public=None,
+            check=All((Finite(), NotNegative())),
+            help="longest wait between retries",
         ),
     )
     tmdb_url: str = field(
@@ -430,7 +596,7 @@ class Settings:
         metadata=_opt(
             env="TMDB_BASE_URL",
             flag="--tmdb-url",
-            check=_http_url,
+            check=Pattern("^https?://", "an http(s) URL"),
             help="TMDB base URL (point it at the fake)",
         ),
     )
@@ -439,7 +605,9 @@ class Settings:
         metadata=_opt(
             type=BOOL,
             flag="--no-resume",
-            help="redo every chunk, even those an interrupted earlier run of this job finished",
+            help="fetch every id again, even those the date folder already holds from an "
+            "equivalent run (same kind, detail, language, append, format); the new records "
+            "replace the old",
         ),
     )
     skip_existing: bool = field(
@@ -457,10 +625,8 @@ class Settings:
         """Raise :class:`UsageError` for the first setting that cannot work; return self."""
         for spec in SCHEMA:
             value = getattr(self, spec.name)
-            if spec.option.type is FLOAT:
-                _finite(value, spec.label)
             if spec.option.check is not None:
-                spec.option.check(value, spec.label)
+                spec.option.check.check(value, spec.label)
         return self
 
     def with_changes(self, **changes: object) -> Settings:
@@ -558,21 +724,9 @@ REFRESH_SETTINGS = frozenset(
 #: ``max_concurrency`` parallel invocations gets ``rate = global_rate / max_concurrency`` and
 #: ``concurrency = 20 // max_concurrency``, so the fleet stays under TMDB's per-IP limits.
 BATCH_ONLY: dict[str, Option] = {
-    "global_rate": Option("requests/s for the whole fleet", FLOAT, check=check_rate),
-    "max_concurrency": Option("invocations running at once", INT, check=_at_least_1),
+    "global_rate": Option("requests/s for the whole fleet", FLOAT, check=RATE),
+    "max_concurrency": Option("invocations running at once", INT, check=AT_LEAST_1),
 }
-
-
-def event_keys(*, batch: bool) -> dict[str, tuple[str, Option]]:
-    """Event key -> (settings keyword, option): a direct event's, or a BatchInput's."""
-    keys = {
-        s.option.event: (s.name, s.option)
-        for s in SCHEMA
-        if s.option.event and (s.option.batch or not batch)
-    }
-    if batch:
-        keys.update({key: (key, option) for key, option in BATCH_ONLY.items()})
-    return keys
 
 
 def check_keys(mapping: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
@@ -585,25 +739,91 @@ def check_keys(mapping: Mapping[str, Any], allowed: Iterable[str], where: str) -
         )
 
 
+@dataclass(frozen=True, slots=True)
+class EventShape:
+    """One shape of Lambda event (or of an object inside one): every key it may have, each
+    read by an :class:`Option`, and nothing else. The same declaration reads an event
+    (:meth:`read`) and documents it (:meth:`schema`, ``docs/events.schema.json``).
+
+    ``keys`` maps an event key to the Settings keyword it gives (or a name of its own) and
+    its option. ``required`` are the keys the handler tells this shape by; ``nested`` reads
+    a key whose value is an object of its own shape (a batch's ``BatchInput``).
+    """
+
+    title: str
+    description: str
+    keys: Mapping[str, tuple[str, Option]]
+    required: tuple[str, ...] = ()
+    nested: Mapping[str, EventShape] = field(default_factory=dict)
+
+    def read(self, event: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """Keyword -> value: unknown keys refused, each value type-checked (a ``null`` is
+        left out), every error naming ``where.key``. A setting's value is checked later by
+        :meth:`Settings.validate` (naming the setting); any other key's here."""
+        check_keys(event, self.keys, where)
+        values: dict[str, Any] = {}
+        for key, value in event.items():
+            name, option = self.keys[key]
+            if value is None and option.nullable:
+                continue
+            at = f"{where}.{key}"
+            values[name] = option.type.from_json(value, at)
+            if key in self.nested:
+                values[name] = self.nested[key].read(values[name], at)
+            elif name not in _SETTING_NAMES and option.check is not None:
+                option.check.check(values[name], at)
+        return values
+
+    def schema(self) -> JsonSchema:
+        properties: JsonSchema = {}
+        for key, (_, option) in self.keys.items():
+            fragment = option.schema()
+            if key in self.nested:
+                fragment = {**self.nested[key].schema(), "type": fragment["type"]}
+            properties[key] = fragment
+        shape: JsonSchema = {
+            "title": self.title,
+            "description": self.description,
+            "type": "object",
+            "properties": properties,
+        }
+        if self.required:
+            shape["required"] = list(self.required)
+        shape["additionalProperties"] = False
+        return shape
+
+
+_SETTING_NAMES = frozenset(spec.name for spec in SCHEMA)
+
+
+def _setting_keys(*, batch: bool) -> dict[str, tuple[str, Option]]:
+    return {
+        s.option.event: (s.name, s.option)
+        for s in SCHEMA
+        if s.option.event and (s.option.batch or not batch)
+    }
+
+
+#: A direct event: every setting with an event key.
+RUN_EVENT = EventShape(
+    "run",
+    "A direct run: the ids of a CSV on S3 (defaults from the same environment variables as "
+    "the CLI).",
+    _setting_keys(batch=False),
+    required=("source",),
+)
+#: A Distributed Map batch's ``BatchInput``: the batch settings, and the fleet's two keys.
+BATCH_INPUT = EventShape(
+    "BatchInput",
+    "What every batch of one Distributed Map shares. Each invocation gets "
+    "rate = global_rate / max_concurrency and concurrency = 20 // max_concurrency unless "
+    "rate or concurrency is given.",
+    {**_setting_keys(batch=True), **{key: (key, option) for key, option in BATCH_ONLY.items()}},
+)
+
+
 def event_values(event: Mapping[str, Any], where: str, *, batch: bool = False) -> dict[str, Any]:
-    """Settings keywords of a direct event or a BatchInput: unknown keys refused, each value
-    type-checked (a ``null`` is left out), every error naming ``where.key``. A batch's
-    ``global_rate`` / ``max_concurrency`` are checked here and stay in the result for
-    :func:`fleet_share`."""
-    keys = event_keys(batch=batch)
-    check_keys(event, keys, where)
-    values: dict[str, Any] = {}
-    for key, value in event.items():
-        if value is None:
-            continue
-        name, option = keys[key]
-        values[name] = option.type.from_json(value, f"{where}.{key}")
-        if key in BATCH_ONLY and batch and option.check is not None:
-            option.check(values[name], f"{where}.{key}")
-    return values
-
-
-# --- credentials and logging -----------------------------------------------------------------
-
-
-# --- deadlines: one rule for the CLI's --time-budget and Lambda's remaining time -----------
+    """Settings keywords of a direct event or a BatchInput (:meth:`EventShape.read`). A
+    batch's ``global_rate`` / ``max_concurrency`` are checked here and stay in the result
+    for :func:`~tmdb_async.jobs.fleet.fleet_share`."""
+    return (BATCH_INPUT if batch else RUN_EVENT).read(event, where)

@@ -1,4 +1,4 @@
-"""``python -m tmdb_devtools {fake-tmdb | local-map} [options]``."""
+"""``python -m tmdb_devtools {fake-tmdb | local-map | schema} [options]``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,11 @@ def main(argv: list[str] | None = None) -> int:
         from .local_map import main as local_map_main
 
         return local_map_main(rest)
-    usage = "usage: python -m tmdb_devtools {fake-tmdb | local-map} [options] (--help)"
+    if command == "schema":
+        from .schema import main as schema_main
+
+        return schema_main(rest)
+    usage = "usage: python -m tmdb_devtools {fake-tmdb | local-map | schema} [options] (--help)"
     if command in ("-h", "--help"):
         print(usage)
         return 0

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tmdb_async.errors import UsageError
-from tmdb_async.settings import MIN_RATE, TMDB_MAX_CONNECTIONS, _at_least_1
+from tmdb_async.settings import AT_LEAST_1, MIN_RATE, TMDB_MAX_CONNECTIONS
 
 
 def fleet_share(values: dict[str, Any]) -> dict[str, Any]:
@@ -72,8 +72,8 @@ def plan_batches(ids: int, max_items_per_batch: int, max_concurrency: int) -> Ba
     """
     if ids < 0:
         raise UsageError(f"ids: {ids} must not be negative")
-    _at_least_1(max_items_per_batch, "max_items_per_batch")
-    _at_least_1(max_concurrency, "max_concurrency")
+    AT_LEAST_1.check(max_items_per_batch, "max_items_per_batch")
+    AT_LEAST_1.check(max_concurrency, "max_concurrency")
     if ids == 0:
         return BatchPlan(0, max_items_per_batch, 0, 0)
     rounds = _ceil_div(_ceil_div(ids, max_items_per_batch), max_concurrency)

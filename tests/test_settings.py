@@ -1,5 +1,6 @@
-"""Settings without a run: the one schema (issue 9) and the rules of issue 8 rows 12-14
-(finite rates, the deadline margin, credentials, log levels)."""
+"""Settings without a run (:mod:`tmdb_async.settings`): the one schema (issue 9), its checks
+as data (issue 19), and the rules of issue 8 rows 12-14 (finite rates, the deadline margin,
+credentials, log levels)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, is_dataclass, replace
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -26,6 +28,10 @@ from tmdb_async.settings import (
     ENV_DEFAULTS,
     MAX_RATE,
     SCHEMA,
+    Choice,
+    Finite,
+    Pattern,
+    Range,
     Settings,
     env_defaults,
     event_values,
@@ -332,3 +338,73 @@ def test_every_setting_is_bounded_and_a_value_past_its_bound_is_one_usage_line(
 def test_the_bounds_themselves_are_allowed() -> None:
     settings = _cli_settings("m.csv", "--rate", "0.01", "--concurrency", "100")
     assert (settings.rate, settings.concurrency) == (0.01, 100)
+
+
+# --- issue 19: the checks are data --------------------------------------------------------
+
+
+def _checked() -> list[tuple[str, Any]]:
+    from tmdb_async.settings import BATCH_ONLY
+
+    options = [(s.label, s.option) for s in SCHEMA] + list(BATCH_ONLY.items())
+    return [(name, option) for name, option in options if option.check is not None]
+
+
+def test_every_check_is_a_frozen_dataclass_that_can_be_read_and_compared() -> None:
+    for name, option in _checked():
+        check = option.check
+        assert is_dataclass(check) and type(check).__dataclass_params__.frozen, name  # type: ignore[attr-defined]
+        assert check == replace(check), name  # equal by value: readable, not a closure
+        assert isinstance(check.schema(), dict), name
+    by_name = dict(_checked())
+    assert by_name["concurrency"].check == Range(1, 100, " (TMDB allows 20 connections per IP)")
+    assert by_name["kind"].check == Choice(("movie", "tv", "auto"))
+    assert by_name["max_concurrency"].check == Range(1)
+
+
+def _schema_allows(option: Any, value: object) -> bool:
+    from jsonschema import Draft202012Validator
+
+    return bool(Draft202012Validator(option.schema()).is_valid(value))
+
+
+def _check_allows(option: Any, value: object, name: str) -> bool:
+    try:
+        option.check.check(value, name)
+    except UsageError:
+        return False
+    return True
+
+
+@given(st.integers(-1_000, 1_000_000) | st.floats(-1e6, 1e6))
+def test_a_numeric_check_and_its_json_schema_allow_the_same_numbers(number: float) -> None:
+    for name, option in _checked():
+        if "number" in option.type.schema or "integer" in option.type.schema:
+            value = option.type.from_json(number, name) if isinstance(number, int) else number
+            if "integer" in option.type.schema and not isinstance(number, int):
+                continue
+            assert _check_allows(option, value, name) == _schema_allows(option, number), name
+
+
+@given(st.text(alphabet="abAB-_,  \tx", max_size=12) | st.sampled_from(["en", "pt-BR", "movie"]))
+def test_a_text_check_and_its_json_schema_allow_the_same_strings(text: str) -> None:
+    for name, option in _checked():
+        if option.type.schema == ("string",) and name not in ("source", "dest"):
+            value = option.type.from_json(text, name)
+            assert _check_allows(option, value, name) == _schema_allows(option, text), (name, text)
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "message"),
+    [
+        (Range(1, 100), 0, "x: 0 is outside 1..100"),
+        (Range(1), 0, "x: 0 must be at least 1"),
+        (Choice(("a", "b")), "c", "x: 'c' is not one of a, b"),
+        (Pattern("^https?://", "an http(s) URL"), "ftp://h", "x: 'ftp://h' is not an http(s) URL"),
+        (Finite(), math.inf, "x: inf is not a finite number"),
+    ],
+)
+def test_a_check_raises_its_one_line_message(check: Any, value: object, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        check.check(value, "x")
+    assert str(caught.value) == message
