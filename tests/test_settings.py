@@ -25,7 +25,6 @@ from tmdb_async.jobs.fleet import fleet_share
 from tmdb_async.log import parse_log_level
 from tmdb_async.settings import (
     DEFAULT_APPEND,
-    ENV_DEFAULTS,
     MAX_RATE,
     SCHEMA,
     Choice,
@@ -172,7 +171,6 @@ def test_every_setting_is_declared_once_in_the_schema() -> None:
     for attribute in ("flag", "env", "event"):
         names = [getattr(s.option, attribute) for s in SCHEMA if getattr(s.option, attribute)]
         assert len(names) == len(set(names)), f"a {attribute} is used twice"
-    assert {s.option.env: s.name for s in SCHEMA if s.option.env} == ENV_DEFAULTS
 
 
 def test_the_schema_matches_the_readme_configuration_table() -> None:

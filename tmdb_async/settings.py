@@ -664,9 +664,6 @@ SCHEMA: tuple[Spec, ...] = tuple(
     Spec(f.name, f.default, f.metadata[_OPTION]) for f in fields(Settings) if _OPTION in f.metadata
 )
 
-#: Environment variable -> field, derived from the schema (kept for older callers).
-ENV_DEFAULTS: dict[str, str] = {s.option.env: s.name for s in SCHEMA if s.option.env}
-
 
 def _text(spec: Spec, raw: str, where: str) -> Any:
     parse = spec.option.type.text
