@@ -579,7 +579,8 @@ def test_the_help_of_detail_find_promises_no_request_saving_it_does_not_make() -
 
 
 def test_choice_options_show_their_declared_choices() -> None:
-    from tmdb_async.settings import SCHEMA, Choice
+    from tmdb_async.options import Choice
+    from tmdb_async.settings import SCHEMA
 
     chosen = [s for s in SCHEMA if s.option.flag and isinstance(s.option.check, Choice)]
     assert {s.name for s in chosen} == {"kind", "detail", "output_format"}

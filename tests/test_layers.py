@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "tmdb_async"
-CORE = ("settings", "credentials", "errors", "redaction", "log", "imdb", "_version")
+CORE = ("settings", "options", "credentials", "errors", "redaction", "log", "imdb", "_version")
 ENTRY_POINTS = ("cli", "events", "__main__")
 
 # layer -> the parts of tmdb_async it must not import

@@ -23,14 +23,11 @@ from tmdb_async.errors import CredentialsError, DeadlineError, ExitCode, UsageEr
 from tmdb_async.jobs.deadlines import check_time_budget, deadline_margin
 from tmdb_async.jobs.fleet import fleet_share
 from tmdb_async.log import parse_log_level
+from tmdb_async.options import Choice, Finite, Pattern, Range
 from tmdb_async.settings import (
     DEFAULT_APPEND,
     MAX_RATE,
     SCHEMA,
-    Choice,
-    Finite,
-    Pattern,
-    Range,
     Settings,
     env_defaults,
     event_values,

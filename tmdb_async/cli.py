@@ -43,18 +43,8 @@ from tmdb_async.jobs.refresh import RefreshSummary, refresh
 from tmdb_async.lake import idmap
 from tmdb_async.lake.storage import open_store
 from tmdb_async.log import LOG_LEVELS, log_level
-from tmdb_async.settings import (
-    BOOL,
-    FLOAT,
-    REFRESH_SETTINGS,
-    SCHEMA,
-    Choice,
-    Settings,
-    Spec,
-    ValueType,
-    parse_date,
-    settings_from,
-)
+from tmdb_async.options import BOOL, FLOAT, Choice, ValueType, parse_date
+from tmdb_async.settings import REFRESH_SETTINGS, SCHEMA, Settings, Spec, settings_from
 
 logger = logging.getLogger("tmdb_async")
 T = TypeVar("T")

@@ -59,22 +59,24 @@ from tmdb_async.jobs.ingest import run
 from tmdb_async.jobs.prepare import ExecutionRef, prepare_ids
 from tmdb_async.jobs.refresh import refresh
 from tmdb_async.lake.storage import parse_s3, s3_error_code
-from tmdb_async.settings import (
-    AT_LEAST_1,
-    BATCH_INPUT,
+from tmdb_async.options import (
     COUNT,
     DAY,
     NAME,
     OBJECT,
-    REFRESH_SETTINGS,
     ROWS,
-    RUN_EVENT,
-    SCHEMA,
     Choice,
     EventShape,
     JsonSchema,
     Option,
     Required,
+)
+from tmdb_async.settings import (
+    AT_LEAST_1,
+    BATCH_INPUT,
+    REFRESH_SETTINGS,
+    RUN_EVENT,
+    SCHEMA,
     Settings,
     settings_from,
 )

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from tmdb_async.options import Choice
 from tmdb_async.redaction import MASK, describe_error, redact, register_secret
-from tmdb_async.settings import Choice
 
 __all__ = [
     "MASK",

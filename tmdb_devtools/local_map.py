@@ -62,7 +62,8 @@ from typing import Any, TextIO
 from tmdb_async.credentials import Credentials
 from tmdb_async.errors import CredentialsError, ExitCode, IngestError, UsageError, exit_code_of
 from tmdb_async.lake.storage import parse_s3, read_source
-from tmdb_async.settings import Settings, parse_date
+from tmdb_async.options import parse_date
+from tmdb_async.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent  # where handler.py lives
 RESULT_MARK = "LOCAL_MAP_RESULT "
