@@ -40,6 +40,8 @@ from tmdb_async.errors import ExitCode, IngestError, UsageError, error_line, red
 from tmdb_async.jobs.deadlines import check_time_budget, require_progress
 from tmdb_async.jobs.ingest import Summary, run
 from tmdb_async.jobs.refresh import RefreshSummary, refresh
+from tmdb_async.jobs.status import CONCURRENCY as STATUS_CONCURRENCY
+from tmdb_async.jobs.status import LakeStatus, lake_status, status_lines
 from tmdb_async.lake import idmap
 from tmdb_async.lake.storage import open_store
 from tmdb_async.log import LOG_LEVELS, log_level
@@ -129,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
         "<dest>/Raw/TMDB/JSON/, for a lake ingested before it existed",
     )
     map_p.add_argument("--dest", help="folder or s3://bucket[/prefix] (env TMDB_DEST)")
+    _add_status(commands)
     for sub in (run_p, refresh_p):
         sub.add_argument(
             "--time-budget",
@@ -371,10 +374,50 @@ def _idmap(args: argparse.Namespace, env: dict[str, str]) -> int:
     return 0
 
 
+def _add_status(commands: Any) -> None:
+    """The ``status`` subcommand: what the lake holds (:mod:`tmdb_async.jobs.status`)."""
+    sub = commands.add_parser(
+        "status",
+        help="what the lake holds: per date folder the ids by outcome, the data files and "
+        "the runs that wrote them; runs in progress, the refresh state, the id map's size "
+        "(reads ledgers and manifests, never data files; writes nothing)",
+    )
+    sub.add_argument("--dest", help="folder or s3://bucket[/prefix] (env TMDB_DEST)")
+    sub.add_argument("--date", metavar="YYYY-MM-DD", help="this date folder only")
+    sub.add_argument("--failed", action="store_true", help="list the failed ids and why")
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
+    sub.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    sub.add_argument(
+        "--log-level",
+        help=f"{', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]} (default WARNING; env "
+        "TMDB_LOG_LEVEL)",
+    )
+
+
+def _status(args: argparse.Namespace, env: dict[str, str]) -> int:
+    dest = args.dest or env.get("TMDB_DEST", "")
+    if not dest:
+        raise UsageError("dest: missing; pass --dest or set TMDB_DEST")
+    date = None if args.date is None else parse_date(args.date, "--date")
+
+    async def read() -> LakeStatus:
+        _cancel_on_sigterm(None)
+        async with open_store(dest, pool=STATUS_CONCURRENCY) as store:
+            return await lake_status(store, date=date, failed=args.failed)
+
+    found = _serve(read())
+    if args.json:
+        print(json.dumps(found.as_dict(), ensure_ascii=False))
+    elif not args.quiet:
+        print("\n".join(status_lines(found)))
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, dict[str, str]], int]] = {
     "run": _run,
     "refresh": _refresh,
     "idmap": _idmap,
+    "status": lambda args, env: _status(args, env),
 }
 
 

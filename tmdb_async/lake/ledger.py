@@ -142,6 +142,19 @@ class Ledger:
             f"{self._state.pending} could not be rolled forward"
         )
 
+    async def peek(self) -> Ledger:
+        """Read the folder's state without the lock and without writing anything: for an
+        operator's view (``status``), which must never change what it looks at. A commit
+        left half applied counts as decided (its ids' homes are the files it names, as
+        :attr:`pending` says); the next writer or :meth:`load` rolls it forward."""
+        await self._reload()
+        return self
+
+    @property
+    def pending(self) -> int | None:
+        """The newest commit, when its writer stopped before applying it all."""
+        return self._state.pending
+
     async def _reload(self) -> None:
         """Checkpoint, then every later commit. Without the lock a concurrent checkpoint can
         delete commits between our two reads: a gap in the numbers means read again."""
@@ -620,8 +633,7 @@ async def latest_homes(store: Store, root: str) -> AsyncIterator[tuple[str, Mapp
     """(folder, its homes) of every date folder under ``root``, oldest first: an id's home
     in a later folder is its latest outcome."""
     for folder in await date_folders(store, root):
-        ledger = Ledger(store, folder)
-        await ledger._reload()
+        ledger = await Ledger(store, folder).peek()
         yield folder, ledger.homes()
 
 

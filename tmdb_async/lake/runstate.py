@@ -161,7 +161,34 @@ async def beat(store: Store, job: str, pin: Pin) -> Pin:
 
 
 async def _save(store: Store, job: str, pin: Pin) -> None:
-    await store.put(_key(job, pin.run), json.dumps(asdict(pin)).encode(), "application/json")
+    # saved_at (this machine's clock) is for an operator's view only (``status``): the
+    # engine itself never compares two machines' clocks (see :class:`Watch`).
+    body = {**asdict(pin), "saved_at": round(time.time(), 3)}
+    await store.put(_key(job, pin.run), json.dumps(body).encode(), "application/json")
+
+
+@dataclass(frozen=True, slots=True)
+class SavedPin:
+    """A pin as an operator sees it: its job, and when it was last written (seconds since
+    the epoch, by the writer's clock; ``None`` for a pin written before this was kept)."""
+
+    job: str
+    pin: Pin
+    saved_at: float | None
+
+
+async def every_pin(store: Store) -> list[SavedPin]:
+    """Every job's pins (read only; a damaged one is left out, as :func:`pins` does)."""
+    found = []
+    for key in await store.list(f"{RUNS_FOLDER}/"):
+        job = key[len(RUNS_FOLDER) + 1 :].split("/", 1)[0]
+        raw = await store.get(key)
+        pin = None if raw is None else _parse(raw)
+        if raw is None or pin is None:
+            continue
+        saved = json.loads(raw).get("saved_at")
+        found.append(SavedPin(job, pin, float(saved) if isinstance(saved, int | float) else None))
+    return found
 
 
 async def pin(store: Store, job: str, pin: Pin) -> None:
