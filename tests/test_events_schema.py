@@ -59,7 +59,7 @@ def test_a_stale_schema_file_is_reported_and_left_alone(tmp_path: Any) -> None:
 
 def test_the_schema_is_a_valid_draft_2020_12_schema_of_each_shape() -> None:
     Draft202012Validator.check_schema(events_schema())
-    assert set(events_schema()["$defs"]) == {"run", "batch", "prepare", "refresh"}
+    assert set(events_schema()["$defs"]) == {"run", "batch", "prepare", "refresh", "status"}
 
 
 def test_the_readme_documents_all_four_shapes() -> None:

@@ -21,7 +21,11 @@ Four event shapes (anything else is a :class:`~tmdb_async.errors.UsageError`):
   Scheduler's ``<aws.scheduler.scheduled-time>`` (its UTC date is the processing date), so a
   retry of one scheduled invocation continues the same refresh. A refresh stopped at the
   deadline raises :class:`~tmdb_async.errors.RefreshIncomplete` for Lambda's asynchronous
-  retry to continue it.
+  retry to continue it;
+- ``{"action": "status", "dest", "date", "failed"}``: what the lake holds, read from its
+  ledgers, manifests and state files and nothing written
+  (:func:`~tmdb_async.jobs.status.lake_status`; the result is its ``as_dict()``, the same
+  object as ``tmdb-ingest status --json``).
 
 Which keys each shape takes, their types and checks, and the ``global_rate`` /
 ``max_concurrency`` rule all come from the settings schema in :mod:`tmdb_async.settings`:
@@ -58,9 +62,13 @@ from tmdb_async.jobs.fleet import fleet_share
 from tmdb_async.jobs.ingest import run
 from tmdb_async.jobs.prepare import ExecutionRef, prepare_ids
 from tmdb_async.jobs.refresh import refresh
-from tmdb_async.lake.storage import parse_s3, s3_error_code
+from tmdb_async.jobs.status import CONCURRENCY as STATUS_CONCURRENCY
+from tmdb_async.jobs.status import lake_status
+from tmdb_async.lake.storage import open_store, parse_s3, s3_error_code
 from tmdb_async.options import (
+    BOOL,
     COUNT,
+    DATE,
     DAY,
     NAME,
     OBJECT,
@@ -189,6 +197,9 @@ async def handle(
     if event.get("action") == "refresh":
         return await _refresh(event, env, request_id, remaining, margin)
 
+    if event.get("action") == "status":
+        return await _status(event, env, request_id)
+
     if "Items" in event:
         read = BATCH_EVENT.read(event, "event")
         items = read["Items"]
@@ -221,7 +232,8 @@ async def handle(
 
     raise UsageError(
         "event: unknown shape; expected {source, dest, …}, a Distributed Map batch "
-        "{Items, BatchInput}, {action: 'prepare', source, dest} or {action: 'refresh', dest}"
+        "{Items, BatchInput}, {action: 'prepare', source, dest}, {action: 'refresh', dest} or "
+        "{action: 'status', dest}"
     )
 
 
@@ -307,8 +319,31 @@ REFRESH_EVENT = EventShape(
     required=("action",),
 )
 
+#: What the lake holds (:mod:`tmdb_async.jobs.status`): reads, never writes.
+STATUS_EVENT = EventShape(
+    "status",
+    "What the lake holds: per date folder the ids by outcome, the data files and the runs "
+    "that wrote them; runs in progress, the refresh state and the id map's size. Reads "
+    "ledgers, manifests and state files, never data files; writes nothing.",
+    {
+        **_own(action=_action("status")),
+        **_settings_of("dest"),
+        **_own(
+            date=Option("this date folder only (YYYY-MM-DD)", DATE),
+            failed=Option("list each folder's failed ids with their reasons", BOOL),
+        ),
+    },
+    required=("action",),
+)
+
 #: Every event shape the handler takes, in the order it tells them apart.
-SHAPES: tuple[EventShape, ...] = (PREPARE_EVENT, REFRESH_EVENT, BATCH_EVENT, RUN_EVENT)
+SHAPES: tuple[EventShape, ...] = (
+    PREPARE_EVENT,
+    REFRESH_EVENT,
+    STATUS_EVENT,
+    BATCH_EVENT,
+    RUN_EVENT,
+)
 
 
 def events_schema() -> JsonSchema:
@@ -362,3 +397,16 @@ async def _refresh(
             "the same event again continues it"
         )
     return summary.as_dict()
+
+
+async def _status(
+    event: Mapping[str, Any], env: Mapping[str, str], request_id: str | None
+) -> dict[str, Any]:
+    values = STATUS_EVENT.read(event, "event")
+    settings = _settings({k: v for k, v in values.items() if k == "dest"}, "status", env)
+    logsetup.log_context.set({"request_id": request_id, "action": "status"})
+    async with open_store(settings.dest, pool=STATUS_CONCURRENCY) as store:
+        found = await lake_status(
+            store, date=values.get("date"), failed=bool(values.get("failed", False))
+        )
+    return found.as_dict()
