@@ -595,3 +595,53 @@ def _run_help() -> str:
 
     commands = next(a for a in _parser()._actions if a.dest == "command")
     return str(commands.choices["run"].format_help())  # type: ignore[index]
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+async def test_status_prints_the_folders_table_and_as_json_one_object_it_exits_0(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    """Read from a lake a run just wrote: the human table names the folder and its counts;
+    ``--json`` is one object whose counts are what the folder holds."""
+    code, _, err = await cli(
+        *("run", str(ROOT / "samples" / "movies.csv"), "--dest", str(tmp_path)),
+        *("--tmdb-url", fake_tmdb.url, "--date", "2022-05-02", "--rate", "500"),
+        env={"TMDB_READ_ACCESS_TOKEN": TOKEN},
+    )
+    assert code == 0, err
+    code, out, err = await cli("status", "--dest", str(tmp_path))
+    assert code == 0 and not err, err
+    lines = out.splitlines()
+    assert lines[2].split() == [
+        *("date", "ids", "record", "not", "found", "invalid", "failed", "deleted"),
+        *("files", "runs"),
+    ]
+    view = read_local(tmp_path / "Raw/TMDB/JSON/2022/05/02")
+    row = lines[3].split()
+    assert row[:3] == ["2022-05-02", str(len(view.all_ids())), str(len(view.records))]
+    assert "refresh: never run" in out and "runs in progress or interrupted: none" in out
+    code, out, err = await cli("status", "--dest", str(tmp_path), "--json", "--failed")
+    assert code == 0, err
+    (shown,) = json.loads(out)["folders"]
+    assert shown["ids"]["record"] == len(view.records) and shown["failed"] == []
+    assert shown["runs"][0]["outcome"] == "ok" and TOKEN not in out
+
+
+async def test_status_of_a_place_without_a_lake_exits_3_with_one_line_naming_it(
+    tmp_path: Path,
+) -> None:
+    code, out, err = await cli("status", "--dest", str(tmp_path / "typo"), "--json")
+    assert code == 3 and json.loads(out)["exit_code"] == 3
+    assert err.strip() == f"error: {tmp_path / 'typo'}: no lake here (nothing under " + (
+        "Raw/TMDB/JSON/ or Raw/TMDB/_state/)"
+    )
+    assert not (tmp_path / "typo").exists()
+
+
+async def test_status_without_a_destination_or_with_a_bad_date_is_a_usage_error() -> None:
+    code, _, err = await cli("status")
+    assert code == 2 and err.strip() == "error: dest: missing; pass --dest or set TMDB_DEST"
+    code, _, err = await cli("status", "--dest", "x", "--date", "2022-13-01")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--date" in err

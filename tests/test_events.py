@@ -555,3 +555,38 @@ async def test_prepare_refuses_while_an_earlier_execution_runs(
     assert (await handle(event(first), Context(), env))["unique_ids"] == 5
     sfn.stop_execution(executionArn=first["executionArn"])
     assert (await handle(event(second), Context(), env))["unique_ids"] == 5
+
+
+async def test_a_status_event_returns_what_the_lake_holds_as_status_json_does(
+    tmp_path: Path, s3: Any, lake: str, fake_tmdb: FakeTmdb
+) -> None:
+    from tmdb_async.jobs.status import lake_status
+    from tmdb_async.lake.storage import open_store
+
+    ids = title_ids(45, "movie")
+    await _ingested_lake(tmp_path, s3, lake, fake_tmdb.url, ids)
+    event = {"action": "status", "dest": f"s3://{lake}", "date": "2026-11-10", "failed": True}
+    result = await handle(event, Context(), lambda_env(fake_tmdb.url))
+    async with open_store(f"s3://{lake}") as store:
+        direct = (await lake_status(store, failed=True)).as_dict()
+    assert json.loads(json.dumps(result))["folders"] == direct["folders"]
+    (shown,) = result["folders"]
+    view = read_s3(s3, lake, "Raw/TMDB/JSON/2026/11/10")
+    assert shown["ids"]["total"] == len(view.all_ids()) == len(ids)
+    assert shown["ids"]["record"] == len(view.records) and shown["failed"] == []
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"action": "status", "dest": "s3://data-lake-x", "source": "x"}, "unknown field .source."),
+        ({"action": "status", "dest": "s3://other-bucket"}, "not allowed"),
+        ({"action": "status", "dest": "s3://data-lake-x", "failed": "yes"}, "event.failed"),
+        ({"action": "status", "dest": "s3://data-lake-x", "date": "2026-13-01"}, "event.date"),
+    ],
+)
+async def test_a_bad_status_event_is_refused_naming_the_key(
+    event: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(UsageError, match=message):
+        await handle(event, Context(), lambda_env("http://127.0.0.1:9"))
