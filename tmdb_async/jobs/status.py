@@ -517,8 +517,10 @@ def status_lines(found: LakeStatus) -> list[str]:
             counts = ", ".join(f"{k} {v}" for k, v in one.counts.items() if v and k != "rows_read")
             lines.append(
                 f"  {one.outcome:<10} {one.run}  {one.source}  {one.started_at or '?'} .. "
-                f"{one.finished_at or '…'}  {settings}"
+                f"{one.finished_at or '…'}"
             )
+            if settings:
+                lines.append(f"  {'':<10} {settings}")
             if counts:
                 lines.append(f"  {'':<10} {counts}")
             if one.error:
