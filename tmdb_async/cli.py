@@ -417,7 +417,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, dict[str, str]], int]] = {
     "run": _run,
     "refresh": _refresh,
     "idmap": _idmap,
-    "status": lambda args, env: _status(args, env),
+    "status": _status,
 }
 
 
