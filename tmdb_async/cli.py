@@ -29,7 +29,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import MISSING
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,9 +39,11 @@ from tmdb_async.credentials import secret_values
 from tmdb_async.errors import ExitCode, IngestError, UsageError, error_line, redacted_traceback
 from tmdb_async.jobs.deadlines import check_time_budget, require_progress
 from tmdb_async.jobs.ingest import Summary, run
+from tmdb_async.jobs.progress import Progress
 from tmdb_async.jobs.refresh import RefreshSummary, refresh
+from tmdb_async.jobs.source import read_csv_ids
 from tmdb_async.lake import idmap
-from tmdb_async.lake.storage import open_store
+from tmdb_async.lake.storage import open_store, parse_s3, read_source
 from tmdb_async.log import LOG_LEVELS, log_level
 from tmdb_async.options import BOOL, FLOAT, Choice, ValueType, parse_date
 from tmdb_async.settings import REFRESH_SETTINGS, SCHEMA, Settings, Spec, settings_from
@@ -176,18 +178,84 @@ def _time_budget(raw: str | None) -> tuple[float | None, float]:
     return budget, check_time_budget(budget)
 
 
+class _Bar(Progress):
+    """The terminal's bar (tqdm, on stderr): ids done of the total with an ETA, advanced per
+    resolved id, with TMDB's request rate and the 429s so far."""
+
+    def __init__(self, bar: Any) -> None:
+        super().__init__()
+        self.bar = bar
+        self._shown_at = 0.0
+
+    def set_total(self, total: int | None) -> None:
+        self.bar.total = total
+        super().set_total(total)
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        now = self.clock()
+        if now - self._shown_at >= self.bar.mininterval:  # the postfix at tqdm's pace
+            self._shown_at = now
+            snap = self.snapshot()
+            self.bar.set_postfix_str(
+                f"{snap.rate:.1f} req/s, {snap.throttled} x 429", refresh=False
+            )
+        self.bar.update(n)
+
+    def changed(self) -> None:
+        self.bar.refresh()
+
+
 @contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[int], None] | None]:
-    try:
-        from tqdm import tqdm  # optional (pip install tmdb-ingest[progress]): not in the layer
-    except ImportError:
-        enabled = False
+def _progress(enabled: bool) -> Iterator[_Bar | None]:
+    """A bar on stderr when ``enabled`` (a terminal, neither --quiet nor --json)."""
     if not enabled:
         yield None
         return
+    from tqdm import tqdm  # imported here: the Lambda handler never loads it
 
     with tqdm(unit=" ids", desc="TMDB", file=sys.stderr, dynamic_ncols=True) as bar:
-        yield bar.update
+        yield _Bar(bar)
+
+
+async def _count_ids(settings: Settings) -> int | None:
+    """The distinct ids of a local source's slice: a reading pass with the run's own reader
+    (about 1 s per 100 MB), for the bar's total. None for S3 (the object would be read
+    twice) or when the reading fails (the run itself reports why)."""
+    if parse_s3(settings.source, "source") is not None:
+        return None
+    ids = read_csv_ids(
+        read_source(settings.source, None),
+        where=settings.source,
+        offset=settings.offset,
+        limit=settings.limit,
+    )
+    count = 0
+    try:
+        async for _ in ids:
+            count += 1
+    except IngestError:
+        return None
+    return count
+
+
+async def _with_total(bar: _Bar | None, settings: Settings, job: Awaitable[T]) -> T:
+    """``job``, while the total is counted beside it: the bar moves from the first answer
+    and gets its total (and ETA) once the count is done."""
+    if bar is None:
+        return await job
+    counting = asyncio.create_task(_count_ids(settings))
+    counting.add_done_callback(
+        lambda task: (
+            None
+            if task.cancelled() or task.exception() or task.result() is None
+            else bar.set_total(task.result())
+        )
+    )
+    try:
+        return await job
+    finally:
+        counting.cancel()
 
 
 def _print_summary(summary: Summary) -> None:
@@ -255,10 +323,11 @@ def _cancel_on_sigterm(budget: float | None) -> Callable[[], float] | None:
 
 
 async def _run_cancellable(
-    settings: Settings, budget: float | None, margin: float, progress: Any
+    settings: Settings, budget: float | None, margin: float, progress: _Bar | None
 ) -> Summary:
     remaining = _cancel_on_sigterm(budget)
-    return await run(settings, remaining=remaining, safety_margin=margin, progress=progress)
+    job = run(settings, remaining=remaining, safety_margin=margin, progress=progress)
+    return await _with_total(progress, settings, job)
 
 
 def _fail(exc: BaseException, code: int, as_json: bool) -> int:
