@@ -146,6 +146,12 @@ def _parser() -> argparse.ArgumentParser:
             help=f"{', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]} (default WARNING; env "
             "TMDB_LOG_LEVEL)",
         )
+    for sub in (run_p, refresh_p):
+        sub.add_argument(
+            "--progress",
+            action="store_true",
+            help="show the progress bar (on stderr) even when stderr is not a terminal",
+        )
     return parser
 
 
@@ -206,6 +212,12 @@ class _Bar(Progress):
         self.bar.refresh()
 
 
+def _show_bar(args: argparse.Namespace) -> bool:
+    """A bar when asked (``--progress``), else on a terminal unless ``--quiet``. It goes to
+    stderr, so ``--json``'s line on stdout stays the only thing there."""
+    return bool(args.progress) or (not args.quiet and sys.stderr.isatty())
+
+
 @contextlib.contextmanager
 def _progress(enabled: bool) -> Iterator[_Bar | None]:
     """A bar on stderr when ``enabled`` (a terminal, neither --quiet nor --json)."""
@@ -214,7 +226,16 @@ def _progress(enabled: bool) -> Iterator[_Bar | None]:
         return
     from tqdm import tqdm  # imported here: the Lambda handler never loads it
 
-    with tqdm(unit=" ids", desc="TMDB", file=sys.stderr, dynamic_ncols=True) as bar:
+    # A terminal that reports no size (``script``, some CI terminals) would get no bar at all
+    # from tqdm: it gets a fixed one instead.
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError):
+        size = os.terminal_size((0, 0))
+    shape: dict[str, Any] = {"dynamic_ncols": True}
+    if not (size.columns and size.lines):
+        shape = {"ncols": 100, "nrows": 24}
+    with tqdm(unit=" ids", desc="TMDB", file=sys.stderr, **shape) as bar:
         yield _Bar(bar)
 
 
@@ -342,7 +363,7 @@ def _fail(exc: BaseException, code: int, as_json: bool) -> int:
 def _run(args: argparse.Namespace, env: dict[str, str]) -> int:
     settings = settings_from_args(args, env)
     budget, margin = _time_budget(args.time_budget)
-    show_bar = not (args.quiet or args.json) and sys.stderr.isatty()
+    show_bar = _show_bar(args)
     with _progress(show_bar) as progress:
         summary = _serve(_run_cancellable(settings, budget, margin, progress))
     require_progress(summary, margin, _DEADLINE_HINT)
@@ -357,7 +378,7 @@ def _refresh(args: argparse.Namespace, env: dict[str, str]) -> int:
     settings = settings_from_args(args, env, source="refresh")
     since = None if args.since is None else parse_date(args.since, "--since")
     budget, margin = _time_budget(args.time_budget)
-    show_bar = not (args.quiet or args.json) and sys.stderr.isatty()
+    show_bar = _show_bar(args)
 
     async def go(progress: Any) -> RefreshSummary:
         remaining = _cancel_on_sigterm(budget)

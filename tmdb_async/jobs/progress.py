@@ -82,22 +82,23 @@ class Progress:
 
 
 class LogProgress(Progress):
-    """A log line (INFO, through the ``tmdb_async`` logger: Powertools JSON in Lambda) at
-    most every ``interval`` seconds, on the next resolved id: where there is no terminal.
-    Call :meth:`final` at the end for the last line."""
+    """A log line (INFO, through the ``tmdb_async`` logger: Powertools JSON in Lambda) every
+    ``interval`` seconds (:data:`LOG_INTERVAL` by default), on the first resolved id after
+    it: where there is no terminal. Driven by the ids themselves, so it needs no task of its
+    own; :meth:`final` logs a line at once."""
 
     def __init__(
         self,
         what: str,
-        interval: float = LOG_INTERVAL,
+        interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger | None = None,
     ) -> None:
         super().__init__(clock)
         self.what = what
-        self.interval = interval
+        self.interval = LOG_INTERVAL if interval is None else interval
         self.logger = logger or logging.getLogger("tmdb_async.progress")
-        self._next = self.started + interval
+        self._next = self.started + self.interval
 
     def changed(self) -> None:
         if self.clock() >= self._next:
