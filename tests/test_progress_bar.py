@@ -11,6 +11,7 @@ import pty
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import ROOT, TOKEN
 from tmdb_devtools.csvgen import title_ids, write_csv
@@ -96,3 +97,20 @@ async def test_no_bar_off_a_terminal_unless_asked_and_json_stays_one_line(
     assert "20/20" in err  # asked for: on stderr
     (line,) = out.splitlines()
     assert json.loads(line)["unique_ids"] == 20
+
+
+async def test_an_s3_source_gets_its_total_too(tmp_path: Path, s3: Any, lake: str) -> None:
+    ids = title_ids(60, "movie")
+    s3.upload_file(str(write_csv(tmp_path / "m.csv", ids)), lake, "in/movies.csv")
+    # 50 requests at 50/s: the second reading of the object is done long before the run.
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN, rate_limit=50)) as fake:
+        code, _, err = await _cli(
+            "run", f"s3://{lake}/in/movies.csv", "--dest", str(tmp_path / "lake"),
+            "--kind", "movie", "--tmdb-url", fake.url, "--rate", "50", "--limit", "50",
+            "--progress",
+            terminal=False,
+        )  # fmt: skip
+    assert code == 0, err
+    totals = {int(m.group(1)) for m in re.finditer(r"TMDB:[^\r\n]*?\d+/(\d+)", err)}
+    assert totals == {50}
+    assert "50/50" in err

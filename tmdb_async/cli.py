@@ -43,7 +43,7 @@ from tmdb_async.jobs.progress import Progress
 from tmdb_async.jobs.refresh import RefreshSummary, refresh
 from tmdb_async.jobs.source import read_csv_ids
 from tmdb_async.lake import idmap
-from tmdb_async.lake.storage import open_store, parse_s3, read_source
+from tmdb_async.lake.storage import open_s3, open_store, parse_s3, read_source
 from tmdb_async.log import LOG_LEVELS, log_level
 from tmdb_async.options import BOOL, FLOAT, Choice, ValueType, parse_date
 from tmdb_async.settings import REFRESH_SETTINGS, SCHEMA, Settings, Spec, settings_from
@@ -240,21 +240,22 @@ def _progress(enabled: bool) -> Iterator[_Bar | None]:
 
 
 async def _count_ids(settings: Settings) -> int | None:
-    """The distinct ids of a local source's slice: a reading pass with the run's own reader
-    (about 2 s for 124 MB), for the bar's total. None for S3 (the object would be read
-    twice) or when the reading fails (the run itself reports why)."""
-    if parse_s3(settings.source, "source") is not None:
-        return None
-    ids = read_csv_ids(
-        read_source(settings.source, None),
-        where=settings.source,
-        offset=settings.offset,
-        limit=settings.limit,
-    )
+    """The distinct ids of the source's slice, for the bar's total: a reading pass with the
+    run's own reader, beside the run (about 2 s for 124 MB of local file). An S3 source is
+    read a second time for it (one more download of the object: seconds to a minute, for a
+    run of hours); None when the reading fails (the run itself reports why)."""
+    on_s3 = parse_s3(settings.source, "source") is not None
     count = 0
     try:
-        async for _ in ids:
-            count += 1
+        async with open_s3(on_s3, 1) as s3:
+            ids = read_csv_ids(
+                read_source(settings.source, s3),
+                where=settings.source,
+                offset=settings.offset,
+                limit=settings.limit,
+            )
+            async for _ in ids:
+                count += 1
     except IngestError:
         return None
     return count

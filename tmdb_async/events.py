@@ -200,7 +200,7 @@ async def handle(
         label = f"{len(items)} items"
         logsetup.log_context.set({"request_id": request_id, "batch": label})
         _require_time(remaining, margin)
-        progress = LogProgress(label)
+        progress = LogProgress(f"batch of {label}")
         summary = await run(
             settings, items=items, remaining=remaining, safety_margin=margin, progress=progress
         )

@@ -4,6 +4,7 @@ there is no terminal, a log line comes at a steady interval (on a virtual clock 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,14 @@ import pytest
 from tests.conftest import TOKEN
 from tests.support.memory_store import MemoryStore
 from tmdb_async.credentials import Credentials
+from tmdb_async.events import handle
+from tmdb_async.jobs import progress as progress_module
 from tmdb_async.jobs.ingest import run
 from tmdb_async.jobs.progress import LogProgress, Progress
+from tmdb_async.jobs.refresh import refresh
 from tmdb_async.settings import Settings
 from tmdb_devtools.csvgen import title_ids, write_csv
-from tmdb_devtools.fake_tmdb import FakeTmdb
+from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
 
 def _settings(source: Path, dest: Path, url: str, **changes: Any) -> Settings:
@@ -130,7 +134,7 @@ def test_the_lambda_progress_line_comes_every_interval_with_done_total_rate_and_
         caplog.clear()
     assert [at for at, _ in lines] == [30.0, 60.0, 90.0]
     assert lines[0][1] == (
-        "progress: s3://lake/movies.csv 30 of 100 ids done, 0.0 requests/s, 0 x 429, ETA 70s"
+        "progress: s3://lake/movies.csv: 30 of 100 ids done, 0.0 requests/s, 0 x 429, ETA 70s"
     )
     assert lines[2][1].endswith("90 of 100 ids done, 0.0 requests/s, 0 x 429, ETA 10s")
 
@@ -144,7 +148,7 @@ def test_the_lambda_progress_line_without_a_total_has_no_eta(
     clock.now += 31
     progress(5)
     (record,) = caplog.records
-    assert record.getMessage().endswith("refresh 5 ids done, 0.0 requests/s, 0 x 429, ETA unknown")
+    assert record.getMessage().endswith("refresh: 5 ids done, 0.0 requests/s, 0 x 429, ETA unknown")
     assert record.progress == {  # type: ignore[attr-defined]
         "done": 5,
         "total": None,
@@ -152,3 +156,44 @@ def test_the_lambda_progress_line_without_a_total_has_no_eta(
         "throttled_429": 0,
         "eta_seconds": None,
     }
+
+
+async def test_a_refresh_tells_its_titles_as_the_total_and_reaches_it(tmp_path: Path) -> None:
+    today = dt.date(2026, 11, 20)
+    cfg = FakeTmdbConfig(token=TOKEN, change_period=7, change_universe=5_000, today=today)
+    ids = [f"tt{n:07d}" for n in range(1, 301)]
+    lake = tmp_path / "lake"
+    async with FakeTmdb(cfg) as fake:
+        csv_path = write_csv(tmp_path / "in.csv", ids)
+        await run(_settings(csv_path, lake, fake.url, date=dt.date(2026, 11, 10)))
+        progress = _Recording()
+        summary = await refresh(
+            _settings(Path("refresh"), lake, fake.url, date=today), progress=progress
+        )
+    assert summary.status == "ok" and summary.in_lake > 0
+    assert progress.total == summary.in_lake
+    assert progress.done == summary.in_lake
+    assert progress.seen[0] == 0  # the total came before the first title
+    assert progress.snapshot().requests == summary.requests
+
+
+async def test_a_lambda_batch_logs_progress_lines_with_its_total(
+    s3: Any, lake: str, fake_tmdb: FakeTmdb, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(progress_module, "LOG_INTERVAL", 0.0)  # a line at every id
+    caplog.set_level(logging.INFO, logger="tmdb_async.progress")
+    ids = title_ids(12, "movie")
+    event = {"Items": [{"id": i} for i in ids], "BatchInput": {"dest": f"s3://{lake}"}}
+    env = {
+        "TMDB_READ_ACCESS_TOKEN": TOKEN,
+        "TMDB_BASE_URL": fake_tmdb.url,
+        "TMDB_ALLOWED_BUCKETS": lake,
+        "TMDB_RATE": "1000",
+    }
+    result = await handle(event, None, env)
+    assert result["status"] == "ok"
+    lines = [r.getMessage() for r in caplog.records if r.name == "tmdb_async.progress"]
+    assert len(lines) == 13  # the total, then each id
+    assert lines[0].startswith("progress: batch of 12 items: 0 of 12 ids done, ")
+    assert lines[-1].startswith("progress: batch of 12 items: 12 of 12 ids done, ")

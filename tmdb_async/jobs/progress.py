@@ -111,7 +111,7 @@ class LogProgress(Progress):
         of = "" if snap.total is None else f" of {snap.total}"
         eta = snap.eta
         self.logger.info(
-            "progress: %s %d%s ids done, %.1f requests/s, %d x 429, ETA %s",
+            "progress: %s: %d%s ids done, %.1f requests/s, %d x 429, ETA %s",
             self.what,
             snap.done,
             of,
