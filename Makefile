@@ -1,5 +1,6 @@
 # Two commands on a fresh clone:
-#   make demo   - runs the main job on the bundled sample, offline, into ./out
+#   make demo   - runs the main job on the bundled samples, then a refresh a day later,
+#                 offline (a fake TMDB), into ./out
 #   make test   - lint (ruff, mypy --strict) + the whole test suite (what CI runs)
 PYTHON ?= python3
 VENV   ?= .venv

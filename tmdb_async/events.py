@@ -61,6 +61,7 @@ from tmdb_async.jobs.deadlines import (
 from tmdb_async.jobs.fleet import fleet_share
 from tmdb_async.jobs.ingest import run
 from tmdb_async.jobs.prepare import ExecutionRef, prepare_ids
+from tmdb_async.jobs.progress import LogProgress
 from tmdb_async.jobs.refresh import refresh
 from tmdb_async.jobs.status import CONCURRENCY as STATUS_CONCURRENCY
 from tmdb_async.jobs.status import lake_status
@@ -210,7 +211,10 @@ async def handle(
         label = f"{len(items)} items"
         logsetup.log_context.set({"request_id": request_id, "batch": label})
         _require_time(remaining, margin)
-        summary = await run(settings, items=items, remaining=remaining, safety_margin=margin)
+        progress = LogProgress(f"batch of {label}")
+        summary = await run(
+            settings, items=items, remaining=remaining, safety_margin=margin, progress=progress
+        )
         require_progress(summary, margin, _DEADLINE_HINT)
         result = summary.as_dict()
         result["batch_input"] = dict(batch)
@@ -226,7 +230,8 @@ async def handle(
             {"request_id": request_id, "batch": f"{settings.offset}+{settings.limit}"}
         )
         _require_time(remaining, margin)
-        summary = await run(settings, remaining=remaining, safety_margin=margin)
+        progress = LogProgress(settings.source)
+        summary = await run(settings, remaining=remaining, safety_margin=margin, progress=progress)
         require_progress(summary, margin, _DEADLINE_HINT)
         return summary.as_dict()
 
@@ -389,7 +394,10 @@ async def _refresh(
     settings = settings.with_changes(credentials=await _credentials(env)).validate()
     logsetup.log_context.set({"request_id": request_id, "action": "refresh"})
     _require_time(remaining, margin)
-    summary = await refresh(settings, since=since, remaining=remaining, safety_margin=margin)
+    progress = LogProgress("refresh")
+    summary = await refresh(
+        settings, since=since, remaining=remaining, safety_margin=margin, progress=progress
+    )
     if summary.status == "incomplete":
         raise RefreshIncomplete(
             f"refresh of {summary.date}: stopped at the function's deadline after "

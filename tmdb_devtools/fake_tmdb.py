@@ -20,7 +20,8 @@ details by TMDB id keep working.
 
 Change lists (``/3/movie/changes``, ``/3/tv/changes``) follow :func:`changed_ids`, a rule
 exported so that tests can compute the expected sets: TMDB id n of kind k is changed on day d
-iff 1 <= n <= ``change_universe``, ``kind_of_number(n) == k`` and
+iff (1 <= n <= ``change_universe`` or n is in one of ``change_ranges``), ``kind_of_number(n)
+== k`` and
 ``n % change_period == (d.toordinal() * 17) % change_period``; a title of ``removed_ids`` (of
 kind k) is listed as changed every day, whatever ``change_universe`` says. A window
 [start_date, end_date] (both days inclusive) lists the union over its days, each id once, in
@@ -30,7 +31,9 @@ defaults to the last 24 hours (``today`` - 1 day to ``today``; an absent ``start
 end_date - 1 day, an absent ``end_date`` is ``today``), may span at most 14 days
 (end_date - start_date <= 14 days, else 422 status_code 20; end_date before start_date too),
 takes dates as YYYY-MM-DD only (else 400 status_code 23) and pages 1..500 only (else 400
-status_code 22), even when ``total_pages`` and ``total_results`` report more. With the
+status_code 22), even when ``total_pages`` and ``total_results`` report more. A title's
+answers show its changes: from the day after each change, 3 more votes and another
+popularity (:func:`changes_before`), so a refresh fetches records that differ. With the
 default period of 49, which is coprime with 10, a title changes on 1 day in 49 and every last
 digit, hence both kinds, gets changes every day. A title of ``removed_ids`` is gone as on
 TMDB: its details (by TMDB id, and ``/3/movie/{imdb_id}``) are a 404 (status_code 34) and
@@ -71,16 +74,20 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 __all__ = [
+    "CHANGES_EPOCH",
     "LONE_SURROGATE",
     "MALFORMED_RESPONSE",
+    "SAMPLE_RANGES",
     "FakeTmdb",
     "FakeTmdbConfig",
     "FakeTmdbStats",
     "changed_ids",
+    "changes_before",
     "expected_kind",
     "kind_of_number",
     "main",
     "make_app",
+    "takes_part",
 ]
 
 Kind = Literal["movie", "tv"]
@@ -97,6 +104,12 @@ _MAX_CHANGES_PAGE: Final = 500
 _MAX_CHANGES_WINDOW: Final = timedelta(days=14)
 #: kind_of_number(n) depends on n % 10 and n % 17 only, hence on n % 170.
 _KIND_CYCLE: Final = 170
+#: The first day :func:`changes_before` counts.
+CHANGES_EPOCH: Final = date(2000, 1, 1)
+#: The TMDB ids of the bundled samples (samples/movies.csv from 1,000,000, samples/series.csv
+#: from 2,000,000): with ``change_ranges=SAMPLE_RANGES`` and ``change_universe=0`` the change
+#: lists hold the samples' titles and nothing else (a few pages), as the demo runs it.
+SAMPLE_RANGES: Final = ((1_000_000, 1_000_999), (2_000_000, 2_000_999))
 
 # --- TMDB error bodies ---------------------------------------------------------------------
 # The texts are the ones TMDB sends, so that an engine logging status_message shows what a
@@ -240,6 +253,9 @@ class FakeTmdbConfig:
     49 is coprime with 10, so every last digit, hence both kinds, gets changes every day."""
     change_universe: int = 1_500_000
     """TMDB ids 1..change_universe take part in the change lists."""
+    change_ranges: tuple[tuple[int, int], ...] = ()
+    """More TMDB ids that take part in the change lists: each ``(first, last)``, both included
+    (the demo's: :data:`SAMPLE_RANGES`, the bundled samples' ids, with ``change_universe`` 0)."""
     removed_ids: frozenset[str] = field(default_factory=frozenset)
     """IMDb ids of titles TMDB removed: their details (by TMDB id, or ``/3/movie/{imdb_id}``)
     are a 404 (status_code 34), ``/find`` lists nothing for them, and the change lists of
@@ -276,6 +292,11 @@ class FakeTmdbConfig:
             raise ValueError(f"change_period must be >= 1, got {self.change_period!r}")
         if self.change_universe < 0:
             raise ValueError(f"change_universe must be >= 0, got {self.change_universe!r}")
+        for pair in self.change_ranges:
+            if len(pair) != 2 or not 1 <= pair[0] <= pair[1]:
+                raise ValueError(
+                    f"change_ranges: expected (first, last), 1 <= first <= last, got {pair!r}"
+                )
         if self.today is not None and not isinstance(self.today, date):
             raise ValueError(f"today must be a datetime.date or None, got {self.today!r}")
 
@@ -287,7 +308,8 @@ def changed_ids(kind: Kind, start: date, end: date, config: FakeTmdbConfig) -> l
     """The TMDB ids of ``kind`` that ``/3/{kind}/changes`` lists for [start, end], ascending.
 
     The rule (also in the module docstring): TMDB id n of kind ``kind`` is changed on day d
-    iff 1 <= n <= ``config.change_universe``, ``kind_of_number(n) == kind`` and
+    iff (1 <= n <= ``config.change_universe`` or n is in one of ``config.change_ranges``),
+    ``kind_of_number(n) == kind`` and
     ``n % config.change_period == (d.toordinal() * 17) % config.change_period``; a title of
     ``config.removed_ids`` of that kind is changed every day. Both days are inclusive; the
     window lists the union over its days, each id once. ``end`` before ``start`` is empty.
@@ -307,11 +329,48 @@ def changed_ids(kind: Kind, start: date, end: date, config: FakeTmdbConfig) -> l
     ids: list[int] = []
     for first in starts:
         ids.extend(range(first, universe + 1, cycle))
+    for low, high in config.change_ranges:
+        for first in starts:
+            start_at = low + (first - low) % cycle  # the first id >= low of this progression
+            ids.extend(n for n in range(start_at, high + 1, cycle) if n > universe)
     removed = [n for n in _numbers(config.removed_ids) if n >= 1 and kind_of_number(n) == kind]
     if removed and residues:
         return sorted(set(ids).union(removed))
+    if config.change_ranges:  # ranges may overlap each other
+        return sorted(set(ids))
     ids.sort()
     return ids
+
+
+def takes_part(n: int, config: FakeTmdbConfig) -> bool:
+    """Whether TMDB id ``n`` is ever in the change lists by the rule (``removed_ids`` aside)."""
+    return 1 <= n <= config.change_universe or any(
+        low <= n <= high for low, high in config.change_ranges
+    )
+
+
+def changes_before(n: int, day: date, config: FakeTmdbConfig) -> int:
+    """How many times title ``n`` changed from :data:`CHANGES_EPOCH` to the day before ``day``
+    (0 for a title outside the change lists). A title's details and ``/find`` item are the
+    ones of that count (see :func:`_core`): a title fetched after a day it changed shows
+    more votes and another popularity than before, as on TMDB, while a title that did not
+    change answers exactly as before. Changes of ``day`` itself show from the next day on: a
+    title is fetched again by a refresh, which reads the change lists of days that are over.
+    """
+    if not takes_part(n, config):
+        return 0
+    return _changes_before(n % config.change_period, day, config.change_period)
+
+
+@functools.lru_cache(maxsize=4096)
+def _changes_before(residue: int, day: date, period: int) -> int:
+    first, last = CHANGES_EPOCH.toordinal(), day.toordinal() - 1
+    count = 0
+    for offset in range(min(period, max(0, last - first + 1))):
+        ordinal = first + offset
+        if ordinal * 17 % period == residue:
+            count += (last - ordinal) // period + 1
+    return count
 
 
 # --- statistics ----------------------------------------------------------------------------
@@ -606,8 +665,10 @@ class _Core:
         return _LANGUAGES[self.original_language][2]
 
 
-def _core(kind: Kind, n: int) -> _Core:
-    """Derive a title's stable facts from its id alone.
+def _core(kind: Kind, n: int, changes: int = 0) -> _Core:
+    """Derive a title's facts from its id alone, and what moves from the times it changed
+    (:func:`changes_before`): 3 more votes at each change, and a popularity within 10 %
+    of its base, another at each change.
 
     Seeded with a string (hashed with SHA-512 by ``random``, independent of PYTHONHASHSEED),
     so every process, and the server-wide fault seed, agree on the data for an id.
@@ -629,9 +690,9 @@ def _core(kind: Kind, n: int) -> _Core:
         original_language=language,
         genre_ids=genre_ids,
         date=_date(rng, 1925 if kind == "movie" else 1950),
-        popularity=round(rng.uniform(0.6, 180.0), 3),
+        popularity=round(rng.uniform(0.6, 180.0) * (1 + (changes * 37 % 21 - 10) / 100), 3),
         vote_average=round(rng.uniform(1.0, 9.4), 3),
-        vote_count=rng.randint(0, 35000),
+        vote_count=rng.randint(0, 35000) + 3 * changes,
         poster_path=_image_path(rng) if rng.random() < 0.95 else None,
         backdrop_path=_image_path(rng) if rng.random() < 0.85 else None,
         genre_name=genres[genre_ids[0]],
@@ -1149,9 +1210,11 @@ class _Server:
             n = int(match.group(1))
             kind = kind_of_number(n) if n not in self._removed_numbers else None
             if kind == "movie":
-                movies.append(self._surrogate(n, _movie_item(_core("movie", n), language)))
+                core = _core("movie", n, self._change_count(n))
+                movies.append(self._surrogate(n, _movie_item(core, language)))
             elif kind == "tv":
-                shows.append(self._surrogate(n, _tv_item(_core("tv", n), language)))
+                core = _core("tv", n, self._change_count(n))
+                shows.append(self._surrogate(n, _tv_item(core, language)))
         return web.json_response(
             {
                 "movie_results": movies,
@@ -1191,7 +1254,7 @@ class _Server:
         if len(names) > _MAX_APPEND:
             return _error(_ERR_APPEND)
         language = request.query.get("language", _DEFAULT_LANGUAGE)
-        core = _core(kind, n)
+        core = _core(kind, n, self._change_count(n))
         body = _movie_details(core, language) if kind == "movie" else _tv_details(core, language)
         for name in names:
             appender = _APPENDERS.get(name)
@@ -1207,7 +1270,7 @@ class _Server:
     def _changes(self, request: web.Request, kind: Kind) -> web.Response:
         """One page of the change list; when several parameters are wrong, dates win."""
         query = request.query
-        today = self.config.today or datetime.now(UTC).date()
+        today = self._today()
         end = _query_date(query.get("end_date"), today)
         start = _query_date(
             query.get("start_date"), end - timedelta(days=1) if end is not None else None
@@ -1234,6 +1297,13 @@ class _Server:
                 "total_results": len(ids),
             }
         )
+
+    def _today(self) -> date:
+        return self.config.today or datetime.now(UTC).date()
+
+    def _change_count(self, n: int) -> int:
+        """The changes a title answered now shows (:func:`changes_before` today)."""
+        return changes_before(n, self._today(), self.config)
 
     def _changed_ids(self, kind: Kind, start: date, end: date) -> list[int]:
         """:func:`changed_ids` under this server's config; cached in ``self._changed``."""
@@ -1433,6 +1503,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _id_range(text: str) -> tuple[tuple[int, int], ...]:
+    """``FIRST-LAST`` (both included), or ``samples``: :data:`SAMPLE_RANGES`."""
+    if text == "samples":
+        return SAMPLE_RANGES
+    first, sep, last = text.partition("-")
+    if not (sep and first.isdigit() and last.isdigit() and 1 <= int(first) <= int(last)):
+        raise argparse.ArgumentTypeError(f"must be FIRST-LAST, 1 <= FIRST <= LAST, got {text}")
+    return ((int(first), int(last)),)
+
+
 def _iso_date(text: str) -> date:
     parsed = _query_date(text, None)
     if parsed is None:
@@ -1508,6 +1588,16 @@ def _build_parser() -> argparse.ArgumentParser:
         help="TMDB ids 1..N take part in the change lists (default 1500000)",
     )
     add(
+        "--change-range",
+        dest="change_ranges",
+        action="append",
+        type=_id_range,
+        default=[],
+        metavar="FIRST-LAST",
+        help="TMDB ids FIRST..LAST take part in the change lists too (repeatable); "
+        "'samples' for the bundled samples' ids",
+    )
+    add(
         "--removed-ids",
         action="append",
         default=[],
@@ -1550,6 +1640,7 @@ def _config_from_args(args: argparse.Namespace) -> FakeTmdbConfig:
         imdb_on_movie=args.imdb_on_movie,
         change_period=args.change_period,
         change_universe=args.change_universe,
+        change_ranges=tuple(pair for ranges in args.change_ranges for pair in ranges),
         removed_ids=_id_list(args.removed_ids),
         today=args.today,
         seed=args.seed,

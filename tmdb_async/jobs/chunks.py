@@ -139,6 +139,11 @@ class ChunkedRun:
         self.done += 1
         if self.accounted is not None:
             self.accounted.add(position)
+
+    def _resolved(self) -> None:
+        """One more id resolved: progress moves now, not when its chunk is committed (a bar
+        would stand still for a chunk's worth of answers, or a whole run's with a chunk
+        larger than the ids)."""
         if self.progress is not None:
             self.progress(1)
 
@@ -163,11 +168,13 @@ class ChunkedRun:
             if self._keeps(self.ledger.home(entry.label)):
                 self.counts.kept += 1
                 self._done(entry.position)
+                self._resolved()
                 self.cursor = entry.position + 1
                 continue
             if entry.problem is None and entry.imdb_id in self.lake:
                 self.counts.skipped += 1
                 self._done(entry.position)
+                self._resolved()
                 self.cursor = entry.position + 1
                 continue
             if chunk is None or chunk.expected == self.settings.chunk_size:
@@ -200,6 +207,7 @@ class ChunkedRun:
                     )
                 )
                 chunk.resolved += 1
+                self._resolved()
             else:
                 await self.queue.put((chunk, entry))
         else:
@@ -253,6 +261,7 @@ class ChunkedRun:
                     }
                     chunk.sidecar.append((entry.position, {"imdb_id": entry.imdb_id, **outcome}))
             chunk.resolved += 1
+            self._resolved()
             if chunk.complete:
                 self.ready.put_nowait(chunk)
 

@@ -39,6 +39,7 @@ from typing import Any
 from tmdb_async.errors import DamagedFile, IngestError, StorageError, error_line, unwrap_group
 from tmdb_async.jobs.chunks import ChunkedRun
 from tmdb_async.jobs.deadlines import Remaining
+from tmdb_async.jobs.progress import Progress
 from tmdb_async.jobs.source import IdEntry, ReadStats, entries_in, read_csv_ids, read_item_ids
 from tmdb_async.jobs.summary import Summary
 from tmdb_async.lake import runstate
@@ -82,6 +83,8 @@ async def run(
     ``items`` replaces the CSV source with rows of a Step Functions Distributed Map batch.
     ``store`` replaces the destination ``settings.dest`` names (to embed the engine over
     another storage, or to observe and interrupt its writes in tests).
+    ``progress``: called with the ids resolved as they are (a
+    :class:`~tmdb_async.jobs.progress.Progress` is also given the client's counters).
     ``remaining``/``safety_margin``: stop starting new chunks once fewer than
     ``safety_margin`` seconds remain; the summary then has ``status="incomplete"`` and
     ``next_offset`` (or ``remaining_items`` for a batch) to continue from.
@@ -102,6 +105,11 @@ async def run(
         source_s3=source_url is not None,
         remaining=remaining,
     ) as engine:
+        if isinstance(progress, Progress):
+            progress.attach(engine.client.stats)
+            if batch is not None:  # a CSV's total is the caller's: it costs a reading pass
+                end = None if settings.limit is None else settings.offset + settings.limit
+                progress.set_total(len(batch[settings.offset : end]))
         if batch is None:
             entries: AsyncIterator[IdEntry] = read_csv_ids(
                 read_source(settings.source, engine.s3),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from tmdb_async.errors import InputError, UsageError
 from tmdb_async.jobs.deadlines import Remaining, no_progress
 from tmdb_async.jobs.ingest import Engine
+from tmdb_async.jobs.progress import Progress
 from tmdb_async.jobs.refresh.listing import list_changes
 from tmdb_async.jobs.refresh.plan import Plan
 from tmdb_async.jobs.refresh.state import (
@@ -68,6 +69,8 @@ async def refresh(
     summary = RefreshSummary(dest=settings.dest, date=date.isoformat())
     limits = _Limits(remaining, safety_margin, progress)
     async with Engine.open(settings, store=store, compact=True, remaining=remaining) as engine:
+        if isinstance(progress, Progress):
+            progress.attach(engine.client.stats)
         state, plan = await _resume_or_plan(engine.store, date, since, today)
         if plan is None:
             assert state.through is not None
@@ -216,6 +219,8 @@ async def _fetch(
     """Fetch the plan's groups, each with the settings its titles were ingested with, into
     the date's folder through the ingest engine (its ledger: exactly once)."""
     started = time.monotonic()
+    if isinstance(limits.progress, Progress):  # the titles to fetch: known once listed
+        limits.progress.set_total(sum(len(group.ids) for group in plan.groups or []))
     label = f"refresh {plan.window.start.isoformat()}..{plan.window.end.isoformat()}"
     for index, group in enumerate(plan.groups or []):
         part = group.settings(settings)
