@@ -112,6 +112,7 @@ print(f"  {changed} of {len(new)} refreshed records differ from the day before")
 PYTHON
 
 # == status and report (issue 20) =========================================================
-# Added here by the helpers that build them: `status --dest "$OUT"` (what the lake holds)
-# and `report --dest "$OUT" --out "$OUT/report.html"` (the page to look at).
+echo
+echo "== what the lake holds: tmdb-ingest status --dest $OUT"
+"$PY" -m tmdb_async status --dest "$OUT"
 # == end of status and report ==============================================================
