@@ -90,7 +90,7 @@ async def test_the_page_holds_every_folder_run_and_failure_of_the_lake(lake: Pat
     failures = [f for shown in found.folders for f in shown.failed or ()]
     assert len(failures) == 2  # the ingest's poison id and the refresh's carried one
     for failed in failures:
-        assert f"<code>{failed.imdb_id}</code>" in page and html.escape(failed.reason) in page
+        assert f">{failed.imdb_id}</code>" in page and html.escape(failed.reason) in page
     assert found.refresh is not None and found.refresh.refreshed_through in page
     assert found.refresh.carried[0] in page
     refresh_runs = [r for f in found.folders for r in f.runs if r.source.startswith("refresh ")]

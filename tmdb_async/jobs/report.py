@@ -180,7 +180,8 @@ def _cards(found: LakeStatus, runs: int, failures: int) -> str:
         out.append(f"<div class=card{style}><b>{value}</b><span>{_e(title)}</span></div>")
     out.append("</div>")
     if failures:
-        out.append(f"<p class=warn>{_n(failures)} failed ids: see the failures table.</p>")
+        ids = "id" if failures == 1 else "ids"
+        out.append(f"<p class=warn>{_n(failures)} failed {ids}: see the failures table.</p>")
     return "".join(out)
 
 
@@ -247,10 +248,12 @@ def _fmt_tick(value: float) -> str:
     return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
 
 
-def _axes(width: int, height: int, left: int, bottom: int, top: float, unit: str) -> list[str]:
-    """Horizontal grid lines and their labels, from 0 to ``top``."""
+def _axes(
+    width: int, height: int, left: int, bottom: int, top: float, unit: str, pad: int = 10
+) -> list[str]:
+    """Horizontal grid lines and their labels, from 0 to ``top`` (``pad``: room above)."""
     out = []
-    plot = height - bottom - 10
+    plot = height - bottom - pad
     for tick in _ticks(top):
         y = height - bottom - plot * tick / top
         out.append(
@@ -288,7 +291,7 @@ def _stacked_bars(folders: Sequence[FolderStatus]) -> str:
             count = getattr(folder.ids, outcome)
             if not count:
                 continue
-            h = plot_h * count / top
+            h = max(1.5, plot_h * count / top)  # a few ids among many still show
             y -= h
             out.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
@@ -359,12 +362,12 @@ def _value(value: Any) -> str:
 
 def _timeline_chart(line: RunTimeline) -> str:
     """Requests and ids per second as lines, 429s as red bars, over the run's seconds."""
-    width, height, left, bottom = 1000, 180, 64, 30
+    width, height, left, bottom, pad = 1000, 190, 64, 30, 24
     points = max(len(line.requests), len(line.ids), len(line.throttled), 1)
     rate_req = [v / line.step for v in line.requests]
     rate_ids = [v / line.step for v in line.ids]
     top = _nice(max([*rate_req, *rate_ids, 1.0]))
-    plot_w, plot_h = width - left - 10, height - bottom - 10
+    plot_w, plot_h = width - left - 10, height - bottom - pad
     dx = plot_w / points
     base = height - bottom
 
@@ -378,15 +381,16 @@ def _timeline_chart(line: RunTimeline) -> str:
     out = [
         f'<svg viewBox="0 0 {width} {height}" class="chart small" role=img '
         'aria-label="requests, ids and 429s per second">',
-        *_axes(width, height, left, bottom, top, "per second"),
+        *_axes(width, height, left, bottom, top, "per second", pad),
     ]
     most = max(line.throttled, default=0)
     for i, count in enumerate(line.throttled):
         if count:
-            h = max(3.0, plot_h * 0.25 * count / most)
+            h = max(3.0, plot_h * 0.12 * count / most)  # a mark at the foot, under the lines
+            bar = max(dx * 0.5, 2.0)
             out.append(
-                f'<rect x="{left + dx * i:.1f}" y="{base - h:.1f}" width="{max(dx, 2.0):.1f}" '
-                f'height="{h:.1f}" fill="{_THROTTLED}" opacity=".75"><title>'
+                f'<rect x="{left + dx * i + (dx - bar) / 2:.1f}" y="{base - h:.1f}" '
+                f'width="{bar:.1f}" height="{h:.1f}" fill="{_THROTTLED}" opacity=".8"><title>'
                 f"{_e(f'{count} × 429 at +{i * line.step} s')}</title></rect>"
             )
     if rate_req:
@@ -482,10 +486,10 @@ def _failures(failures: Sequence[tuple[FolderStatus, FailedId]]) -> str:
         return "<p class=muted>No failed id.</p>"
     rows = [
         [
-            f"<code>{_e(f.imdb_id)}</code>",
+            f"<code class=nw>{_e(f.imdb_id)}</code>",
             _e(f.reason),
             "?" if f.attempts is None else _n(f.attempts),
-            _e(folder.date),
+            f"<span class=nw>{_e(folder.date)}</span>",
             f"<code>{_e(f.file)}</code>",
         ]
         for folder, f in failures
@@ -512,6 +516,7 @@ box-shadow:0 1px 2px rgba(0,0,0,.08)}
 .card span{color:#4a5568;font-size:12px}
 .warn{color:#9b2c2c;font-weight:600}
 .muted{color:#718096}
+.nw{white-space:nowrap}
 .error{color:#9b2c2c}
 table{border-collapse:collapse;width:100%;font-size:13px;margin-top:8px}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e2e8f0;vertical-align:top}
