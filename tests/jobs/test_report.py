@@ -108,9 +108,7 @@ async def test_every_value_is_text_a_reason_with_a_script_tag_stays_text(lake: P
         first,
         path=f"{first.path}/<b>bold</b>",
         failed=(FailedId("tt0000001", evil, 3, "_sidecars/<i>.json"),),
-        runs=tuple(
-            dataclasses.replace(r, source="<img src=x onerror=alert(1)>") for r in first.runs
-        ),
+        runs=tuple(dataclasses.replace(r, source="<img src=x onerror=1>") for r in first.runs),
     )
     page = render_report(
         dataclasses.replace(found, dest="<dest>", folders=(poisoned, *found.folders[1:])), {}
