@@ -645,3 +645,76 @@ async def test_status_without_a_destination_or_with_a_bad_date_is_a_usage_error(
     assert code == 2 and err.strip() == "error: dest: missing; pass --dest or set TMDB_DEST"
     code, _, err = await cli("status", "--dest", "x", "--date", "2022-13-01")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--date" in err
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+async def test_report_writes_one_page_of_the_lake_and_prints_where(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    code, _, err = await cli(
+        *("run", str(ROOT / "samples" / "movies.csv"), "--dest", str(tmp_path / "lake")),
+        *("--tmdb-url", fake_tmdb.url, "--date", "2022-05-02", "--rate", "500"),
+        env={"TMDB_READ_ACCESS_TOKEN": TOKEN},
+    )
+    assert code == 0, err
+    page = tmp_path / "report.html"
+    code, out, err = await cli("report", "--dest", str(tmp_path / "lake"), "--out", str(page))
+    assert code == 0 and not err, err
+    text = page.read_text(encoding="utf-8")
+    assert out.strip() == f"report: {page} ({len(text.encode()):,} bytes)"
+    assert text.startswith("<!DOCTYPE html>") and ">2022-05-02<" in text and "movies.csv" in text
+    code, out, err = await cli(
+        "report", "--dest", str(tmp_path / "lake"), "--out", str(page), "--json"
+    )
+    assert code == 0 and json.loads(out) == {
+        "status": "ok",
+        "out": str(page),
+        "bytes": page.stat().st_size,
+    }
+
+
+async def test_report_of_a_place_without_a_lake_exits_3_with_one_line_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    page = tmp_path / "report.html"
+    code, out, err = await cli("report", "--dest", str(tmp_path / "typo"), "--out", str(page))
+    assert code == 3 and not out
+    assert err.strip() == f"error: {tmp_path / 'typo'}: no lake here (nothing under " + (
+        "Raw/TMDB/JSON/ or Raw/TMDB/_state/)"
+    )
+    assert not page.exists() and not (tmp_path / "typo").exists()
+    code, _, err = await cli("report")
+    assert code == 2 and err.strip() == "error: dest: missing; pass --dest or set TMDB_DEST"
+
+
+@pytest.mark.slow
+async def test_the_secret_never_reaches_the_report_even_with_failures_and_faults(
+    tmp_path: Path,
+) -> None:
+    """The canary credential of tests/test_secrets.py, faults on, ids failing: the page
+    shows the failures and their reasons, never the token."""
+    from tests.test_secrets import CANARY, FAULTS
+
+    csv_path = write_csv(tmp_path / "in.csv", title_ids(60))
+    async with FakeTmdb(FakeTmdbConfig(token=CANARY, **FAULTS)) as fake:
+        code, _, err = await cli(
+            *("run", str(csv_path), "--dest", str(tmp_path / "lake"), "--tmdb-url", fake.url),
+            *("--max-attempts", "2", "--timeout", "2", "--rate", "500"),
+            env={"TMDB_READ_ACCESS_TOKEN": CANARY},
+        )
+    assert code == 1, err  # tt1000001 always fails
+    page = tmp_path / "report.html"
+    code, _, err = await cli(
+        "report",
+        "--dest",
+        str(tmp_path / "lake"),
+        "--out",
+        str(page),
+        env={"TMDB_READ_ACCESS_TOKEN": CANARY},
+    )
+    assert code == 0, err
+    text = page.read_text(encoding="utf-8")
+    assert "tt1000001" in text  # the id TMDB always fails: in the failures table
+    assert CANARY not in text

@@ -36,11 +36,19 @@ from typing import Any, TypeVar
 
 from tmdb_async import log as logsetup
 from tmdb_async.credentials import secret_values
-from tmdb_async.errors import ExitCode, IngestError, UsageError, error_line, redacted_traceback
+from tmdb_async.errors import (
+    ExitCode,
+    IngestError,
+    StorageError,
+    UsageError,
+    error_line,
+    redacted_traceback,
+)
 from tmdb_async.jobs.deadlines import check_time_budget, require_progress
 from tmdb_async.jobs.ingest import Summary, run
 from tmdb_async.jobs.progress import Progress
 from tmdb_async.jobs.refresh import RefreshSummary, refresh
+from tmdb_async.jobs.report import lake_report
 from tmdb_async.jobs.source import read_csv_ids
 from tmdb_async.jobs.status import CONCURRENCY as STATUS_CONCURRENCY
 from tmdb_async.jobs.status import LakeStatus, lake_status, status_lines
@@ -134,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     map_p.add_argument("--dest", help="folder or s3://bucket[/prefix] (env TMDB_DEST)")
     _add_status(commands)
+    _add_report(commands)
     for sub in (run_p, refresh_p):
         sub.add_argument(
             "--time-budget",
@@ -504,11 +513,54 @@ def _status(args: argparse.Namespace, env: dict[str, str]) -> int:
     return 0
 
 
+def _add_report(commands: Any) -> None:
+    """The ``report`` subcommand: the lake as one HTML page (:mod:`tmdb_async.jobs.report`)."""
+    sub = commands.add_parser(
+        "report",
+        help="what the lake holds as one self-contained HTML page (outcomes per date folder, "
+        "each run's requests and 429s over time, the refresh history, the failures); reads "
+        "what status reads, writes only --out",
+    )
+    sub.add_argument("--dest", help="folder or s3://bucket[/prefix] (env TMDB_DEST)")
+    sub.add_argument("--out", default="report.html", help="the page to write (report.html)")
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
+    sub.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    sub.add_argument(
+        "--log-level",
+        help=f"{', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]} (default WARNING; env "
+        "TMDB_LOG_LEVEL)",
+    )
+
+
+def _report(args: argparse.Namespace, env: dict[str, str]) -> int:
+    dest = args.dest or env.get("TMDB_DEST", "")
+    if not dest:
+        raise UsageError("dest: missing; pass --dest or set TMDB_DEST")
+
+    async def read() -> str:
+        _cancel_on_sigterm(None)
+        async with open_store(dest, pool=STATUS_CONCURRENCY) as store:
+            return await lake_report(store)
+
+    page = _serve(read()).encode("utf-8")
+    out = Path(args.out)
+    try:
+        out.write_bytes(page)
+    except OSError as exc:
+        raise StorageError(f"{out}: not written ({exc.strerror or exc})") from None
+    if args.json:
+        print(json.dumps({"status": "ok", "out": str(out), "bytes": len(page)}))
+    elif not args.quiet:
+        print(f"report: {out} ({len(page):,} bytes)")
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, dict[str, str]], int]] = {
     "run": _run,
     "refresh": _refresh,
     "idmap": _idmap,
     "status": _status,
+    "report": _report,
 }
 
 

@@ -50,7 +50,7 @@ from tmdb_async.lake.manifest import Manifest
 from tmdb_async.lake.profile import Profile
 from tmdb_async.lake.storage import LocalStore, S3Store, Store, open_s3, parse_s3, read_source
 from tmdb_async.settings import Settings
-from tmdb_async.tmdb.client import ClientOptions, TmdbClient
+from tmdb_async.tmdb.client import ClientOptions, Timeline, TmdbClient
 
 __all__ = ["Engine", "Summary", "record_shape", "run"]
 
@@ -234,6 +234,8 @@ class Engine:
                 f"{self.run_id}{part}", date.isoformat(), settings.offset, end, source=label
             )
             entries = _pinning(entries, store, job, pin, pinned)
+        # This part's own timeline: a refresh's parts share the client, one after another.
+        timeline = client.stats.timeline = Timeline()
         ledger = await Ledger(store, folder, owner=self.run_id).load()
         lake = await lake_records(store, RAW_FOLDER) if settings.skip_existing else set()
         job_run = ChunkedRun(
@@ -246,7 +248,7 @@ class Engine:
             idmap=self.idmap,
             remaining=remaining,
             margin=safety_margin,
-            progress=progress,
+            progress=_counting(progress, timeline),
             track=batch is not None,
         )
         requests_before = client.stats.requests
@@ -300,6 +302,17 @@ class Engine:
             summary.seconds,
         )
         return summary
+
+
+def _counting(progress: Callable[[int], None] | None, timeline: Timeline) -> Callable[[int], None]:
+    """``progress``, also counting the ids done into the manifest's timeline."""
+
+    def counted(n: int) -> None:
+        timeline.add("ids", n)
+        if progress is not None:
+            progress(n)
+
+    return counted
 
 
 async def _pinning(
@@ -406,7 +419,8 @@ async def _finish(
     """Write the final manifest and settle the run's pin (cleared when its slice is done,
     left interrupted otherwise); never mask the run's own error."""
     try:
-        await manifest.finish(summary.manifest_fields(client.stats.as_dict()))
+        stats = client.stats
+        await manifest.finish(summary.manifest_fields(stats.as_dict(), stats.timeline.as_dict()))
         for pin in pinned:
             assert job is not None
             if summary.status in ("ok", "failed_ids"):

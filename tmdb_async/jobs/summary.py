@@ -72,8 +72,12 @@ class Summary:
             "incomplete": ExitCode.INCOMPLETE,
         }.get(self.status, ExitCode.BAD_INPUT)
 
-    def manifest_fields(self, tmdb: dict[str, Any]) -> dict[str, Any]:
-        """What the run's manifest holds when it ends (see lake.manifest.Manifest)."""
+    def manifest_fields(
+        self, tmdb: dict[str, Any], timeline: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """What the run's manifest holds when it ends (see lake.manifest.Manifest).
+        ``timeline``: its requests, 429s and ids per second
+        (:meth:`tmdb_async.tmdb.client.Timeline.as_dict`), null when it did nothing."""
         return dict(
             outcome=self.status,
             counts={
@@ -101,6 +105,7 @@ class Summary:
             next_limit=self.next_limit,
             seconds=self.seconds,
             tmdb=tmdb,
+            timeline=timeline,
             error=self.error,
         )
 

@@ -40,7 +40,8 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
@@ -80,6 +81,7 @@ __all__ = [
     "ClientStats",
     "IdMap",
     "KnownTitle",
+    "Timeline",
     "TmdbClient",
 ]
 
@@ -111,9 +113,90 @@ class IdMap(Protocol):
 _USER_AGENT = f"tmdb-ingest/{__version__} (+aiohttp)"
 
 
+TIMELINE_SERIES = ("requests", "throttled", "ids")
+"""The series of a :class:`Timeline`, in the manifest's order."""
+TIMELINE_POINTS = 1000
+"""The most points a :class:`Timeline` keeps: past it, neighbouring buckets merge (the bucket
+doubles), so a 4-hour run has 900 buckets of 16 s and its manifest stays a few KB."""
+
+
+@dataclass(slots=True)
+class Timeline:
+    """Events counted per second of wall time from the first one, for the report's charts:
+    ``requests`` (every attempt sent), ``throttled`` (429 answers), ``ids`` (ids a run has
+    accounted for; counted by the run, not the client). At most :data:`TIMELINE_POINTS`
+    buckets: when the run outlasts them, each pair of buckets merges into one twice as
+    long. Cheap enough for every request: a clock read and a list update."""
+
+    clock: Callable[[], float] = time.time
+    t0: int | None = None
+    step: int = 1
+    series: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, name: str, n: int = 1) -> None:
+        now = int(self.clock())
+        if self.t0 is None:
+            self.t0 = now
+        index = max(0, now - self.t0) // self.step
+        while index >= TIMELINE_POINTS:
+            self._merge()
+            index = max(0, now - self.t0) // self.step
+        counts = self.series.setdefault(name, [])
+        if len(counts) <= index:
+            counts.extend([0] * (index + 1 - len(counts)))
+        counts[index] += n
+
+    def _merge(self) -> None:
+        self.step *= 2
+        for name, counts in self.series.items():
+            self.series[name] = [sum(counts[i : i + 2]) for i in range(0, len(counts), 2)]
+
+    def as_dict(self) -> dict[str, Any] | None:
+        """The manifest's ``timeline``: ``t0`` (UTC, the first event's second), ``step``
+        (seconds a bucket covers) and each series as :func:`encode_counts` text (every series
+        as long as the longest); ``None`` when nothing happened."""
+        if self.t0 is None:
+            return None
+        points = max(len(counts) for counts in self.series.values())
+        found: dict[str, Any] = {
+            "t0": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.t0)),
+            "step": self.step,
+        }
+        for name in TIMELINE_SERIES:
+            counts = self.series.get(name, [])
+            found[name] = encode_counts(counts + [0] * (points - len(counts)))
+        return found
+
+
+def encode_counts(counts: list[int]) -> str:
+    """Counts as short text, one line in an indented manifest: comma-separated, a run of
+    equal values as ``value*times`` (``[0, 0, 0, 5, 7, 7]`` → ``"0*3,5,7*2"``)."""
+    parts: list[str] = []
+    i = 0
+    while i < len(counts):
+        j = i
+        while j < len(counts) and counts[j] == counts[i]:
+            j += 1
+        parts.append(str(counts[i]) if j - i == 1 else f"{counts[i]}*{j - i}")
+        i = j
+    return ",".join(parts)
+
+
+def decode_counts(text: str) -> list[int]:
+    """The counts :func:`encode_counts` wrote; ``ValueError`` for any other text."""
+    counts: list[int] = []
+    for part in text.split(",") if text else ():
+        value, _, times = part.partition("*")
+        n = int(times) if times else 1
+        if n < 1 or int(value) < 0:
+            raise ValueError(f"not a count: {part!r}")
+        counts += [int(value)] * n
+    return counts
+
+
 @dataclass(slots=True)
 class ClientStats:
-    """Counters for summaries and metrics."""
+    """Counters for summaries and metrics; ``timeline``: requests and 429s per second."""
 
     requests: int = 0
     retries: int = 0
@@ -126,6 +209,7 @@ class ClientStats:
     change_pages: int = 0  # pages of the change lists read
     status: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
+    timeline: Timeline = field(default_factory=Timeline)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -458,6 +542,7 @@ class TmdbClient:
                 await self._throttle.acquire()
                 breaker.check()  # tripped while this one waited for its turn
                 self.stats.requests += 1
+                self.stats.timeline.add("requests")
                 started = breaker.clock()
                 async with self._session.get(
                     URL(url, encoded=True), headers=self._headers, timeout=self._timeout
@@ -497,6 +582,7 @@ class TmdbClient:
             raise Refused(outcome.reason)
         if status == 429:
             self.stats.throttled += 1
+            self.stats.timeline.add("throttled")
             pause = self._throttle.throttled(outcome.retry_after)
             log.debug("429: all workers pause %.2fs", pause)
         else:
