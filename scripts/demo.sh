@@ -115,4 +115,7 @@ PYTHON
 echo
 echo "== what the lake holds: tmdb-ingest status --dest $OUT"
 "$PY" -m tmdb_async status --dest "$OUT"
+echo
+echo "== the report to look at: tmdb-ingest report --dest $OUT --out $OUT/report.html"
+"$PY" -m tmdb_async report --dest "$OUT" --out "$OUT/report.html"
 # == end of status and report ==============================================================
