@@ -316,6 +316,30 @@ class Settings:
             help="incremental: skip ids earlier runs already wrote under <dest>/Raw/TMDB/JSON/",
         ),
     )
+    replace: bool = field(
+        default=False,
+        metadata=_opt(
+            type=BOOL,
+            flag="--replace",
+            event="replace",
+            batch=True,
+            help="let the run replace what the date folder holds from runs with other record "
+            "settings (kind, detail, language, append: fetched again), and rewrite its files "
+            "of the other format into this one (no request); without it such a run stops "
+            "before its first request, naming the difference and its cost",
+        ),
+    )
+    dry_run: bool = field(
+        default=False,
+        metadata=_opt(
+            type=BOOL,
+            flag="--dry-run",
+            public=None,
+            help="send no title request and write nothing: print the distinct ids, what the "
+            "date folder keeps, what would be skipped or replaced, and the requests and time "
+            "the run would take at --rate",
+        ),
+    )
 
     def validate(self) -> Settings:
         """Raise :class:`UsageError` for the first setting that cannot work; return self."""

@@ -142,6 +142,18 @@ class Ledger:
             f"{self._state.pending} could not be rolled forward"
         )
 
+    async def read(self) -> Ledger:
+        """Read the folder's state and write nothing (a dry run): a commit left half done is
+        read as decided, not rolled forward."""
+        await self._reload()
+        return self
+
+    async def items_of(self, name: str) -> list[dict[str, Any]]:
+        """The items of one of the folder's files (records, or sidecar entries); empty when
+        it is gone. A damaged file raises :class:`DamagedFile`, naming it."""
+        found = await self._readable(name)
+        return [] if found is None else found[2]
+
     async def _reload(self) -> None:
         """Checkpoint, then every later commit. Without the lock a concurrent checkpoint can
         delete commits between our two reads: a gap in the numbers means read again."""
