@@ -226,6 +226,7 @@ async def estimate(
             found, settings, _slice(settings, batch, s3)(stats), ledger, lake, idmap, profiles
         )
         found.other_format = _other_formats(ledger, settings.output_format)
+        found.refused = None if settings.replace else _guard_line(found, settings)
         if stats.exhausted or batch is not None:
             found.source_ids = stats.distinct if batch is None else len(batch)
         return found
@@ -402,7 +403,7 @@ async def _rewrite(ledger: Ledger, profile: Profile, profiles: dict[str, Profile
                 chunks.append((items, []) if home.outcome == "record" else ([], items))
             await ledger.commit(chunks, shape=shape, fmt=fmt, stem=stem)
     if moved:
-        log.warning("rewrote %d ids of %s into %s files", moved, ledger.folder, fmt)
+        log.info("rewrote %d ids of %s into %s files", moved, ledger.folder, fmt)
     return moved
 
 

@@ -153,6 +153,7 @@ class Estimate:
     differing: list[str] = field(default_factory=list)
     other_format: dict[str, int] = field(default_factory=dict)  # format -> data files
     change_lists: bool = False
+    refused: str | None = None  # the guard's line: the run would stop before its first request
 
     @property
     def to_fetch(self) -> int:
