@@ -41,6 +41,7 @@ from tmdb_async.errors import ExitCode, IngestError, UsageError, error_line, red
 from tmdb_async.jobs.deadlines import check_time_budget, require_progress
 from tmdb_async.jobs.ingest import Estimate, Summary, estimate, run
 from tmdb_async.jobs.refresh import RefreshSummary, refresh
+from tmdb_async.jobs.refresh.run import refresh_estimate
 from tmdb_async.lake import idmap
 from tmdb_async.lake.storage import open_store
 from tmdb_async.log import LOG_LEVELS, log_level
@@ -244,10 +245,14 @@ def _print_estimate(found: Estimate) -> None:
     """A dry run's answer: what the run would keep, fetch and replace, and its cost."""
     low, high = found.requests
     slow, shigh = found.seconds
+    if found.note:
+        print(f"dry run: {found.note}", file=sys.stderr)
+        return
+    listed = f" but the change lists ({found.change_list_requests} requests)"
     lines = [
-        f"dry run: nothing sent to TMDB{' but the change lists' if found.change_lists else ''}"
-        ", nothing written",
-        f"{found.unique_ids} distinct ids for {found.date}"
+        f"dry run: nothing sent to TMDB{listed if found.change_lists else ''}, nothing written",
+        f"{found.unique_ids} {'titles to refresh' if found.change_lists else 'distinct ids'} "
+        f"for {found.date}"
         + ("" if found.source_ids is None else f" ({found.source} has {found.source_ids})"),
         f"  kept: {found.kept} (already in {found.date} from an equivalent run)",
         f"  skipped: {found.skipped} (--skip-existing: a record in an earlier folder)",
@@ -416,6 +421,13 @@ def _last(reached: Sequence[Summary]) -> Summary | None:
 def _refresh(args: argparse.Namespace, env: dict[str, str]) -> int:
     settings = settings_from_args(args, env, source="refresh")
     since = None if args.since is None else parse_date(args.since, "--since")
+    if settings.dry_run:
+        found = _serve(refresh_estimate(settings, since=since))
+        if not args.quiet:
+            _print_estimate(found)
+        if args.json:
+            print(json.dumps(found.as_dict(), ensure_ascii=False))
+        return 0
     budget, margin = _time_budget(args.time_budget)
     show_bar = not (args.quiet or args.json) and sys.stderr.isatty()
 

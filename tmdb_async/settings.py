@@ -434,6 +434,7 @@ REFRESH_SETTINGS = frozenset(
         "max_attempts",
         "request_timeout",
         "tmdb_url",
+        "dry_run",
     }
 )
 

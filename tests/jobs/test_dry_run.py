@@ -11,11 +11,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import TOKEN
+from tests.support.asked import titles_asked
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.errors import UsageError
 from tmdb_async.jobs.ingest import estimate
+from tmdb_async.jobs.refresh import refresh
+from tmdb_async.jobs.refresh.run import refresh_estimate
 from tmdb_devtools.csvgen import kind_of, title_ids, write_csv
-from tmdb_devtools.fake_tmdb import FakeTmdb
+from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
 DAY = dt.date(2022, 5, 2)
 
@@ -130,3 +133,29 @@ async def test_a_date_after_today_is_refused_before_any_io(
             await call(settings(csv_path, tmp_path / "lake", fake_tmdb.url, date=tomorrow))
     assert not (tmp_path / "lake").exists()
     assert fake_tmdb.stats().total_requests == 0
+
+
+async def test_a_refresh_dry_run_reads_the_change_lists_only_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """The change lists are read (and counted); no title is asked; the state, the plan and
+    the id map stay as they were; and the titles it names are those the refresh fetches."""
+    today = dt.date(2026, 11, 20)
+    config = FakeTmdbConfig(token=TOKEN, change_period=7, change_universe=5_000, today=today)
+    ids = [f"tt{n:07d}" for n in range(1, 301)]
+    lake = tmp_path / "lake"
+    async with FakeTmdb(config) as fake:
+        csv_path = write_csv(tmp_path / "in.csv", ids)
+        await run(settings(csv_path, lake, fake.url, kind="auto", date=dt.date(2026, 11, 10)))
+        before = snapshot(lake)
+        fake.reset_stats()
+        later = settings(Path("refresh"), lake, fake.url, date=today)
+        found = await refresh_estimate(later)
+        assert snapshot(lake) == before
+        assert not titles_asked(fake.stats().path_counts)  # change lists only
+        assert found.change_lists and found.change_list_requests == fake.stats().total_requests
+        assert found.change_list_requests > 0 and found.to_fetch == found.by_map > 0
+        fake.reset_stats()
+        summary = await refresh(later)
+    assert summary.records + summary.deleted + summary.not_found == found.to_fetch
+    assert summary.requests - summary.list_pages == found.requests[0]

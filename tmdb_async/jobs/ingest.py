@@ -47,6 +47,7 @@ from tmdb_async.errors import (
 )
 from tmdb_async.jobs.chunks import ChunkedRun, keeps, replaces_other
 from tmdb_async.jobs.deadlines import Remaining
+from tmdb_async.jobs.dry import DryStore
 from tmdb_async.jobs.source import IdEntry, ReadStats, entries_in, read_csv_ids, read_item_ids
 from tmdb_async.jobs.summary import Estimate, Summary
 from tmdb_async.lake import runstate
@@ -271,7 +272,7 @@ async def _survey(
         else:
             found.unknown += 1
     found.unknown_high = 3 if settings.detail == "full" else 1
-    found.differing = sorted(differing)
+    found.differing = sorted(differing | set(found.differing))
 
 
 async def _profiles(store: Store, folder: str) -> dict[str, Profile]:
@@ -442,6 +443,8 @@ class Engine:
             )
             if store is None:
                 store = S3Store(s3, dest_url) if dest_url else LocalStore(settings.dest)
+            if settings.dry_run:  # a refresh's dry run: its steps write nothing out
+                store = DryStore(store)
             idmap = await _id_map(store, run_id, settings, compact)
             client = await stack.enter_async_context(
                 TmdbClient.open(ClientOptions.of(settings), idmap)
@@ -450,6 +453,17 @@ class Engine:
                 yield cls(settings, s3, store, idmap, client, run_id)
             finally:
                 await _save_lessons(idmap, remaining)
+
+    async def survey(
+        self, settings: Settings, entries: AsyncIterator[IdEntry], found: Estimate
+    ) -> None:
+        """Add to ``found`` what :meth:`ingest` would do with ``entries`` in the folder of
+        ``settings.date`` (a refresh's dry run, group by group), reading only."""
+        assert settings.date is not None
+        folder = date_folder(settings.date)
+        ledger = await Ledger(self.store, folder).read()
+        profiles = await _profiles(self.store, folder)
+        await _survey(found, settings, entries, ledger, set(), self.idmap, profiles)
 
     async def ingest(
         self,

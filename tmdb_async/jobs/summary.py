@@ -153,6 +153,8 @@ class Estimate:
     differing: list[str] = field(default_factory=list)
     other_format: dict[str, int] = field(default_factory=dict)  # format -> data files
     change_lists: bool = False
+    change_list_requests: int = 0  # what a refresh's dry run spent reading them
+    note: str | None = None  # a refresh already up to date says so
     refused: str | None = None  # the guard's line: the run would stop before its first request
 
     @property
