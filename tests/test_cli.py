@@ -732,3 +732,46 @@ async def test_sigterm_prints_the_manifest_and_the_exact_command_that_continues(
     date = written["settings"]["date"]
     view = read_local(lake / f"Raw/TMDB/JSON/{date.replace('-', '/')}")
     assert not view.duplicates() and view.all_ids() == set(ids[:300])
+
+
+def _fetching_titles(fake: FakeTmdb) -> bool:
+    """The refresh has read its change lists and asks titles by TMDB id."""
+    return any(p.startswith("/3/movie/") and p[9:].isdigit() for p in fake.stats().path_counts)
+
+
+async def test_a_refresh_dry_run_and_a_refresh_stopped_by_sigterm_say_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """``refresh --dry-run`` says it read the change lists and what it would fetch; a
+    refresh stopped by SIGTERM prints the command that continues it, which finishes it."""
+    csv_path = write_csv(tmp_path / "m.csv", title_ids(300, "movie", start=1))
+    cfg = FakeTmdbConfig(token=TOKEN, change_period=2, change_universe=2_000, latency=0.02)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TMDB_")}
+    env["TMDB_READ_ACCESS_TOKEN"] = TOKEN
+    async with FakeTmdb(cfg) as fake:
+        common = ("--dest", str(tmp_path / "lake"), "--tmdb-url", fake.url, "--rate", "500")
+        code, _, err = await cli("run", str(csv_path), *common, "--date", "2026-11-10", env=env)
+        assert code == 0, err
+        refresh = ("refresh", *common, "--date", "2026-11-13", "--concurrency", "1")
+        code, _, err = await cli(*refresh, "--dry-run", env=env)
+        assert code == 0, err
+        assert "dry run: nothing sent to TMDB but the change lists (" in err
+        to_fetch = int(err.split("  to fetch: ", 1)[1].split(":", 1)[0])
+        assert to_fetch > 20
+        fake.reset_stats()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tmdb_async", *refresh, cwd=ROOT, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(60):  # until it is fetching titles: a condition, polled
+            while not _fetching_titles(fake):  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        process.send_signal(signal.SIGTERM)
+        _, raw = await asyncio.wait_for(process.communicate(), timeout=60)
+        err = raw.decode()
+        assert process.returncode == 130, err
+        command = err.split("continue with: ", 1)[1].splitlines()[0].split()
+        assert command[:4] == ["python", "-m", "tmdb_async", "refresh"]
+        assert command[-2:] == ["--date", "2026-11-13"]
+        code, _, err = await cli(*command[3:], "--json", env=env)
+    assert code == 0, err

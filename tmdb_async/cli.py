@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -286,9 +287,9 @@ def _span(low: float, high: float) -> str:
 _SLICE_FLAGS = ("--offset", "--limit", "--date")
 
 
-def _again(argv: Sequence[str], summary: Summary) -> str:
-    """The exact command that continues a stopped run: the one given, with the slice and
-    date of :func:`continuation`."""
+def _again(argv: Sequence[str], tail: str) -> str:
+    """The exact command that continues a stopped run: the one given, with ``tail`` (the
+    slice and date of :func:`continuation`) instead of its own."""
     kept: list[str] = []
     skip = False
     for arg in argv:
@@ -301,7 +302,7 @@ def _again(argv: Sequence[str], summary: Summary) -> str:
         if arg.startswith(tuple(f"{flag}=" for flag in _SLICE_FLAGS)):
             continue
         kept.append(arg)
-    return f"{_prog()} {shlex.join(kept)} {continuation(summary)}"
+    return f"{_prog()} {shlex.join(kept)} {tail}"
 
 
 def continuation(summary: Summary) -> str:
@@ -370,14 +371,19 @@ def _fail(exc: BaseException, code: int, as_json: bool, so_far: Summary | None =
     return code
 
 
-def _interrupted(as_json: bool, argv: Sequence[str], so_far: Summary | None) -> int:
+def _interrupted(
+    as_json: bool, argv: Sequence[str], so_far: Summary | None, tail: str | None = None
+) -> int:
     """Ctrl-C or SIGTERM: where the manifest is and the command that continues, on stderr;
-    the counts so far in the --json line."""
+    the counts so far in the --json line. ``tail``: what continues it (a run's is its
+    summary's :func:`continuation`)."""
     lines = ["interrupted: finished chunks are written"]
     if so_far is not None and so_far.manifest:
         lines.append(f"manifest: {so_far.manifest}")
-    if so_far is not None and so_far.next_offset is not None:
-        lines.append(f"continue with: {_again(argv, so_far)}")
+    if tail is None and so_far is not None and so_far.next_offset is not None:
+        tail = continuation(so_far)
+    if tail is not None:
+        lines.append(f"continue with: {_again(argv, tail)}")
     text = "; ".join(lines)
     print("\n".join(lines), file=sys.stderr)
     if as_json:  # the JSON line on every exit: a caller parses the last line
@@ -431,14 +437,26 @@ def _refresh(args: argparse.Namespace, env: dict[str, str]) -> int:
     budget, margin = _time_budget(args.time_budget)
     show_bar = not (args.quiet or args.json) and sys.stderr.isatty()
 
+    reached: list[Summary] = []
+
     async def go(progress: Any) -> RefreshSummary:
         remaining = _cancel_on_sigterm(budget)
         return await refresh(
-            settings, since=since, remaining=remaining, safety_margin=margin, progress=progress
+            settings,
+            since=since,
+            remaining=remaining,
+            safety_margin=margin,
+            progress=progress,
+            report=reached.append,
         )
 
-    with _progress(show_bar) as progress:
-        summary = _serve(go(progress))
+    try:
+        with _progress(show_bar) as progress:
+            summary = _serve(go(progress))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        date = settings.date or dt.datetime.now(dt.UTC).date()
+        tail = f"--date {date.isoformat()}"  # the same date continues its saved plan
+        return _interrupted(args.json, getattr(args, "argv", ["refresh"]), _last(reached), tail)
     if not args.quiet:
         _print_refresh(summary)
     if args.json:

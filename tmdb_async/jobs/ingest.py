@@ -664,7 +664,9 @@ async def _save_lessons(idmap: LakeIdMap, remaining: Remaining | None) -> None:
 def _foreign(ledger: Ledger, shape: str) -> bool:
     """Whether the folder holds answers a run of ``shape`` would not keep: another record
     setting's, or another format's (the format is part of the shape)."""
-    return any(home.outcome in ANSWERS and home.shape != shape for home in _distinct_homes(ledger))
+    return any(
+        home.outcome in ANSWERS and home.shape != shape for _, home in ledger.homes().items()
+    )
 
 
 def _fill(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from tmdb_async.errors import InputError, UsageError
 from tmdb_async.jobs.deadlines import Remaining, no_progress
-from tmdb_async.jobs.ingest import Engine, Estimate
+from tmdb_async.jobs.ingest import Engine, Estimate, Summary
 from tmdb_async.jobs.refresh.listing import list_changes
 from tmdb_async.jobs.refresh.plan import Plan
 from tmdb_async.jobs.refresh.state import (
@@ -41,6 +41,7 @@ class _Limits:
     remaining: Remaining | None
     margin: float
     progress: Callable[[int], None] | None
+    report: Callable[[Summary], None] | None = None
 
 
 async def refresh(
@@ -51,9 +52,11 @@ async def refresh(
     safety_margin: float = 0.0,
     progress: Callable[[int], None] | None = None,
     store: Store | None = None,
+    report: Callable[[Summary], None] | None = None,
 ) -> RefreshSummary:
     """Refresh the lake at ``settings.dest`` into the folder of ``settings.date`` (today,
-    UTC, when None). See :mod:`tmdb_async.jobs.refresh` for what it does.
+    UTC, when None). See :mod:`tmdb_async.jobs.refresh` for what it does. ``report`` gets
+    each group's :class:`Summary` as its part of the run ends, however it ends.
 
     Raises :class:`~tmdb_async.errors.IngestError` for bad usage, unusable storage, rejected
     credentials or a change list TMDB would not serve, and
@@ -66,7 +69,7 @@ async def refresh(
     date = settings.date
     assert date is not None
     summary = RefreshSummary(dest=settings.dest, date=date.isoformat())
-    limits = _Limits(remaining, safety_margin, progress)
+    limits = _Limits(remaining, safety_margin, progress, report)
     async with Engine.open(settings, store=store, compact=True, remaining=remaining) as engine:
         state, plan = await _resume_or_plan(engine.store, date, since, today)
         if plan is None:
@@ -277,6 +280,7 @@ async def _fetch(
             remaining=limits.remaining,
             safety_margin=limits.margin,
             progress=limits.progress,
+            report=limits.report,
         )
         summary.add(result)
         if summary.status == "incomplete":
