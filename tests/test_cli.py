@@ -654,7 +654,10 @@ async def test_other_record_settings_are_refused_in_one_line_before_any_request(
     await cli(*_sample_run(tmp_path / "lake", fake_tmdb.url), env=env)
     fake_tmdb.reset_stats()
     for more, says in (
-        (("--kind", "auto"), "240 answers fetched with other record settings (--kind movie)"),
+        (
+            ("--kind", "auto"),
+            "240 answers fetched with other record settings (--kind movie, this run auto)",
+        ),
         (("--format", "jsonl"), "holds 3 json files and this run writes jsonl"),
     ):
         args = [a for a in _sample_run(tmp_path / "lake", fake_tmdb.url) if a != "movie"]

@@ -568,7 +568,9 @@ async def test_an_event_of_other_record_settings_is_refused_unless_it_says_repla
     env = lambda_env(fake_tmdb.url)
     assert (await handle(event, Context(), env))["status"] == "ok"
     fake_tmdb.reset_stats()
-    with pytest.raises(UsageError, match=r"other record settings \(--kind movie\).*--replace"):
+    with pytest.raises(
+        UsageError, match=r"other record settings \(--kind movie, this run auto\).*--replace"
+    ):
         await handle({**event, "kind": "auto"}, Context(), env)
     batch = {
         "Items": [{"id": i} for i in ids],

@@ -186,8 +186,8 @@ class Settings:
             event="date",
             batch=True,
             metavar="YYYY-MM-DD",
-            help="processing date in the output path (default: today UTC, or the date of an "
-            "interrupted run of the same job)",
+            help="processing date in the output path, never after today UTC (default: "
+            "today, or the date of an interrupted run of the same job)",
         ),
     )
     offset: int = field(
@@ -303,7 +303,7 @@ class Settings:
             flag="--no-resume",
             help="fetch every id again, even those the date folder already holds from an "
             "equivalent run (same kind, detail, language, append, format); the new records "
-            "replace the old",
+            "replace the old (those of other record settings only with --replace)",
         ),
     )
     skip_existing: bool = field(
@@ -337,7 +337,7 @@ class Settings:
             public=None,
             help="send no title request and write nothing: print the distinct ids, what the "
             "date folder keeps, what would be skipped or replaced, and the requests and time "
-            "the run would take at --rate",
+            "the run would take at --rate (a refresh still reads the change lists)",
         ),
     )
 

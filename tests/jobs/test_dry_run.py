@@ -106,7 +106,7 @@ async def test_a_dry_run_of_other_settings_says_what_would_be_replaced_and_why(
     first = await run(settings(csv_path, lake, fake_tmdb.url))
     found = await estimate(settings(csv_path, lake, fake_tmdb.url, kind="auto"))
     assert found.kept == 0 and found.replaced_other == found.replaced == 40
-    assert found.differing == ["--kind movie"]
+    assert found.differing == ["--kind movie, this run auto"]
     assert found.refused is not None and "--replace" in found.refused
     assert str(first.records + first.not_found) in found.refused
     sure = await estimate(settings(csv_path, lake, fake_tmdb.url, kind="auto", replace=True))

@@ -136,3 +136,26 @@ async def test_replace_rewrites_the_folder_into_the_new_format_without_a_request
         settings(write_csv(tmp_path / "all.csv", ids), lake, fake_tmdb.url, output_format="jsonl")
     )
     assert again.kept == 130 and fake_tmdb.stats().total_requests == 0
+
+
+async def test_records_rewritten_twice_keep_their_own_settings_and_are_kept(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    """movie/jsonl, then a tv/json run of the last id rewrites the folder to json (the
+    records' settings stay movie's: a shape no manifest names), then a movie/jsonl run of
+    the other ids rewrites it back: they are kept as the first run's, without a request."""
+    ids = title_ids(30, "movie")
+    csv_path = write_csv(tmp_path / "movies.csv", ids)
+    lake = tmp_path / "lake"
+    first = await run(settings(csv_path, lake, fake_tmdb.url, output_format="jsonl"))
+    last = settings(csv_path, lake, fake_tmdb.url, kind="tv", offset=29, replace=True)
+    assert (await run(last)).rewritten == first.records
+    fake_tmdb.reset_stats()
+    back = await run(
+        settings(csv_path, lake, fake_tmdb.url, output_format="jsonl", limit=29, replace=True)
+    )
+    assert back.kept == 29 and back.records == 0 and back.rewritten >= first.records - 1
+    assert fake_tmdb.stats().total_requests == 0
+    view = read_local(lake / FOLDER)
+    assert not view.duplicates() and view.all_ids() == set(ids)
+    assert not list((lake / FOLDER).glob("*.json"))

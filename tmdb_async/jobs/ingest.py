@@ -58,7 +58,7 @@ from tmdb_async.lake.ledger import ANSWERS, SIDECAR_FOLDER, Ledger, lake_records
 from tmdb_async.lake.manifest import MANIFEST_FOLDER, Manifest
 from tmdb_async.lake.profile import Profile
 from tmdb_async.lake.storage import LocalStore, S3Store, Store, open_s3, parse_s3, read_source
-from tmdb_async.settings import Settings
+from tmdb_async.settings import FORMATS, Settings
 from tmdb_async.tmdb.client import ClientOptions, TmdbClient, asks_by_map
 
 __all__ = ["Engine", "Estimate", "Summary", "estimate", "record_shape", "run"]
@@ -276,8 +276,9 @@ async def _survey(
 
 
 async def _profiles(store: Store, folder: str) -> dict[str, Profile]:
-    """shape -> :class:`Profile` of every run whose manifest the folder holds: the ledger
-    keeps a digest per id, the manifests say what it stands for."""
+    """shape -> :class:`Profile` of every run whose manifest the folder holds, in either
+    format (what a rewrite made of its records): the ledger keeps a digest per id, the
+    manifests say what it stands for."""
     found: dict[str, Profile] = {}
     for key in await store.list(f"{folder}/{MANIFEST_FOLDER}/"):
         raw = await store.get(key)
@@ -287,8 +288,11 @@ async def _profiles(store: Store, folder: str) -> dict[str, Profile]:
             continue
         given = body.get("settings") if isinstance(body, dict) else None
         profile = Profile.from_manifest(given) if isinstance(given, dict) else None
-        if profile is not None:
-            found[profile.shape] = profile
+        if profile is None:
+            continue
+        for fmt in FORMATS:  # a rewrite's shape too
+            other = dataclasses.replace(profile, output_format=fmt)
+            found[other.shape] = other
     return found
 
 
@@ -300,14 +304,15 @@ def _differences(old: Profile | None, new: Profile) -> list[str]:
     if old is None:
         return ["settings no manifest of the folder records"]
     out = [
-        f"{flag} {getattr(old, name)}"
+        f"{flag} {getattr(old, name)}, this run {getattr(new, name)}"
         for name, flag in _FLAGS.items()
         if getattr(old, name) != getattr(new, name)
     ]
     if old.append_to_response != new.append_to_response:
-        out.append(f"--append {','.join(old.append_to_response) or '(none)'}")
+        shown = [",".join(p.append_to_response) or "(none)" for p in (old, new)]
+        out.append(f"--append {shown[0]}, this run {shown[1]}")
     if old.output_format != new.output_format:
-        out.append(f"--format {old.output_format}")
+        out.append(f"--format {old.output_format}, this run {new.output_format}")
     return out
 
 
@@ -397,12 +402,15 @@ async def _rewrite(ledger: Ledger, profile: Profile, profiles: dict[str, Profile
     for (shape, stem), homes in plans.items():
         for start in range(0, len(homes), _REWRITE_FILES):
             chunks: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
+            read_from: dict[str, str] = {}
             for home, ids in homes[start : start + _REWRITE_FILES]:
                 wanted = set(ids)
                 items = [i for i in await ledger.items_of(home.file) if i.get("imdb_id") in wanted]
-                moved += len(items)
+                read_from.update((i["imdb_id"], home.file) for i in items)
                 chunks.append((items, []) if home.outcome == "record" else ([], items))
-            await ledger.commit(chunks, shape=shape, fmt=fmt, stem=stem)
+            # Read before the lock: an id another writer moved since stays where it is.
+            done = await ledger.commit(chunks, shape=shape, fmt=fmt, stem=stem, only_from=read_from)
+            moved += done.replaced
     if moved:
         log.info("rewrote %d ids of %s into %s files", moved, ledger.folder, fmt)
     return moved
