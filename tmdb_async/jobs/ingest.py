@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import json
 import logging
 import time
 import uuid
@@ -45,21 +44,21 @@ from tmdb_async.errors import (
     error_line,
     unwrap_group,
 )
-from tmdb_async.jobs.chunks import ChunkedRun, keeps, replaces_other
+from tmdb_async.jobs.chunks import ChunkedRun
 from tmdb_async.jobs.deadlines import Remaining
 from tmdb_async.jobs.dry import DryStore
 from tmdb_async.jobs.source import IdEntry, ReadStats, entries_in, read_csv_ids, read_item_ids
 from tmdb_async.jobs.summary import Estimate, Summary
+from tmdb_async.jobs.survey import foreign, other_formats, profiles_of, refusal, rewrite, survey
 from tmdb_async.lake import runstate
-from tmdb_async.lake.homes import Home
 from tmdb_async.lake.idmap import LakeIdMap
 from tmdb_async.lake.layout import RAW_FOLDER, date_folder, source_stem
-from tmdb_async.lake.ledger import ANSWERS, SIDECAR_FOLDER, Ledger, lake_records
-from tmdb_async.lake.manifest import MANIFEST_FOLDER, Manifest
+from tmdb_async.lake.ledger import Ledger, lake_records
+from tmdb_async.lake.manifest import Manifest
 from tmdb_async.lake.profile import Profile
 from tmdb_async.lake.storage import LocalStore, S3Store, Store, open_s3, parse_s3, read_source
-from tmdb_async.settings import FORMATS, Settings
-from tmdb_async.tmdb.client import ClientOptions, TmdbClient, asks_by_map
+from tmdb_async.settings import Settings
+from tmdb_async.tmdb.client import ClientOptions, TmdbClient
 
 __all__ = ["Engine", "Estimate", "Summary", "estimate", "record_shape", "run"]
 
@@ -67,7 +66,6 @@ log = logging.getLogger(__name__)
 
 """Seconds left before the caller's deadline (for Lambda: the context's remaining time)."""
 
-_REWRITE_FILES = 20  # files of another format rewritten per ledger commit
 _SAVE_SECONDS = 5.0  # at most, for the run's last id-map segment (a lost one costs requests)
 _SAVE_RESERVE = 0.25  # seconds of the deadline left after it (to return the result)
 
@@ -222,198 +220,15 @@ async def estimate(
             format=settings.output_format,
             rate=settings.rate,
         )
-        profiles = await _profiles(store, folder)
-        await _survey(
+        profiles = await profiles_of(store, folder)
+        await survey(
             found, settings, _slice(settings, batch, s3)(stats), ledger, lake, idmap, profiles
         )
-        found.other_format = _other_formats(ledger, settings.output_format)
-        found.refused = None if settings.replace else _guard_line(found, settings)
+        found.other_format = other_formats(ledger, settings.output_format)
+        found.refused = None if settings.replace else refusal(found, settings)
         if stats.exhausted or batch is not None:
             found.source_ids = stats.distinct if batch is None else len(batch)
         return found
-
-
-async def _survey(
-    found: Estimate,
-    settings: Settings,
-    entries: AsyncIterator[IdEntry],
-    ledger: Ledger,
-    lake: set[str],
-    idmap: LakeIdMap,
-    profiles: dict[str, Profile],
-) -> None:
-    """Sort every id of ``entries`` as the run's producer and client would, into ``found``."""
-    profile = Profile.of(settings)
-    shape = profile.shape
-    differing: set[str] = set()
-    async for entry in entries:
-        found.unique_ids += 1
-        home = ledger.home(entry.label)
-        if keeps(home, shape, resume=settings.resume):
-            found.kept += 1
-            continue
-        if settings.resume and _rewritable(home, profile, profiles):
-            found.rewritten += 1
-            continue
-        if entry.problem is None and entry.imdb_id in lake:
-            found.skipped += 1
-            continue
-        if home is not None:
-            found.replaced += 1
-        if entry.problem is not None:
-            found.invalid += 1
-            continue
-        if home is not None and replaces_other(home, shape):
-            found.replaced_other += 1
-            differing.update(_differences(profiles.get(home.shape), profile))
-        known = idmap.get(entry.imdb_id) if settings.detail == "full" else None
-        if known is not None and not known.deleted and asks_by_map(known, settings.kind, "full"):
-            found.by_map += 1
-        else:
-            found.unknown += 1
-    found.unknown_high = 3 if settings.detail == "full" else 1
-    found.differing = sorted(differing | set(found.differing))
-
-
-async def _profiles(store: Store, folder: str) -> dict[str, Profile]:
-    """shape -> :class:`Profile` of every run whose manifest the folder holds, in either
-    format (what a rewrite made of its records): the ledger keeps a digest per id, the
-    manifests say what it stands for."""
-    found: dict[str, Profile] = {}
-    for key in await store.list(f"{folder}/{MANIFEST_FOLDER}/"):
-        raw = await store.get(key)
-        try:
-            body = json.loads(raw) if raw is not None else None
-        except ValueError:
-            continue
-        given = body.get("settings") if isinstance(body, dict) else None
-        profile = Profile.from_manifest(given) if isinstance(given, dict) else None
-        if profile is None:
-            continue
-        for fmt in FORMATS:  # a rewrite's shape too
-            other = dataclasses.replace(profile, output_format=fmt)
-            found[other.shape] = other
-    return found
-
-
-_FLAGS = {"kind": "--kind", "detail": "--detail", "language": "--language"}
-
-
-def _differences(old: Profile | None, new: Profile) -> list[str]:
-    """The record settings of ``old`` that differ from ``new``, as flags and values."""
-    if old is None:
-        return ["settings no manifest of the folder records"]
-    out = [
-        f"{flag} {getattr(old, name)}, this run {getattr(new, name)}"
-        for name, flag in _FLAGS.items()
-        if getattr(old, name) != getattr(new, name)
-    ]
-    if old.append_to_response != new.append_to_response:
-        shown = [",".join(p.append_to_response) or "(none)" for p in (old, new)]
-        out.append(f"--append {shown[0]}, this run {shown[1]}")
-    if old.output_format != new.output_format:
-        out.append(f"--format {old.output_format}, this run {new.output_format}")
-    return out
-
-
-def _rewritable(home: Home | None, profile: Profile, profiles: dict[str, Profile]) -> bool:
-    """An answer whose record settings differ from ``profile`` only in the format: with
-    ``--replace`` it is rewritten into this format, not fetched again."""
-    if home is None or home.outcome not in ANSWERS or home.shape == profile.shape:
-        return False
-    old = profiles.get(home.shape)
-    return (
-        old is not None and dataclasses.replace(old, output_format=profile.output_format) == profile
-    )
-
-
-def _format_of(name: str) -> str:
-    return "jsonl" if name.endswith(".jsonl") else "json"
-
-
-def _distinct_homes(ledger: Ledger) -> dict[Home, list[str]]:
-    homes: dict[Home, list[str]] = {}
-    for imdb_id, home in ledger.homes().items():
-        homes.setdefault(home, []).append(imdb_id)
-    return homes
-
-
-def _other_formats(ledger: Ledger, fmt: str) -> dict[str, int]:
-    """format -> how many of the folder's data files are in it, for formats other than ``fmt``."""
-    files: dict[str, set[str]] = {}
-    for home, _ in _distinct_homes(ledger).items():
-        if home.outcome == "record" and _format_of(home.file) != fmt:
-            files.setdefault(_format_of(home.file), set()).add(home.file)
-    return {name: len(names) for name, names in sorted(files.items())}
-
-
-def _guard_line(found: Estimate, settings: Settings) -> str | None:
-    """The one line that stops a run replacing other settings' answers, or mixing formats
-    in the folder, without ``--replace``; None when there is nothing to refuse."""
-    parts: list[str] = []
-    if found.other_format:
-        held = ", ".join(
-            f"{n} {fmt} file{'s' if n > 1 else ''}" for fmt, n in found.other_format.items()
-        )
-        parts.append(
-            f"{found.date} holds {held} and this run writes {found.format}: one glob would "
-            f"miss records; pass --replace to rewrite them as {found.format} (no request), "
-            f"or --format {next(iter(found.other_format))}"
-        )
-    if found.replaced_other:
-        low, high = found.requests
-        slow, shigh = found.seconds
-        parts.append(
-            f"{found.date} holds {found.replaced_other} answers fetched with other record "
-            f"settings ({'; '.join(found.differing)}); this run would fetch them again and "
-            f"replace them: {_span(low, high)} requests in all, ~{_span(slow, shigh)} s at "
-            f"{settings.rate:g}/s; pass --replace to go ahead, or run with those settings"
-        )
-    elif found.rewritten and not found.other_format:
-        parts.append(
-            f"{found.date} holds {found.rewritten} answers of --format "
-            f"{'jsonl' if found.format == 'json' else 'json'}; pass --replace to take them "
-            f"as {found.format} (no request)"
-        )
-    return "; and ".join(parts) or None
-
-
-def _span(low: float, high: float) -> str:
-    return f"{low:g}" if low == high else f"{low:g}-{high:g}"
-
-
-async def _rewrite(ledger: Ledger, profile: Profile, profiles: dict[str, Profile]) -> int:
-    """Move the folder's data files of another format into ``profile``'s, re-encoded through
-    the ledger (each id's home moves, the old file disappears once emptied; no request), and
-    take the answers whose settings differ only in the format as this format's, so that one
-    glob sees every record. Returns the ids moved."""
-    fmt = profile.output_format
-    plans: dict[tuple[str, str], list[tuple[Home, list[str]]]] = {}
-    for home, ids in _distinct_homes(ledger).items():
-        data = home.outcome == "record" and _format_of(home.file) != fmt
-        if not (data or _rewritable(home, profile, profiles)):
-            continue
-        old = profiles.get(home.shape)
-        shape = home.shape if old is None else dataclasses.replace(old, output_format=fmt).shape
-        name = home.file.rsplit("/", 1)[-1].split(".", 1)[0]  # <stem>-<commit>[-<chunk>]
-        stem = name.rsplit("-", 1 if home.file.startswith(f"{SIDECAR_FOLDER}/") else 2)[0]
-        plans.setdefault((shape, stem), []).append((home, ids))
-    moved = 0
-    for (shape, stem), homes in plans.items():
-        for start in range(0, len(homes), _REWRITE_FILES):
-            chunks: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
-            read_from: dict[str, str] = {}
-            for home, ids in homes[start : start + _REWRITE_FILES]:
-                wanted = set(ids)
-                items = [i for i in await ledger.items_of(home.file) if i.get("imdb_id") in wanted]
-                read_from.update((i["imdb_id"], home.file) for i in items)
-                chunks.append((items, []) if home.outcome == "record" else ([], items))
-            # Read before the lock: an id another writer moved since stays where it is.
-            done = await ledger.commit(chunks, shape=shape, fmt=fmt, stem=stem, only_from=read_from)
-            moved += done.replaced
-    if moved:
-        log.info("rewrote %d ids of %s into %s files", moved, ledger.folder, fmt)
-    return moved
 
 
 @dataclasses.dataclass(slots=True)
@@ -470,8 +285,8 @@ class Engine:
         assert settings.date is not None
         folder = date_folder(settings.date)
         ledger = await Ledger(self.store, folder).read()
-        profiles = await _profiles(self.store, folder)
-        await _survey(found, settings, entries, ledger, set(), self.idmap, profiles)
+        profiles = await profiles_of(self.store, folder)
+        await survey(found, settings, entries, ledger, set(), self.idmap, profiles)
 
     async def ingest(
         self,
@@ -513,14 +328,14 @@ class Engine:
         ledger = await Ledger(store, folder, owner=self.run_id).load()
         lake = await lake_records(store, RAW_FOLDER) if settings.skip_existing else set()
         profiles: dict[str, Profile] = {}
-        if again is not None and _foreign(ledger, shape):
-            profiles = await _profiles(store, folder)
+        if again is not None and foreign(ledger, shape):
+            profiles = await profiles_of(store, folder)
             found = Estimate(
                 label, settings.dest, date.isoformat(), settings.output_format, settings.rate
             )
-            await _survey(found, settings, again(), ledger, lake, self.idmap, profiles)
-            found.other_format = _other_formats(ledger, settings.output_format)
-            refused = _guard_line(found, settings)
+            await survey(found, settings, again(), ledger, lake, self.idmap, profiles)
+            found.other_format = other_formats(ledger, settings.output_format)
+            refused = refusal(found, settings)
             if refused is not None and not settings.replace:
                 raise UsageError(refused)
         manifest = Manifest(
@@ -544,7 +359,7 @@ class Engine:
             )
             entries = _pinning(entries, store, job, pin, pinned)
         if profiles and settings.replace:
-            summary.rewritten = await _rewrite(ledger, Profile.of(settings), profiles)
+            summary.rewritten = await rewrite(ledger, Profile.of(settings), profiles)
         job_run = ChunkedRun(
             settings,
             ledger,
@@ -667,14 +482,6 @@ async def _save_lessons(idmap: LakeIdMap, remaining: Remaining | None) -> None:
             await idmap.flush_quietly()
     except TimeoutError:
         log.warning("id-map titles not saved within %.1fs", seconds)
-
-
-def _foreign(ledger: Ledger, shape: str) -> bool:
-    """Whether the folder holds answers a run of ``shape`` would not keep: another record
-    setting's, or another format's (the format is part of the shape)."""
-    return any(
-        home.outcome in ANSWERS and home.shape != shape for _, home in ledger.homes().items()
-    )
 
 
 def _fill(
