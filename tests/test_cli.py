@@ -718,3 +718,186 @@ async def test_the_secret_never_reaches_the_report_even_with_failures_and_faults
     text = page.read_text(encoding="utf-8")
     assert "tt1000001" in text  # the id TMDB always fails: in the failures table
     assert CANARY not in text
+
+
+def _sample_run(dest: Path, url: str, *more: str) -> list[str]:
+    return [
+        "run", str(ROOT / "samples" / "movies.csv"), "--dest", str(dest), "--tmdb-url", url,
+        "--date", "2022-05-02", "--rate", "500", "--kind", "movie", *more,
+    ]  # fmt: skip
+
+
+async def test_a_dry_run_prints_the_estimate_and_sends_no_request(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    env = {"TMDB_READ_ACCESS_TOKEN": TOKEN}
+    code, out, err = await cli(*_sample_run(tmp_path / "lake", fake_tmdb.url, "--dry-run"), env=env)
+    assert code == 0, err
+    assert "dry run: nothing sent to TMDB, nothing written" in err
+    assert "241 distinct ids for 2022-05-02" in err
+    assert "240 it does not (1-3 requests each)" in err
+    assert "estimate: 240-720 requests, ~0.5-1.4 s at 500 requests/s" in err
+    code, out, err = await cli(
+        *_sample_run(tmp_path / "lake", fake_tmdb.url, "--dry-run", "--json"), env=env
+    )
+    line = json.loads(out.strip().splitlines()[-1])
+    assert line["status"] == "dry_run" and line["unique_ids"] == 241 and line["invalid"] == 1
+    assert (line["requests_min"], line["requests_max"]) == (240, 720)
+    assert fake_tmdb.stats().total_requests == 0
+    assert not (tmp_path / "lake").exists()
+
+
+async def test_a_rerun_says_plainly_that_nothing_needed_doing(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    env = {"TMDB_READ_ACCESS_TOKEN": TOKEN}
+    code, _, err = await cli(*_sample_run(tmp_path / "lake", fake_tmdb.url), env=env)
+    assert code == 0, err
+    assert "0 kept, 0 skipped, 0 replaced" in err
+    code, _, err = await cli(*_sample_run(tmp_path / "lake", fake_tmdb.url), env=env)
+    assert code == 0, err
+    assert "ok: 241 distinct ids: all 241 already in 2022-05-02 (kept); nothing to fetch" in err
+
+
+async def test_an_offset_past_the_end_says_how_many_ids_the_source_has(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    code, _, err = await cli(
+        *_sample_run(tmp_path / "lake", fake_tmdb.url, "--offset", "5000"),
+        env={"TMDB_READ_ACCESS_TOKEN": TOKEN},
+    )
+    assert code == 0, err
+    assert "--offset 5000 is past the end: " in err and "has 241 distinct ids" in err
+
+
+async def test_other_record_settings_are_refused_in_one_line_before_any_request(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    env = {"TMDB_READ_ACCESS_TOKEN": TOKEN}
+    await cli(*_sample_run(tmp_path / "lake", fake_tmdb.url), env=env)
+    fake_tmdb.reset_stats()
+    for more, says in (
+        (
+            ("--kind", "auto"),
+            "240 answers fetched with other record settings (--kind movie, this run auto)",
+        ),
+        (("--format", "jsonl"), "holds 3 json files and this run writes jsonl"),
+    ):
+        args = [a for a in _sample_run(tmp_path / "lake", fake_tmdb.url) if a != "movie"]
+        args.remove("--kind")
+        extra = more if more[0] == "--kind" else ("--kind", "movie", *more)
+        code, out, err = await cli(*args, *extra, "--json", env=env)
+        assert code == 2, err
+        assert says in err and "--replace" in err and len(err.strip().splitlines()) == 1
+        assert json.loads(out.strip().splitlines()[-1])["exit_code"] == 2
+    assert fake_tmdb.stats().total_requests == 0
+
+
+async def test_run_refuses_a_date_after_today(tmp_path: Path, fake_tmdb: FakeTmdb) -> None:
+    args = [a if a != "2022-05-02" else "2099-01-01" for a in _sample_run(tmp_path, fake_tmdb.url)]
+    code, _, err = await cli(*args, env={"TMDB_READ_ACCESS_TOKEN": TOKEN})
+    assert code == 2
+    assert "date: 2099-01-01 is after today (" in err and len(err.strip().splitlines()) == 1
+
+
+async def test_json_on_an_error_still_carries_the_counts_so_far(tmp_path: Path) -> None:
+    ids = title_ids(30, "movie", start=7_300_000)
+    lake = tmp_path / "lake"
+    env = {"TMDB_READ_ACCESS_TOKEN": TOKEN}
+    common = ["--dest", str(lake), "--date", "2022-05-02", "--kind", "movie", "--json"]
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN)) as fake:
+        code, _, err = await cli(
+            "run", str(write_csv(tmp_path / "a.csv", ids[:20])), *common, "--tmdb-url", fake.url,
+            env=env,
+        )  # fmt: skip
+        assert code == 0, err
+    code, out, err = await cli(
+        "run", str(write_csv(tmp_path / "b.csv", ids)), *common,
+        "--tmdb-url", "http://127.0.0.1:1", env=env,
+    )  # fmt: skip
+    assert code == 5, err
+    line = json.loads(out.strip().splitlines()[-1])
+    assert line["status"] == "error" and line["exit_code"] == 5 and "unreachable" in line["error"]
+    assert line["kept"] == 20 and line["unique_ids"] == 20 and line["requests"] > 0
+    assert line["next_offset"] == 20 and await asyncio.to_thread(Path(line["manifest"]).exists)
+
+
+async def test_sigterm_prints_the_manifest_and_the_exact_command_that_continues(
+    tmp_path: Path,
+) -> None:
+    ids = title_ids(400, "movie", start=7_400_000)
+    csv_path = write_csv(tmp_path / "m.csv", ids)
+    lake = tmp_path / "lake"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TMDB_")}
+    env["TMDB_READ_ACCESS_TOKEN"] = TOKEN
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN, latency=0.05)) as fake:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tmdb_async", "run", str(csv_path),
+            "--dest", str(lake), "--tmdb-url", fake.url, "--concurrency", "1",
+            "--chunk-size", "5", "--limit", "300", cwd=ROOT, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(60):  # until it is talking to TMDB: a condition, polled
+            while fake.stats().total_requests < 12:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        process.send_signal(signal.SIGTERM)
+        _, raw = await asyncio.wait_for(process.communicate(), timeout=60)
+        err = raw.decode()
+        assert process.returncode == 130, err
+        manifest = err.split("manifest: ", 1)[1].splitlines()[0]
+        written = json.loads(await asyncio.to_thread(Path(manifest).read_text))
+        assert written["next_offset"] is not None
+        command = err.split("continue with: ", 1)[1].splitlines()[0]
+        words = command.split()
+        assert words[:3] == ["python", "-m", "tmdb_async"] and "--offset" in words
+        assert words[words.index("--limit") + 1] == str(
+            300 - int(words[words.index("--offset") + 1])
+        )
+        code, _, err = await cli(*words[3:], env={"TMDB_READ_ACCESS_TOKEN": TOKEN})
+    assert code == 0, err
+    date = written["settings"]["date"]
+    view = read_local(lake / f"Raw/TMDB/JSON/{date.replace('-', '/')}")
+    assert not view.duplicates() and view.all_ids() == set(ids[:300])
+
+
+def _fetching_titles(fake: FakeTmdb) -> bool:
+    """The refresh has read its change lists and asks titles by TMDB id."""
+    return any(p.startswith("/3/movie/") and p[9:].isdigit() for p in fake.stats().path_counts)
+
+
+async def test_a_refresh_dry_run_and_a_refresh_stopped_by_sigterm_say_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """``refresh --dry-run`` says it read the change lists and what it would fetch; a
+    refresh stopped by SIGTERM prints the command that continues it, which finishes it."""
+    csv_path = write_csv(tmp_path / "m.csv", title_ids(300, "movie", start=1))
+    cfg = FakeTmdbConfig(token=TOKEN, change_period=2, change_universe=2_000, latency=0.02)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TMDB_")}
+    env["TMDB_READ_ACCESS_TOKEN"] = TOKEN
+    async with FakeTmdb(cfg) as fake:
+        common = ("--dest", str(tmp_path / "lake"), "--tmdb-url", fake.url, "--rate", "500")
+        code, _, err = await cli("run", str(csv_path), *common, "--date", "2026-11-10", env=env)
+        assert code == 0, err
+        refresh = ("refresh", *common, "--date", "2026-11-13", "--concurrency", "1")
+        code, _, err = await cli(*refresh, "--dry-run", env=env)
+        assert code == 0, err
+        assert "dry run: nothing sent to TMDB but the change lists (" in err
+        to_fetch = int(err.split("  to fetch: ", 1)[1].split(":", 1)[0])
+        assert to_fetch > 20
+        fake.reset_stats()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tmdb_async", *refresh, cwd=ROOT, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(60):  # until it is fetching titles: a condition, polled
+            while not _fetching_titles(fake):  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        process.send_signal(signal.SIGTERM)
+        _, raw = await asyncio.wait_for(process.communicate(), timeout=60)
+        err = raw.decode()
+        assert process.returncode == 130, err
+        command = err.split("continue with: ", 1)[1].splitlines()[0].split()
+        assert command[:4] == ["python", "-m", "tmdb_async", "refresh"]
+        assert command[-2:] == ["--date", "2026-11-13"]
+        code, _, err = await cli(*command[3:], "--json", env=env)
+    assert code == 0, err

@@ -590,3 +590,29 @@ async def test_a_bad_status_event_is_refused_naming_the_key(
 ) -> None:
     with pytest.raises(UsageError, match=message):
         await handle(event, Context(), lambda_env("http://127.0.0.1:9"))
+
+
+async def test_an_event_of_other_record_settings_is_refused_unless_it_says_replace(
+    tmp_path: Path, s3: Any, lake: str, fake_tmdb: FakeTmdb
+) -> None:
+    """The guard of the command line, in a direct event and a Distributed Map batch: the
+    ``replace`` key is what ``--replace`` is."""
+    ids = title_ids(20, "movie")
+    s3.upload_file(str(write_csv(tmp_path / "m.csv", ids)), lake, KEY)
+    event: dict[str, Any] = {"source": f"s3://{lake}/{KEY}", "date": "2022-05-02", "kind": "movie"}
+    env = lambda_env(fake_tmdb.url)
+    assert (await handle(event, Context(), env))["status"] == "ok"
+    fake_tmdb.reset_stats()
+    with pytest.raises(
+        UsageError, match=r"other record settings \(--kind movie, this run auto\).*--replace"
+    ):
+        await handle({**event, "kind": "auto"}, Context(), env)
+    batch = {
+        "Items": [{"id": i} for i in ids],
+        "BatchInput": {"dest": "s3://data-lake-x", "date": "2022-05-02", "kind": "auto"},
+    }
+    with pytest.raises(UsageError, match=r"--replace"):
+        await handle(batch, Context(), env)
+    assert fake_tmdb.stats().total_requests == 0
+    result = await handle({**event, "kind": "auto", "replace": True}, Context(), env)
+    assert result["status"] == "ok" and result["replaced"] == 20

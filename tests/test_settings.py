@@ -154,6 +154,7 @@ PUBLIC_KEYS = [
     "tmdb_url",
     "resume",
     "skip_existing",
+    "replace",
 ]
 
 

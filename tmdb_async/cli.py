@@ -23,9 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import time
@@ -45,9 +47,10 @@ from tmdb_async.errors import (
     redacted_traceback,
 )
 from tmdb_async.jobs.deadlines import check_time_budget, require_progress
-from tmdb_async.jobs.ingest import Summary, run
+from tmdb_async.jobs.ingest import Estimate, Summary, estimate, run
 from tmdb_async.jobs.progress import Progress
 from tmdb_async.jobs.refresh import RefreshSummary, refresh
+from tmdb_async.jobs.refresh.run import refresh_estimate
 from tmdb_async.jobs.report import lake_report
 from tmdb_async.jobs.source import read_csv_ids
 from tmdb_async.jobs.status import CONCURRENCY as STATUS_CONCURRENCY
@@ -292,14 +295,14 @@ async def _with_total(bar: _Bar | None, settings: Settings, job: Awaitable[T]) -
         counting.cancel()
 
 
-def _print_summary(summary: Summary) -> None:
-    print(
-        f"{summary.status}: {summary.unique_ids} distinct ids -> {summary.records} records in "
-        f"{len(summary.files)} files; {summary.not_found} not found, {summary.invalid} invalid, "
-        f"{summary.failed} failed; {summary.requests} requests ({summary.throttled_429} x 429) "
-        f"in {summary.seconds:.1f}s",
-        file=sys.stderr,
-    )
+def _print_summary(summary: Summary, offset: int = 0) -> None:
+    print(_summary_line(summary, offset), file=sys.stderr)
+    if summary.rewritten:
+        print(
+            f"{summary.rewritten} ids were rewritten from the folder's files of the other "
+            "format (--replace; no request)",
+            file=sys.stderr,
+        )
     if summary.held:
         print(
             f"{summary.held} of the failed kept the answer TMDB gave them before "
@@ -312,6 +315,96 @@ def _print_summary(summary: Summary) -> None:
         print(f"manifest: {summary.manifest}", file=sys.stderr)
     if summary.next_offset is not None:
         print(f"continue with: {continuation(summary)}", file=sys.stderr)
+
+
+def _summary_line(summary: Summary, offset: int) -> str:
+    """What the run did, in one line: what it wrote, and what it kept, skipped and replaced;
+    plainly so when there was nothing to do."""
+    n, where = summary.unique_ids, summary.date
+    took = f"{summary.requests} requests ({summary.throttled_429} x 429) in {summary.seconds:.1f}s"
+    if n == 0 and offset and summary.source_ids is not None and offset >= summary.source_ids:
+        return (
+            f"{summary.status}: --offset {offset} is past the end: {summary.source} has "
+            f"{summary.source_ids} distinct ids; nothing to fetch"
+        )
+    if n and summary.kept + summary.skipped == n and summary.status == "ok":
+        if summary.kept == n:
+            return f"{summary.status}: {n} distinct ids: all {n} already in {where} (kept); " + (
+                "nothing to fetch"
+            )
+        parts = [f"{summary.kept} already in {where} (kept)"] if summary.kept else []
+        if summary.skipped:
+            parts.append(f"{summary.skipped} with a record in an earlier folder (skipped)")
+        return f"{summary.status}: {n} distinct ids: {', '.join(parts)}; nothing to fetch"
+    return (
+        f"{summary.status}: {n} distinct ids -> {summary.records} records in "
+        f"{len(summary.files)} files; {summary.not_found} not found, {summary.invalid} invalid, "
+        f"{summary.failed} failed; {summary.kept} kept, {summary.skipped} skipped, "
+        f"{summary.replaced} replaced; {took}"
+    )
+
+
+def _print_estimate(found: Estimate) -> None:
+    """A dry run's answer: what the run would keep, fetch and replace, and its cost."""
+    low, high = found.requests
+    slow, shigh = found.seconds
+    if found.note:
+        print(f"dry run: {found.note}", file=sys.stderr)
+        return
+    listed = f" but the change lists ({found.change_list_requests} requests)"
+    lines = [
+        f"dry run: nothing sent to TMDB{listed if found.change_lists else ''}, nothing written",
+        f"{found.unique_ids} {'titles to refresh' if found.change_lists else 'distinct ids'} "
+        f"for {found.date}"
+        + ("" if found.source_ids is None else f" ({found.source} has {found.source_ids})"),
+        f"  kept: {found.kept} (already in {found.date} from an equivalent run)",
+        f"  skipped: {found.skipped} (--skip-existing: a record in an earlier folder)",
+        f"  invalid: {found.invalid} (never sent)",
+        f"  to fetch: {found.to_fetch}: {found.by_map} the id map knows (1 request each), "
+        f"{found.unknown} it does not ({_span(1, found.unknown_high)} requests each)",
+    ]
+    if found.rewritten:
+        lines.append(
+            f"  rewritten: {found.rewritten} (with --replace: moved into {found.format} "
+            "files, no request)"
+        )
+    if found.replaced:
+        other = f", {found.replaced_other} of them fetched with other settings" * bool(
+            found.replaced_other
+        )
+        lines.append(f"  replaced: {found.replaced} of those fetched{other}")
+    lines.append(
+        f"estimate: {_span(low, high)} requests, ~{_span(slow, shigh)} s at "
+        f"{found.rate:g} requests/s"
+    )
+    if found.refused:
+        lines.append(f"the run would stop before its first request: {found.refused}")
+    print("\n".join(lines), file=sys.stderr)
+
+
+def _span(low: float, high: float) -> str:
+    return f"{low:g}" if low == high else f"{low:g}-{high:g}"
+
+
+_SLICE_FLAGS = ("--offset", "--limit", "--date")
+
+
+def _again(argv: Sequence[str], tail: str) -> str:
+    """The exact command that continues a stopped run: the one given, with ``tail`` (the
+    slice and date of :func:`continuation`) instead of its own."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in _SLICE_FLAGS:
+            skip = True
+            continue
+        if arg.startswith(tuple(f"{flag}=" for flag in _SLICE_FLAGS)):
+            continue
+        kept.append(arg)
+    return f"{_prog()} {shlex.join(kept)} {tail}"
 
 
 def continuation(summary: Summary) -> str:
@@ -357,50 +450,114 @@ def _cancel_on_sigterm(budget: float | None) -> Callable[[], float] | None:
 
 
 async def _run_cancellable(
-    settings: Settings, budget: float | None, margin: float, progress: _Bar | None
+    settings: Settings,
+    budget: float | None,
+    margin: float,
+    progress: _Bar | None,
+    report: Callable[[Summary], None] | None = None,
 ) -> Summary:
     remaining = _cancel_on_sigterm(budget)
-    job = run(settings, remaining=remaining, safety_margin=margin, progress=progress)
+    job = run(settings, remaining=remaining, safety_margin=margin, progress=progress, report=report)
     return await _with_total(progress, settings, job)
 
 
-def _fail(exc: BaseException, code: int, as_json: bool) -> int:
-    """One redacted line on stderr (and as the --json line)."""
+def _fail(exc: BaseException, code: int, as_json: bool, so_far: Summary | None = None) -> int:
+    """One redacted line on stderr (and as the --json line, with the counts the run had
+    reached when it had started)."""
     text = error_line(exc)
     print(f"error: {text}", file=sys.stderr)
     if as_json:
-        print(json.dumps({"status": "error", "error": text, "exit_code": code}))
+        counts = {} if so_far is None else so_far.as_dict()
+        print(json.dumps({**counts, "status": "error", "error": text, "exit_code": code}))
     return code
+
+
+def _interrupted(
+    as_json: bool, argv: Sequence[str], so_far: Summary | None, tail: str | None = None
+) -> int:
+    """Ctrl-C or SIGTERM: where the manifest is and the command that continues, on stderr;
+    the counts so far in the --json line. ``tail``: what continues it (a run's is its
+    summary's :func:`continuation`)."""
+    lines = ["interrupted: finished chunks are written"]
+    if so_far is not None and so_far.manifest:
+        lines.append(f"manifest: {so_far.manifest}")
+    if tail is None and so_far is not None and so_far.next_offset is not None:
+        tail = continuation(so_far)
+    if tail is not None:
+        lines.append(f"continue with: {_again(argv, tail)}")
+    text = "; ".join(lines)
+    print("\n".join(lines), file=sys.stderr)
+    if as_json:  # the JSON line on every exit: a caller parses the last line
+        counts = {} if so_far is None else so_far.as_dict()
+        code = ExitCode.INTERRUPTED
+        print(json.dumps({**counts, "status": "interrupted", "error": text, "exit_code": code}))
+    return int(ExitCode.INTERRUPTED)
 
 
 def _run(args: argparse.Namespace, env: dict[str, str]) -> int:
     settings = settings_from_args(args, env)
+    if settings.dry_run:
+        found = _serve(estimate(settings))
+        if not args.quiet:
+            _print_estimate(found)
+        if args.json:
+            print(json.dumps(found.as_dict(), ensure_ascii=False))
+        return 0
     budget, margin = _time_budget(args.time_budget)
     show_bar = _show_bar(args)
-    with _progress(show_bar) as progress:
-        summary = _serve(_run_cancellable(settings, budget, margin, progress))
+    reached: list[Summary] = []
+    try:
+        with _progress(show_bar) as progress:
+            summary = _serve(_run_cancellable(settings, budget, margin, progress, reached.append))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        return _interrupted(args.json, getattr(args, "argv", ["run"]), _last(reached))
+    except IngestError as exc:
+        return _fail(exc, int(exc.exit_code), args.json, _last(reached))
     require_progress(summary, margin, _DEADLINE_HINT)
     if not args.quiet:
-        _print_summary(summary)
+        _print_summary(summary, settings.offset)
     if args.json:
         print(json.dumps(summary.as_dict(), ensure_ascii=False))
     return int(summary.exit_code)
 
 
+def _last(reached: Sequence[Summary]) -> Summary | None:
+    return reached[-1] if reached else None
+
+
 def _refresh(args: argparse.Namespace, env: dict[str, str]) -> int:
     settings = settings_from_args(args, env, source="refresh")
     since = None if args.since is None else parse_date(args.since, "--since")
+    if settings.dry_run:
+        found = _serve(refresh_estimate(settings, since=since))
+        if not args.quiet:
+            _print_estimate(found)
+        if args.json:
+            print(json.dumps(found.as_dict(), ensure_ascii=False))
+        return 0
     budget, margin = _time_budget(args.time_budget)
     show_bar = _show_bar(args)
+
+    reached: list[Summary] = []
 
     async def go(progress: Any) -> RefreshSummary:
         remaining = _cancel_on_sigterm(budget)
         return await refresh(
-            settings, since=since, remaining=remaining, safety_margin=margin, progress=progress
+            settings,
+            since=since,
+            remaining=remaining,
+            safety_margin=margin,
+            progress=progress,
+            report=reached.append,
         )
 
-    with _progress(show_bar) as progress:
-        summary = _serve(go(progress))
+    try:
+        with _progress(show_bar) as progress:
+            summary = _serve(go(progress))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        date = settings.date or dt.datetime.now(dt.UTC).date()
+        tail = f"--date {date.isoformat()}"  # the same date continues its saved plan
+        return _interrupted(args.json, getattr(args, "argv", ["refresh"]), _last(reached), tail)
     if not args.quiet:
         _print_refresh(summary)
     if args.json:
@@ -567,6 +724,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, dict[str, str]], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.argv = argv  # what was typed: a stopped run prints it back with where to continue
     env = dict(os.environ)
     try:
         _catch_sigterm()

@@ -186,8 +186,8 @@ class Settings:
             event="date",
             batch=True,
             metavar="YYYY-MM-DD",
-            help="processing date in the output path (default: today UTC, or the date of an "
-            "interrupted run of the same job)",
+            help="processing date in the output path, never after today UTC (default: "
+            "today, or the date of an interrupted run of the same job)",
         ),
     )
     offset: int = field(
@@ -303,7 +303,7 @@ class Settings:
             flag="--no-resume",
             help="fetch every id again, even those the date folder already holds from an "
             "equivalent run (same kind, detail, language, append, format); the new records "
-            "replace the old",
+            "replace the old (those of other record settings only with --replace)",
         ),
     )
     skip_existing: bool = field(
@@ -314,6 +314,30 @@ class Settings:
             event="skip_existing",
             batch=True,
             help="incremental: skip ids earlier runs already wrote under <dest>/Raw/TMDB/JSON/",
+        ),
+    )
+    replace: bool = field(
+        default=False,
+        metadata=_opt(
+            type=BOOL,
+            flag="--replace",
+            event="replace",
+            batch=True,
+            help="let the run replace what the date folder holds from runs with other record "
+            "settings (kind, detail, language, append: fetched again), and rewrite its files "
+            "of the other format into this one (no request); without it such a run stops "
+            "before its first request, naming the difference and its cost",
+        ),
+    )
+    dry_run: bool = field(
+        default=False,
+        metadata=_opt(
+            type=BOOL,
+            flag="--dry-run",
+            public=None,
+            help="send no title request and write nothing: print the distinct ids, what the "
+            "date folder keeps, what would be skipped or replaced, and the requests and time "
+            "the run would take at --rate (a refresh still reads the change lists)",
         ),
     )
 
@@ -410,6 +434,7 @@ REFRESH_SETTINGS = frozenset(
         "max_attempts",
         "request_timeout",
         "tmdb_url",
+        "dry_run",
     }
 )
 

@@ -45,7 +45,7 @@ from tests.support.faulty import FaultyStore
 from tests.support.kill import Killed, KillingStore, declare_dead
 from tests.support.lake import FolderView, read_local
 from tmdb_async import Credentials, Settings, run
-from tmdb_async.errors import StorageError
+from tmdb_async.errors import StorageError, UsageError
 from tmdb_async.jobs.ingest import record_shape
 from tmdb_async.lake import ledger as ledger_module
 from tmdb_async.lake.codec import decode_file, encode_file
@@ -109,12 +109,45 @@ def shape_of(r: Run) -> str:
     return record_shape(Settings(source="x", dest="y", kind=r.kind, output_format=r.fmt))  # type: ignore[arg-type]
 
 
+#: shape -> the kind that made it (every run of the machine has its other settings).
+KIND_OF = {
+    shape_of(Run(0, None, 1, fmt, kind, True, False, False, False)): kind
+    for kind in ("movie", "tv", "auto")
+    for fmt in ("json", "jsonl")
+}
+
+
+def rewritten(model: dict[str, State], r: Run) -> dict[str, State]:
+    """The folder once a run of ``r`` (always ``replace`` here) took the folder's answers of
+    the other format as its own, before its first request: records re-encoded into its
+    format with their other settings kept; answers differing only in the format take its
+    shape."""
+    shape = shape_of(r)
+    new = dict(model)
+    for imdb_id, state in model.items():
+        if state.outcome not in ANSWERS or state.shape == shape:
+            continue
+        moved = shape_of(dataclasses.replace(r, kind=KIND_OF[state.shape]))
+        if state.outcome == "record" and state.ext != r.fmt:
+            new[imdb_id] = State("record", moved, r.fmt)
+        elif moved == shape:
+            new[imdb_id] = State(state.outcome, shape, state.ext)
+    return new
+
+
+def touched_by(model: dict[str, State], ids: list[str], r: Run) -> set[str]:
+    """The ids a run of ``r`` over ``ids`` may change: its slice and what it rewrites."""
+    moved = rewritten(model, r)
+    return set(ids) | {i for i in model if moved[i] != model[i]}
+
+
 def after(
     model: dict[str, State], ids: list[str], r: Run, outage: bool = False
 ) -> dict[str, State]:
     """What the folder holds after a completed run ``r`` over ``ids``, from ``model``.
     ``outage``: TMDB answered every request with a 5xx; a failure never replaces an answer."""
     shape = shape_of(r)
+    model = rewritten(model, r)
     new = dict(model)
     for imdb_id in ids:
         current = model.get(imdb_id)
@@ -221,6 +254,7 @@ class FolderMachine(RuleBasedStateMachine):
             limit=r.limit,
             resume=r.resume,
             skip_existing=r.skip_existing,
+            replace=True,  # runs of other settings and formats, on purpose (test_guards)
             rate=1000.0,
             concurrency=8,
             max_attempts=2,
@@ -314,10 +348,11 @@ class FolderMachine(RuleBasedStateMachine):
             ledger_module.LEASE_SECONDS = lease
             view = self.view()
             assert not view.duplicates(), view.duplicates()
-            self._check_exact(view, skip=frozenset(ids))
-            done = after(self.model, ids, r)
+            touched = touched_by(self.model, ids, r)
+            self._check_exact(view, skip=frozenset(touched))
+            done, moved = after(self.model, ids, r), rewritten(self.model, r)
             self._recover()
-            self._resolve({i: {self.model.get(i), done.get(i)} for i in ids})
+            self._resolve({i: {self.model.get(i), moved.get(i), done.get(i)} for i in touched})
             return
         finally:
             ledger_module.LEASE_SECONDS = lease
@@ -347,13 +382,15 @@ class FolderMachine(RuleBasedStateMachine):
         else:
             self.model = after(self.model, ids, r)
             return
-        # Right after the kill: never twice, and ids outside the run untouched.
+        # Right after the kill: never twice, and ids outside the run (and its rewrite)
+        # untouched.
         view = self.view()
         assert not view.duplicates(), view.duplicates()
-        self._check_exact(view, skip=frozenset(ids))
-        done = after(self.model, ids, r)
+        touched = touched_by(self.model, ids, r)
+        self._check_exact(view, skip=frozenset(touched))
+        done, moved = after(self.model, ids, r), rewritten(self.model, r)
         self._recover()
-        self._resolve({i: {self.model.get(i), done.get(i)} for i in ids})
+        self._resolve({i: {self.model.get(i), moved.get(i), done.get(i)} for i in touched})
 
     @rule(
         batch=st.integers(1, 30),
@@ -384,6 +421,9 @@ class FolderMachine(RuleBasedStateMachine):
 
     @rule(a=runs, b=runs)
     def two_runs_at_once(self, a: Run, b: Run) -> None:
+        # One format: two runs of different formats at once can each find the folder in
+        # its own format and mix them (the format guard looks when a run starts).
+        b = dataclasses.replace(b, fmt=a.fmt)
         ids_a, ids_b = self._slice(a), self._slice(b)
 
         async def both() -> None:
@@ -397,7 +437,7 @@ class FolderMachine(RuleBasedStateMachine):
             after(pre, ids_a, a),
             after(pre, ids_b, b),
         ]
-        touched = set(ids_a) | set(ids_b)
+        touched = touched_by(pre, ids_a, a) | touched_by(pre, ids_b, b)
         self._resolve({i: {o.get(i) for o in orders} for i in touched})
         for imdb_id in touched:  # both completed: every id they covered is accounted for
             assert imdb_id in self.model, imdb_id
@@ -510,8 +550,11 @@ async def test_row4_reruns_with_another_format_chunk_size_or_spelling_add_no_cop
     csv_path = write_csv(tmp_path / "x.csv", ids282)
     lake = tmp_path / "lake"
     await run(_settings(csv_path, lake, fake_tmdb.url))
-    jsonl = await run(_settings(csv_path, lake, fake_tmdb.url, output_format="jsonl"))
-    assert jsonl.replaced == 282  # another record format: fetched again, old files replaced
+    with pytest.raises(UsageError, match="holds 3 json files and this run writes jsonl"):
+        await run(_settings(csv_path, lake, fake_tmdb.url, output_format="jsonl"))
+    jsonl = await run(_settings(csv_path, lake, fake_tmdb.url, output_format="jsonl", replace=True))
+    # Another format, with --replace: the folder rewritten into it, nothing fetched again.
+    assert (jsonl.kept, jsonl.records, jsonl.requests) == (282, 0, 0) and jsonl.rewritten
     chunked = await run(
         _settings(csv_path, lake, fake_tmdb.url, output_format="jsonl", chunk_size=7)
     )

@@ -161,7 +161,7 @@ async def test_a_transient_failure_never_replaces_an_answer_tmdb_gave(
     answered = set(before.records) | set(before.outcomes)
     assert first.records and first.not_found and answered == set(ids)
     async with FakeTmdb(FakeTmdbConfig(token=TOKEN, fault_5xx=1.0)) as outage:
-        for changes in ({"resume": False}, {"language": "fr-FR", "output_format": "jsonl"}):
+        for changes in ({"resume": False}, {"language": "fr-FR", "replace": True}):
             summary = await run(settings(csv_path, lake, outage.url, max_attempts=2, **changes))
             assert summary.status == "failed_ids" and summary.exit_code == 1
             assert summary.failed == summary.held == 60 and summary.sidecars == []

@@ -33,7 +33,7 @@ from tmdb_async.jobs.deadlines import Remaining
 from tmdb_async.jobs.source import IdEntry
 from tmdb_async.lake.homes import Home
 from tmdb_async.lake.idmap import FLUSH_AT, LakeIdMap
-from tmdb_async.lake.ledger import Ledger
+from tmdb_async.lake.ledger import ANSWERS, Ledger
 from tmdb_async.lake.profile import Profile
 from tmdb_async.settings import Settings
 from tmdb_async.tmdb.answers import Deleted, Found, NotFound
@@ -70,6 +70,22 @@ class Counts:
     replaced: int = 0
     held: int = 0  # failed, but kept the answer they had (see Ledger.commit)
     blocked: int = 0  # their home is a damaged file: new results not written
+
+
+def keeps(home: Home | None, shape: str, *, resume: bool) -> bool:
+    """Whether a run of record ``shape`` keeps an id whose home in the date folder is
+    ``home`` (not fetched): one from an equivalent run, or an invalid value (whatever the
+    settings); never a failure, nothing without ``resume``. The run and its dry run
+    (:func:`tmdb_async.jobs.ingest.estimate`) both ask this."""
+    if home is None or not resume or home.outcome == "failed":
+        return False
+    return home.shape == shape or home.outcome == "invalid"
+
+
+def replaces_other(home: Home | None, shape: str) -> bool:
+    """Whether fetching an id replaces an answer (a record, not found, deleted) that a run
+    with other record settings wrote: what the replacement guard counts."""
+    return home is not None and home.outcome in ANSWERS and home.shape != shape
 
 
 class ChunkedRun:
@@ -131,9 +147,7 @@ class ChunkedRun:
         return self.unreachable is not None
 
     def _keeps(self, home: Home | None) -> bool:
-        if home is None or not self.settings.resume or home.outcome == "failed":
-            return False
-        return home.shape == self.shape or home.outcome == "invalid"
+        return keeps(home, self.shape, resume=self.settings.resume)
 
     def _done(self, position: int) -> None:
         self.done += 1

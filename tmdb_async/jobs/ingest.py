@@ -36,12 +36,21 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-from tmdb_async.errors import DamagedFile, IngestError, StorageError, error_line, unwrap_group
+from tmdb_async.errors import (
+    DamagedFile,
+    IngestError,
+    StorageError,
+    UsageError,
+    error_line,
+    unwrap_group,
+)
 from tmdb_async.jobs.chunks import ChunkedRun
 from tmdb_async.jobs.deadlines import Remaining
+from tmdb_async.jobs.dry import DryStore
 from tmdb_async.jobs.progress import Progress
 from tmdb_async.jobs.source import IdEntry, ReadStats, entries_in, read_csv_ids, read_item_ids
-from tmdb_async.jobs.summary import Summary
+from tmdb_async.jobs.summary import Estimate, Summary
+from tmdb_async.jobs.survey import foreign, other_formats, profiles_of, refusal, rewrite, survey
 from tmdb_async.lake import runstate
 from tmdb_async.lake.idmap import LakeIdMap
 from tmdb_async.lake.layout import RAW_FOLDER, date_folder, source_stem
@@ -52,7 +61,7 @@ from tmdb_async.lake.storage import LocalStore, S3Store, Store, open_s3, parse_s
 from tmdb_async.settings import Settings
 from tmdb_async.tmdb.client import ClientOptions, Timeline, TmdbClient
 
-__all__ = ["Engine", "Summary", "record_shape", "run"]
+__all__ = ["Engine", "Estimate", "Summary", "estimate", "record_shape", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +86,7 @@ async def run(
     safety_margin: float = 0.0,
     progress: Callable[[int], None] | None = None,
     store: Store | None = None,
+    report: Callable[[Summary], None] | None = None,
 ) -> Summary:
     """Run one ingestion job and return its :class:`Summary`.
 
@@ -89,10 +99,17 @@ async def run(
     ``safety_margin`` seconds remain; the summary then has ``status="incomplete"`` and
     ``next_offset`` (or ``remaining_items`` for a batch) to continue from.
 
+    ``report`` is handed the summary as the run ends, however it ends (an error, a
+    cancellation): the counts so far, the manifest and where to continue.
+
     Raises :class:`~tmdb_async.errors.IngestError` for bad input, rejected credentials or
-    unusable storage, after recording what was written in the manifest when it can.
+    unusable storage, after recording what was written in the manifest when it can; a
+    :class:`~tmdb_async.errors.UsageError` before any TMDB request when the run would
+    replace what other record settings wrote, or mix formats in the date folder, without
+    ``settings.replace`` (see :meth:`Engine.ingest`).
     """
     settings.validate()
+    _refuse_future(settings.date)
     settings.credentials.require()
     started = time.monotonic()
     stats = ReadStats()
@@ -110,22 +127,16 @@ async def run(
             if batch is not None:  # a CSV's total is the caller's: it costs a reading pass
                 end = None if settings.limit is None else settings.offset + settings.limit
                 progress.set_total(len(batch[settings.offset : end]))
-        if batch is None:
-            entries: AsyncIterator[IdEntry] = read_csv_ids(
-                read_source(settings.source, engine.s3),
-                where=settings.source,
-                offset=settings.offset,
-                limit=settings.limit,
-                stats=stats,
-            )
-            job: str | None = runstate.job_key(settings.source, record_shape(settings))
-        else:
-            entries = entries_in(batch, settings.offset, settings.limit)
-            job = None  # a batch's date is its event's: it never pins one
+        slice_of = _slice(settings, batch, engine.s3)
+        job = (  # a batch's date is its event's: it never pins one
+            None if batch is not None else runstate.job_key(settings.source, record_shape(settings))
+        )
         return await engine.ingest(
             settings,
             engine.client,
-            entries,
+            slice_of(stats),
+            again=lambda: slice_of(ReadStats()),
+            report=report,
             job=job,
             label=settings.source if batch is None else f"items[{len(batch)}]",
             stem="batch" if batch is not None else source_stem(settings.source),
@@ -136,6 +147,96 @@ async def run(
             safety_margin=safety_margin,
             progress=progress,
         )
+
+
+def _refuse_future(date: dt.date | None) -> None:
+    """A run's folder is its processing day: never one that has not begun (UTC)."""
+    today = dt.datetime.now(dt.UTC).date()
+    if date is not None and date > today:
+        raise UsageError(
+            f"date: {date.isoformat()} is after today ({today.isoformat()}, UTC); a run "
+            "writes into the folder of a day that has begun"
+        )
+
+
+def _slice(
+    settings: Settings, batch: Sequence[IdEntry] | None, s3: Any
+) -> Callable[[ReadStats], AsyncIterator[IdEntry]]:
+    """The run's slice of ids, read afresh at each call (a guard or a dry run reads it
+    before the run does)."""
+
+    def entries(stats: ReadStats) -> AsyncIterator[IdEntry]:
+        if batch is not None:
+            return entries_in(batch, settings.offset, settings.limit)
+        return read_csv_ids(
+            read_source(settings.source, s3),
+            where=settings.source,
+            offset=settings.offset,
+            limit=settings.limit,
+            stats=stats,
+        )
+
+    return entries
+
+
+async def _resolve_date(
+    settings: Settings, store: Store, job: str | None
+) -> tuple[dt.date, bool, runstate.Watch | None]:
+    """(the run's date, whether it continues an interrupted run, what the job's pins say):
+    ``--date``, else an interrupted run's of the same job, else today (UTC)."""
+    end = None if settings.limit is None else settings.offset + settings.limit
+    seen = None if job is None else await runstate.watch(store, job)
+    if seen is None:
+        return settings.date or dt.datetime.now(dt.UTC).date(), False, None
+    date, continued = seen.date(settings.offset, end, settings.date)
+    return date, continued, seen
+
+
+async def estimate(
+    settings: Settings, *, items: Sequence[object] | None = None, store: Store | None = None
+) -> Estimate:
+    """What :func:`run` would do with ``settings``, without doing it (``--dry-run``): no
+    TMDB request (no client is even opened) and nothing written. It reads the slice, the
+    date folder's ledger (a commit left half done is read, not rolled forward), its
+    manifests, the id map (the newest segments only: a dry run compacts nothing) and, with
+    ``skip_existing``, the lake's ledgers; and it sorts each id with the run's own rules
+    (:func:`~tmdb_async.jobs.chunks.keeps`, :func:`~tmdb_async.tmdb.client.asks_by_map`)."""
+    settings.validate()
+    _refuse_future(settings.date)
+    stats = ReadStats()
+    batch = None if items is None else read_item_ids(items, stats=stats)
+    dest_url = parse_s3(settings.dest, "dest")
+    source_s3 = items is None and parse_s3(settings.source, "source") is not None
+    async with open_s3(bool(dest_url or source_s3), settings.concurrency) as s3:
+        if store is None:
+            store = S3Store(s3, dest_url) if dest_url else LocalStore(settings.dest)
+        job = (
+            None if batch is not None else runstate.job_key(settings.source, record_shape(settings))
+        )
+        date, _, _ = await _resolve_date(settings, store, job)
+        folder = date_folder(date)
+        ledger = await Ledger(store, folder).peek()
+        idmap = LakeIdMap(store, "dry-run")
+        if settings.detail == "full":
+            with contextlib.suppress(StorageError):
+                idmap = await idmap.load(compact=False)
+        lake = await lake_records(store, RAW_FOLDER) if settings.skip_existing else set()
+        found = Estimate(
+            source=settings.source if batch is None else f"items[{len(batch)}]",
+            dest=settings.dest,
+            date=date.isoformat(),
+            format=settings.output_format,
+            rate=settings.rate,
+        )
+        profiles = await profiles_of(store, folder)
+        await survey(
+            found, settings, _slice(settings, batch, s3)(stats), ledger, lake, idmap, profiles
+        )
+        found.other_format = other_formats(ledger, settings.output_format)
+        found.refused = None if settings.replace else refusal(found, settings)
+        if stats.exhausted or batch is not None:
+            found.source_ids = stats.distinct if batch is None else len(batch)
+        return found
 
 
 @dataclasses.dataclass(slots=True)
@@ -173,6 +274,8 @@ class Engine:
             )
             if store is None:
                 store = S3Store(s3, dest_url) if dest_url else LocalStore(settings.dest)
+            if settings.dry_run:  # a refresh's dry run: its steps write nothing out
+                store = DryStore(store)
             idmap = await _id_map(store, run_id, settings, compact)
             client = await stack.enter_async_context(
                 TmdbClient.open(ClientOptions.of(settings), idmap)
@@ -181,6 +284,17 @@ class Engine:
                 yield cls(settings, s3, store, idmap, client, run_id)
             finally:
                 await _save_lessons(idmap, remaining)
+
+    async def survey(
+        self, settings: Settings, entries: AsyncIterator[IdEntry], found: Estimate
+    ) -> None:
+        """Add to ``found`` what :meth:`ingest` would do with ``entries`` in the folder of
+        ``settings.date`` (a refresh's dry run, group by group), reading only."""
+        assert settings.date is not None
+        folder = date_folder(settings.date)
+        ledger = await Ledger(self.store, folder).peek()
+        profiles = await profiles_of(self.store, folder)
+        await survey(found, settings, entries, ledger, set(), self.idmap, profiles)
 
     async def ingest(
         self,
@@ -198,22 +312,40 @@ class Engine:
         remaining: Remaining | None,
         safety_margin: float,
         progress: Callable[[int], None] | None,
+        again: Callable[[], AsyncIterator[IdEntry]] | None = None,
+        report: Callable[[Summary], None] | None = None,
     ) -> Summary:
         """Account for every id of ``entries`` exactly once in the date folder (see the
         module): resolve the date, write the manifest, drive the producer, workers and
         committer, and report. ``batch``: the ids handed back when the deadline stops it;
-        ``part`` tells apart the manifests of several jobs of one run."""
+        ``part`` tells apart the manifests of several jobs of one run.
+
+        ``again`` (the slice read afresh) arms the guard: when the folder holds answers
+        of other record settings or data files of another format, the slice is surveyed
+        first (:func:`estimate`'s rules) and, without ``settings.replace``, the run stops
+        with one :class:`~tmdb_async.errors.UsageError` line before any TMDB request or
+        write; with it, the other format's files are rewritten into this one first.
+        ``report`` gets the summary however the run ends."""
         store, shape = self.store, record_shape(settings)
         end = None if settings.limit is None else settings.offset + settings.limit
-        seen = None if job is None else await runstate.watch(store, job)
-        if seen is None:
-            date, continued = settings.date or dt.datetime.now(dt.UTC).date(), False
-        else:
-            date, continued = seen.date(settings.offset, end, settings.date)
+        date, continued, seen = await _resolve_date(settings, store, job)
         if continued:
             log.warning("continuing the interrupted run of %s in its folder", date.isoformat())
         folder = date_folder(date)
         summary = Summary(source=label, dest=settings.dest, date=date.isoformat())
+        ledger = await Ledger(store, folder, owner=self.run_id).load()
+        lake = await lake_records(store, RAW_FOLDER) if settings.skip_existing else set()
+        profiles: dict[str, Profile] = {}
+        if again is not None and foreign(ledger, shape):
+            profiles = await profiles_of(store, folder)
+            found = Estimate(
+                label, settings.dest, date.isoformat(), settings.output_format, settings.rate
+            )
+            await survey(found, settings, again(), ledger, lake, self.idmap, profiles)
+            found.other_format = other_formats(ledger, settings.output_format)
+            refused = refusal(found, settings)
+            if refused is not None and not settings.replace:
+                raise UsageError(refused)
         manifest = Manifest(
             store,
             folder,
@@ -234,10 +366,10 @@ class Engine:
                 f"{self.run_id}{part}", date.isoformat(), settings.offset, end, source=label
             )
             entries = _pinning(entries, store, job, pin, pinned)
+        if profiles and settings.replace:
+            summary.rewritten = await rewrite(ledger, Profile.of(settings), profiles)
         # This part's own timeline: a refresh's parts share the client, one after another.
         timeline = client.stats.timeline = Timeline()
-        ledger = await Ledger(store, folder, owner=self.run_id).load()
-        lake = await lake_records(store, RAW_FOLDER) if settings.skip_existing else set()
         job_run = ChunkedRun(
             settings,
             ledger,
@@ -288,6 +420,8 @@ class Engine:
                 summary.status = "error"
                 summary.error = error_line(error)
             await _finish(summary, manifest, client, store, job, pinned, seen, error)
+            if report is not None:
+                report(summary)
         if error is not None:
             raise error
         log.info(
@@ -389,6 +523,8 @@ def _fill(
     summary.retries = client.stats.retries
     summary.throttled_429 = client.stats.throttled
     summary.rows_read = stats.rows
+    if stats.exhausted:
+        summary.source_ids = stats.distinct
     summary.next_offset = job.next_offset()
     if summary.next_offset is not None:
         summary.status = "incomplete"

@@ -155,6 +155,12 @@ class Ledger:
         """The newest commit, when its writer stopped before applying it all."""
         return self._state.pending
 
+    async def items_of(self, name: str) -> list[dict[str, Any]]:
+        """The items of one of the folder's files (records, or sidecar entries); empty when
+        it is gone. A damaged file raises :class:`DamagedFile`, naming it."""
+        found = await self._readable(name)
+        return [] if found is None else found[2]
+
     async def _reload(self) -> None:
         """Checkpoint, then every later commit. Without the lock a concurrent checkpoint can
         delete commits between our two reads: a gap in the numbers means read again."""
@@ -241,18 +247,24 @@ class Ledger:
         shape: str,
         fmt: str,
         stem: str,
+        only_from: Mapping[str, str] | None = None,
     ) -> Committed:
         """Give every id of some chunks its new home. Each chunk is ``(records, sidecar)``:
         its records (each with ``imdb_id``) go to one data file, its sidecar entries
         (``imdb_id``, ``outcome``, ``reason``…) to the commit's sidecar file. An id's older
         home anywhere in the folder drops it first. Several chunks make one commit: one lock,
-        one log entry, however many files."""
+        one log entry, however many files.
+
+        ``only_from`` (id -> the file its item was read from) moves items that were read
+        before the lock, a rewrite's: an id whose home changed since (another writer's
+        commit, folded under the lock) is left where it is, so a stale copy never replaces
+        a newer answer."""
         # Once decided (its log entry is being written), a commit is finished, not abandoned:
         # a cancelled thread or request could still land after the lock is released, so
         # cancellation (a deadline) waits for it, then goes on. Before that, nothing of it
         # is on storage yet, and a commit waiting for a busy lock stops at once.
         deciding: list[bool] = []
-        task = asyncio.ensure_future(self._commit(chunks, shape, fmt, stem, deciding))
+        task = asyncio.ensure_future(self._commit(chunks, shape, fmt, stem, deciding, only_from))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -269,6 +281,7 @@ class Ledger:
         fmt: str,
         stem: str,
         deciding: list[bool],
+        only_from: Mapping[str, str] | None = None,
     ) -> Committed:
         async with self._mutex:
             for attempt in range(3):
@@ -276,7 +289,12 @@ class Ledger:
                 try:
                     async with self._locked():
                         return await self._commit_locked(
-                            chunks, shape, fmt, stem, decided, deciding
+                            self._still_home(chunks, only_from),
+                            shape,
+                            fmt,
+                            stem,
+                            decided,
+                            deciding,
                         )
                 except LeaseLost:
                     if decided:
@@ -292,6 +310,22 @@ class Ledger:
                     log.warning("folder lock lost during a commit (attempt %d)", attempt + 1)
                     await self._reload()
             raise StorageError(f"{self.store.url(self.folder)}: lost the folder lock 3 times")
+
+    def _still_home(
+        self,
+        chunks: Sequence[tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]]],
+        only_from: Mapping[str, str] | None,
+    ) -> Sequence[tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]]]:
+        """``chunks`` without the items whose id no longer lives where ``only_from`` says
+        (under the lock: the folder's state is current)."""
+        if only_from is None:
+            return chunks
+
+        def here(item: dict[str, Any]) -> bool:
+            home = self._state.homes.get(item["imdb_id"])
+            return home is not None and home.file == only_from.get(item["imdb_id"])
+
+        return [([r for r in rs if here(r)], [e for e in es if here(e)]) for rs, es in chunks]
 
     async def _commit_locked(
         self,

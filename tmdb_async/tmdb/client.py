@@ -83,6 +83,7 @@ __all__ = [
     "KnownTitle",
     "Timeline",
     "TmdbClient",
+    "asks_by_map",
 ]
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,14 @@ class IdMap(Protocol):
     def get(self, imdb_id: str, /) -> KnownTitle | None: ...
 
     def forget(self, imdb_id: str, /) -> None: ...
+
+
+def asks_by_map(known: KnownTitle, kind: str, detail: str) -> bool:
+    """Whether a title the id map knows is asked by its TMDB id (one request) in a run of
+    ``kind`` and ``detail``; else it is asked as if new. A dry run's estimate asks this too."""
+    if detail != "full":
+        return False
+    return kind == known.media_type or (kind == "auto" and not known.narrow)
 
 
 _USER_AGENT = f"tmdb-ingest/{__version__} (+aiohttp)"
@@ -403,11 +412,7 @@ class TmdbClient:
         known = idmap.get(imdb_id) if idmap is not None else None
         if known is not None and known.deleted and not self._deleted_on_404:
             known = None  # a removed title is no shortcut: asked as if new
-        if (
-            known is not None
-            and opts.detail == "full"
-            and (opts.kind == known.media_type or (opts.kind == "auto" and not known.narrow))
-        ):
+        if known is not None and asks_by_map(known, opts.kind, opts.detail):
             media_type, tmdb_id = known.media_type, known.tmdb_id
             path = f"/3/{media_type}/{tmdb_id}"
             url = self._details_url.format(media_type, tmdb_id)

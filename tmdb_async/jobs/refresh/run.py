@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from tmdb_async.errors import InputError, UsageError
 from tmdb_async.jobs.deadlines import Remaining, no_progress
-from tmdb_async.jobs.ingest import Engine
+from tmdb_async.jobs.ingest import Engine, Estimate, Summary
 from tmdb_async.jobs.progress import Progress
 from tmdb_async.jobs.refresh.listing import list_changes
 from tmdb_async.jobs.refresh.plan import Plan
@@ -42,6 +42,7 @@ class _Limits:
     remaining: Remaining | None
     margin: float
     progress: Callable[[int], None] | None
+    report: Callable[[Summary], None] | None = None
 
 
 async def refresh(
@@ -52,9 +53,11 @@ async def refresh(
     safety_margin: float = 0.0,
     progress: Callable[[int], None] | None = None,
     store: Store | None = None,
+    report: Callable[[Summary], None] | None = None,
 ) -> RefreshSummary:
     """Refresh the lake at ``settings.dest`` into the folder of ``settings.date`` (today,
-    UTC, when None). See :mod:`tmdb_async.jobs.refresh` for what it does.
+    UTC, when None). See :mod:`tmdb_async.jobs.refresh` for what it does. ``report`` gets
+    each group's :class:`Summary` as its part of the run ends, however it ends.
 
     Raises :class:`~tmdb_async.errors.IngestError` for bad usage, unusable storage, rejected
     credentials or a change list TMDB would not serve, and
@@ -67,7 +70,7 @@ async def refresh(
     date = settings.date
     assert date is not None
     summary = RefreshSummary(dest=settings.dest, date=date.isoformat())
-    limits = _Limits(remaining, safety_margin, progress)
+    limits = _Limits(remaining, safety_margin, progress, report)
     async with Engine.open(settings, store=store, compact=True, remaining=remaining) as engine:
         if isinstance(progress, Progress):
             progress.attach(engine.client.stats)
@@ -84,6 +87,42 @@ async def refresh(
             return _incomplete(summary, state, listed, safety_margin)
         await _finish(engine.store, plan, state, summary, today)
     return summary
+
+
+async def refresh_estimate(
+    settings: Settings, *, since: dt.date | None = None, store: Store | None = None
+) -> Estimate:
+    """What :func:`refresh` would do (``--dry-run``): its own steps, the change lists read
+    (those requests are spent, and counted), then each group of titles sorted by the run's
+    rules (:meth:`Engine.survey`) instead of fetched. Nothing is written: the state, the
+    plan and the id map's repair stay in memory (:class:`~tmdb_async.jobs.dry.DryStore`)."""
+    today = dt.datetime.now(dt.UTC).date()
+    settings = _refresh_settings(settings.with_changes(dry_run=True), since, today)
+    assert settings.date is not None
+    found = Estimate(
+        source="refresh",
+        dest=settings.dest,
+        date=settings.date.isoformat(),
+        format=settings.output_format,
+        rate=settings.rate,
+        change_lists=True,
+    )
+    async with Engine.open(settings, store=store, compact=False) as engine:
+        state, plan = await _resume_or_plan(engine.store, settings.date, since, today)
+        if plan is None:
+            found.note = f"up to date: changes refreshed through {state.through}"
+            return found
+        repairing = None
+        if plan.groups is None:
+            repairing = asyncio.create_task(repair(engine.idmap, engine.store))
+        await list_changes(engine, plan, None, 0.0, repairing)
+        if repairing is not None:
+            _repaired(repairing, 0)
+        for group in plan.groups or []:
+            entries = [IdEntry(at, imdb_id, at + 1) for at, imdb_id in enumerate(group.ids)]
+            await engine.survey(group.settings(settings), entries_in(entries, 0, None), found)
+        found.change_list_requests = engine.client.stats.requests
+    return found
 
 
 def _refresh_settings(settings: Settings, since: dt.date | None, today: dt.date) -> Settings:
@@ -246,6 +285,7 @@ async def _fetch(
             remaining=limits.remaining,
             safety_margin=limits.margin,
             progress=limits.progress,
+            report=limits.report,
         )
         summary.add(result)
         if summary.status == "incomplete":
