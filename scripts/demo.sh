@@ -52,8 +52,18 @@ stop_fake() {
 
 export TMDB_READ_ACCESS_TOKEN="$TOKEN"
 start_fake "$yesterday"
+echo "== the cost before the work: tmdb-ingest run samples/movies.csv ... --dry-run"
+"$PY" -m tmdb_async run samples/movies.csv --dest "$OUT" --kind movie --date "$yesterday" --tmdb-url "$url" --dry-run
+echo
 echo "== movies: samples/movies.csv -> $OUT, dated $yesterday (fake TMDB at $url, its today $yesterday)"
 "$PY" -m tmdb_async run samples/movies.csv --dest "$OUT" --kind movie --date "$yesterday" --tmdb-url "$url"
+echo "== the same run again: nothing to fetch"
+"$PY" -m tmdb_async run samples/movies.csv --dest "$OUT" --kind movie --date "$yesterday" --tmdb-url "$url"
+echo "== again with --kind auto: the guard stops it before any request (exit 2)"
+if "$PY" -m tmdb_async run samples/movies.csv --dest "$OUT" --kind auto --date "$yesterday" --tmdb-url "$url"; then
+  echo "the guard did not stop a rerun with other record settings" >&2
+  exit 1
+fi
 echo "== series: samples/series.csv -> $OUT, dated $yesterday"
 "$PY" -m tmdb_async run samples/series.csv --dest "$OUT" --kind tv --date "$yesterday" --tmdb-url "$url"
 stop_fake
@@ -115,6 +125,27 @@ PYTHON
 echo
 echo "== what the lake holds: tmdb-ingest status --dest $OUT"
 "$PY" -m tmdb_async status --dest "$OUT"
+echo
+echo "== the current state of every title (docs/queries/current_duckdb.sql)"
+if "$PY" -c 'import duckdb' 2>/dev/null; then
+  "$PY" - "$OUT" <<'PYTHON'
+import sys
+from pathlib import Path
+
+import duckdb
+
+con = duckdb.connect()
+con.execute("SET VARIABLE lake = ?", [str(Path(sys.argv[1]).resolve())])
+query = Path("docs/queries/current_duckdb.sql").read_text(encoding="utf-8").strip().rstrip(";")
+rows, titles, dated = con.execute(
+    f"SELECT count(*), count(DISTINCT imdb_id), count(DISTINCT processing_date) FROM ({query})"
+).fetchone()
+print(f"  {rows} titles, each once ({titles} distinct), their latest records from {dated} date folders")
+PYTHON
+else
+  echo "  (DuckDB is a dev dependency: .venv/bin/pip install duckdb, then run the query)"
+fi
+
 echo
 echo "== the report to look at: tmdb-ingest report --dest $OUT --out $OUT/report.html"
 "$PY" -m tmdb_async report --dest "$OUT" --out "$OUT/report.html"

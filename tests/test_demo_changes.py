@@ -6,6 +6,7 @@ before). ``make demo`` itself is run end to end (slow)."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import os
 import re
 import subprocess
@@ -141,3 +142,12 @@ def test_make_demo_refreshes_series_and_movies_with_changed_records(tmp_path: Pa
     assert all(int(after) > int(before) for _, before, after in shown)
     differ = re.search(r"(\d+) of (\d+) refreshed records differ from the day before", text)
     assert differ is not None and differ.group(1) == differ.group(2) != "0"
+    # The operator's view, in order: the cost first, nothing twice, the guard, then what the
+    # lake holds, its current state and the page to look at.
+    assert "dry run: nothing sent to TMDB, nothing written" in text
+    assert "all 241 already in" in text and "nothing to fetch" in text
+    assert "this run auto); this run would fetch them again" in text
+    assert "refresh: changes refreshed through" in text
+    if importlib.util.find_spec("duckdb") is not None:
+        assert re.search(r"  (\d+) titles, each once \(\1 distinct\)", text), text
+    assert (tmp_path / "out" / "report.html").read_text(encoding="utf-8").startswith("<!DOCTYPE")
