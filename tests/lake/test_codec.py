@@ -104,7 +104,9 @@ async def test_an_overview_with_a_unicode_line_separator_never_wedges_a_jsonl_fo
     lake = tmp_path / "lake"
     async with FakeTmdb(FakeTmdbConfig(token=TOKEN)) as fake:
         first = await run(_jsonl(csv_path, lake, fake.url))
-        second = await run(_jsonl(csv_path, lake, fake.url, language="fr-FR"))  # every one moves
+        second = await run(
+            _jsonl(csv_path, lake, fake.url, language="fr-FR", replace=True)
+        )  # all move
     found = sum(1 for i in ids if kind_of(int(i[2:])) is not None)
     assert first.records == second.records == found > 0 and second.failed == 0
     view = read_local(lake / "Raw/TMDB/JSON/2022/05/02")
@@ -133,11 +135,11 @@ async def test_a_damaged_data_file_blocks_only_the_ids_it_holds(tmp_path: Path) 
         data = damaged.read_bytes()[:-30]  # the last record cut short
         damaged.write_bytes(data)
         with pytest.raises(StorageError) as caught:
-            await run(_jsonl(both, lake, fake.url, language="fr-FR"))  # must move ids out of it
+            await run(_jsonl(both, lake, fake.url, language="fr-FR", replace=True))  # moves ids out
         message = str(caught.value)
         assert str(damaged) in message and "do not delete it" in message
         assert f"({len(inside)} ids kept their place)" in message and "\n" not in message
-        again = await run(_jsonl(csv_b, lake, fake.url, language="fr-FR"))  # not wedged: all kept
+        again = await run(_jsonl(csv_b, lake, fake.url, language="fr-FR", replace=True))  # all kept
     assert again.status == "ok" and again.kept == len(ids_b)
     assert damaged.read_bytes() == data  # never rewritten nor deleted
     ledger = await Ledger(LocalStore(str(lake)), "Raw/TMDB/JSON/2022/05/02").load()
