@@ -49,6 +49,7 @@ _COUNTS = (
     "list_pages",
     "requests",
     "throttled_429",
+    "lag_days",  # a refresh's: days from the last change list read to its date
 )
 
 

@@ -43,6 +43,7 @@ the same work back for ever.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -404,7 +405,21 @@ async def _refresh(
             f"{summary.records + summary.deleted + summary.kept} of {summary.in_lake} titles; "
             "the same event again continues it"
         )
-    return summary.as_dict()
+    result = summary.as_dict()
+    lag = refresh_lag_days(summary.date, summary.refreshed_through)
+    if lag is not None:
+        result["lag_days"] = lag  # the handler publishes it: the refresh-lag alarm's metric
+    return result
+
+
+def refresh_lag_days(date: str, refreshed_through: str | None) -> int | None:
+    """Days from the last day whose change lists the refresh has read to its processing date:
+    1 when the refresh is current (today's reads through yesterday), more when it fell
+    behind. ``None`` before any refresh finished. The template's RefreshLagAlarm fires when it
+    stays above 2, or is not published at all, for two days."""
+    if refreshed_through is None:
+        return None
+    return (dt.date.fromisoformat(date) - dt.date.fromisoformat(refreshed_through)).days
 
 
 async def _status(
