@@ -15,9 +15,11 @@ every request against resource "*" (docs/aws-and-tooling.md).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -160,8 +162,7 @@ def _list(prefix: str) -> Request:
 # (ranged GetObject of the source CSV); prepare.py (the ids CSV for the Map,
 # states:ListExecutions); events.py (the token: ssm:GetParameter with decryption).
 NEEDED = [
-    _s3("GetObject", "Raw/Local/CSV/movies.csv"),  # the source CSV
-    _list("Raw/Local/CSV/"),
+    _s3("GetObject", "Raw/Local/CSV/movies.csv"),  # the source CSV (ranged reads)
     *(
         _s3(action, key)
         for key in (
@@ -339,3 +340,135 @@ def test_the_request_list_covers_every_aws_call_in_the_code() -> None:
     called.add("ssm:GetParameter")
     needed = {r.action for r in NEEDED if not r.action.startswith("kms:")}
     assert called == needed
+
+
+# --- the same role on moto with IAM enforced ---------------------------------------------------
+
+
+def _moto_documents(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The role's statements as moto 5.2.5 can check them: it authorizes S3 requests against
+    their object or bucket ARN, but every other service's request against resource "*",
+    which no ARN-scoped grant matches; there only the action can be checked, so the
+    non-S3 statements get resource "*" (their resources are :func:`decide`'s to check)."""
+    return [
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                st if str(as_list(st["Action"])[0]).startswith("s3:") else {**st, "Resource": "*"}
+                for st in statements
+            ],
+        }
+    ]
+
+
+def _auth_after(endpoint: str, requests: str) -> None:
+    """moto's IAM enforcement (``INITIAL_NO_AUTH_ACTION_COUNT``) through its server's API:
+    "0" checks every request from now on, "inf" none (moto's default)."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth",
+        data=requests.encode(),
+        headers={"Content-Type": "text/plain"},  # not a form: moto reads the raw body
+        method="POST",
+    )
+    urllib.request.urlopen(request).close()
+
+
+async def test_every_event_runs_with_only_the_function_role_on_moto(
+    tmp_path: Path, s3: Any, lake: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prepare, a Map batch, a direct event, a refresh and status, each with the rendered
+    role's credentials on moto with IAM enforced (the token from SSM); and the role's
+    credentials cannot write the Map's results nor another bucket."""
+    import boto3
+    from aws_lambda_powertools.utilities import parameters
+    from botocore.exceptions import ClientError
+
+    from tests.conftest import TOKEN
+    from tests.test_events import Context
+    from tmdb_async.events import handle
+    from tmdb_devtools.csvgen import title_ids, write_csv
+    from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
+
+    endpoint = s3.meta.endpoint_url
+    source = "Raw/Local/CSV/Movies/2026/11/10/movies.csv"
+    ids = title_ids(60, "movie", start=1)
+    s3.upload_file(str(write_csv(tmp_path / "movies.csv", ids)), lake, source)
+    token_name = "/tmdb-ingest/read-access-token"
+    boto3.client("ssm").put_parameter(Name=token_name, Value=TOKEN, Type="SecureString")
+    sfn = boto3.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name=f"{STACK}-ingest",
+        definition=json.dumps({"StartAt": "S", "States": {"S": {"Type": "Succeed"}}}),
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn",
+    )["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, name="first")
+    iam = boto3.client("iam")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    for n, document in enumerate(_moto_documents(function_statements())):
+        iam.put_role_policy(RoleName="fn", PolicyName=f"p{n}", PolicyDocument=json.dumps(document))
+    credentials = boto3.client("sts").assume_role(RoleArn=role["Arn"], RoleSessionName="fn")[
+        "Credentials"
+    ]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", credentials["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", credentials["SecretAccessKey"])
+    monkeypatch.setenv("AWS_SESSION_TOKEN", credentials["SessionToken"])
+    parameters.clear_caches()  # the SSM provider's client and value: made with these keys
+    cfg = FakeTmdbConfig(token=TOKEN, change_period=3, change_universe=5_000)
+    _auth_after(endpoint, "0")
+    try:
+        async with FakeTmdb(cfg) as fake:
+            env = {
+                "TMDB_TOKEN_SSM_PARAMETER": token_name,
+                "TMDB_BASE_URL": fake.url,
+                "TMDB_DEST": f"s3://{lake}",
+                "TMDB_ALLOWED_BUCKETS": lake,
+                "TMDB_RATE": "1000",
+            }
+            prepared = await handle(
+                {
+                    "action": "prepare",
+                    "source": f"s3://{lake}/{source}",
+                    "dest": f"s3://{lake}",
+                    "state_machine": machine,
+                    "execution": execution["executionArn"],
+                    "execution_started": execution["startDate"].isoformat(),
+                },
+                Context(),
+                env,
+            )
+            assert prepared["unique_ids"] == len(ids)
+            batch = {
+                "Items": [{"id": i} for i in ids[:30]],
+                "BatchInput": {"dest": f"s3://{lake}", "kind": "movie", "date": "2026-11-10"},
+            }
+            assert (await handle(batch, Context(), env))["status"] == "ok"
+            direct = {"source": f"s3://{lake}/{source}", "date": "2026-11-11", "chunk_size": 20}
+            assert (await handle(direct, Context(), env))["status"] == "ok"
+            refresh = {"action": "refresh", "dest": f"s3://{lake}", "date": "2026-11-13"}
+            assert (await handle(refresh, Context(), env))["status"] == "ok"
+            status = {"action": "status", "dest": f"s3://{lake}", "failed": True}
+            assert (await handle(status, Context(), env))["folders"]
+        as_role = boto3.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+        ).client("s3", region_name=REGION)
+        for bucket, key in ((lake, "Raw/TMDB/_runs/x/manifest.json"), ("another-bucket", "x")):
+            with pytest.raises(ClientError) as denied:
+                as_role.put_object(Bucket=bucket, Key=key, Body=b"{}")
+            assert denied.value.response["Error"]["Code"] == "AccessDenied", (bucket, key)
+    finally:
+        _auth_after(endpoint, "inf")
+        parameters.clear_caches()
