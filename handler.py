@@ -14,6 +14,15 @@ name (Step Functions matches on it) and any other exception keeps its type name,
 message is :func:`~tmdb_async.errors.error_line`'s redacted line and the exception is
 raised outside the ``except`` block, ``from None``, so no chained original (which could
 hold the secret) is printed by the runtime.
+
+Tracing (X-Ray) is off unless the stack turns it on (template parameter ``Tracing``, which
+the function sees as ``TMDB_TRACING=Active``). Only then is Powertools' ``Tracer`` built:
+building it imports the X-Ray SDK even when disabled, which a cold start without tracing
+should not pay; ``POWERTOOLS_TRACE_DISABLED`` set true still turns it off. The Tracer
+records the handler's subsegment (cold start annotation, the sanitized error) but patches no
+library: the engine's requests run concurrently as asyncio tasks in one thread, and the
+X-Ray SDK's Lambda context keeps one subsegment stack per thread, so per-request
+subsegments would nest under whichever request happened to be open.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -52,7 +62,31 @@ _COUNTS = (
     "lag_days",  # a refresh's: days from the last change list read to its date
 )
 
+_Handler = Callable[[Any, Any], dict[str, Any]]
 
+
+def tracing_enabled(env: Mapping[str, str]) -> bool:
+    """On only in Lambda and only when the stack says so, so that tests and local runs
+    never build the Tracer; Powertools' own switch, set true, still wins."""
+    powertools_off = env.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() in _TRUTHY
+    return "LAMBDA_TASK_ROOT" in env and env.get("TMDB_TRACING") == "Active" and not powertools_off
+
+
+_TRUTHY = frozenset({"1", "true", "yes", "on", "y", "t"})
+
+
+def _traced(function: _Handler) -> _Handler:
+    if not tracing_enabled(os.environ):
+        return function
+    from aws_lambda_powertools import Tracer
+
+    tracer = Tracer(service=SERVICE, auto_patch=False)
+    # The response holds id lists that can pass X-Ray's 64 KB segment limit: not recorded.
+    traced: _Handler = tracer.capture_lambda_handler(function, capture_response=False)
+    return traced
+
+
+@_traced
 @metrics.log_metrics
 @powertools_logger.inject_lambda_context
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:

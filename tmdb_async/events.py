@@ -66,7 +66,7 @@ from tmdb_async.jobs.progress import LogProgress
 from tmdb_async.jobs.refresh import refresh
 from tmdb_async.jobs.status import CONCURRENCY as STATUS_CONCURRENCY
 from tmdb_async.jobs.status import lake_status
-from tmdb_async.lake.storage import open_store, parse_s3, s3_error_code
+from tmdb_async.lake.storage import open_store, parse_s3
 from tmdb_async.options import (
     BOOL,
     COUNT,
@@ -141,8 +141,8 @@ async def _credentials(env: Mapping[str, str]) -> Credentials:
             parameters.get_parameter, name, decrypt=True, max_age=_TOKEN_CACHE_SECONDS
         )
     except parameters.exceptions.GetParameterError as exc:
-        code = s3_error_code(exc.__cause__) if exc.__cause__ else "GetParameterError"
-        raise CredentialsError(f"SSM parameter {name!r}: cannot read it ({code})") from None
+        reason = _parameter_failure(exc, env)
+        raise CredentialsError(f"SSM parameter {name!r}: {reason}") from None
     logsetup.register_secret(value)
     token = clean_secret(value, f"SSM parameter {name!r}")
     if token is None:
@@ -152,6 +152,61 @@ async def _credentials(env: Mapping[str, str]) -> Credentials:
 
 
 _TOKEN_CACHE_SECONDS = 900
+# SSM's own code for a key it cannot use, and KMS's codes as SSM or the SDK pass them on.
+_KMS_CODES = frozenset(
+    {
+        "InvalidKeyId",
+        "DisabledException",
+        "KeyUnavailableException",
+        "KMSAccessDeniedException",
+        "KMSDisabledException",
+        "KMSInvalidStateException",
+        "KMSNotFoundException",
+        "InvalidCiphertextException",
+        "IncorrectKeyException",
+    }
+)
+
+
+def _parameter_failure(exc: BaseException, env: Mapping[str, str]) -> str:
+    """Why the token's parameter could not be read, as the operator acts on it.
+
+    Powertools wraps every failure in a ``GetParameterError`` raised inside its ``except``
+    without ``from``, so the botocore error sits in ``__context__``, not ``__cause__``. The
+    chain is walked for the first error with an AWS error code; only the code is shown (AWS's
+    message names the key or the role, never the value). SSM reports a KMS key the role may
+    not use as ``AccessDeniedException`` with a KMS message, so that message is looked at too.
+    """
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    innermost = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        innermost = error
+        details = (getattr(error, "response", None) or {}).get("Error", {})
+        code = str(details.get("Code", ""))
+        if code:
+            return _explained(code, str(details.get("Message", "")), env)
+        error = error.__cause__ or error.__context__
+    return f"cannot read it ({type(innermost).__name__})"
+
+
+def _explained(code: str, message: str, env: Mapping[str, str]) -> str:
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "this region"
+    kms_message = "kms" in message.lower() or "ciphertext" in message.lower()
+    if code in {"ParameterNotFound", "ParameterVersionNotFound"}:
+        return f"not found in {region} ({code}): create it there, or fix its name"
+    if (
+        code in _KMS_CODES
+        or code.startswith("KMS")
+        or (code == "AccessDeniedException" and kms_message)
+    ):
+        return f"KMS refused to decrypt it ({code}): the role needs kms:Decrypt on its key"
+    if code in {"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"}:
+        return f"access denied ({code}): the role needs ssm:GetParameter on it"
+    return f"cannot read it ({code})"
+
+
 _DEADLINE_HINT = "raise the function timeout, or lower MaxItemsPerBatch or the batch's limit"
 
 
