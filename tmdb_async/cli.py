@@ -607,9 +607,7 @@ def _print_refresh(summary: RefreshSummary) -> None:
 
 
 def _idmap(args: argparse.Namespace, env: dict[str, str]) -> int:
-    dest = args.dest or env.get("TMDB_DEST", "")
-    if not dest:
-        raise UsageError("dest: missing; pass --dest or set TMDB_DEST")
+    dest = _dest(args, env)
 
     async def rebuild_map() -> tuple[idmap.Rebuilt, str]:
         _cancel_on_sigterm(None)
@@ -631,17 +629,11 @@ def _idmap(args: argparse.Namespace, env: dict[str, str]) -> int:
     return 0
 
 
-def _add_status(commands: Any) -> None:
-    """The ``status`` subcommand: what the lake holds (:mod:`tmdb_async.jobs.status`)."""
-    sub = commands.add_parser(
-        "status",
-        help="what the lake holds: per date folder the ids by outcome, the data files and "
-        "the runs that wrote them; runs in progress, the refresh state, the id map's size "
-        "(reads ledgers and manifests, never data files; writes nothing)",
-    )
+def _lake_command(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A subcommand that reads a lake (``status``, ``report``): ``--dest`` and the output
+    options every command shares."""
+    sub: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
     sub.add_argument("--dest", help="folder or s3://bucket[/prefix] (env TMDB_DEST)")
-    sub.add_argument("--date", metavar="YYYY-MM-DD", help="this date folder only")
-    sub.add_argument("--failed", action="store_true", help="list the failed ids and why")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
     sub.add_argument("--quiet", action="store_true", help="print nothing but errors")
     sub.add_argument(
@@ -649,12 +641,31 @@ def _add_status(commands: Any) -> None:
         help=f"{', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]} (default WARNING; env "
         "TMDB_LOG_LEVEL)",
     )
+    return sub
+
+
+def _dest(args: argparse.Namespace, env: dict[str, str]) -> str:
+    dest: str = args.dest or env.get("TMDB_DEST", "")
+    if not dest:
+        raise UsageError("dest: missing; pass --dest or set TMDB_DEST")
+    return dest
+
+
+def _add_status(commands: Any) -> None:
+    """The ``status`` subcommand: what the lake holds (:mod:`tmdb_async.jobs.status`)."""
+    sub = _lake_command(
+        commands,
+        "status",
+        "what the lake holds: per date folder the ids by outcome, the data files and "
+        "the runs that wrote them; runs in progress, the refresh state, the id map's size "
+        "(reads ledgers and manifests, never data files; writes nothing)",
+    )
+    sub.add_argument("--date", metavar="YYYY-MM-DD", help="this date folder only")
+    sub.add_argument("--failed", action="store_true", help="list the failed ids and why")
 
 
 def _status(args: argparse.Namespace, env: dict[str, str]) -> int:
-    dest = args.dest or env.get("TMDB_DEST", "")
-    if not dest:
-        raise UsageError("dest: missing; pass --dest or set TMDB_DEST")
+    dest = _dest(args, env)
     date = None if args.date is None else parse_date(args.date, "--date")
 
     async def read() -> LakeStatus:
@@ -672,27 +683,18 @@ def _status(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 def _add_report(commands: Any) -> None:
     """The ``report`` subcommand: the lake as one HTML page (:mod:`tmdb_async.jobs.report`)."""
-    sub = commands.add_parser(
+    sub = _lake_command(
+        commands,
         "report",
-        help="what the lake holds as one self-contained HTML page (outcomes per date folder, "
+        "what the lake holds as one self-contained HTML page (outcomes per date folder, "
         "each run's requests and 429s over time, the refresh history, the failures); reads "
         "what status reads, writes only --out",
     )
-    sub.add_argument("--dest", help="folder or s3://bucket[/prefix] (env TMDB_DEST)")
     sub.add_argument("--out", default="report.html", help="the page to write (report.html)")
-    sub.add_argument("--json", action="store_true", help="print one JSON object")
-    sub.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    sub.add_argument(
-        "--log-level",
-        help=f"{', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]} (default WARNING; env "
-        "TMDB_LOG_LEVEL)",
-    )
 
 
 def _report(args: argparse.Namespace, env: dict[str, str]) -> int:
-    dest = args.dest or env.get("TMDB_DEST", "")
-    if not dest:
-        raise UsageError("dest: missing; pass --dest or set TMDB_DEST")
+    dest = _dest(args, env)
 
     async def read() -> str:
         _cancel_on_sigterm(None)
