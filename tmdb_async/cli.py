@@ -583,6 +583,8 @@ def _print_refresh(summary: RefreshSummary) -> None:
         f"({summary.list_pages} list pages) in {summary.seconds:.1f}s",
         file=sys.stderr,
     )
+    if summary.mode is not None:
+        print(f"way: {summary.mode} ({summary.reason})", file=sys.stderr)
     for cut in summary.truncated:
         print(
             f"warning: the {cut['kind']} changes of {cut['start']}..{cut['end']} stop at page "

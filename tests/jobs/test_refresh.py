@@ -36,6 +36,7 @@ from tmdb_async.jobs.refresh import (
     Plan,
     Window,
     finish_state,
+    listing,
     pin_state,
     refresh,
 )
@@ -109,6 +110,18 @@ def folder(date: dt.date) -> str:
 async def fake() -> AsyncIterator[FakeTmdb]:
     async with FakeTmdb(config()) as server:
         yield server
+
+
+@pytest.fixture
+def lists_read_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The change lists are read whole whatever the lake's size: for the tests of how they
+    are read, whose lakes are smaller than their lists (the whole-lake way's own tests are
+    below)."""
+
+    def always_lists(titles: int, pages_left: int) -> tuple[str, str]:
+        return "change_lists", "the test reads the lists"
+
+    monkeypatch.setattr(listing, "way", always_lists)
 
 
 async def test_a_refresh_fetches_exactly_the_changed_titles_of_the_lake_once_each(
@@ -189,7 +202,7 @@ async def test_windows_longer_than_14_days_are_read_in_pieces_of_at_most_14(
     assert summary.records == len(want)
 
 
-async def test_every_page_is_read(tmp_path: Path) -> None:
+async def test_every_page_is_read(tmp_path: Path, lists_read_whole: None) -> None:
     """A universe of 60,000 titles changing every 3rd day: the movies' list of the 10 days is
     about 140 pages; titles listed only on late pages are refreshed too."""
     cfg = config(change_period=3, change_universe=60_000)
@@ -213,6 +226,7 @@ async def test_every_page_is_read(tmp_path: Path) -> None:
 @pytest.mark.slow
 async def test_a_list_cut_off_at_page_500_is_read_by_day_and_what_stays_cut_is_reported(
     tmp_path: Path,
+    lists_read_whole: None,
 ) -> None:
     """Every title changes every 4th day: two days of movies are over 500 pages, so the
     window is read day by day (about 260 pages each, all read). With period 1 a single day
@@ -860,7 +874,7 @@ async def test_a_carried_failure_survives_a_refresh_that_did_not_ask_it(
 
 
 async def test_a_since_refresh_cut_off_continues_with_the_same_since(
-    tmp_path: Path, fake: FakeTmdb
+    tmp_path: Path, lists_read_whole: None, fake: FakeTmdb
 ) -> None:
     lake = tmp_path / "lake"
     await ingest(tmp_path, lake, fake.url, [imdb(n) for n in range(1, 101)])
@@ -908,3 +922,103 @@ async def test_tmdb_unreachable_while_listing_is_one_error_not_a_group(tmp_path:
     # not serve" (exit 1), whatever max_attempts is.
     with pytest.raises(TmdbUnreachable, match=r"TMDB unreachable at http://127\.0\.0\.1:9: "):
         await refresh(options(lake, "http://127.0.0.1:9", max_attempts=1))
+
+
+#: Lists of about 566 pages for the 10 days from INGESTED (a title changes every 3rd day in
+#: a universe of 60,000): more pages than a small lake has titles.
+LONG_LISTS = config(change_period=3, change_universe=60_000)
+
+
+def lake_titles_of(ids: list[str]) -> set[str]:
+    """The titles of ``ids`` the lake holds (the fake knows them)."""
+    return {i for i in ids if kind_of_number(int(i[2:])) is not None}
+
+
+async def test_a_lake_with_fewer_titles_than_list_pages_fetches_every_title_once_instead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100 titles against lists of about 566 pages: after the first page of each list the
+    refresh fetches the lake's titles directly, each once (its first pages plus the lake),
+    where reading the lists whole costs every page plus the changed titles. Both ways are
+    run on copies of the same lake; the day moves the same."""
+    ids = [imdb(n) for n in range(59_001, 59_101)]
+    lake = tmp_path / "lake"
+    async with FakeTmdb(LONG_LISTS) as fake:
+        await ingest(tmp_path, lake, fake.url, ids)
+        shutil.copytree(lake, tmp_path / "listed")
+        fake.reset_stats()
+        summary = await refresh(options(lake, fake.url))
+        asked = titles_asked(fake.stats().path_counts)
+        with monkeypatch.context() as patch:
+            patch.setattr(listing, "way", lambda titles, left: ("change_lists", "old way"))
+            fake.reset_stats()
+            listed = await refresh(options(tmp_path / "listed", fake.url))
+    titles = lake_titles_of(ids)
+    assert summary.mode == "whole_lake" and listed.mode == "change_lists"
+    assert summary.list_pages == 2  # the first page of each kind's list
+    assert summary.reason is not None and summary.reason.startswith(f"{len(titles)} titles < ")
+    assert summary.requests == summary.list_pages + len(titles)
+    assert listed.list_pages > 500 and listed.requests > 5 * summary.requests
+    assert set(asked) == titles and all(hits == 1 for hits in asked.values())
+    view = read_local(lake / folder(TODAY))
+    assert not view.duplicates() and set(view.records) == titles
+    assert summary.status == "ok" and summary.in_lake == summary.records == len(titles)
+    assert summary.refreshed_through == listed.refreshed_through == "2026-11-19"
+    assert not (lake / Plan.key(TODAY)).exists()
+    changed = expected(ids, Window(INGESTED, TODAY - dt.timedelta(days=1)), LONG_LISTS)
+    assert changed <= set(view.records)  # what the lists would have picked, and the rest
+    assert set(read_local(tmp_path / "listed" / folder(TODAY)).records) == changed
+
+
+async def test_a_lake_with_more_titles_than_list_pages_reads_the_lists(
+    tmp_path: Path, fake: FakeTmdb
+) -> None:
+    ids = [imdb(n) for n in range(1, 401)]
+    lake = tmp_path / "lake"
+    await ingest(tmp_path, lake, fake.url, ids)
+    summary = await refresh(options(lake, fake.url))
+    assert summary.mode == "change_lists"
+    titles = len(lake_titles_of(ids))
+    assert summary.reason == f"{summary.list_pages - 2} remaining list pages <= {titles} titles"
+    want = expected(ids, Window(INGESTED, TODAY - dt.timedelta(days=1)), fake.config)
+    assert set(read_local(lake / folder(TODAY)).records) == want and len(want) < 400
+
+
+async def test_a_killed_whole_lake_refresh_resumes_the_same_way_exactly_once(
+    tmp_path: Path,
+) -> None:
+    """Killed at every 5th storage write in turn: the saved plan keeps the way it took,
+    the rerun fetches only what was not committed, each title is once in the folder, and the
+    day moves only when every title is in."""
+    ids = [imdb(n) for n in range(59_001, 59_081)]
+    lake = tmp_path / "lake"
+    titles = lake_titles_of(ids)
+    async with FakeTmdb(LONG_LISTS) as fake:
+        await ingest(tmp_path, lake, fake.url, ids, chunk_size=10)
+        budget, kills = 1, 0
+        while True:
+            store = KillingStore(LocalStore(str(lake)), budget)
+            try:
+                summary = await refresh(options(lake, fake.url, chunk_size=10), store=store)  # type: ignore[arg-type]
+            except Killed:
+                kills += 1
+                declare_dead(lake)
+                plan = lake / Plan.key(TODAY)
+                if plan.exists():
+                    assert json.loads(plan.read_text()).get("mode") in (None, "whole_lake")
+                state = lake / STATE_KEY
+                through = json.loads(state.read_text())["through"] if state.exists() else None
+                assert through in (None, "2026-11-09", "2026-11-19")
+                if through == "2026-11-19":
+                    assert set(read_local(lake / folder(TODAY)).records) == titles
+                budget += 5
+                continue
+            break
+        assert kills > 3
+        assert summary.status == "ok" and summary.refreshed_through == "2026-11-19"
+        view = read_local(lake / folder(TODAY))
+        assert not view.duplicates() and set(view.records) == titles
+        fake.reset_stats()
+        final = await refresh(options(lake, fake.url, chunk_size=10), since=INGESTED)
+        assert final.mode == "whole_lake" and final.kept == len(titles) and final.records == 0
+        assert titles_asked(fake.stats().path_counts) == {}  # all already in the folder

@@ -73,3 +73,24 @@ async def test_a_group_with_neither_profile_nor_kind_is_a_damaged_plan(tmp_path:
     (tmp_path / Plan.key(DATE)).parent.mkdir(parents=True)
     (tmp_path / Plan.key(DATE)).write_text(json.dumps(body))
     assert await Plan.load(LocalStore(str(tmp_path)), DATE) is None
+
+
+async def test_a_plan_keeps_the_way_it_took_and_a_plan_saved_before_has_none(
+    tmp_path: Path,
+) -> None:
+    """The way a refresh went is saved with its plan, so a refresh cut off goes on the
+    same way; a plan saved before ways existed loads undecided."""
+    store = LocalStore(str(tmp_path))
+    (tmp_path / Plan.key(DATE)).parent.mkdir(parents=True)
+    (tmp_path / Plan.key(DATE)).write_text(OLD_PLAN)
+    plan = await Plan.load(store, DATE)
+    assert plan is not None and (plan.mode, plan.reason) == (None, None)
+    plan.mode, plan.reason = "whole_lake", "3 titles < 40 remaining list pages"
+    await plan.save(store)
+    again = await Plan.load(store, DATE)
+    assert again is not None
+    assert (again.mode, again.reason) == ("whole_lake", "3 titles < 40 remaining list pages")
+    body = json.loads(OLD_PLAN)
+    body["mode"] = "by_guess"
+    (tmp_path / Plan.key(DATE)).write_text(json.dumps(body))
+    assert await Plan.load(store, DATE) is None  # damaged: started again

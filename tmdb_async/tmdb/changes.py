@@ -188,6 +188,33 @@ class ChangeReader:
             self._harvest.completed.append((kind, window.start.isoformat(), window.end.isoformat()))
         return whole
 
+    async def count(self, kind: MediaType, window: Window) -> bool:
+        """Read one piece's first page only, for its page count (kept in ``totals``; a
+        later :meth:`piece` does not read it again). False when stopped first."""
+        key = page_key(kind, window)
+        if key in self.totals:
+            return True
+        if self.stop():
+            return False
+        await self._first(kind, window, key)
+        self.read.setdefault(key, set()).add(1)
+        await self._counted()
+        return True
+
+    def pages_left(self) -> int:
+        """A lower bound of the pages still to read of the request windows whose count is
+        known: a window read in halves re-reads its first page's ids, so it costs at least
+        its count less the page read."""
+        left = 0
+        for key, total in self.totals.items():
+            kind, start, end = key.split("/")
+            inside = Window(dt.date.fromisoformat(start), dt.date.fromisoformat(end))
+            if any(k != key and within(k, kind, inside) for k in self.totals):
+                continue  # read in halves: the halves' counts stand for it
+            done = len(self.read.get(key, ()))
+            left += max(0, (min(total, MAX_PAGE) if start == end else total) - done)
+        return left
+
     def harvest(self) -> Harvest:
         """What was read since the last harvest; the pieces read whole are forgotten from
         ``totals`` and ``read`` (their pages are done), so those hold the pieces read in part."""

@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Final
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from typing import Any, Final
 
 from tmdb_async.errors import first_error
 from tmdb_async.jobs.deadlines import Remaining
 from tmdb_async.jobs.ingest import Engine
-from tmdb_async.jobs.refresh.plan import PagesRead, Plan
+from tmdb_async.jobs.refresh.plan import CHANGE_LISTS, WHOLE_LAKE, PagesRead, Plan
 from tmdb_async.jobs.refresh.window import Window
 from tmdb_async.lake.idmap import LakeIdMap
 from tmdb_async.lake.storage import Store
@@ -107,13 +107,55 @@ async def list_changes(
 
     lister = Lister(reader_of, plan, engine.idmap, engine.store, map_ready)
     hard_stop = None if remaining is None else max(0.0, remaining() - margin / 3)
-    if not await _read_whole(lister, hard_stop):
+    if plan.mode is None and plan.groups is None:
+        if not await _read_whole(lister, hard_stop, lister.reader.count):
+            await lister.save()
+            return lister.reader.pages
+        await _decide(lister, map_ready)
+    if plan.mode == WHOLE_LAKE:
+        if plan.groups is not None:
+            return lister.reader.pages
+        await _group(engine, plan, map_ready)
+        return lister.reader.pages + 1
+    if not await _read_whole(lister, hard_stop, lister.reader.piece):
         await lister.save()
         return lister.reader.pages
     if plan.groups is not None:
         return lister.reader.pages
     await _group(engine, plan, map_ready)
     return lister.reader.pages + 1
+
+
+async def _decide(lister: Lister, map_ready: Awaitable[int] | None) -> None:
+    """The first page of every piece read: which way is cheaper, saved in the plan (a
+    refresh cut off later goes on the same way). Each changed title of the lake costs one
+    request either way, so the lists are worth reading only while they have fewer pages
+    left than the lake has titles; else every title of the lake is fetched, once each."""
+    if map_ready is not None:
+        await map_ready
+    plan = lister.plan
+    left = lister.reader.pages_left()
+    lake = lake_titles(lister.idmap, plan.carried)
+    plan.mode, plan.reason = way(len(lake), left)
+    if plan.mode == WHOLE_LAKE:
+        known = set(plan.selected)
+        plan.selected += [i for i in lake if i not in known]
+    log.info("refresh %s..%s: %s (%s)", plan.window.start, plan.window.end, plan.mode, plan.reason)
+    await lister.save()
+
+
+def way(titles: int, pages_left: int) -> tuple[str, str]:
+    """Which way a refresh goes, and why: the whole lake when it has fewer titles than the
+    change lists have pages left (a lower bound of what reading them costs more)."""
+    if titles < pages_left:
+        return WHOLE_LAKE, f"{titles:,} titles < {pages_left:,} remaining list pages"
+    return CHANGE_LISTS, f"{pages_left:,} remaining list pages <= {titles:,} titles"
+
+
+def lake_titles(idmap: LakeIdMap, carried: Iterable[str]) -> list[str]:
+    """Every title of the lake: the id map's (those TMDB removed too: a restore is read by
+    asking them), then the carried failures it does not hold."""
+    return list(dict.fromkeys([*(imdb_id for imdb_id, _ in idmap.entries()), *carried]))
 
 
 async def _group(engine: Engine, plan: Plan, map_ready: Awaitable[int] | None) -> None:
@@ -132,9 +174,14 @@ async def _group(engine: Engine, plan: Plan, map_ready: Awaitable[int] | None) -
     )
 
 
-async def _read_whole(lister: Lister, hard_stop: float | None) -> bool:
-    """Read the plan's pieces, a window's two kinds at once; True when every one is read
-    whole. What was read is saved after each window, and kept when reading fails."""
+async def _read_whole(
+    lister: Lister,
+    hard_stop: float | None,
+    read: Callable[[MediaType, Window], Coroutine[Any, Any, bool]],
+) -> bool:
+    """``read`` the plan's pieces (whole, or their first page only), a window's two kinds
+    at once; True when every one is read. What was read is saved after each window, and
+    kept when reading fails."""
     try:
         async with asyncio.timeout(hard_stop):  # a last resort: a page stuck in retries
             for pair in by_window(lister.plan.pieces()):
@@ -143,10 +190,7 @@ async def _read_whole(lister: Lister, hard_stop: float | None) -> bool:
                 # Both kinds of a window at once: neither waits for the other's first page.
                 with first_error():
                     async with asyncio.TaskGroup() as group:
-                        tasks = [
-                            group.create_task(lister.reader.piece(kind, window))
-                            for kind, window in pair
-                        ]
+                        tasks = [group.create_task(read(kind, window)) for kind, window in pair]
                 await lister.save()
                 if not all(task.result() for task in tasks):
                     return False

@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 
 PLAN_FOLDER: Final = f"{STATE_FOLDER}/refresh"
 
+WHOLE_LAKE: Final = "whole_lake"
+"""A refresh that fetches every title of the lake directly: fewer than its lists' pages."""
+CHANGE_LISTS: Final = "change_lists"
+"""A refresh that reads the change lists whole and fetches the lake's titles they name."""
+
 Piece = tuple[str, str, str]
 """A change-list request read whole: (kind, start, end), days in ISO form."""
 
@@ -109,6 +114,10 @@ class Plan:
     odd_items: int = 0  # change-list items without an integer id, in the pieces read
     # Pieces read in part, by request window ("kind/start/end")
     pages: dict[str, PagesRead] = field(default_factory=dict)
+    # Which way it goes (:data:`WHOLE_LAKE` or :data:`CHANGE_LISTS`), decided once the
+    # first pages told the lists' size, and why; None: not decided yet (or saved before)
+    mode: str | None = None
+    reason: str | None = None
 
     @staticmethod
     def key(date: dt.date) -> str:
@@ -147,12 +156,15 @@ class Plan:
             None if groups is None else [Group.from_json(g) for g in groups],
             int(body.get("odd_items", 0)),  # absent from plans saved before it existed
             {str(key): PagesRead.from_json(part) for key, part in body.get("pages", {}).items()},
+            _mode(body.get("mode")),
+            None if body.get("reason") is None else str(body["reason"]),
         )
         if plan.window.end != date - DAY or plan.window.days < 1:
             raise ValueError("its window does not end the day before its date")
         return plan
 
     def as_json(self) -> dict[str, Any]:
+        decided = {} if self.mode is None else {"mode": self.mode, "reason": self.reason}
         return {
             "date": self.date.isoformat(),
             "window": self.window.as_json(),
@@ -164,6 +176,7 @@ class Plan:
             "groups": None if self.groups is None else [g.as_json() for g in self.groups],
             "odd_items": self.odd_items,
             "pages": {key: part.as_json() for key, part in self.pages.items()},
+            **decided,  # absent until decided: a plan saved before saves the same bytes
         }
 
     async def save(self, store: Store) -> None:
@@ -194,3 +207,12 @@ class Plan:
                 groups.setdefault(key, (profile, None))
             ids.setdefault(key, []).append(imdb_id)
         self.groups = [Group(*how, tuple(ids[key])) for key, how in groups.items()]
+
+
+def _mode(value: object) -> str | None:
+    """A saved plan's mode: one of the two ways, or None (not decided)."""
+    if value is None:
+        return None
+    if value in (WHOLE_LAKE, CHANGE_LISTS):
+        return str(value)
+    raise ValueError(f"a plan of mode {str(value)[:20]!r}")

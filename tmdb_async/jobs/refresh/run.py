@@ -216,6 +216,7 @@ def _count(
     summary: RefreshSummary, plan: Plan, engine: Engine, before: int, started: float
 ) -> None:
     stats = engine.client.stats
+    summary.mode, summary.reason = plan.mode, plan.reason
     summary.changed = dict(plan.changed)
     summary.truncated = plan.truncated
     summary.odd_items = plan.odd_items

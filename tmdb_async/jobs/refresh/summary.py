@@ -26,6 +26,12 @@ class RefreshSummary:
     date: str
     status: str = "ok"  # ok | up_to_date | failed_ids | incomplete | error
     window: dict[str, str] | None = None
+    #: which way it went: ``change_lists`` (the lists read whole, the lake's titles they
+    #: name fetched) or ``whole_lake`` (every title of the lake fetched, fewer than the
+    #: lists' pages left after their first pages; ``changed`` then counts the ids of the
+    #: pages read), and why; None before the first pages were read
+    mode: str | None = None
+    reason: str | None = None
     refreshed_through: str | None = None
     changed: dict[str, int] = field(default_factory=lambda: {k: 0 for k in MEDIA_TYPES})
     in_lake: int = 0
