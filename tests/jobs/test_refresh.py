@@ -956,6 +956,12 @@ async def test_a_lake_with_fewer_titles_than_list_pages_fetches_every_title_once
     titles = lake_titles_of(ids)
     assert summary.mode == "whole_lake" and listed.mode == "change_lists"
     assert summary.list_pages == 2  # the first page of each kind's list
+    window = Window(INGESTED, TODAY - dt.timedelta(days=1))
+    assert summary.changed == listed.changed  # as the lists' first pages announce it
+    assert summary.changed == {
+        kind: len(changed_ids(kind, window.start, window.end, LONG_LISTS))
+        for kind in ("movie", "tv")
+    }
     assert summary.reason is not None and summary.reason.startswith(f"{len(titles)} titles < ")
     assert summary.requests == summary.list_pages + len(titles)
     assert listed.list_pages > 500 and listed.requests > 5 * summary.requests
@@ -965,7 +971,7 @@ async def test_a_lake_with_fewer_titles_than_list_pages_fetches_every_title_once
     assert summary.status == "ok" and summary.in_lake == summary.records == len(titles)
     assert summary.refreshed_through == listed.refreshed_through == "2026-11-19"
     assert not (lake / Plan.key(TODAY)).exists()
-    changed = expected(ids, Window(INGESTED, TODAY - dt.timedelta(days=1)), LONG_LISTS)
+    changed = expected(ids, window, LONG_LISTS)
     assert changed <= set(view.records)  # what the lists would have picked, and the rest
     assert set(read_local(tmp_path / "listed" / folder(TODAY)).records) == changed
 

@@ -179,6 +179,8 @@ class ChangeReader:
         self.concurrency = max(1, concurrency)
         self.on_page = on_page
         self.pages = 0  # read by this reader
+        # The ids each first page read by this reader announces (``total_results``)
+        self.announced: dict[str, int] = {}
         self._harvest = _empty()
 
     async def piece(self, kind: MediaType, window: Window) -> bool:
@@ -252,6 +254,8 @@ class ChangeReader:
         """Page 1: the page count; its ids unless the window is read in halves."""
         first = await _page(self.client, kind, window, 1)
         total = self.totals[key] = total_pages(first, kind, window)
+        if type(results := first.get("total_results")) is int:
+            self.announced[key] = results
         if total <= MAX_PAGE or window.days == 1:
             self._take(first, kind, window, 1)
             if total > MAX_PAGE:

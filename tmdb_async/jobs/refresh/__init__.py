@@ -12,7 +12,13 @@ processing date D (today or earlier, UTC):
    pass for a newer ingest;
 2. reads both change lists for the window, every page, in requests of at most 14 days; a
    window cut off at page 500 is read in halves, down to single days, and a day still cut
-   off is reported in ``truncated``, never dropped silently;
+   off is reported in ``truncated``, never dropped silently (the ``change_lists`` way).
+   Unless the lake is smaller than the lists: once the first page of each piece told the
+   lists' page counts, a lake with fewer titles (the id map's, plus the carried failures)
+   than the pages left to read is refreshed the ``whole_lake`` way: every title of the lake
+   is fetched, once each, as in 3 (a changed title costs one request either way, so this
+   never costs more than the lists would). The way and why are saved in the plan, so a
+   refresh cut off goes on the same way, and said in the summary (``mode``, ``reason``);
 3. keeps the ids the lake's id map holds (repaired first from the date folders' ledgers: the
    map is a cache, and a killed run or a lost segment leaves titles out of it), plus the
    titles the last refresh failed, and

@@ -138,6 +138,12 @@ async def _decide(lister: Lister, map_ready: Awaitable[int] | None) -> None:
     lake = lake_titles(lister.idmap, plan.carried)
     plan.mode, plan.reason = way(len(lake), left)
     if plan.mode == WHOLE_LAKE:
+        # The lists are not read on: their size is what their first pages announce.
+        announced: dict[str, int] = dict.fromkeys(MEDIA_TYPES, 0)
+        for key, results in lister.reader.announced.items():
+            announced[key.split("/")[0]] += results
+        for kind, results in announced.items():
+            plan.changed[kind] = max(plan.changed.get(kind, 0), results)
         known = set(plan.selected)
         plan.selected += [i for i in lake if i not in known]
     log.info("refresh %s..%s: %s (%s)", plan.window.start, plan.window.end, plan.mode, plan.reason)

@@ -15,11 +15,12 @@ from tmdb_async.settings import MEDIA_TYPES
 class RefreshSummary:
     """What a refresh did: the CLI's ``--json`` line and the Lambda result.
 
-    ``changed`` counts the distinct ids of the change lists, ``in_lake`` those the id map
-    holds (what the refresh accounts for: ``records`` + ``deleted`` + ``still_deleted`` +
-    ``not_found`` + ``failed`` + ``kept``; ``still_deleted``: titles TMDB had removed, listed
-    again, asked once by their TMDB id and still removed). ``requests`` are every request to
-    TMDB, ``list_pages`` of them for the change lists.
+    ``changed`` counts the distinct ids of the change lists (the whole-lake way: the ids
+    their first pages announce), ``in_lake`` those the id map holds (the whole-lake way:
+    every title it holds): what the refresh accounts for, ``records`` + ``deleted`` +
+    ``still_deleted`` + ``not_found`` + ``failed`` + ``kept`` (``still_deleted``: titles TMDB
+    had removed, listed again, asked once by their TMDB id and still removed). ``requests``
+    are every request to TMDB, ``list_pages`` of them for the change lists.
     """
 
     dest: str
@@ -28,8 +29,8 @@ class RefreshSummary:
     window: dict[str, str] | None = None
     #: which way it went: ``change_lists`` (the lists read whole, the lake's titles they
     #: name fetched) or ``whole_lake`` (every title of the lake fetched, fewer than the
-    #: lists' pages left after their first pages; ``changed`` then counts the ids of the
-    #: pages read), and why; None before the first pages were read
+    #: lists' pages left after their first pages), and why; None before the first pages
+    #: were read
     mode: str | None = None
     reason: str | None = None
     refreshed_through: str | None = None
