@@ -302,6 +302,18 @@ class FolderMachine(RuleBasedStateMachine):
         store = LocalStore(str(self.lake))
         self.loop.run_until_complete(Ledger(store, FOLDER).load())
 
+    def _after_stop(self, ids: list[str], r: Run) -> None:
+        """A run of ``ids`` stopped half-way (killed, or its lease lost): right after, never
+        twice and ids outside the run (and its rewrite) untouched; then the next process
+        recovers, and each id it touched is in one of its possible states."""
+        view = self.view()
+        assert not view.duplicates(), view.duplicates()
+        touched = touched_by(self.model, ids, r)
+        self._check_exact(view, skip=frozenset(touched))
+        done, moved = after(self.model, ids, r), rewritten(self.model, r)
+        self._recover()
+        self._resolve({i: {self.model.get(i), moved.get(i), done.get(i)} for i in touched})
+
     # --- operations ----------------------------------------------------------------------
 
     @rule(r=runs)
@@ -343,22 +355,16 @@ class FolderMachine(RuleBasedStateMachine):
         except StorageError:
             # A loaded machine can hold this run's lease past its 0.1 s margin three times
             # over: the run stops (exit 3). What it committed stands, nothing twice.
-            event("the run lost its lease three times and stopped")
-            self.loop.run_until_complete(store.land_late())
-            ledger_module.LEASE_SECONDS = lease
-            view = self.view()
-            assert not view.duplicates(), view.duplicates()
-            touched = touched_by(self.model, ids, r)
-            self._check_exact(view, skip=frozenset(touched))
-            done, moved = after(self.model, ids, r), rewritten(self.model, r)
-            self._recover()
-            self._resolve({i: {self.model.get(i), moved.get(i), done.get(i)} for i in touched})
-            return
+            summary = None
         finally:
             ledger_module.LEASE_SECONDS = lease
         if store.given_up.is_set():
             event("a write stalled past the lease and landed late")
         self.loop.run_until_complete(store.land_late())
+        if summary is None:
+            event("the run lost its lease three times and stopped")
+            self._after_stop(ids, r)
+            return
         self.model = after(self.model, ids, r)
         assert summary.unique_ids == len(ids)
 
@@ -382,15 +388,7 @@ class FolderMachine(RuleBasedStateMachine):
         else:
             self.model = after(self.model, ids, r)
             return
-        # Right after the kill: never twice, and ids outside the run (and its rewrite)
-        # untouched.
-        view = self.view()
-        assert not view.duplicates(), view.duplicates()
-        touched = touched_by(self.model, ids, r)
-        self._check_exact(view, skip=frozenset(touched))
-        done, moved = after(self.model, ids, r), rewritten(self.model, r)
-        self._recover()
-        self._resolve({i: {self.model.get(i), moved.get(i), done.get(i)} for i in touched})
+        self._after_stop(ids, r)
 
     @rule(
         batch=st.integers(1, 30),

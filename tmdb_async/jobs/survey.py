@@ -13,7 +13,6 @@ that differs.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,7 +23,7 @@ from tmdb_async.jobs.summary import Estimate
 from tmdb_async.lake.homes import Home
 from tmdb_async.lake.idmap import LakeIdMap
 from tmdb_async.lake.ledger import ANSWERS, SIDECAR_FOLDER, Ledger
-from tmdb_async.lake.manifest import MANIFEST_FOLDER
+from tmdb_async.lake.manifest import MANIFEST_FOLDER, read_manifests
 from tmdb_async.lake.profile import Profile
 from tmdb_async.lake.storage import Store
 from tmdb_async.settings import FORMATS, Settings
@@ -84,14 +83,9 @@ async def profiles_of(store: Store, folder: str) -> dict[str, Profile]:
     format (what a rewrite made of its records): the ledger keeps a digest per id, the
     manifests say what it stands for."""
     found: dict[str, Profile] = {}
-    for key in await store.list(f"{folder}/{MANIFEST_FOLDER}/"):
-        raw = await store.get(key)
-        try:
-            body = json.loads(raw) if raw is not None else None
-        except ValueError:
-            continue
-        given = body.get("settings") if isinstance(body, dict) else None
-        profile = Profile.from_manifest(given) if isinstance(given, dict) else None
+    keys = await store.list(f"{folder}/{MANIFEST_FOLDER}/")
+    for body in await read_manifests(store, keys):
+        profile = Profile.from_manifest(body["settings"])
         if profile is None:
             continue
         for fmt in FORMATS:  # a rewrite's shape too

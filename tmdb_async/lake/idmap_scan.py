@@ -11,7 +11,6 @@ manifest before its first commit, killed runs too). A title TMDB removed stays, 
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -25,6 +24,7 @@ from tmdb_async.lake.homes import Home
 from tmdb_async.lake.idmap_columns import IdMap, Title, record_title
 from tmdb_async.lake.layout import RAW_FOLDER, data_file_date
 from tmdb_async.lake.ledger import date_folders, latest_homes
+from tmdb_async.lake.manifest import read_manifests
 from tmdb_async.lake.profile import Profile
 from tmdb_async.lake.storage import Store
 
@@ -42,18 +42,6 @@ class Adopter(Protocol):
 _MANIFEST: Final = re.compile(rf"^{RAW_FOLDER}/\d{{4}}/\d{{2}}/\d{{2}}/_manifests/[^/]+\.json$")
 _ANSWERS: Final = frozenset({"record", "deleted", "not_found"})
 """Outcomes that are TMDB's answer about a title; a failure or an invalid id says nothing."""
-
-
-async def _manifest_bodies(store: Store, keys: Iterable[str]) -> list[Mapping[str, Any]]:
-    found = []
-    for key in sorted(keys):
-        try:
-            body = json.loads(await store.get(key) or b"null")
-        except ValueError:
-            continue
-        if isinstance(body, Mapping) and isinstance(body.get("settings"), Mapping):
-            found.append(body)
-    return found
 
 
 def _profiles_by_shape(manifests: Iterable[Mapping[str, Any]]) -> dict[str, Profile]:
@@ -111,7 +99,7 @@ async def lake_titles(
             folder = key.rsplit("/", 1)[0]
             if folder in ledgered:
                 continue
-            bodies = await _manifest_bodies(store, manifests_of.get(folder, []))
+            bodies = await read_manifests(store, manifests_of.get(folder, []))
             profile = _profiles_by_file(folder, bodies).get(key)
             for record in await _read_items(store, key):
                 found = record_title(record)
@@ -136,7 +124,7 @@ async def lake_titles(
     shapes: dict[str, dict[str, Profile]] = {}
     for (folder, name), ids in sorted(by_file.items()):
         if folder not in shapes:
-            bodies = await _manifest_bodies(store, manifests_of.get(folder, []))
+            bodies = await read_manifests(store, manifests_of.get(folder, []))
             shapes = {folder: _profiles_by_shape(bodies)}  # folders come in order
         for item in await _read_items(store, f"{folder}/{name}"):
             shape = ids.pop(str(item.get("imdb_id")), None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tmdb_async.lake.storage import Store
@@ -31,3 +32,18 @@ class Manifest:
         """Rewrite the manifest with the run's end: its ``outcome``, counts, files, error."""
         self.body.update(fields, finished_at=now_iso())
         return await self.write()
+
+
+async def read_manifests(store: Store, keys: Iterable[str]) -> list[Mapping[str, Any]]:
+    """The manifests at ``keys`` that hold their run's ``settings``, in key order; one that
+    is gone, damaged or without settings is left out (a manifest is a record, never a
+    lock: what reads it must go on without it)."""
+    found = []
+    for key in sorted(keys):
+        try:
+            body = json.loads(await store.get(key) or b"null")
+        except ValueError:
+            continue
+        if isinstance(body, Mapping) and isinstance(body.get("settings"), Mapping):
+            found.append(body)
+    return found
