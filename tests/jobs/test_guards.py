@@ -5,39 +5,20 @@ folder's files without a request, so one glob sees every record."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import TOKEN
+from tests.jobs.test_dry_run import settings, snapshot
 from tests.support.asked import titles_asked
 from tests.support.lake import read_local
-from tmdb_async import Credentials, Settings, run
+from tmdb_async import run
 from tmdb_async.errors import UsageError
 from tmdb_devtools.csvgen import title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb
 
-DAY = dt.date(2022, 5, 2)
 FOLDER = "Raw/TMDB/JSON/2022/05/02"
-
-
-def settings(source: Path, dest: Path, url: str, **changes: Any) -> Settings:
-    values: dict[str, Any] = {
-        "credentials": Credentials(read_access_token=TOKEN),
-        "tmdb_url": url,
-        "date": DAY,
-        "rate": 1000.0,
-        "max_backoff": 0.05,
-        "kind": "movie",
-    }
-    values.update(changes)
-    return Settings(source=str(source), dest=str(dest), **values)
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 @pytest.mark.parametrize(
