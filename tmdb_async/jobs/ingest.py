@@ -121,6 +121,7 @@ async def run(
         compact=batch is None,
         source_s3=source_url is not None,
         remaining=remaining,
+        within=None if batch is None else [entry.label for entry in batch],
     ) as engine:
         if isinstance(progress, Progress):
             progress.attach(engine.client.stats)
@@ -262,10 +263,12 @@ class Engine:
         compact: bool,
         source_s3: bool = False,
         remaining: Remaining | None = None,
+        within: Sequence[str] | None = None,
     ) -> AsyncIterator[Engine]:
         """Open the run's clients; on the way out, save what the id map learned (within
         ``remaining``) and close them. ``compact``: fold the id map's segments (CLI runs
-        and refreshes; never Distributed Map children)."""
+        and refreshes; never Distributed Map children). ``within``: a batch's ids, the
+        only part of the id map it reads."""
         dest_url = parse_s3(settings.dest, "dest")
         run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
         async with AsyncExitStack() as stack:
@@ -276,7 +279,7 @@ class Engine:
                 store = S3Store(s3, dest_url) if dest_url else LocalStore(settings.dest)
             if settings.dry_run:  # a refresh's dry run: its steps write nothing out
                 store = DryStore(store)
-            idmap = await _id_map(store, run_id, settings, compact)
+            idmap = await _id_map(store, run_id, settings, compact, within)
             client = await stack.enter_async_context(
                 TmdbClient.open(ClientOptions.of(settings), idmap)
             )
@@ -333,7 +336,9 @@ class Engine:
             log.warning("continuing the interrupted run of %s in its folder", date.isoformat())
         folder = date_folder(date)
         summary = Summary(source=label, dest=settings.dest, date=date.isoformat())
-        ledger = await Ledger(store, folder, owner=self.run_id).load()
+        # A batch reads the ledger's pages of its own ids, not the whole folder.
+        within = None if batch is None else [entry.label for entry in batch]
+        ledger = await Ledger(store, folder, owner=self.run_id, within=within).load()
         lake = await lake_records(store, RAW_FOLDER) if settings.skip_existing else set()
         profiles: dict[str, Profile] = {}
         if again is not None and foreign(ledger, shape):
@@ -396,6 +401,8 @@ class Engine:
                     for _ in range(settings.concurrency):
                         group.create_task(job_run.work())
                 job_run.ready.put_nowait(None)
+            if remaining is None or remaining() > safety_margin:
+                await ledger.settle()
             # TMDB unreachable: what was resolved is committed above; the run ends with the
             # breaker's one line, its ids left for the next run (none marked failed).
             error = job_run.unreachable
@@ -478,14 +485,16 @@ async def _heartbeat(store: Store, job: str, pinned: list[runstate.Pin]) -> None
             log.warning("run record not renewed: %s", exc)
 
 
-async def _id_map(store: Store, owner: str, settings: Settings, compact: bool) -> LakeIdMap:
+async def _id_map(
+    store: Store, owner: str, settings: Settings, compact: bool, within: Sequence[str] | None
+) -> LakeIdMap:
     """The lake's id map, read once (full detail only: ``/find`` items need no map). It is
     a cache: when it cannot be read, the run goes on without it."""
     idmap = LakeIdMap(store, owner)
     if settings.detail != "full":
         return idmap
     try:
-        return await idmap.load(compact=compact)
+        return await idmap.load(compact=compact, within=within)
     except StorageError as exc:
         log.warning("id map not read, every title is looked up: %s", exc)
         return LakeIdMap(store, owner)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -89,6 +89,19 @@ class HomeIndex(Mapping[str, Home]):
         self._recent[number] = slot
         if len(self._recent) >= self.MERGE_AT:
             self._merge()
+
+    def extend(self, items: Iterable[tuple[int | str, Home]]) -> None:
+        """Add ``items`` (IMDb number or other key, home): checkpoint pages read in order, so
+        numbers above every one held are appended to the columns, with no bisection."""
+        numbers, slots = self._numbers, self._slots
+        for key, home in items:
+            if isinstance(key, str):
+                self.set(key, home)
+            elif (not numbers or key > numbers[-1]) and key not in self._recent:
+                numbers.append(key)
+                slots.append(self._slot(home))
+            else:
+                self.set_number(key, home)
 
     def _merge(self) -> None:
         self._numbers, self._slots = merge_recent(self._numbers, self._slots, self._recent)

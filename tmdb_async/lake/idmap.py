@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from tmdb_async.errors import Conflict, StorageError
@@ -112,16 +112,23 @@ class LakeIdMap:
         """Titles learned and not yet written to a segment."""
         return len(self._pending[0])
 
-    async def load(self, *, compact: bool) -> LakeIdMap:
+    async def load(self, *, compact: bool, within: Iterable[str] | None = None) -> LakeIdMap:
         """Read the base and the segments it has not merged: all of them, folded into a new
         base once there are :data:`COMPACT_AT`, when ``compact``; else the newest
         :data:`READ_AT_MOST`.
+
+        ``within`` (a Distributed Map child's ids): only the base's titles in the range of
+        those ids, and no segment. The prepare step compacted the segments just before the
+        Map, so they hold only its siblings' lessons, of no use to a child whose ids are
+        in no other batch.
 
         Segments are listed before the base is read: a compaction in between only merges
         (and deletes) segments into a base this read then sees, or at worst hides a few
         titles from this run, which costs it a ``/find`` each and nothing else.
         """
         store = self._store
+        if within is not None:
+            return await self._load_part(within)
         names = await fmt.segment_names(store)
         found = await store.read(BASE_KEY)
         merged: set[str] = set()
@@ -151,6 +158,19 @@ class LakeIdMap:
             self._known.update(segment)
         if compact and len(fresh) >= COMPACT_AT:
             await self._compact(etag, merged & set(names) | set(fresh))
+        return self
+
+    async def _load_part(self, within: Iterable[str]) -> LakeIdMap:
+        numbers = [n for i in within if (n := canonical_number(i)) is not None]
+        if not numbers:
+            return self
+        try:
+            found = await fmt.read_part(self._store, BASE_KEY, min(numbers), max(numbers))
+        except StorageError as exc:
+            log.warning("%s: starting from an empty id map", exc)
+            return self
+        if found is not None:
+            self._known = IdMap.of_columns(*found[:3])
         return self
 
     async def _compact(self, etag: str | None, merged: set[str]) -> None:

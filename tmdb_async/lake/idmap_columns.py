@@ -8,6 +8,7 @@ batches (:func:`~tmdb_async.lake.sorted_columns.merge_recent`, the ledger's merg
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -154,10 +155,22 @@ class IdMap:
     def decode(cls, raw: bytes, where: str, *, tombstones: bool = False) -> tuple[IdMap, list[str]]:
         """The map in ``raw`` and the segment names its header says it merged."""
         numbers, values, profiles, merged = fmt.decode(raw, where)
+        return cls.of_columns(numbers, values, profiles, tombstones=tombstones), merged
+
+    @classmethod
+    def of_columns(
+        cls,
+        numbers: array[int],
+        values: array[int],
+        profiles: list[Profile],
+        *,
+        tombstones: bool = False,
+    ) -> IdMap:
+        """The map of sorted columns as :mod:`~tmdb_async.lake.idmap_format` reads them."""
         idmap = cls(tombstones=tombstones)
         idmap._numbers, idmap._values = numbers, values
         idmap.profiles = profiles
-        return idmap, merged
+        return idmap
 
 
 def record_title(record: Mapping[str, Any]) -> tuple[str, str, object] | None:

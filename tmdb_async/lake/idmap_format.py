@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import sys
 from array import array
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -31,12 +32,17 @@ from tmdb_async.errors import StorageError
 from tmdb_async.imdb import canonical_number
 from tmdb_async.lake.layout import STATE_FOLDER
 from tmdb_async.lake.profile import Profile
-from tmdb_async.lake.storage import Store
+from tmdb_async.lake.storage import Store, read_range
 
 MAP_FOLDER: Final = f"{STATE_FOLDER}/idmap"
 BASE_KEY: Final = f"{MAP_FOLDER}/map.bin"
 SEGMENT_PREFIX: Final = f"{MAP_FOLDER}/segments/"
 CONTENT_TYPE: Final = "application/octet-stream"
+
+INDEX_STRIDE: Final = 2048
+"""Every this many titles, the header notes (number, position): a reader wanting a range of
+numbers reads the header and that range's part of the columns (:func:`read_part`)."""
+_HEAD_GUESS: Final = 4096  # bytes read first: the magic line and a header with its index
 
 UNKNOWN_PROFILE: Final = 255  # a title whose profile did not fit the table (or was not known)
 FORGOTTEN: Final = 0  # the tombstone value: forget the title
@@ -119,6 +125,8 @@ def encode(
         "count": len(numbers),
         "merged": sorted(merged),
         "profiles": [p.as_json() for p in profiles],
+        "index": [[numbers[at], at] for at in range(0, len(numbers), INDEX_STRIDE)],
+        "high": numbers[-1] if numbers else 0,
     }
     little_n, little_v = number_column(), value_column()
     little_n.extend(numbers)
@@ -163,6 +171,66 @@ def decode(raw: bytes, where: str) -> tuple[array[int], array[int], list[Profile
         wide.extend(v and (v >> 2) << _ID_SHIFT | unknown | v & 3 for v in values)
         values = wide
     return numbers, values, profiles, merged
+
+
+Columns = tuple["array[int]", "array[int]", list[Profile], list[str]]
+
+
+async def read_part(store: Store, key: str, low: int, high: int) -> Columns | None:
+    """What :func:`decode` gives, but only the titles around ``low`` … ``high`` (a
+    Distributed Map child's sorted batch), read by byte ranges through the header's index:
+    a few kB instead of 12 bytes per title of the lake. ``None`` when there is no map. A
+    map without an index (written before it), or one replaced between the reads, is read
+    whole."""
+    where = store.url(key)
+    found = await read_range(store, key, 0, _HEAD_GUESS)
+    if found is None:
+        return None
+    head, tag = found
+    end = head.find(b"\n", len(_MAGIC))
+    if head.startswith(_MAGIC) and end < 0 and len(head) == _HEAD_GUESS:  # a long header
+        found = await read_range(store, key, 0, 16 * _HEAD_GUESS)
+        if found is None or found[1] != tag:
+            return await _whole(store, key)
+        head = found[0]
+        end = head.find(b"\n", len(_MAGIC))
+    if not head.startswith(_MAGIC) or end < 0:
+        return await _whole(store, key)
+    try:
+        header: Mapping[str, Any] = json.loads(head[len(_MAGIC) : end])
+        count = int(header["count"])
+        index = [(int(n), int(at)) for n, at in header["index"]]
+        highest = int(header["high"])
+        profiles = [Profile.from_json(p) for p in header.get("profiles", [])]
+        merged = [str(name) for name in header.get("merged", [])]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StorageError(f"{where}: damaged id map ({exc})") from None
+    numbers, values = number_column(), value_column()
+    lows = [n for n, _ in index]
+    first = index[max(0, bisect_right(lows, low) - 1)][1] if index else 0
+    after = bisect_right(lows, high)
+    last = index[after][1] if after < len(index) else count
+    if first < last and low <= highest:
+        body = end + 1
+        size_n, size_v = numbers.itemsize, values.itemsize
+        part_n = await read_range(store, key, body + size_n * first, body + size_n * last)
+        start_v = body + size_n * count + size_v * first
+        part_v = await read_range(store, key, start_v, start_v + size_v * (last - first))
+        if part_n is None or part_v is None or {part_n[1], part_v[1]} != {tag}:
+            return await _whole(store, key)  # replaced meanwhile (a compaction)
+        if len(part_n[0]) != size_n * (last - first) or len(part_v[0]) != size_v * (last - first):
+            raise StorageError(f"{where}: damaged id map (truncated)")
+        numbers.frombytes(part_n[0])
+        values.frombytes(part_v[0])
+        if sys.byteorder == "big":  # pragma: no cover
+            numbers.byteswap()
+            values.byteswap()
+    return numbers, values, profiles, merged
+
+
+async def _whole(store: Store, key: str) -> Columns | None:
+    raw = await store.get(key)
+    return None if raw is None else decode(raw, store.url(key))
 
 
 async def write_base(store: Store, data: bytes, etag: str | None) -> None:

@@ -7,7 +7,8 @@ numbered log of commits under ``<folder>/_ledger/``::
 
     _ledger/lock.json              lease: who may commit now
     _ledger/log/0000000042.json    commit 42: its new files, their ids and what moved
-    _ledger/checkpoint.json        the folded state up to some commit, to read less
+    _ledger/checkpoint.json        the folded state up to some commit, to read less: a root
+    _ledger/pages/…                naming pages cut by IMDb number (lake.ledger_pages)
 
 A commit writes one chunk: a data file and/or a sidecar file named by the commit's number.
 Under the lock it
@@ -37,14 +38,26 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tmdb_async.errors import Conflict, DamagedFile, LeaseLost, StorageError
+from tmdb_async.imdb import canonical_number
 from tmdb_async.lake.codec import decode_file, encode_file
 from tmdb_async.lake.homes import Home, HomeIndex
 from tmdb_async.lake.lease import Lease
+from tmdb_async.lake.ledger_pages import (
+    PageRef,
+    Root,
+    cut,
+    decode_page,
+    decode_root,
+    encode_page,
+    page_key,
+    touched,
+)
 from tmdb_async.lake.storage import Store, delete_once, write_once
 
 log = logging.getLogger(__name__)
@@ -53,6 +66,9 @@ ANSWERS = frozenset({"record", "not_found", "deleted"})  # what only TMDB can sa
 SIDECAR_FOLDER = "_sidecars"
 LEDGER_FOLDER = "_ledger"
 CHECKPOINT_EVERY = 64  # commits between checkpoints: bounds what a new reader folds
+CHECKPOINT_MOST = 1024  # commits after which a checkpoint is written whatever it costs
+REWRITE_RATIO = 4  # a checkpoint rewrites at most this many ids per id that changed…
+ENDING_RATIO = 64  # …or this many when a run ends (so a folder at rest has no log to fold)
 LEASE_SECONDS = 60.0
 WAIT_SECONDS = 300.0  # for a busy lock, before giving up with a StorageError
 
@@ -80,10 +96,39 @@ class _State:
     homes: HomeIndex = field(default_factory=HomeIndex)
     pending: int | None = None  # the newest commit, if it still holds its bodies (unapplied)
     checkpoint_etag: str | None = None  # of the checkpoint read or written last
+    root: Root | None = None  # the checkpoint's pages (None: no checkpoint, or format 1)
+    legacy: bool = False  # read from a format-1 checkpoint: the next one writes every page
+    tail: dict[str, Home] = field(default_factory=dict)  # changed since the checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class _Within:
+    """The ids a partial view reads: their numbers (sorted), and whether any is not a
+    canonical id (then the others page is read too)."""
+
+    numbers: list[int]
+    others: bool
+
+    @classmethod
+    def of(cls, ids: Iterable[str]) -> _Within:
+        numbers: set[int] = set()
+        others = False
+        for imdb_id in ids:
+            number = canonical_number(imdb_id)
+            if number is None:
+                others = True
+            else:
+                numbers.add(number)
+        return cls(sorted(numbers), others)
 
 
 class Ledger:
-    """One date folder's ledger. :meth:`load` it, look ids up, :meth:`commit` chunks."""
+    """One date folder's ledger. :meth:`load` it, look ids up, :meth:`commit` chunks.
+
+    ``within``: the ids this ledger will look up and commit (a Distributed Map child's
+    batch). It then reads only the checkpoint pages that can hold them, plus every commit
+    since the checkpoint: :meth:`home` is exact for those ids and for every id of those
+    commits, and :meth:`homes` holds only what was read (see :attr:`partial`)."""
 
     def __init__(
         self,
@@ -94,8 +139,10 @@ class Ledger:
         clock: Callable[[], float] = time.monotonic,
         lease_seconds: float | None = None,
         wait_seconds: float = WAIT_SECONDS,
+        within: Iterable[str] | None = None,
     ) -> None:
         self.store = store
+        self._within = None if within is None else _Within.of(within)
         self.folder = folder.rstrip("/")
         self.owner = owner or uuid.uuid4().hex[:12]
         self._clock = clock
@@ -123,7 +170,13 @@ class Ledger:
         return self._state.homes.get(imdb_id)
 
     def homes(self) -> Mapping[str, Home]:
+        """Every id's home, or, for a :attr:`partial` ledger, the homes it has read."""
         return self._state.homes
+
+    @property
+    def partial(self) -> bool:
+        """Whether this ledger read only the pages of its ``within`` ids."""
+        return self._within is not None
 
     async def load(self) -> Ledger:
         """Read the folder's state, and roll forward a commit a writer left half done (a dead
@@ -170,10 +223,40 @@ class Ledger:
             if found is not None:
                 state = _parse_checkpoint(found[0], self.store.url(self._key(LEDGER_FOLDER)))
                 state.checkpoint_etag = found[1]
+                if state.root is not None and not await self._read_pages(state, state.root):
+                    continue  # a page was replaced and deleted meanwhile: read again
             if await self._fold_new(state):
                 self._state = state
                 return
         raise StorageError(f"{self.store.url(self._key(LEDGER_FOLDER))}: changing too fast")
+
+    async def _read_pages(self, state: _State, root: Root) -> bool:
+        """Fill ``state.homes`` from the root's pages (this ledger's, when partial), in
+        order; False when one is gone."""
+        within = self._within
+        refs = (
+            [*root.pages, *([root.others] if root.others else [])]
+            if within is None
+            else root.wanted(within.numbers, within.others)
+        )
+        gate = asyncio.Semaphore(8)
+
+        async def one(ref: PageRef) -> bytes | None:
+            async with gate:
+                return await self.store.get(self._key(ref.key))
+
+        raws = await asyncio.gather(*(one(ref) for ref in refs))
+        for ref, raw in zip(refs, raws, strict=True):
+            if raw is None:
+                return False
+            try:
+                items = decode_page(raw)
+            except (ValueError, KeyError, TypeError, zlib.error):
+                raise StorageError(
+                    f"{self.store.url(self._key(ref.key))}: damaged ledger checkpoint page"
+                ) from None
+            state.homes.extend(items)
+        return True
 
     async def _fold_new(self, state: _State) -> bool:
         """Fold the commits after ``state.version``; False on a gap (they were compacted)."""
@@ -444,7 +527,7 @@ class Ledger:
         )
         await self._apply(header, bodies, current)
         self._state.pending = None
-        if version - self._state.checkpoint >= CHECKPOINT_EVERY:
+        if self._checkpoint_due(ending=False):
             await self._write_checkpoint()
         return decided[0]
 
@@ -543,22 +626,60 @@ class Ledger:
                 return
         raise LeaseLost(f"{name}: changed by another writer while this one dropped ids")
 
-    async def _write_checkpoint(self) -> None:
-        """The folded state, one group per home: canonical ids as numbers, so the file is
-        about the size of the ids and is built one group at a time."""
+    async def settle(self, wait: float = 5.0) -> None:
+        """At the end of a run: write a checkpoint if the commits since the last one are
+        worth it (:data:`ENDING_RATIO`), so that a folder at rest has no log for the next
+        reader to fold. Best effort: a lock busy for ``wait`` seconds means another writer
+        is at work and will checkpoint."""
+        if self._state.version == self._state.checkpoint:
+            return
+        waited, self._wait = self._wait, wait
+        try:
+            async with self._mutex, self._locked():
+                if self._checkpoint_due(ending=True):
+                    await self._write_checkpoint()
+        except (StorageError, LeaseLost) as exc:
+            log.info("no checkpoint at the end of the run: %s", exc)
+        finally:
+            self._wait = waited
+
+    def _checkpoint_due(self, *, ending: bool) -> bool:
+        """Whether to checkpoint now. A checkpoint rewrites the pages the commits since the
+        last one touched, so it waits until they changed enough of those pages
+        (:data:`REWRITE_RATIO`): over a run, checkpoints then write a bounded multiple of
+        what the run changed, not the folder again and again. The log it leaves for
+        readers to fold is bounded by :data:`CHECKPOINT_MOST` commits."""
         state = self._state
-        head = f'{{"version":{state.version},"previous":{state.checkpoint},"groups":['
-        groups = b",".join(
-            _dump([home.file, home.outcome, home.shape, numbers.tolist(), others])
-            for home, numbers, others in state.homes.groups()
-        )
+        since = state.version - state.checkpoint
+        if since <= 0 or (not ending and since < CHECKPOINT_EVERY):
+            return False
+        if state.legacy or since >= CHECKPOINT_MOST:
+            return not ending or since >= CHECKPOINT_EVERY
+        pages = state.root.pages if state.root is not None else ()
+        numbers = [n for k in state.tail if (n := canonical_number(k)) is not None]
+        rewritten = len(state.tail) + sum(pages[i].count for i in touched(pages, numbers) if pages)
+        return rewritten <= (ENDING_RATIO if ending else REWRITE_RATIO) * len(state.tail)
+
+    async def _write_checkpoint(self) -> None:
+        """New pages for the ranges the commits since the last checkpoint touched, then a
+        new root naming them beside the untouched ones (:mod:`tmdb_async.lake.ledger_pages`).
+        A format-1 checkpoint's folder is written whole, as pages, once."""
+        state = self._state
+        old = state.root
+        try:
+            pages, others, retired = await self._new_pages(state)
+        except (_PageGone, Conflict):
+            log.warning("a checkpoint page changed under us: leaving the log as it is")
+            await self._reload()
+            return
+        root = Root(state.version, state.checkpoint, tuple(pages), others, tuple(retired))
         assert self._lease is not None
         try:  # conditional: a late write of a writer that lost the lock cannot regress it
             async with self._lease.held():
                 state.checkpoint_etag = await write_once(
                     self.store,
                     self._key(f"{LEDGER_FOLDER}/checkpoint.json"),
-                    head.encode() + groups + b"]}",
+                    root.encode(),
                     if_none_match=state.checkpoint_etag is None,
                     if_match=state.checkpoint_etag,
                 )
@@ -566,17 +687,94 @@ class Ledger:
             log.warning("the checkpoint changed under us: leaving the log as it is")
             await self._reload()  # take the newer checkpoint as ours
             return
-        # Keep the commits after the previous checkpoint: a reader that has just read that
-        # one still finds every later commit.
-        old = [
+        # Keep the commits after the previous checkpoint and the pages it named: a reader
+        # that has just read that one still finds them.
+        gone = [
             key
             for key in await self.store.list(self._key(f"{LEDGER_FOLDER}/log/"))
             if (v := _version_of(key)) is not None and v <= state.checkpoint
         ]
-        for key in old:
+        gone += [self._key(key) for key in (old.retired if old is not None else ())]
+        for key in gone:
             async with self._lease.held():
                 await self.store.delete(key)
         state.checkpoint = state.version
+        state.root = root
+        state.legacy = False
+        state.tail = {}
+
+    async def _new_pages(self, state: _State) -> tuple[list[PageRef], PageRef | None, list[str]]:
+        """(pages, others page, replaced page keys) of the state at ``state.version``."""
+        old = state.root
+        if state.legacy or old is None:
+            kept: list[PageRef] = []
+            others_ref = None
+            changed = state.homes.items() if state.legacy else state.tail.items()
+        else:
+            kept, others_ref, changed = list(old.pages), old.others, state.tail.items()
+        numbers: dict[int, Home] = {}
+        others: dict[str, Home] = {}
+        for imdb_id, home in changed:
+            number = canonical_number(imdb_id)
+            if number is None:
+                others[imdb_id] = home
+            else:
+                numbers[number] = home
+        written: list[PageRef] = []
+        retired: list[str] = []
+        serial = iter(range(10**6))
+        replaced: set[int] = set()
+        for index, taken in sorted(touched(kept, numbers).items()):
+            content: dict[int, Home] = {}
+            if kept:
+                content.update((int(n), h) for n, h in await self._page(kept[index]))
+                replaced.add(index)
+                retired.append(kept[index].key)
+            content.update((n, numbers[n]) for n in taken)
+            for piece in cut(sorted(content.items())):
+                written.append(await self._put_page(state.version, next(serial), piece))
+        if others:
+            content_other: dict[str, Home] = {}
+            if others_ref is not None:
+                content_other.update((str(k), h) for k, h in await self._page(others_ref))
+                retired.append(others_ref.key)
+            content_other.update(others)
+            others_ref = await self._put_page(
+                state.version, next(serial), sorted(content_other.items())
+            )
+        pages = sorted(
+            [p for i, p in enumerate(kept) if i not in replaced] + written, key=lambda p: p.low
+        )
+        return pages, others_ref, retired
+
+    async def _page(self, ref: PageRef) -> list[tuple[int | str, Home]]:
+        raw = await self.store.get(self._key(ref.key))
+        if raw is None:
+            raise _PageGone(ref.key)
+        return decode_page(raw)
+
+    async def _put_page(
+        self, version: int, serial: int, items: Sequence[tuple[int | str, Home]]
+    ) -> PageRef:
+        key = page_key(version, serial)
+        numbered = isinstance(items[0][0], int)
+        assert self._lease is not None
+        async with self._lease.held():
+            await write_once(
+                self.store,
+                self._key(key),
+                encode_page(items),
+                "application/octet-stream",
+                if_none_match=True,
+            )
+        low = int(items[0][0]) if numbered else -1
+        high = int(items[-1][0]) if numbered else -1
+        return PageRef(version, serial, low, high, len(items))
+
+
+class _PageGone(Exception):
+    """A page the root names is not on storage any more (a newer checkpoint's writer
+    deleted it): this writer's root is stale."""
 
 
 def _dump(value: Any) -> bytes:
@@ -606,6 +804,7 @@ def _fold(state: _State, header: Mapping[str, Any]) -> None:
             if home is None:
                 home = shared[key, outcome] = Home(key, outcome, shape)
             state.homes.set(imdb_id, home)
+            state.tail[imdb_id] = home
 
 
 def _entry_bytes(header: Mapping[str, Any], bodies: Sequence[bytes]) -> bytes:
@@ -637,8 +836,14 @@ def _parse_entry(raw: bytes, where: str) -> tuple[dict[str, Any], list[bytes]]:
 
 
 def _parse_checkpoint(raw: bytes, where: str) -> _State:
+    """A root (format 2: its pages are read next), or a format-1 checkpoint holding every
+    home itself (lakes written before pages: read whole, and the next checkpoint writes it
+    as pages)."""
     try:
         body = json.loads(raw)
+        if "format" in body:
+            root = decode_root(body)
+            return _State(version=root.version, checkpoint=root.version, root=root)
         homes = HomeIndex()
         for file, outcome, shape, numbers, others in body["groups"]:
             home = Home(file, outcome, shape)
@@ -649,7 +854,7 @@ def _parse_checkpoint(raw: bytes, where: str) -> _State:
         version = int(body["version"])
     except (ValueError, KeyError, TypeError):
         raise StorageError(f"{where}/checkpoint.json: damaged ledger checkpoint") from None
-    return _State(version=version, checkpoint=version, homes=homes)
+    return _State(version=version, checkpoint=version, homes=homes, legacy=True)
 
 
 async def date_folders(store: Store, root: str) -> list[str]:

@@ -252,6 +252,18 @@ async def delete_once(store: Store, key: str, *, if_match: str) -> None:
             raise
 
 
+async def read_range(store: Store, key: str, start: int, end: int) -> tuple[bytes, str] | None:
+    """Bytes ``start`` … ``end - 1`` of ``key`` (fewer at its end) and a tag that changes
+    when the object is replaced; ``None`` when it is not there. S3 and a folder read only
+    that part; a store that cannot reads the whole object."""
+    ranged = getattr(store, "read_part", None)
+    if ranged is not None:
+        found: tuple[bytes, str] | None = await ranged(key, start, end)
+        return found
+    whole = await store.read(key)
+    return None if whole is None else (whole[0][start:end], whole[1])
+
+
 def _etag(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
@@ -353,6 +365,24 @@ class LocalStore(_Derived):
 
     async def read(self, key: str) -> tuple[bytes, str] | None:
         return await asyncio.to_thread(self._read, key)
+
+    async def read_part(self, key: str, start: int, end: int) -> tuple[bytes, str] | None:
+        """See :func:`read_range`: the tag is the file's inode, size and modification time
+        (a replacement is a rename, so a new inode)."""
+        return await asyncio.to_thread(self._read_part, key, start, end)
+
+    def _read_part(self, key: str, start: int, end: int) -> tuple[bytes, str] | None:
+        path = self.root / key
+        try:
+            with path.open("rb") as file:
+                info = os.fstat(file.fileno())
+                file.seek(start)
+                data = file.read(max(0, end - start))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        return data, f"{info.st_ino}-{info.st_size}-{info.st_mtime_ns}"
 
     def _read(self, key: str) -> tuple[bytes, str] | None:
         path = self.root / key
@@ -477,6 +507,23 @@ class S3Store(_Derived):
         except Exception as exc:
             if s3_error_code(exc) in ("NoSuchKey", "404"):
                 return None
+            raise self._fail("read", key, exc) from None
+        return data, str(response.get("ETag", "")).strip('"')
+
+    async def read_part(self, key: str, start: int, end: int) -> tuple[bytes, str] | None:
+        """See :func:`read_range`: a ranged GET; the tag is the object's ETag."""
+        try:
+            response = await self._s3.get_object(
+                Bucket=self.bucket, Key=self._key(key), Range=f"bytes={start}-{end - 1}"
+            )
+            async with response["Body"] as body:
+                data: bytes = await body.read()
+        except Exception as exc:
+            code = s3_error_code(exc)
+            if code in ("NoSuchKey", "404"):
+                return None
+            if code == "InvalidRange":  # start at or past the end
+                return b"", ""
             raise self._fail("read", key, exc) from None
         return data, str(response.get("ETag", "")).strip('"')
 
