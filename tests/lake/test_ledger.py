@@ -60,6 +60,10 @@ class Recording:
         self._spend("delete", key)
         await self.inner.delete(key, **kw)
 
+    async def copy(self, src_key: str, dst_key: str, **kw: Any) -> str | None:
+        self._spend("copy", dst_key)
+        return await self.inner.copy(src_key, dst_key, **kw)
+
     async def get(self, key: str) -> bytes | None:
         data = await self.inner.get(key)
         hook = self.after_get.pop(key, None)
@@ -120,8 +124,9 @@ async def test_a_stale_lease_is_taken_over_and_the_half_applied_commit_rolled_fo
     old = await writer.commit(
         [([rec("tt0000001"), rec("tt0000002")], [])], shape="s", fmt="json", stem="m"
     )
-    # Dies after the lock and the commit are written, before anything is applied.
-    store.fail_after = 2
+    # Dies after the lock, the staged file and the commit are written, before anything is
+    # applied.
+    store.fail_after = 3
     with pytest.raises(Killed):
         await writer.commit(
             [([rec("tt0000001", 1), rec("tt0000003")], [])], shape="s", fmt="json", stem="m"
@@ -239,18 +244,19 @@ async def test_s3_conditional_writes_refuse_a_stale_version(s3: Any, lake: str) 
 
 
 class Gated(Recording):
-    """Holds the first data-file write until the test opens the gate."""
+    """Holds the first data file's arrival (its copy into place) until the test opens the
+    gate."""
 
     def __init__(self, inner: Store) -> None:
         super().__init__(inner)
         self.entered = asyncio.Event()
         self.gate = asyncio.Event()
 
-    async def write(self, key: str, data: bytes, content_type: str = "", **kw: Any) -> str:
-        if key.endswith("-00.json") and not self.entered.is_set():
+    async def copy(self, src_key: str, dst_key: str, **kw: Any) -> str | None:
+        if dst_key.endswith("-00.json") and not self.entered.is_set():
             self.entered.set()
             await self.gate.wait()
-        return await super().write(key, data, content_type, **kw)
+        return await super().copy(src_key, dst_key, **kw)
 
 
 async def test_a_commit_cancelled_by_the_deadline_finishes_before_the_lock_is_released(
