@@ -141,3 +141,44 @@ async def test_source_access_denied_is_bad_input(
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         with pytest.raises(InputError, match=r"movies\.csv: access denied reading the source"):
             await run(_settings(fake_tmdb.url))
+
+
+async def test_a_copy_whose_answer_was_lost_is_recognised_as_landed() -> None:
+    """The copy into place lands, its answer is lost, and the retry is refused (create-only,
+    as S3 does; moto would not refuse it): the ledger reads the file back, finds its own
+    bytes, and finishes the commit."""
+    from tests.support.faulty import FaultyStore
+    from tests.support.memory_store import MemoryStore
+
+    memory = MemoryStore()
+    store = FaultyStore(memory, rule=lambda op, key, n: "lost" if op == "copy" else None)
+    folder = "Raw/TMDB/JSON/2022/05/02"
+    book = await ledger.Ledger(store, folder).load()  # type: ignore[arg-type]
+    done = await book.commit(
+        [([{"imdb_id": "tt0000001", "id": 1}], [{"imdb_id": "tt0000002", "outcome": "invalid"}])],
+        shape="s",
+        fmt="json",
+        stem="m",
+    )
+    assert store.lost == [f"{folder}/{done.data_files[0]}", f"{folder}/{done.sidecar_file}"]
+    assert json.loads(memory.objects[f"{folder}/{done.data_files[0]}"])[0]["imdb_id"] == "tt0000001"
+    assert not [k for k in memory.objects if k.endswith(ledger.STAGED_SUFFIX)]
+    assert (await ledger.Ledger(memory, folder).load()).pending is None  # type: ignore[arg-type]
+
+
+async def test_a_copy_refused_by_another_file_is_not_taken_for_its_own() -> None:
+    """A final name already holding other bytes (a late write of another writer) is not
+    this commit's file: the commit stops (lease lost) instead of claiming it."""
+    from tests.support.faulty import FaultyStore
+    from tests.support.memory_store import MemoryStore
+    from tmdb_async.errors import LeaseLost
+
+    memory = MemoryStore()
+    folder = "Raw/TMDB/JSON/2022/05/02"
+    memory.objects[f"{folder}/m-00000001-00.json"] = b'[{"imdb_id": "tt0000009"}]'
+    book = await ledger.Ledger(FaultyStore(memory), folder).load()  # type: ignore[arg-type]
+    with pytest.raises((LeaseLost, StorageError)):
+        await book.commit(
+            [([{"imdb_id": "tt0000001", "id": 1}], [])], shape="s", fmt="json", stem="m"
+        )
+    assert json.loads(memory.objects[f"{folder}/m-00000001-00.json"]) == [{"imdb_id": "tt0000009"}]

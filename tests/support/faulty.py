@@ -64,6 +64,8 @@ class FaultyStore:
             try:
                 if late.op == "delete":
                     await self.inner.delete(late.key, **late.kwargs)
+                elif late.op == "copy":
+                    await self.inner.copy(late.kwargs["src_key"], late.key, **late.kwargs["kw"])
                 else:
                     await self.inner.write(late.key, late.data, **late.kwargs)
                 answers.append(None)
@@ -99,6 +101,8 @@ class FaultyStore:
     async def _send(self, op: str, key: str, data: bytes, kwargs: dict[str, Any]) -> Any:
         if op == "delete":
             return await self.inner.delete(key, **kwargs)
+        if op == "copy":
+            return await self.inner.copy(kwargs["src_key"], key, **kwargs["kw"])
         return await self.inner.write(key, data, **kwargs)
 
     async def put(self, key: str, data: bytes, content_type: str) -> str:
@@ -113,6 +117,11 @@ class FaultyStore:
 
     async def delete(self, key: str, **kw: Any) -> None:
         await self._do("delete", key, b"", kw)
+
+    async def copy(self, src_key: str, dst_key: str, **kw: Any) -> str | None:
+        """A server-side copy is a write of ``dst_key``: its answer can be lost too."""
+        answer: str | None = await self._do("copy", dst_key, b"", {"src_key": src_key, "kw": kw})
+        return answer
 
     async def get(self, key: str) -> bytes | None:
         await self._soon()

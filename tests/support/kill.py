@@ -22,7 +22,7 @@ class Killed(BaseException):
 
 
 class KillingStore:
-    """A store that dies before its ``budget``-th write (put, write or delete)."""
+    """A store that dies before its ``budget``-th write (put, write, copy or delete)."""
 
     def __init__(self, inner: Store, budget: int) -> None:
         self.inner = inner
@@ -49,6 +49,10 @@ class KillingStore:
     async def delete(self, key: str, **kw: Any) -> None:
         self._spend()
         await self.inner.delete(key, **kw)
+
+    async def copy(self, src_key: str, dst_key: str, **kw: Any) -> str | None:
+        self._spend()
+        return await self.inner.copy(src_key, dst_key, **kw)
 
     async def get(self, key: str) -> bytes | None:
         if self.dead:

@@ -62,6 +62,14 @@ class MemoryStore:
             raise Conflict(key)
         self.objects.pop(key, None)
 
+    async def copy(self, src_key: str, dst_key: str, *, if_none_match: bool = True) -> str | None:
+        """A write of the source's bytes (through :meth:`write`, so a subclass watching
+        writes sees the file arrive under its name)."""
+        data = self.objects.get(src_key)
+        if data is None:
+            return None
+        return await self.write(dst_key, data, if_none_match=if_none_match)
+
     async def list(self, prefix: str, start_after: str | None = None) -> list[str]:
         keys = sorted(k for k in self.objects if k.startswith(prefix))
         return keys if start_after is None else [k for k in keys if k > start_after]

@@ -69,6 +69,12 @@ class DryStore:
         await self.write(key, data, content_type)
         return self.url(key)
 
+    async def copy(self, src_key: str, dst_key: str, *, if_none_match: bool = True) -> str | None:
+        found = await self.read(src_key)
+        if found is None:
+            return None
+        return await self.write(dst_key, found[0], if_none_match=if_none_match)
+
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
         if if_match is not None:
             found = await self.read(key)

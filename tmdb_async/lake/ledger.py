@@ -7,6 +7,7 @@ numbered log of commits under ``<folder>/_ledger/``::
 
     _ledger/lock.json              lease: who may commit now
     _ledger/log/0000000042.json    commit 42: its new files, their ids and what moved
+    _ledger/staged/0000000042/…    commit 42's new files, until they are moved into place
     _ledger/checkpoint.json        the folded state up to some commit, to read less: a root
     _ledger/pages/…                naming pages cut by IMDb number (lake.ledger_pages)
 
@@ -15,15 +16,24 @@ Under the lock it
 
 1. folds the commits other writers made since it last looked (any run, any settings);
 2. lists, for each of its ids that already has a home, the file that must *drop* it;
-3. writes the commit, create-only, **with the content of its new files**: now it is decided;
-4. applies it: rewrites (or deletes, when emptied) every file losing ids, *then* writes the
-   new files; then slims the commit to ids only and releases the lock.
+3. uploads its new files under staged names (``…/<name>.staged``, create-only);
+4. writes the commit, create-only, naming the staged files: now it is decided;
+5. applies it: rewrites (or deletes, when emptied) every file losing ids, *then* moves the
+   new files into place with a server-side copy (a hard link locally), create-only;
+   deletes the staged names; then slims the commit to ids only and releases the lock.
+
+So a record's bytes are uploaded once: the copy happens inside S3. Commits written before
+staging existed hold the content of their new files themselves; one left pending is rolled
+forward from that content, as it always was.
 
 Drops come before adds, so at no instant does a plain glob see an id twice; a file left
-holding only replaced records disappears. A writer killed during step 4 leaves its lock
+holding only replaced records disappears. A writer killed during step 5 leaves its lock
 behind: the next writer (or the next run's :meth:`Ledger.load`) takes the lock over once
 the lease expired (at once when the owner is a dead process on the same machine) and
-re-applies the decided commit from its saved content, which is idempotent. So nothing is
+re-applies the decided commit from its staged files, which is idempotent: a staged file
+already gone was moved, and its final file is recognised by its MD5 and size. A writer
+killed before step 4 decided nothing: its staged files are garbage, named for it alone,
+swept with the log at the next checkpoint. So nothing is
 twice at any instant, and an id outside a killed run is never lost.
 
 The lock is a lease (:mod:`tmdb_async.lake.lease`): conditional writes, so two writers never both
@@ -34,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -65,6 +76,9 @@ log = logging.getLogger(__name__)
 ANSWERS = frozenset({"record", "not_found", "deleted"})  # what only TMDB can say
 SIDECAR_FOLDER = "_sidecars"
 LEDGER_FOLDER = "_ledger"
+# A staged file's name ends with this, so no glob of data files (``*.json``, ``*.jsonl``)
+# ever matches one, wherever it lives.
+STAGED_SUFFIX = ".staged"
 CHECKPOINT_EVERY = 64  # commits between checkpoints: bounds what a new reader folds
 CHECKPOINT_MOST = 1024  # commits after which a checkpoint is written whatever it costs
 REWRITE_RATIO = 4  # a checkpoint rewrites at most this many ids per id that changed…
@@ -275,7 +289,7 @@ class Ledger:
             header, bodies = _parse_entry(raw, self.store.url(key))
             _fold(state, header)
             state.version = version
-            state.pending = version if bodies else None
+            state.pending = version if bodies or _staged(header) else None
         return True
 
     # --- committing ----------------------------------------------------------------------
@@ -312,13 +326,14 @@ class Ledger:
         await lease.release()
 
     async def _roll_forward(self, version: int) -> None:
-        """Re-apply the newest commit if it still holds its bodies: its writer stopped (or
-        died) while applying it. Only the newest can be pending: commits are applied under
-        the lock before the next one is written."""
+        """Re-apply the newest commit if it still names staged files (or, written before
+        staging, holds its files' bodies): its writer stopped (or died) while applying it.
+        Only the newest can be pending: commits are applied under the lock before the next
+        one is written."""
         raw = await self.store.get(self._log_key(version))
         if raw is not None:
             header, bodies = _parse_entry(raw, self.store.url(self._log_key(version)))
-            if bodies:
+            if bodies or _staged(header):
                 log.warning("rolling forward commit %d, left half-applied by its writer", version)
                 await self._apply(header, bodies)
         self._state.pending = None
@@ -491,6 +506,10 @@ class Ledger:
             raise ValueError(f"commit {version}: an id is named twice")  # a caller's bug
         for spec, body in zip(files, bodies, strict=True):
             spec["size"] = len(body)
+            spec["md5"] = _md5(body)
+            spec["staged"] = f"{LEDGER_FOLDER}/staged/{version:010d}/{self._holder[:16]}/" + (
+                f"{spec['key']}{STAGED_SUFFIX}"
+            )
         header = {
             "version": version,
             "writer": self.owner,
@@ -500,13 +519,15 @@ class Ledger:
             "drops": drops,
         }
         assert self._lease is not None
+        for spec, body in zip(files, bodies, strict=True):
+            await self._stage(spec["staged"], body, _content_type(spec["key"]))
         deciding.append(True)
         try:
             async with self._lease.held():
                 await write_once(
                     self.store,
                     self._log_key(version),
-                    _entry_bytes(header, bodies),
+                    _entry_bytes(header, ()),
                     if_none_match=True,
                 )
         except Conflict:
@@ -525,11 +546,39 @@ class Ledger:
                 damaged=tuple(damaged.values()),
             )
         )
-        await self._apply(header, bodies, current)
+        await self._apply(header, (), current)
         self._state.pending = None
         if self._checkpoint_due(ending=False):
             await self._write_checkpoint()
+            if self._state.pending is None:
+                await self._sweep_staged()
         return decided[0]
+
+    async def _stage(self, name: str, body: bytes, content_type: str) -> None:
+        """Upload a new file under its staged name, create-only. The name is this writer's
+        and this (undecided) version's alone, so an object already there is this writer's
+        own earlier attempt at the same commit (the lock was lost and taken back): its
+        bytes are replaced, since nothing decided names them yet."""
+        assert self._lease is not None
+        async with self._lease.held():
+            try:
+                await write_once(
+                    self.store, self._key(name), body, content_type, if_none_match=True
+                )
+            except Conflict:
+                await self.store.write(self._key(name), body, content_type)
+
+    async def _sweep_staged(self) -> None:
+        """Delete staged files of commits up to the current one: every such commit is
+        applied (its own were deleted) or was never decided (a writer died before writing
+        it), so they are garbage. Later versions may be another writer's, being staged."""
+        assert self._lease is not None
+        prefix = self._key(f"{LEDGER_FOLDER}/staged/")
+        for key in await self.store.list(prefix):
+            number = key[len(prefix) :].split("/", 1)[0]
+            if number.isascii() and number.isdigit() and int(number) <= self._state.version:
+                async with self._lease.held():
+                    await self.store.delete(key)
 
     async def _apply(
         self,
@@ -538,6 +587,8 @@ class Ledger:
         current: Mapping[str, _Read | None] | None = None,
     ) -> None:
         """Drops first, then the new files, then slim the commit to its header. Idempotent.
+        ``bodies``: the new files' bytes of a commit written before staging existed (empty
+        for a commit that names staged files, moved into place by :meth:`_move_staged`).
         ``current``: the files losing ids as :meth:`_readable` read them under this lock.
 
         Every data write is fenced as well as leased: a new file is created only if absent
@@ -550,7 +601,7 @@ class Ledger:
         for name, ids in header["drops"].items():
             async with self._lease.held():
                 await self._drop(name, set(ids), (current or {}).get(name))
-        for spec, body in zip(header["files"], bodies, strict=True):
+        for spec, body in zip(header["files"], bodies, strict=False):
             async with self._lease.held():
                 try:
                     await write_once(
@@ -562,10 +613,47 @@ class Ledger:
                     )
                 except Conflict:
                     raise LeaseLost(f"{spec['key']}: changed by a later commit") from None
+        if not bodies:
+            await self._move_staged(header)
         async with self._lease.held():
             await self.store.write(
-                self._log_key(int(header["version"])), _entry_bytes(header, ()), durable=False
+                self._log_key(int(header["version"])),
+                _entry_bytes(_slim(header), ()),
+                durable=False,
             )
+
+    async def _move_staged(self, header: Mapping[str, Any]) -> None:
+        """Copy each staged file to its name (create-only), then delete the staged names.
+
+        Safe to stop anywhere and run again: a staged file still there is copied again (a
+        final file already there must be this one: same MD5 and size, as after a copy whose
+        answer was lost and whose retry was refused); a staged file gone was copied before
+        its deletion, so its final file must be there and be this one."""
+        assert self._lease is not None
+        staged = [spec for spec in header["files"] if "staged" in spec]
+        for spec in staged:
+            async with self._lease.held():
+                try:
+                    moved = await self.store.copy(
+                        self._key(spec["staged"]), self._key(spec["key"]), if_none_match=True
+                    )
+                except Conflict:
+                    moved = None
+            if moved is None:  # already there (ours, or a later commit's), or lost
+                await self._check_moved(spec)
+        for spec in staged:
+            async with self._lease.held():
+                await self.store.delete(self._key(spec["staged"]))
+
+    async def _check_moved(self, spec: Mapping[str, Any]) -> None:
+        found = await self.store.read(self._key(spec["key"]))
+        if found is None:
+            raise StorageError(
+                f"{self.store.url(self._key(spec['key']))}: a decided commit's file is missing "
+                f"and its staged copy {spec['staged']} is gone"
+            )
+        if len(found[0]) != int(spec["size"]) or _md5(found[0]) != spec["md5"]:
+            raise LeaseLost(f"{spec['key']}: changed by a later commit")
 
     def _homes_of(
         self, chunks: Sequence[tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]]]
@@ -807,8 +895,26 @@ def _fold(state: _State, header: Mapping[str, Any]) -> None:
             state.tail[imdb_id] = home
 
 
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _staged(header: Mapping[str, Any]) -> bool:
+    """Whether a commit still names staged files: it is not applied yet."""
+    return any("staged" in spec for spec in header["files"])
+
+
+def _slim(header: Mapping[str, Any]) -> dict[str, Any]:
+    """An applied commit: its ids and homes, without what only applying it needed."""
+    files = [
+        {k: v for k, v in spec.items() if k not in ("staged", "md5")} for spec in header["files"]
+    ]
+    return {**header, "files": files}
+
+
 def _entry_bytes(header: Mapping[str, Any], bodies: Sequence[bytes]) -> bytes:
-    """A commit: its header as one JSON line, then (until applied) its files' bytes."""
+    """A commit: its header as one JSON line, then, in a commit written before staging
+    existed and until it was applied, its files' bytes."""
     return b"".join([_dump(header), b"\n", *bodies])
 
 

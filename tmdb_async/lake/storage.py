@@ -206,6 +206,13 @@ class Store(Protocol):
 
     async def list(self, prefix: str, start_after: str | None = None) -> list[str]: ...
 
+    async def copy(self, src_key: str, dst_key: str, *, if_none_match: bool = True) -> str | None:
+        """Give ``dst_key`` the bytes of ``src_key`` without sending them again (a
+        server-side copy, a hard link): the ETag of ``dst_key``, or ``None`` when
+        ``src_key`` is gone. With ``if_none_match``, :class:`Conflict` when ``dst_key``
+        exists (create only)."""
+        ...
+
 
 async def write_once(
     store: Store,
@@ -415,6 +422,33 @@ class LocalStore(_Derived):
         except OSError as exc:
             raise StorageError(f"{path}: cannot delete: {exc.strerror or exc}") from None
 
+    async def copy(self, src_key: str, dst_key: str, *, if_none_match: bool = True) -> str | None:
+        """A hard link: no byte is written again, and ``os.link`` fails when the name
+        exists, so create-only is atomic without the folder's lock. Every write replaces a
+        file by renaming a new one over it, so the two names never share a later change."""
+        return await asyncio.to_thread(self._copy, src_key, dst_key, if_none_match)
+
+    def _copy(self, src_key: str, dst_key: str, if_none_match: bool) -> str | None:
+        src, dst = self.root / src_key, self.root / dst_key
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if if_none_match:
+                try:
+                    os.link(src, dst)
+                except FileExistsError:
+                    raise Conflict(dst_key) from None
+            else:
+                tmp = dst.parent / f".{dst.name}.{os.getpid()}.link"
+                tmp.unlink(missing_ok=True)
+                os.link(src, tmp)
+                os.replace(tmp, dst)
+        except FileNotFoundError:
+            return None  # the source is gone (the destination's folder was just made)
+        except OSError as exc:
+            raise StorageError(f"{dst}: cannot copy {src_key}: {_reason(exc)}") from None
+        found = self._read(dst_key)
+        return None if found is None else found[1]
+
     async def list(self, prefix: str, start_after: str | None = None) -> list[str]:
         """Keys starting with ``prefix``, recursively and sorted, like an S3 listing."""
         keys = await asyncio.to_thread(self._list, prefix)
@@ -535,6 +569,28 @@ class S3Store(_Derived):
             if kwargs and s3_error_code(exc) in (*_CONFLICT_CODES, "NoSuchKey", "404"):
                 raise Conflict(key) from None
             raise self._fail("delete", key, exc) from None
+
+    async def copy(self, src_key: str, dst_key: str, *, if_none_match: bool = True) -> str | None:
+        """``CopyObject``: S3 copies the bytes (and the content type) inside the bucket, so
+        nothing is uploaded again. ``IfNoneMatch="*"`` makes it create-only on S3 (moto
+        5.2.5 ignores it: docs/aws-and-tooling.md)."""
+        kwargs: dict[str, Any] = {"IfNoneMatch": "*"} if if_none_match else {}
+        try:
+            response = await self._s3.copy_object(
+                Bucket=self.bucket,
+                Key=self._key(dst_key),
+                CopySource={"Bucket": self.bucket, "Key": self._key(src_key)},
+                **kwargs,
+            )
+        except Exception as exc:
+            code = s3_error_code(exc)
+            if code in ("NoSuchKey", "404"):
+                return None
+            if kwargs and code in _CONFLICT_CODES:
+                raise Conflict(dst_key) from None
+            raise self._fail(f"copy {src_key} to", dst_key, exc) from None
+        etag = response.get("CopyObjectResult", {}).get("ETag", "")
+        return str(etag).strip('"')
 
     async def list(self, prefix: str, start_after: str | None = None) -> list[str]:
         keys: list[str] = []
