@@ -74,6 +74,10 @@ class MemoryStore:
         keys = sorted(k for k in self.objects if k.startswith(prefix))
         return keys if start_after is None else [k for k in keys if k > start_after]
 
+    def objects_under(self, part: str) -> list[str]:
+        """The keys holding ``part``."""
+        return [key for key in self.objects if part in key]
+
     def dump(self, root: Path) -> None:
         """Write every object under ``root``, as a local folder would hold them."""
         for key, data in self.objects.items():
