@@ -43,6 +43,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -110,13 +111,16 @@ class _Counting:
     def __init__(self, app: Any) -> None:
         self._app = app
         self._tally = _Tally()
+        self._lock = threading.Lock()
 
     def _add(self, table: dict[str, int], method: str, n: int) -> None:
-        table[method] = table.get(method, 0) + n  # one op on a dict: atomic under the GIL
+        with self._lock:  # the server answers on many threads; += on a dict is not atomic
+            table[method] = table.get(method, 0) + n
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/__counts":
-            tally, self._tally = self._tally, _Tally()
+            with self._lock:
+                tally, self._tally = self._tally, _Tally()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [json.dumps(asdict(tally)).encode()]
         method = str(environ.get("REQUEST_METHOD", "?"))
