@@ -502,7 +502,7 @@ def table(result: dict[str, Any]) -> list[str]:
     )
     for name, row in result["refresh"].items():
         lines.append(
-            f"| refresh, {name} lake ({row['in_lake']} of its titles changed) | "
+            f"| refresh, {name} lake ({row['in_lake']:,} titles to fetch) | "
             f"{row['requests']} requests ({row['list_pages']} list pages), "
             f"{row['wall_seconds']:.1f} s wall, way: {row['mode']} ({row['reason']}) |"
         )
