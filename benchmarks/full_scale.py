@@ -142,6 +142,17 @@ class _Counting:
                 close()
 
 
+def _list_moto_modules_once() -> None:
+    """The speed-up of ``tests/support/moto_server.py`` (whose function is private there):
+    moto's dispatcher lists its package folder on every request; the folder does not change
+    while the server runs, so it is listed once. Behaviour unchanged, a third less server CPU
+    under load, and the same server as the suite's other S3 benchmarks."""
+    import moto.backends as backends
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+
+
 def _serve(queue: Any) -> None:
     """moto's server (as ``ThreadedMotoServer`` builds it) behind :class:`_Counting`."""
     sys.path.insert(0, str(ROOT))
@@ -154,9 +165,7 @@ def _serve(queue: Any) -> None:
     )
     from werkzeug.serving import make_server
 
-    from tests.support.moto_server import _cache_module_listing
-
-    _cache_module_listing()
+    _list_moto_modules_once()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     app = _Counting(DomainDispatcherApplication(create_backend_app))
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
