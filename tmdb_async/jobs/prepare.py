@@ -1,5 +1,6 @@
 """Prepare a CSV for Step Functions: one execution at a time, its distinct ids as a small
-one-column CSV, the batch plan, and the lake's id map compacted once for the execution.
+one-column CSV sorted by IMDb number (so that each batch is a contiguous run of numbers),
+the batch plan, and the lake's id map compacted once for the execution.
 
 The Distributed Map reads this file instead of the raw CSV, where one title's rows (one per
 artist) could straddle two batches and be fetched twice. Invalid values are kept, so the
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tmdb_async.errors import ExecutionAlreadyRunning, StorageError, UsageError
+from tmdb_async.imdb import canonical_number
 from tmdb_async.jobs.fleet import plan_batches
 from tmdb_async.jobs.source import ReadStats, read_csv_ids
 from tmdb_async.lake.idmap import LakeIdMap
@@ -150,6 +152,14 @@ async def check_single_execution(me: ExecutionRef, sfn: Any | None = None) -> No
         )
 
 
+def _id_order(value: str) -> tuple[int, str]:
+    """Ids by IMDb number, invalid values after them: each batch of the Map is then a
+    contiguous run of numbers, and its child reads only the ledger pages and the part of
+    the id map that run needs (:mod:`tmdb_async.lake.ledger_pages`)."""
+    number = canonical_number(value)
+    return (number, "") if number is not None else (2**63, value)
+
+
 async def _compact_id_map(store: Store) -> None:
     """Fold the id map's segments once per execution, here, before the Map starts: its
     children start together and only read (see :mod:`tmdb_async.lake.idmap`)."""
@@ -181,10 +191,13 @@ async def prepare_ids(
     writer = csv.writer(buffer, delimiter="|", lineterminator="\n")
     writer.writerow(["id"])
     async with open_s3(bool(dest_url or source_url), 4) as s3:
-        async for entry in read_csv_ids(
-            read_source(settings.source, s3), where=settings.source, stats=stats
-        ):
-            writer.writerow([entry.imdb_id])
+        values = [
+            entry.imdb_id
+            async for entry in read_csv_ids(
+                read_source(settings.source, s3), where=settings.source, stats=stats
+            )
+        ]
+        writer.writerows([value] for value in sorted(values, key=_id_order))
         store: Store = S3Store(s3, dest_url) if dest_url else LocalStore(settings.dest)
         key = f"Raw/TMDB/_work/{source_stem(settings.source)}-{digest([settings.source])}/ids.csv"
         url = await store.put(key, buffer.getvalue().encode(), "text/csv")
