@@ -318,6 +318,8 @@ def test_prepare_runs_first_and_the_map_runs_its_file_in_its_plan(s3_env: str, s
         "action": "prepare",
         "source": f"s3://{BUCKET}/{SOURCE_KEY}",
         "dest": f"s3://{BUCKET}",
+        "kind": INPUT["kind"],  # the folder's date and kind: prepare guards the whole folder
+        "date": INPUT["date"],
         "max_items_per_batch": 7,
         "max_concurrency": 5,
         "state_machine": machine.arn,

@@ -462,6 +462,43 @@ async def test_prepare_returns_the_ids_file_and_the_batch_plan(
     json.dumps(result)
 
 
+async def test_prepare_writes_the_ids_sorted_so_each_batch_is_a_run_of_numbers(
+    tmp_path: Path, s3: Any, lake: str
+) -> None:
+    ids = title_ids(60, "movie")
+    shuffled = ids[1::2] + ["tt12x"] + ids[::2]
+    s3.upload_file(str(write_csv(tmp_path / "movies.csv", shuffled)), lake, KEY)
+    event = {"action": "prepare", "source": f"s3://{lake}/{KEY}", "dest": f"s3://{lake}"}
+    result = await handle(event, Context(), lambda_env("http://127.0.0.1:9"))
+    body = s3.get_object(Bucket=lake, Key=result["ids_key"])["Body"].read().decode()
+    assert body.splitlines() == ["id", *sorted(ids, key=lambda i: int(i[2:])), "tt12x"]
+
+
+async def test_prepare_refuses_a_file_that_would_mix_formats_in_the_date_folder(
+    tmp_path: Path, s3: Any, lake: str, fake_tmdb: FakeTmdb
+) -> None:
+    """Each child reads only the ledger pages of its ids, so the folder-wide guard runs once,
+    in prepare, before anything is written: the same line as a CLI run's."""
+    ids = title_ids(30, "movie")
+    s3.upload_file(str(write_csv(tmp_path / "m.csv", ids[:10])), lake, KEY)
+    event = {"source": f"s3://{lake}/{KEY}", "date": "2022-05-02"}
+    assert (await handle(event, Context(), lambda_env(fake_tmdb.url)))["status"] == "ok"
+    s3.upload_file(str(write_csv(tmp_path / "more.csv", ids[10:])), lake, "Raw/Local/more.csv")
+    prepare = {
+        "action": "prepare",
+        "source": f"s3://{lake}/Raw/Local/more.csv",
+        "dest": f"s3://{lake}",
+        "kind": "movie",
+        "date": "2022-05-02",
+    }
+    with pytest.raises(UsageError, match=r"2022-05-02 holds 1 json file and this run writes jsonl"):
+        await handle(prepare, Context(), lambda_env(fake_tmdb.url, TMDB_FORMAT="jsonl"))
+    listed = s3.list_objects_v2(Bucket=lake, Prefix="Raw/TMDB/_work/").get("KeyCount", 0)
+    assert listed == 0  # refused before the ids file was written
+    result = await handle(prepare, Context(), lambda_env(fake_tmdb.url))  # the folder's format
+    assert result["unique_ids"] == 20
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -477,7 +514,7 @@ async def test_prepare_returns_the_ids_file_and_the_batch_plan(
             },
             "is not a state machine ARN",
         ),
-        ({"kind": "movie"}, "unknown field 'kind'"),
+        ({"limit": 5}, "unknown field 'limit'"),
     ],
 )
 async def test_bad_prepare_events_are_refused_naming_the_field(

@@ -321,6 +321,9 @@ _PAGINATOR = re.compile(r"get_paginator\(\s*\"([a-z0-9_]+)\"")
 _ACTION_OF = {
     "get_object": "s3:GetObject",
     "put_object": "s3:PutObject",
+    # a ledger commit's staged file moved into place: PutObject on the destination (and
+    # GetObject on the source, both under Raw/TMDB/)
+    "copy_object": "s3:PutObject",
     "delete_object": "s3:DeleteObject",
     "list_objects_v2": "s3:ListBucket",
     "list_executions": "states:ListExecutions",

@@ -246,7 +246,8 @@ async def handle(
         values = PREPARE_EVENT.read(event, "event")
         source = values.pop("source", "")
         _check_location(source, "event.source", env)
-        settings = _settings({k: v for k, v in values.items() if k == "dest"}, source, env)
+        kept = ("dest", "kind", "date")
+        settings = _settings({k: v for k, v in values.items() if k in kept}, source, env)
         plan = {k: values.get(k) for k in _PREPARE_PLAN}
         logsetup.log_context.set({"request_id": request_id, "action": "prepare"})
         return await prepare_ids(settings, **plan, execution=_execution(values))
@@ -341,7 +342,7 @@ PREPARE_EVENT = EventShape(
     "execution then first waits for no earlier execution of the same state machine.",
     {
         **_own(action=_action("prepare")),
-        **_settings_of("source", "dest"),
+        **_settings_of("source", "dest", "kind", "date"),
         **_own(
             max_items_per_batch=Option("ids per batch at most", COUNT, AT_LEAST_1),
             max_concurrency=Option("child workflows at once", COUNT, AT_LEAST_1),

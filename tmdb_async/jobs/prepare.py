@@ -33,6 +33,7 @@ from typing import Any
 from tmdb_async.errors import ExecutionAlreadyRunning, StorageError, UsageError
 from tmdb_async.imdb import canonical_number
 from tmdb_async.jobs.fleet import plan_batches
+from tmdb_async.jobs.ingest import estimate
 from tmdb_async.jobs.source import ReadStats, read_csv_ids
 from tmdb_async.lake.idmap import LakeIdMap
 from tmdb_async.lake.layout import digest, source_stem
@@ -160,6 +161,17 @@ def _id_order(value: str) -> tuple[int, str]:
     return (number, "") if number is not None else (2**63, value)
 
 
+async def _guard(settings: Settings, values: list[str], store: Store) -> None:
+    """The run's guard (:func:`~tmdb_async.jobs.ingest.estimate`'s refusal), once for the
+    whole execution, before anything is written: each child reads only the ledger pages
+    of its own ids (:mod:`tmdb_async.lake.ledger_pages`), so only here is the whole date
+    folder seen, and a file that would mix formats in it, or replace answers fetched with
+    other record settings, stops the execution with the same one line as a CLI run."""
+    found = await estimate(settings, items=[{"id": v} for v in values], store=store)
+    if found.refused is not None:
+        raise UsageError(found.refused)
+
+
 async def _compact_id_map(store: Store) -> None:
     """Fold the id map's segments once per execution, here, before the Map starts: its
     children start together and only read (see :mod:`tmdb_async.lake.idmap`)."""
@@ -199,6 +211,8 @@ async def prepare_ids(
         ]
         writer.writerows([value] for value in sorted(values, key=_id_order))
         store: Store = S3Store(s3, dest_url) if dest_url else LocalStore(settings.dest)
+        if settings.date is not None:
+            await _guard(settings, values, store)
         key = f"Raw/TMDB/_work/{source_stem(settings.source)}-{digest([settings.source])}/ids.csv"
         url = await store.put(key, buffer.getvalue().encode(), "text/csv")
         await _compact_id_map(store)
