@@ -466,7 +466,7 @@ async def test_prepare_writes_the_ids_sorted_so_each_batch_is_a_run_of_numbers(
     tmp_path: Path, s3: Any, lake: str
 ) -> None:
     ids = title_ids(60, "movie")
-    shuffled = ids[1::2] + ["tt12x"] + ids[::2]
+    shuffled = [*ids[1::2], "tt12x", *ids[::2]]
     s3.upload_file(str(write_csv(tmp_path / "movies.csv", shuffled)), lake, KEY)
     event = {"action": "prepare", "source": f"s3://{lake}/{KEY}", "dest": f"s3://{lake}"}
     result = await handle(event, Context(), lambda_env("http://127.0.0.1:9"))

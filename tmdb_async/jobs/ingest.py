@@ -208,7 +208,8 @@ async def estimate(
     batch = None if items is None else read_item_ids(items, stats=stats)
     dest_url = parse_s3(settings.dest, "dest")
     source_s3 = items is None and parse_s3(settings.source, "source") is not None
-    async with open_s3(bool(dest_url and store is None or source_s3), settings.concurrency) as s3:
+    needed = bool((dest_url and store is None) or source_s3)
+    async with open_s3(needed, settings.concurrency) as s3:
         if store is None:
             store = S3Store(s3, dest_url) if dest_url else LocalStore(settings.dest)
         job = (

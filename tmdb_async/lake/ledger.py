@@ -113,6 +113,22 @@ class _State:
     root: Root | None = None  # the checkpoint's pages (None: no checkpoint, or format 1)
     legacy: bool = False  # read from a format-1 checkpoint: the next one writes every page
     tail: dict[str, Home] = field(default_factory=dict)  # changed since the checkpoint
+    touched: set[int] = field(default_factory=set)  # pages of the root the tail falls in
+    rewritten: int = 0  # ids a checkpoint now would write: the tail and those pages
+
+    def note(self, imdb_id: str, home: Home) -> None:
+        """``imdb_id`` changed since the checkpoint: what a checkpoint would rewrite grows
+        by its page, the first time one of the page's ids changes."""
+        if imdb_id not in self.tail:
+            self.rewritten += 1
+            number = canonical_number(imdb_id)
+            pages = self.root.pages if self.root is not None else ()
+            if pages and number is not None:
+                at = next(iter(touched(pages, [number])))
+                if at not in self.touched:
+                    self.touched.add(at)
+                    self.rewritten += pages[at].count
+        self.tail[imdb_id] = home
 
 
 @dataclass(frozen=True, slots=True)
@@ -743,10 +759,8 @@ class Ledger:
             return False
         if state.legacy or since >= CHECKPOINT_MOST:
             return not ending or since >= CHECKPOINT_EVERY
-        pages = state.root.pages if state.root is not None else ()
-        numbers = [n for k in state.tail if (n := canonical_number(k)) is not None]
-        rewritten = len(state.tail) + sum(pages[i].count for i in touched(pages, numbers) if pages)
-        return rewritten <= (ENDING_RATIO if ending else REWRITE_RATIO) * len(state.tail)
+        ratio = ENDING_RATIO if ending else REWRITE_RATIO
+        return state.rewritten <= ratio * len(state.tail)
 
     async def _write_checkpoint(self) -> None:
         """New pages for the ranges the commits since the last checkpoint touched, then a
@@ -789,7 +803,7 @@ class Ledger:
         state.checkpoint = state.version
         state.root = root
         state.legacy = False
-        state.tail = {}
+        state.tail, state.touched, state.rewritten = {}, set(), 0
 
     async def _new_pages(self, state: _State) -> tuple[list[PageRef], PageRef | None, list[str]]:
         """(pages, others page, replaced page keys) of the state at ``state.version``."""
@@ -892,7 +906,7 @@ def _fold(state: _State, header: Mapping[str, Any]) -> None:
             if home is None:
                 home = shared[key, outcome] = Home(key, outcome, shape)
             state.homes.set(imdb_id, home)
-            state.tail[imdb_id] = home
+            state.note(imdb_id, home)
 
 
 def _md5(data: bytes) -> str:
