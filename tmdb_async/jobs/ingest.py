@@ -402,8 +402,10 @@ class Engine:
                     for _ in range(settings.concurrency):
                         group.create_task(job_run.work())
                 job_run.ready.put_nowait(None)
-            if remaining is None or remaining() > safety_margin:
-                await ledger.settle()
+            # A checkpoint for the next reader, in what the deadline leaves.
+            spare = None if remaining is None else remaining() - safety_margin
+            if spare is None or spare > 0:
+                await ledger.settle(wait=5.0 if spare is None else min(5.0, spare))
             # TMDB unreachable: what was resolved is committed above; the run ends with the
             # breaker's one line, its ids left for the next run (none marked failed).
             error = job_run.unreachable
