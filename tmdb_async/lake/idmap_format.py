@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import sys
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -213,18 +213,29 @@ async def read_part(store: Store, key: str, low: int, high: int) -> Columns | No
     if first < last and low <= highest:
         body = end + 1
         size_n, size_v = numbers.itemsize, values.itemsize
+        # The numbers between the two index points first (4 bytes a title), then the values
+        # of the titles really in the range only (8 bytes each).
         part_n = await read_range(store, key, body + size_n * first, body + size_n * last)
-        start_v = body + size_n * count + size_v * first
-        part_v = await read_range(store, key, start_v, start_v + size_v * (last - first))
-        if part_n is None or part_v is None or {part_n[1], part_v[1]} != {tag}:
+        if part_n is None or part_n[1] != tag:
             return await _whole(store, key)  # replaced meanwhile (a compaction)
-        if len(part_n[0]) != size_n * (last - first) or len(part_v[0]) != size_v * (last - first):
+        if len(part_n[0]) != size_n * (last - first):
             raise StorageError(f"{where}: damaged id map (truncated)")
-        numbers.frombytes(part_n[0])
-        values.frombytes(part_v[0])
+        between = number_column()
+        between.frombytes(part_n[0])
         if sys.byteorder == "big":  # pragma: no cover
-            numbers.byteswap()
-            values.byteswap()
+            between.byteswap()
+        start, stop = bisect_left(between, low), bisect_right(between, high)
+        if start < stop:
+            at = body + size_n * count + size_v * (first + start)
+            part_v = await read_range(store, key, at, at + size_v * (stop - start))
+            if part_v is None or part_v[1] != tag:
+                return await _whole(store, key)
+            if len(part_v[0]) != size_v * (stop - start):
+                raise StorageError(f"{where}: damaged id map (truncated)")
+            numbers = between[start:stop]
+            values.frombytes(part_v[0])
+            if sys.byteorder == "big":  # pragma: no cover
+                values.byteswap()
     return numbers, values, profiles, merged
 
 

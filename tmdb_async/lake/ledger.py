@@ -173,6 +173,9 @@ class Ledger:
     ) -> None:
         self.store = store
         self._within = None if within is None else _Within.of(within)
+        # The pages a partial ledger read, by key: pages never change, and the checkpoint at
+        # the end of its run rewrites the ones its commits touched, usually these.
+        self._read: dict[str, list[tuple[int | str, Home]]] = {}
         self.folder = folder.rstrip("/")
         self.owner = owner or uuid.uuid4().hex[:12]
         self._clock = clock
@@ -286,6 +289,8 @@ class Ledger:
                     f"{self.store.url(self._key(ref.key))}: damaged ledger checkpoint page"
                 ) from None
             state.homes.extend(items)
+            if within is not None:
+                self._read[ref.key] = items
         return True
 
     async def _fold_new(self, state: _State) -> bool:
@@ -850,6 +855,8 @@ class Ledger:
         return pages, others_ref, retired
 
     async def _page(self, ref: PageRef) -> list[tuple[int | str, Home]]:
+        if ref.key in self._read:
+            return self._read[ref.key]
         raw = await self.store.get(self._key(ref.key))
         if raw is None:
             raise _PageGone(ref.key)
