@@ -398,9 +398,15 @@ def test_the_file_format_is_the_one_lakes_already_hold() -> None:
         b"\xfco\t\x00\x00\x00\x00\x00"  # tt0133093: movie 603, profile unknown
         b"\x03\xdc\x15\x00\x00\x00\x04\x00"  # tt0944947: narrow deleted tv 1399, profile 0
     )
-    # Written today, the header also has an index for a reader of a part (read_part);
-    # older runs ignore keys they do not know.
-    indexed = written.replace(b'"jsonl"}]}', b'"jsonl"}],"index":[[7,0]],"high":944947}')
+    # Written today, the header leads with what a reader of a part needs (read_part): its
+    # own length, the profiles, an index of the columns and the highest number; older runs
+    # read it whole and ignore the keys they do not know.
+    indexed = (
+        b'tmdb-ingest idmap 3\n{"count":3,"head":"0000000192","profiles":[{"kind":"tv",'
+        b'"detail":"full","language":"en-US","append_to_response":[],"output_format":"jsonl"}],'
+        b'"index":[[7,0]],"high":944947,"merged":["s1","s2"]}\n'
+    ) + written[written.index(b"}]}\n") + 4 :]
+    assert len(indexed.split(b"\n")[1]) == 192
     assert segment.encode(["s2", "s1"]) == indexed
     for raw in (written, indexed):
         assert IdMap.decode(raw, "here", tombstones=True)[0].value(944947) != 0

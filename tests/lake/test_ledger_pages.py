@@ -171,3 +171,32 @@ async def test_a_batch_checkpoints_its_pages_without_reading_them_again(tmp_path
     reread = await Ledger(LocalStore(str(tmp_path)), FOLDER).load()
     assert reread.home("tt0000122") == batch.home("tt0000122")
     assert len(reread.homes()) == 200
+
+
+async def test_a_child_does_not_read_the_names_of_the_segments_a_map_merged(
+    tmp_path: Path,
+) -> None:
+    """A base compacted from many segments names them all in its header, last: a reader of a
+    part stops before them (the header says its own length)."""
+
+    class Ranged(LocalStore):
+        def __init__(self, root: str) -> None:
+            super().__init__(root)
+            self.bytes = 0
+
+        async def read_part(self, key: str, start: int, end: int) -> tuple[bytes, str] | None:
+            found = await super().read_part(key, start, end)
+            self.bytes += 0 if found is None else len(found[0])
+            return found
+
+    known = IdMap()
+    for n in range(1, 5_001):
+        known.add(f"tt{n:07d}", "movie", n)
+    merged = [f"{n:020d}-run{n:06d}-0000.bin" for n in range(2_000)]  # ~80 kB of names
+    store = Ranged(str(tmp_path))
+    await write_base(store, known.encode(merged), None)
+    found = await read_part(store, BASE_KEY, 2_000, 2_100)
+    assert found is not None and list(found[0]) == list(range(2_000, 2_101))
+    # the first 4 kB, the numbers between two index points (2 strides at most) and 101
+    # values: 21 kB, where the names alone are 80 kB
+    assert store.bytes <= 4096 + 2 * 2048 * 4 + 101 * 8

@@ -43,6 +43,7 @@ INDEX_STRIDE: Final = 2048
 """Every this many titles, the header notes (number, position): a reader wanting a range of
 numbers reads the header and that range's part of the columns (:func:`read_part`)."""
 _HEAD_GUESS: Final = 4096  # bytes read first: the magic line and a header with its index
+_NO_HEAD: Final = "0" * 10  # the header's length, before it is known (the same width)
 
 UNKNOWN_PROFILE: Final = 255  # a title whose profile did not fit the table (or was not known)
 FORGOTTEN: Final = 0  # the tombstone value: forget the title
@@ -121,12 +122,15 @@ def encode(
     numbers: array[int], values: array[int], profiles: Iterable[Profile], merged: Iterable[str]
 ) -> bytes:
     """The bytes of a map whose sorted columns are ``numbers``/``values``."""
+    # What a reader of a part needs comes first, the header's own length ("head", fixed
+    # width) before all: it can start on the columns without reading the merged names.
     header = {
         "count": len(numbers),
-        "merged": sorted(merged),
+        "head": _NO_HEAD,
         "profiles": [p.as_json() for p in profiles],
         "index": [[numbers[at], at] for at in range(0, len(numbers), INDEX_STRIDE)],
         "high": numbers[-1] if numbers else 0,
+        "merged": sorted(merged),
     }
     little_n, little_v = number_column(), value_column()
     little_n.extend(numbers)
@@ -134,7 +138,9 @@ def encode(
     if sys.byteorder == "big":  # pragma: no cover
         little_n.byteswap()
         little_v.byteswap()
-    head = json.dumps(header, separators=(",", ":")).encode() + b"\n"
+    text = json.dumps(header, separators=(",", ":")).encode()
+    head = text.replace(f'"head":"{_NO_HEAD}"'.encode(), f'"head":"{len(text):010d}"'.encode(), 1)
+    head += b"\n"
     return _MAGIC + head + little_n.tobytes() + little_v.tobytes()
 
 
@@ -187,24 +193,23 @@ async def read_part(store: Store, key: str, low: int, high: int) -> Columns | No
     if found is None:
         return None
     head, tag = found
-    end = head.find(b"\n", len(_MAGIC))
-    if head.startswith(_MAGIC) and end < 0 and len(head) == _HEAD_GUESS:  # a long header
-        found = await read_range(store, key, 0, 16 * _HEAD_GUESS)
+    fields = _leading(head)
+    if fields is not None and "head" in fields and not fields.keys() >= _PART_KEYS:
+        found = await read_range(store, key, 0, len(_MAGIC) + int(fields["head"]) + 1)
         if found is None or found[1] != tag:
-            return await _whole(store, key)
-        head = found[0]
-        end = head.find(b"\n", len(_MAGIC))
-    if not head.startswith(_MAGIC) or end < 0:
-        return await _whole(store, key)
+            return await _whole(store, key)  # replaced meanwhile
+        fields = _leading(found[0])
+    if fields is None or not fields.keys() >= _PART_KEYS:
+        return await _whole(store, key)  # written before maps had an index
     try:
-        header: Mapping[str, Any] = json.loads(head[len(_MAGIC) : end])
-        count = int(header["count"])
-        index = [(int(n), int(at)) for n, at in header["index"]]
-        highest = int(header["high"])
-        profiles = [Profile.from_json(p) for p in header.get("profiles", [])]
-        merged = [str(name) for name in header.get("merged", [])]
+        count = int(fields["count"])
+        end = len(_MAGIC) + int(fields["head"])
+        index = [(int(n), int(at)) for n, at in fields["index"]]
+        highest = int(fields["high"])
+        profiles = [Profile.from_json(p) for p in fields["profiles"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise StorageError(f"{where}: damaged id map ({exc})") from None
+    merged: list[str] = []  # not read: a part is never compacted
     numbers, values = number_column(), value_column()
     lows = [n for n, _ in index]
     first = index[max(0, bisect_right(lows, low) - 1)][1] if index else 0
@@ -237,6 +242,34 @@ async def read_part(store: Store, key: str, low: int, high: int) -> Columns | No
             if sys.byteorder == "big":  # pragma: no cover
                 values.byteswap()
     return numbers, values, profiles, merged
+
+
+_PART_KEYS: Final = frozenset({"count", "head", "profiles", "index", "high"})
+
+
+def _leading(head: bytes) -> dict[str, Any] | None:
+    """The header's fields that are whole in ``head`` (the start of a map), in order; None
+    when it is not a map of this version."""
+    if not head.startswith(_MAGIC):
+        return None
+    text = head[len(_MAGIC) :].decode("ascii", errors="replace")
+    if not text.startswith("{"):
+        return None
+    decoder = json.JSONDecoder()
+    found: dict[str, Any] = {}
+    at = 1
+    while True:
+        try:
+            key, at = decoder.raw_decode(text, at)
+            if text[at] != ":":
+                return found
+            value, at = decoder.raw_decode(text, at + 1)
+        except (ValueError, IndexError):
+            return found  # cut off here
+        found[str(key)] = value
+        if at >= len(text) or text[at] != ",":
+            return found
+        at += 1
 
 
 async def _whole(store: Store, key: str) -> Columns | None:
