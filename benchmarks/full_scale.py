@@ -61,6 +61,7 @@ from benchmarks._project import FakeTmdbConfig
 from benchmarks.common import RESULTS, ROOT, TMP, TOKEN, UNLIMITED, log
 from benchmarks.inputs import Input, make_input
 from benchmarks.scenarios.refresh import ChangeListServer
+from tmdb_async.lake.idmap_format import BASE_KEY
 
 DATE = dt.date(2026, 11, 20)  # the ingest's date folder
 REFRESH_DATE = DATE + dt.timedelta(days=1)  # a daily refresh: the window is DATE alone
@@ -68,17 +69,20 @@ BATCH = 500  # ids per Distributed Map batch (the state machine's MaxItemsPerBat
 CONCURRENCY = 64  # the suite's CPU-bound setting
 PAIRS = 4  # measured (empty, full) pairs of batches, in alternating order
 EMPTY = tuple(f"empty-{k}" for k in range(PAIRS))  # one untouched bucket per empty batch
-BUCKETS = ("full", *EMPTY, "warm", "small")
+# An empty date folder in the same lake: a bucket holding the full lake's id map alone.
+NEW_DAY = tuple(f"new-day-{k}" for k in range(PAIRS))
+BUCKETS = ("full", *EMPTY, *NEW_DAY, "warm", "small")
 
 
 @dataclass(frozen=True)
 class Sizes:
     ids: int  # ids of the big file
     small_lake: int  # ids of the small lake (fewer titles than a day's change-list pages)
+    batch: int = BATCH  # ids per measured batch
 
 
 FULL = Sizes(ids=300_000, small_lake=200)
-QUICK = Sizes(ids=3_000, small_lake=100)
+QUICK = Sizes(ids=3_000, small_lake=100, batch=100)
 
 
 # --- moto's S3 in another process, counted ------------------------------------------------
@@ -441,40 +445,65 @@ def measure(sizes: Sizes, endpoint: str, server: ChangeListServer) -> dict[str, 
     began = time.perf_counter()
     ids = prepare("full", "Source/ids.csv")
     prepare_seconds = time.perf_counter() - began
-    middle = (len(ids) // BATCH // 2) * BATCH
+    size = sizes.batch
+    middle = len(ids) // 2 - PAIRS * size
     # Each measured batch asks the fake TMDB for ids never asked before, and the pairs run
     # in alternating orders (empty, full, then full, empty, …); the ratios are of medians.
-    aside = [ids[middle + k * BATCH : middle + (k + 1) * BATCH] for k in range(PAIRS)]
-    others = [ids[len(ids) - (k + 1) * BATCH : len(ids) - k * BATCH] for k in range(PAIRS)]
-    warm = ids[:BATCH]
+    # Set aside (never ingested, so in no folder and not in the map): the full folder's
+    # batches, then the new day's.
+    aside = [ids[middle + k * size : middle + (k + 1) * size] for k in range(2 * PAIRS)]
+    others = [ids[len(ids) - (k + 1) * size : len(ids) - k * size] for k in range(PAIRS)]
+    warm = ids[:size]
     left_out = {i for batch in aside for i in batch}
     part = without(data, left_out, TMP / f"full-scale-{sizes.ids}-less-batches.csv")
     log("full_scale: ingest")
-    result: dict[str, Any] = {"ids": len(data.ids), "rows": rows, "batch_ids": BATCH}
+    result: dict[str, Any] = {
+        "ids": len(data.ids),
+        "rows": rows,
+        "batch_ids": size,
+        "set_aside": len(left_out),
+    }
     result["prepare_seconds"] = prepare_seconds
     result["ingest"] = ingest(endpoint, server.url, part, "full", env)
     # The next execution's prepare folds the id map the ingest learned into its base, as
     # it would before its Map: the batches then read their part of a real map.
     prepare("full", "Source/ids.csv")
+    # (A small lake's map is its segments alone: prepare compacts only 16 or more.)
+    based = s3.list_objects_v2(Bucket="full", Prefix=BASE_KEY).get("KeyCount", 0) > 0
+    for bucket in NEW_DAY if based else ():
+        s3.copy_object(Bucket=bucket, Key=BASE_KEY, CopySource={"Bucket": "full", "Key": BASE_KEY})
+    result["id_map_base"] = based
     log("full_scale: the batches: a warm-up, then empty and full in pairs, alternating")
     # The benchmark's own data (every id of the file, the CSV's rows) is no Lambda's: out of
     # the collector's way, so that a full collection of it does not land in one batch.
     gc.collect()
     gc.freeze()
     open_batch(server, endpoint, "warm", warm)
-    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    runs: list[dict[str, dict[str, Any]]] = []
     for k in range(PAIRS):
-        if k % 2 == 0:
-            empty = open_batch(server, endpoint, EMPTY[k], others[k])
-            full = open_batch(server, endpoint, "full", aside[k])
-        else:
-            full = open_batch(server, endpoint, "full", aside[k])
-            empty = open_batch(server, endpoint, EMPTY[k], others[k])
-        pairs.append((empty, full))
-    empty, full = _median([e for e, _ in pairs]), _median([f for _, f in pairs])
-    result["batch"] = {"empty": empty, "full": full, "pairs": pairs, **ratios(empty, full)}
+        batches = {
+            "empty": (EMPTY[k], others[k]),
+            "new_day": (NEW_DAY[k], aside[PAIRS + k]),
+            "full": ("full", aside[k]),
+        }
+        order = list(batches)[k % 3 :] + list(batches)[: k % 3]  # each first in turn
+        runs.append({name: open_batch(server, endpoint, *batches[name]) for name in order})
+    middle_run = {name: _median([run[name] for run in runs]) for name in runs[0]}
+    empty, new_day, full = middle_run["empty"], middle_run["new_day"], middle_run["full"]
+    result["batch"] = {
+        "empty": empty,
+        "new_day": new_day,
+        "full": full,
+        "runs": runs,
+        **ratios(empty, full),
+        "over_new_day": ratios(new_day, full),
+    }
     log("full_scale: no-op rerun")
-    result["noop_rerun"] = noop_rerun(endpoint, server.url, data.csv, env)
+    # The file again, less the new day's batches (in other buckets): every id is in the folder.
+    new_days = {i for batch in aside[PAIRS:] for i in batch}
+    again = without(data, new_days, TMP / f"full-scale-{sizes.ids}-rerun.csv")
+    result["noop_rerun"] = noop_rerun(endpoint, server.url, again, env)
+    result["noop_rerun"]["ids"] = len(data.ids) - len(new_days)
     log("full_scale: refreshes")
     small = make_input(sizes.small_lake, TMP, start=1)
     result["small_lake_ingest"] = run_cli(small.csv, "small", server.url, env)[0].get("records")
@@ -520,7 +549,7 @@ def _f(value: Any, spec: str) -> str:
 def table(result: dict[str, Any]) -> list[str]:
     """The figures as Markdown lines."""
     ing, batch, rerun = result["ingest"], result["batch"], result["noop_rerun"]
-    empty, full = batch["empty"], batch["full"]
+    empty, new_day, full = batch["empty"], batch["new_day"], batch["full"]
     per100 = ", ".join(f"{m} {v:.2f}" for m, v in ing["s3_requests_per_100_records"].items())
     lines = [
         "| what | measured |",
@@ -535,21 +564,23 @@ def table(result: dict[str, Any]) -> list[str]:
         f"| S3 requests per 100 records, by method | {per100} |",
         f"| bytes uploaded ÷ data bytes | {ing['bytes_uploaded']:,} ÷ {ing['data_bytes']:,} = "
         f"{_f(ing['uploaded_over_data'], '.2f')} |",
-        f"| no-op rerun of the whole file ({result['ids']:,} ids) | {rerun['wall_seconds']:.1f} "
+        f"| no-op rerun of the file ({rerun['ids']:,} ids) | {rerun['wall_seconds']:.1f} "
         f"s wall, {rerun['tmdb_requests']} TMDB requests, {rerun['s3_requests']} S3 requests |",
     ]
-    for name, row in (("empty", empty), ("full", full)):
+    rows = (("an empty bucket", empty), ("a new day's folder", new_day), ("the full folder", full))
+    for name, row in rows:
         lines.append(
-            f"| {result['batch_ids']}-id batch on the {name} folder | open "
+            f"| {result['batch_ids']}-id batch, {name} | open "
             f"{_f(row['open_seconds'], '.3f')} s, all {row['seconds']:.2f} s, "
             f"{row['bytes_read']:,.0f} bytes read, {row['s3_requests']:.0f} S3 requests |"
         )
-    lines.append(
-        f"| batch, full ÷ empty | open {_f(batch['open_full_over_empty'], '.2f')}×, all "
-        f"{_f(batch['seconds_full_over_empty'], '.2f')}×, bytes read "
-        f"{_f(batch['bytes_full_over_empty'], '.1f')}×, S3 requests "
-        f"{_f(batch['requests_full_over_empty'], '.1f')}× |"
-    )
+    for name, over in (("an empty bucket", batch), ("a new day's folder", batch["over_new_day"])):
+        lines.append(
+            f"| batch, full folder ÷ {name} | open {_f(over['open_full_over_empty'], '.2f')}×, "
+            f"all {_f(over['seconds_full_over_empty'], '.2f')}×, bytes read "
+            f"{_f(over['bytes_full_over_empty'], '.2f')}×, S3 requests "
+            f"{_f(over['requests_full_over_empty'], '.2f')}× |"
+        )
     for name, row in result["refresh"].items():
         lines.append(
             f"| refresh, {name} lake ({row['in_lake']:,} titles to fetch) | "

@@ -42,7 +42,7 @@ def test_the_ingest_accounts_for_every_id_and_uploads_its_data(quick: dict[str, 
     summary = ingest["summary"]
     assert summary["status"] == "ok" and summary["failed"] == 0
     assert summary["records"] + summary["not_found"] == summary["unique_ids"]
-    assert summary["unique_ids"] == quick["ids"] - quick["batch_ids"]
+    assert summary["unique_ids"] == quick["ids"] - quick["set_aside"]
     # Every data byte went up at least once, and the ratio is a number.
     assert ingest["data_bytes"] > 0
     assert math.isfinite(ingest["uploaded_over_data"]) and ingest["uploaded_over_data"] >= 1
@@ -54,7 +54,7 @@ def test_a_batch_opens_the_full_folder_without_reading_the_whole_lake(
     quick: dict[str, Any],
 ) -> None:
     batch = quick["batch"]
-    for side in ("empty", "full"):
+    for side in ("empty", "new_day", "full"):
         assert batch[side]["records"] + batch[side]["not_found"] == quick["batch_ids"]
         assert batch[side]["open_seconds"] is not None  # it reached TMDB
     assert batch["full"]["bytes_read"] < quick["ingest"]["data_bytes"]
