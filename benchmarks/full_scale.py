@@ -15,27 +15,29 @@ the Distributed Map steps (``prepare``, then one batch), as ``handler.py`` hands
 The steps, in order:
 
 1. a Compass CSV of ``--ids`` ids (~3.5 rows per id, ids on consecutive rows) is uploaded and
-   ``prepare`` writes its distinct ids under ``Raw/TMDB/_work/``; its middle batch of
-   :data:`BATCH` ids (a contiguous slice, as the ItemBatcher takes it) is set aside;
+   ``prepare`` writes its distinct ids, sorted, under ``Raw/TMDB/_work/``; eight batches of
+   ``Sizes.batch`` ids from its middle (contiguous slices, as the ItemBatcher takes them)
+   are set aside;
 2. the CSV without those batches' rows is ingested by ``python -m tmdb_async run`` into the
    bucket's date folder: throughput by tenth of the run from the manifest's timeline (ids per
    second, by tenth of its seconds), S3 requests per 100 records by method, and bytes
    uploaded (PUT/POST bodies) ÷ the data files' bytes (``Raw/TMDB/JSON/…/*.json``, the
    ``_``-folders aside);
-3. ``prepare`` again (the next execution's: it folds the id map the ingest learned into
-   its base), then batches through the event entry, on an empty bucket and on the full
-   folder (a warm-up
-   batch on a third bucket first, so neither pays the imports), four pairs in alternating
-   order (empty, full; full, empty; …), each batch of ids the fake was never asked, the
-   medians compared:
-   "open" = from the call to the fake's first request, and the whole call, with the S3
-   requests and bytes read;
-4. the whole file again (now every id is in the folder): the no-op rerun;
+3. ``prepare`` again (the next execution's: it folds the id map the ingest learned into its
+   base), then batches through the event entry (a warm-up batch first, so none pays the
+   imports), four rounds of three, each first in turn: on an untouched bucket, on a new
+   day's folder of the same lake (a bucket holding the full lake's id map alone) and on
+   the full folder; every batch of set-aside ids or ids the fake was never asked; the
+   medians compared. "Open" = from the call to the fake's first request; and the whole
+   call, with the S3 requests and bytes read;
+4. the file again, less the new day's batches (every id is now in the folder): the no-op
+   rerun;
 5. ``refresh`` of a small lake (fewer titles than the day's change-list pages) and of the
    full one, for the day after the ingest: requests, seconds, and the plan's way (``mode``).
 
-The ingest's file is the full file less the batch's ids (0.17 % of them at 300,000), so that
-the batch finds a folder holding every other id of its file: the last batch of an execution.
+The ingest's file is the full file less the set-aside ids (1.3 % of them at 300,000), so
+that the full folder's batches find a folder holding every other id of their file: the last
+batches of an execution.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from tmdb_async.lake import ledger_pages
 from tmdb_async.lake.idmap_columns import IdMap
 from tmdb_async.lake.idmap_format import BASE_KEY, read_part, write_base
 from tmdb_async.lake.ledger import Ledger
+from tmdb_async.lake.ledger_pages import checkpoint_body
 from tmdb_async.lake.storage import LocalStore
 
 FOLDER = "Raw/TMDB/JSON/2022/05/03"
@@ -52,9 +53,7 @@ async def _folder(root: Path, numbers: list[int]) -> Ledger:
 
 
 def _root(root: Path) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(
-        (root / FOLDER / "_ledger/checkpoint.json").read_text(encoding="utf-8")
-    )
+    body: dict[str, Any] = checkpoint_body((root / FOLDER / "_ledger/checkpoint.json").read_bytes())
     return body
 
 

@@ -62,6 +62,7 @@ from tmdb_async.lake.lease import Lease
 from tmdb_async.lake.ledger_pages import (
     PageRef,
     Root,
+    checkpoint_body,
     cut,
     decode_page,
     decode_root,
@@ -80,8 +81,9 @@ LEDGER_FOLDER = "_ledger"
 # ever matches one, wherever it lives.
 STAGED_SUFFIX = ".staged"
 CHECKPOINT_EVERY = 64  # commits between checkpoints: bounds what a new reader folds
-CHECKPOINT_MOST = 1024  # commits after which a checkpoint is written whatever it costs
 REWRITE_RATIO = 4  # a checkpoint rewrites at most this many ids per id that changed…
+CHECKPOINT_MOST = 1024  # …or, once the log holds this many commits,
+LONG_LOG_RATIO = 16  # this many (a bounded multiple still: linear over a run)…
 ENDING_RATIO = 64  # …or this many when a run ends (so a folder at rest has no log to fold)
 LEASE_SECONDS = 60.0
 WAIT_SECONDS = 300.0  # for a busy lock, before giving up with a StorageError
@@ -756,15 +758,20 @@ class Ledger:
         """Whether to checkpoint now. A checkpoint rewrites the pages the commits since the
         last one touched, so it waits until they changed enough of those pages
         (:data:`REWRITE_RATIO`): over a run, checkpoints then write a bounded multiple of
-        what the run changed, not the folder again and again. The log it leaves for
-        readers to fold is bounded by :data:`CHECKPOINT_MOST` commits."""
+        what the run changed, not the folder again and again. A long log (a run writing in
+        random order into a big folder) accepts a costlier one (:data:`LONG_LOG_RATIO`),
+        so the log a reader folds stays short until the folder passes about 16 × 100 ×
+        :data:`CHECKPOINT_MOST` ids."""
         state = self._state
         since = state.version - state.checkpoint
         if since <= 0 or (not ending and since < CHECKPOINT_EVERY):
             return False
-        if state.legacy or since >= CHECKPOINT_MOST:
-            return not ending or since >= CHECKPOINT_EVERY
-        ratio = ENDING_RATIO if ending else REWRITE_RATIO
+        if state.legacy:
+            return since >= CHECKPOINT_EVERY
+        if ending:
+            ratio = ENDING_RATIO
+        else:
+            ratio = REWRITE_RATIO if since < CHECKPOINT_MOST else LONG_LOG_RATIO
         return state.rewritten <= ratio * len(state.tail)
 
     async def _write_checkpoint(self) -> None:
@@ -967,7 +974,7 @@ def _parse_checkpoint(raw: bytes, where: str) -> _State:
     home itself (lakes written before pages: read whole, and the next checkpoint writes it
     as pages)."""
     try:
-        body = json.loads(raw)
+        body = checkpoint_body(raw)
         if "format" in body:
             root = decode_root(body)
             return _State(version=root.version, checkpoint=root.version, root=root)

@@ -4,6 +4,7 @@ reads the part its ids need and a checkpoint rewrites the part that changed.
 ::
 
     _ledger/checkpoint.json                the root: the version, and every page's range
+                                           (zlib-compressed JSON; format 1 was plain)
     _ledger/pages/0000000128-0003.jz       one page: the homes of the ids in its range
 
 A page holds the homes of the canonical ids whose numbers lie in its ``[low, high]``
@@ -84,7 +85,8 @@ class Root:
             "others": None if self.others is None else self.others.as_json(),
             "retired": list(self.retired),
         }
-        return json.dumps(body, separators=(",", ":")).encode()
+        # Compressed: every batch reads the root, and its page ranges are most of it.
+        return zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 9)
 
     def wanted(self, numbers: Sequence[int], others: bool) -> list[PageRef]:
         """The pages that can hold any of ``numbers`` (sorted), and the others page if
@@ -97,6 +99,15 @@ class Root:
     @property
     def ids(self) -> int:
         return sum(p.count for p in self.pages) + (self.others.count if self.others else 0)
+
+
+def checkpoint_body(raw: bytes) -> Any:
+    """The JSON of a checkpoint file: a root (compressed) or a format-1 checkpoint (plain
+    JSON, ``{`` first). Raises ``ValueError`` (``zlib.error`` included) when damaged."""
+    try:
+        return json.loads(raw if raw[:1] == b"{" else zlib.decompress(raw))
+    except zlib.error as exc:
+        raise ValueError(str(exc)) from None
 
 
 def decode_root(body: Mapping[str, Any]) -> Root:
