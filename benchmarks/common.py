@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -84,6 +85,20 @@ QUICK = Plan(
     scaling_ids_per_worker=6,
     requests_ids=120,
 )
+
+
+def moto_env(endpoint: str, **extra: str) -> dict[str, str]:
+    """This process's environment for a child talking to moto's S3 at ``endpoint``: no
+    ``TMDB_``, ``AWS_`` or ``PYTHON`` variable of the caller's, test credentials, and
+    ``extra``."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TMDB_", "AWS_", "PYTHON"))},
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        **extra,
+    }
 
 
 def log(message: str) -> None:

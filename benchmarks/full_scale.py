@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._project import FakeTmdbConfig
-from benchmarks.common import RESULTS, ROOT, TMP, TOKEN, UNLIMITED, log
+from benchmarks.common import RESULTS, ROOT, TMP, TOKEN, UNLIMITED, log, moto_env
 from benchmarks.inputs import Input, make_input
 from benchmarks.scenarios.refresh import ChangeListServer
 from tmdb_async.lake.idmap_format import BASE_KEY
@@ -195,17 +195,6 @@ def counts(endpoint: str) -> dict[str, dict[str, int]]:
     with urllib.request.urlopen(f"{endpoint}/__counts", timeout=30) as response:
         found: dict[str, dict[str, int]] = json.loads(response.read())
         return found
-
-
-def _env(endpoint: str) -> dict[str, str]:
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TMDB_", "AWS_", "PYTHON"))},
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "TMDB_READ_ACCESS_TOKEN": TOKEN,
-    }
 
 
 def _s3(endpoint: str) -> Any:
@@ -438,7 +427,7 @@ def refresh(endpoint: str, url: str, bucket: str, env: dict[str, str]) -> dict[s
 
 
 def measure(sizes: Sizes, endpoint: str, server: ChangeListServer) -> dict[str, Any]:
-    env = _env(endpoint)
+    env = moto_env(endpoint, TMDB_READ_ACCESS_TOKEN=TOKEN)
     os.environ.update(env)
     os.environ["TMDB_BASE_URL"] = server.url  # the batch events' TMDB (the CLI's: --tmdb-url)
     s3 = _s3(endpoint)

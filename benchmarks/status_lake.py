@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import moto_env
+
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "status-bench"
 CHUNK = 100  # records per data file, the default chunk size
@@ -43,16 +45,6 @@ def _serve(queue: Any) -> None:
         queue.put(endpoint)
         while True:
             time.sleep(3600)
-
-
-def _env(endpoint: str) -> dict[str, str]:
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TMDB_", "AWS_"))},
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
 
 
 async def _folder(store: Any, folder: str, ids: list[int], stem: str, shape: str) -> None:
@@ -128,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server.start()
     try:
         endpoint = queue.get(timeout=60)
-        env = _env(endpoint)
+        env = moto_env(endpoint)
         os.environ.update(env)
         import boto3
 

@@ -14,14 +14,11 @@ matplotlib (the chart is skipped).
 from __future__ import annotations
 
 import datetime as dt
-import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.bench import run_quick
 from tmdb_devtools.fake_tmdb import FakeTmdbConfig, changed_ids, kind_of_number
 
 pytestmark = pytest.mark.slow  # ~55 s: about thirty child processes and sixteen fake servers
@@ -30,17 +27,7 @@ pytestmark = pytest.mark.slow  # ~55 s: about thirty child processes and sixteen
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench") / "quick.json"
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--no-chart", "--out", out],
-        cwd=ROOT,  # ``benchmarks`` is a package at the repository root
-        capture_output=True,
-        text=True,
-        timeout=300,  # a hang guard, not a performance assertion
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result: dict[str, Any] = json.loads(out.read_text())
-    return result
+    return run_quick("benchmarks", out, "--no-chart")
 
 
 def _accounted(run: dict[str, Any]) -> None:

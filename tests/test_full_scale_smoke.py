@@ -7,16 +7,13 @@ benchmark or of what it measures. Counts and ratios that cannot flake only, neve
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.bench import run_quick
 
 pytestmark = pytest.mark.slow  # ~10 s: moto, the fake TMDB and five CLI runs
 
@@ -24,17 +21,7 @@ pytestmark = pytest.mark.slow  # ~10 s: moto, the fake TMDB and five CLI runs
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out: Path = tmp_path_factory.mktemp("full-scale") / "full_scale.json"
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.full_scale", "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,  # a hang guard, not a performance assertion
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result: dict[str, Any] = json.loads(out.read_text())
-    return result
+    return run_quick("benchmarks.full_scale", out)
 
 
 def test_the_ingest_accounts_for_every_id_and_uploads_its_data(quick: dict[str, Any]) -> None:
