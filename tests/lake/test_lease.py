@@ -224,3 +224,30 @@ async def test_loading_a_folder_whose_roll_forward_outlasts_the_lease_retries_it
     loaded = await asyncio.wait_for(Ledger(store, FOLDER, lease_seconds=0.6).load(), 20)
     assert loaded.home("tt0000001") is not None
     assert set(read_local(tmp_path / FOLDER).records) == {"tt0000001"}
+
+
+async def test_a_lock_whose_acquire_was_cut_short_blocks_no_later_writer_of_the_process(
+    tmp_path: Path,
+) -> None:
+    """A deadline can cancel a writer while its lock's PUT lands (the end-of-run checkpoint
+    of a warm Lambda container's invocation): the lock names a holder this process no
+    longer has, so the next writer of the process takes it over at once instead of waiting
+    the lease out (which left the next invocation no time: "no progress")."""
+
+    class LandsThenCancelled(LocalStore):
+        async def write(
+            self, key: str, data: bytes, content_type: str = "application/json", **kw: Any
+        ) -> str:
+            etag = await super().write(key, data, content_type, **kw)
+            if key.endswith("_ledger/lock.json"):
+                raise asyncio.CancelledError  # the answer never reaches the writer
+            return etag
+
+    cut = await Ledger(LandsThenCancelled(str(tmp_path)), FOLDER).load()
+    with pytest.raises(asyncio.CancelledError):
+        await _commit(cut, rec("tt0000001"))
+    assert (tmp_path / FOLDER / "_ledger/lock.json").exists()
+    later = await Ledger(LocalStore(str(tmp_path)), FOLDER, wait_seconds=0.05).load()
+    await _commit(later, rec("tt0000002"))
+    assert later.home("tt0000002") is not None
+    assert set(read_local(tmp_path / FOLDER).records) == {"tt0000002"}

@@ -402,10 +402,13 @@ class Engine:
                     for _ in range(settings.concurrency):
                         group.create_task(job_run.work())
                 job_run.ready.put_nowait(None)
-            # A checkpoint for the next reader, in what the deadline leaves.
+            # A checkpoint for the next reader, in what the deadline leaves (best effort:
+            # one cut short costs the next reader a longer log, nothing else).
             spare = None if remaining is None else remaining() - safety_margin
             if spare is None or spare > 0:
-                await ledger.settle(wait=5.0 if spare is None else min(5.0, spare))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(spare):
+                        await ledger.settle(wait=5.0 if spare is None else min(5.0, spare))
             # TMDB unreachable: what was resolved is committed above; the run ends with the
             # breaker's one line, its ids left for the next run (none marked failed).
             error = job_run.unreachable

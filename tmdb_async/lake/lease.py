@@ -56,9 +56,18 @@ def _machine() -> str:
 _MACHINE = _machine()
 
 
+_LIVE: set[str] = set()
+"""Holders of this process between the start of :meth:`Lease.acquire` and
+:meth:`Lease.release` (or an acquire that failed): a lock this process wrote for a holder
+not in it is a dead one's, such as an acquire cut short by a deadline after its write
+landed, in a warm Lambda container whose next invocation must not wait the lease out."""
+
+
 def _dead_here(info: Mapping[str, Any]) -> bool:
     if not _MACHINE or info.get("machine") != _MACHINE or not isinstance(info.get("pid"), int):
         return False
+    if info["pid"] == os.getpid():
+        return info.get("holder") not in _LIVE
     try:
         os.kill(info["pid"], 0)
     except ProcessLookupError:
@@ -122,6 +131,14 @@ class Lease:
         self.renewed = sent
 
     async def acquire(self, wait: float) -> None:
+        _LIVE.add(self.holder)
+        try:
+            await self._acquire(wait)
+        except BaseException:
+            _LIVE.discard(self.holder)  # a lock of ours that landed anyway is a dead one's
+            raise
+
+    async def _acquire(self, wait: float) -> None:
         give_up = time.monotonic() + wait
         delay = 0.01
         seen: tuple[str, float] | None = None  # the lock's version, and when we first saw it
@@ -202,3 +219,5 @@ class Lease:
             await delete_once(self.store, self.key, if_match=self.etag)
         except Conflict:
             log.warning("the folder lock %s was taken over before release", self.key)
+        # Only once the lock is gone: a release that failed leaves a lock that is waited out.
+        _LIVE.discard(self.holder)

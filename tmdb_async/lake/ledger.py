@@ -617,9 +617,12 @@ class Ledger:
         Every data write is fenced as well as leased: a new file is created only if absent
         (or already holding these bytes: a roll-forward, or a retry that landed), and a file
         losing ids is replaced or deleted only in the version just read. A late write of a
-        writer whose lease ran out therefore fails instead of undoing a newer commit, except
-        a late *create* of a file that a newer commit emptied and deleted meanwhile: the
-        lease's margin (:mod:`tmdb_async.lake.lease`) is all that keeps that one out."""
+        writer whose lease ran out therefore fails instead of undoing a newer commit. A new
+        file arrives by a copy of its staged upload, and the roll-forward deletes the staged
+        upload before any newer commit starts, so a late copy finds nothing to copy; only a
+        copy the store itself began before that deletion and applied after a newer commit
+        deleted the file is kept out by the lease's margin alone
+        (:mod:`tmdb_async.lake.lease`)."""
         assert self._lease is not None
         for name, ids in header["drops"].items():
             async with self._lease.held():
