@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import time
@@ -318,7 +319,9 @@ class Ledger:
     # --- committing ----------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _locked(self) -> AsyncIterator[None]:
+    async def _locked(self, wait: float | None = None) -> AsyncIterator[None]:
+        """Hold the folder's lock (waiting up to ``wait`` seconds for it, the ledger's own
+        wait by default), with every commit since we last looked folded in."""
         lease = Lease(
             self.store,
             self._key(f"{LEDGER_FOLDER}/lock.json"),
@@ -328,7 +331,7 @@ class Ledger:
             holder=self._holder,
             settle=self._settle,
         )
-        await lease.acquire(self._wait)
+        await lease.acquire(self._wait if wait is None else wait)
         self._lease = lease
         try:
             if not await self._fold_new(self._state):
@@ -747,15 +750,12 @@ class Ledger:
         is at work and will checkpoint."""
         if self._state.version == self._state.checkpoint:
             return
-        waited, self._wait = self._wait, wait
         try:
-            async with self._mutex, self._locked():
+            async with self._mutex, self._locked(wait):
                 if self._checkpoint_due(ending=True):
                     await self._write_checkpoint()
         except (StorageError, LeaseLost) as exc:
             log.info("no checkpoint at the end of the run: %s", exc)
-        finally:
-            self._wait = waited
 
     def _checkpoint_due(self, *, ending: bool) -> bool:
         """Whether to checkpoint now. A checkpoint rewrites the pages the commits since the
@@ -839,7 +839,7 @@ class Ledger:
                 numbers[number] = home
         written: list[PageRef] = []
         retired: list[str] = []
-        serial = iter(range(10**6))
+        serial = itertools.count()
         replaced: set[int] = set()
         for index, taken in sorted(touched(kept, numbers).items()):
             content: dict[int, Home] = {}

@@ -96,10 +96,6 @@ class Root:
             found.append(self.others)
         return found
 
-    @property
-    def ids(self) -> int:
-        return sum(p.count for p in self.pages) + (self.others.count if self.others else 0)
-
 
 def checkpoint_body(raw: bytes) -> Any:
     """The JSON of a checkpoint file: a root (compressed) or a format-1 checkpoint (plain
