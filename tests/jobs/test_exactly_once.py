@@ -8,7 +8,9 @@ killed after a random number of storage writes (nothing after that point reaches
 which is what SIGKILL leaves behind; ``test_restarts.py`` does the real SIGKILL); runs whose
 storage loses answers after the write landed (the client sends it again, as botocore does
 after a 500 or a reset); runs whose writes stall past the lease's bound and land moments
-after the client gave up; and reruns during a TMDB outage (every request answered 5xx).
+after the client gave up; two writers whose clocks disagree (wall clocks a minute or a day
+apart, monotonic clocks from other origins), one of them with stalling writes; and reruns
+during a TMDB outage (every request answered 5xx).
 Every overview TMDB sends holds every Unicode line and paragraph separator.
 
 Invariants, after every step:
@@ -27,10 +29,12 @@ forward before anything else, so the old/new choice is resolved then.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import datetime as dt
 import json
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +70,21 @@ UNIVERSE = MOVIES + SHOWS + INVALID
 FLAKY = frozenset(random.Random(7).sample(MOVIES + SHOWS, 8))  # fail on the flaky server
 ANSWERS = ("record", "not_found")  # what only TMDB can say (and a refresh's "deleted")
 SEPARATORS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # in every overview
+
+# Each writer's clocks, off by this many seconds from the machine's: the writer's wall clock
+# (time.time) and the origin of the monotonic clock its ledger measures the lease on, as on
+# another host. A context variable, so each of two runs at once (each its own task) has its own.
+_SKEW: contextvars.ContextVar[float] = contextvars.ContextVar("skew", default=0.0)
+SKEWS = st.sampled_from([0.0, 30.0, -30.0, 86_400.0, -86_400.0])
+_REAL_TIME = time.time
+
+
+def _skewed_time() -> float:
+    return _REAL_TIME() + _SKEW.get()
+
+
+def _skewed_monotonic() -> float:
+    return time.monotonic() + _SKEW.get()
 
 
 @dataclass(frozen=True)
@@ -205,11 +224,17 @@ class FolderMachine(RuleBasedStateMachine):
         )
         self._overview = fake_tmdb._overview
         fake_tmdb._overview = lambda core, lang: self._overview(core, lang) + SEPARATORS
+        # Writers' clocks follow _SKEW (0 outside two_runs_at_once).
+        self._clock_default = Ledger.__init__.__kwdefaults__["clock"]
+        Ledger.__init__.__kwdefaults__["clock"] = _skewed_monotonic
+        time.time = _skewed_time
         self.model: dict[str, State] = {}
         self.csv: list[str] = []
 
     def teardown(self) -> None:
         fake_tmdb._overview = self._overview
+        Ledger.__init__.__kwdefaults__["clock"] = self._clock_default
+        time.time = _REAL_TIME
         for fake in (self.fake, self.flaky_fake, self.outage):
             self.loop.run_until_complete(fake.__aexit__(None, None, None))
         self.loop.close()
@@ -417,17 +442,52 @@ class FolderMachine(RuleBasedStateMachine):
         assert sum(s.unique_ids for s in summaries) == len(ids)
         self.model = after(self.model, ids, r)
 
-    @rule(a=runs, b=runs)
-    def two_runs_at_once(self, a: Run, b: Run) -> None:
+    @rule(a=runs, b=runs, skew_a=SKEWS, skew_b=SKEWS, stall=st.booleans(), seed=st.integers())
+    def two_runs_at_once(
+        self, a: Run, b: Run, skew_a: float, skew_b: float, stall: bool, seed: int
+    ) -> None:
+        """Two writers on two hosts whose clocks disagree; with ``stall``, some of the second
+        one's writes stall past the lease's bound (a 0.6 s lease) and land moments after it
+        gave up on them. A writer may lose its lease three times and stop (exit 3)."""
         # One format: two runs of different formats at once can each find the folder in
         # its own format and mix them (the format guard looks when a run starts).
         b = dataclasses.replace(b, fmt=a.fmt)
         ids_a, ids_b = self._slice(a), self._slice(b)
+        rng = random.Random(seed)
+        store_b = FaultyStore(
+            LocalStore(str(self.lake)),
+            rule=lambda op, key, n: (
+                "stall" if stall and _leased(key) and rng.random() < 0.05 else None
+            ),
+            land_soon=True,
+        )
 
-        async def both() -> None:
-            await asyncio.gather(run(self._settings(a)), run(self._settings(b)))
+        async def on_host(r: Run, skew: float, store: FaultyStore | None) -> bool:
+            _SKEW.set(skew)
+            try:
+                await run(self._settings(r), store=store)
+            except StorageError:
+                return False
+            return True
 
-        self.loop.run_until_complete(both())
+        async def both() -> list[bool]:
+            return list(await asyncio.gather(on_host(a, skew_a, None), on_host(b, skew_b, store_b)))
+
+        lease = ledger_module.LEASE_SECONDS
+        if stall:
+            ledger_module.LEASE_SECONDS = 0.6
+        try:
+            done_a, done_b = self.loop.run_until_complete(both())
+        finally:
+            ledger_module.LEASE_SECONDS = lease
+        self.loop.run_until_complete(store_b.land_late())
+        if skew_a != skew_b:
+            event("two writers whose clocks disagree")
+        if store_b.given_up.is_set():
+            event("a write stalled past the lease and landed late")
+        if not (done_a and done_b):
+            event("a writer lost its lease three times and stopped")
+            self._recover()
         pre = self.model
         orders = [
             after(after(pre, ids_a, a), ids_b, b),
@@ -436,8 +496,17 @@ class FolderMachine(RuleBasedStateMachine):
             after(pre, ids_b, b),
         ]
         touched = touched_by(pre, ids_a, a) | touched_by(pre, ids_b, b)
-        self._resolve({i: {o.get(i) for o in orders} for i in touched})
-        for imdb_id in touched:  # both completed: every id they covered is accounted for
+        alternatives: dict[str, set[State | None]] = {
+            i: {o.get(i) for o in orders} for i in touched
+        }
+        stopped = (set() if done_a else touched_by(pre, ids_a, a)) | (
+            set() if done_b else touched_by(pre, ids_b, b)
+        )
+        for imdb_id in stopped:  # a stopped run may have left an id as it was
+            alternatives[imdb_id].add(pre.get(imdb_id))
+        self._resolve(alternatives)
+        required = (set(ids_a) if done_a else set()) | (set(ids_b) if done_b else set())
+        for imdb_id in required:  # a completed run accounts for every id it covered
             assert imdb_id in self.model, imdb_id
 
     @precondition(lambda self: len(self.csv) > 5)
