@@ -45,6 +45,16 @@ def test_classify_an_unreadable_200_is_retried(body: bytes, reason: str) -> None
     assert classify(200, body) == Verdict("retry", reason)
 
 
+@pytest.mark.parametrize("body", [b"", b"<html>Not Found</html>", b"{}", b'{"status_code": "34"}'])
+def test_classify_a_404_without_tmdbs_error_body_fails_the_id_not_found_is_tmdbs_word(
+    body: bytes,
+) -> None:
+    """Another server's 404 (a proxy, a wrong --tmdb-url) is no answer from TMDB."""
+    outcome = classify(404, body)
+    assert outcome.kind == "fail"
+    assert outcome.reason.startswith("HTTP 404 without TMDB's error body")
+
+
 def test_classify_404_is_not_found_and_401_is_rejected() -> None:
     assert classify(404, b'{"status_code": 34}').kind == "not_found"
     rejected = classify(401, b'{"status_code": 7}')

@@ -370,3 +370,51 @@ async def test_a_lambda_batch_that_finds_tmdb_unreachable_fails_as_tmdb_unreacha
     assert str(caught.value).startswith(f"TMDB unreachable at {url}: connection refused")
     listed = s3.list_objects_v2(Bucket=lake, Prefix=f"{FOLDER}/").get("Contents", [])
     assert not [o["Key"] for o in listed if "/_sidecars/" in o["Key"] or "/_ledger/" in o["Key"]]
+
+
+# --- a wrong --tmdb-url that reaches another HTTP server: its 404s are not TMDB's answers --
+
+
+@asynccontextmanager
+async def not_tmdb() -> AsyncIterator[str]:
+    """A loopback HTTP server that is not TMDB: 404 with no body to every request (a proxy or
+    another service at a wrong ``--tmdb-url``)."""
+    from aiohttp import web
+
+    async def nothing(request: web.Request) -> web.Response:
+        return web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", nothing)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_404s_without_tmdbs_error_body_are_no_answer_and_replace_no_record(
+    tmp_path: Path,
+) -> None:
+    """A rerun with --no-resume (or other settings) pointed at a server that answers 404 to
+    everything: its 404s carry no TMDB error body, so they are failures, not "not found";
+    every record the folder held is kept (``held``), exit 1. Before, every record was
+    replaced by a ``not_found`` entry and the run exited 0."""
+    ids = title_ids(20, "movie")
+    source = write_csv(tmp_path / "movies.csv", ids)
+    dest = tmp_path / "lake"
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN)) as fake:
+        first = await run(_settings(source, dest, fake.url, kind="movie"))
+    held = read_local(dest / FOLDER)
+    assert first.status == "ok" and len(held.records) == first.records >= len(ids) - 2
+    async with not_tmdb() as url:
+        again = await run(_settings(source, dest, url, kind="movie", resume=False))
+    assert again.not_found == again.records == 0
+    assert again.failed == again.held == len(ids)  # each keeps its record or not_found entry
+    assert again.exit_code == ExitCode.FAILED_IDS == 1
+    view = read_local(dest / FOLDER)
+    assert view.records == held.records and view.outcomes == held.outcomes
+    assert not view.duplicates()

@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 from openapi_schema_validator import OAS31Validator
+from yarl import URL
 
 from tests.conftest import ROOT, TOKEN
 from tests.support.lake import read_local
@@ -138,18 +139,92 @@ def test_the_allowed_deviations_are_exactly_those_of_tmdbs_own_examples(
         assert pointer in DOCS.read_text(), f"docs/tmdb-api.md does not cite {pointer}"
 
 
+#: The query parameters the client sends, per endpoint (the ones
+#: :func:`test_every_answer_the_client_reads_follows_tmdbs_schemas` asks the fake with);
+#: :func:`test_the_client_asks_only_the_endpoints_and_parameters_checked_here` holds the
+#: client to exactly these.
+SENT: dict[str, frozenset[str]] = {
+    "/3/find/{external_id}": frozenset({"external_source", "language"}),
+    "/3/movie/{movie_id}": frozenset({"language", "append_to_response"}),
+    "/3/tv/{series_id}": frozenset({"language", "append_to_response"}),
+    "/3/movie/changes": frozenset({"start_date", "end_date", "page"}),
+    "/3/tv/changes": frozenset({"start_date", "end_date", "page"}),
+}
+#: TMDB's other way to authenticate (docs/tmdb-api.md, "Authentication"): the OpenAPI file
+#: declares the Bearer header only, so this query parameter is allowed on every endpoint.
+AUTH_PARAMETER = "api_key"
+
+
 def test_the_parameters_the_client_sends_are_tmdbs(openapi: dict[str, Any]) -> None:
     """Each query parameter the client sends is one the endpoint declares."""
-    sent = {
-        "/3/find/{external_id}": {"external_source", "language"},
-        "/3/movie/{movie_id}": {"language", "append_to_response"},
-        "/3/tv/{series_id}": {"language", "append_to_response"},
-        "/3/movie/changes": {"start_date", "end_date", "page"},
-        "/3/tv/changes": {"start_date", "end_date", "page"},
-    }
-    for endpoint, names in sent.items():
+    for endpoint, names in SENT.items():
         declared = {p["name"] for p in _operation(openapi, endpoint)["parameters"]}
         assert names <= declared, endpoint
+
+
+def _endpoint(path: str) -> str:
+    """The OpenAPI path of a request path the client sent (one of :data:`ENDPOINTS`)."""
+    parts = path.split("/")
+    if len(parts) == 4 and parts[2] == "find":
+        return "/3/find/{external_id}"
+    if len(parts) == 4 and parts[3] == "changes":
+        return f"/3/{parts[2]}/changes"
+    if len(parts) == 4 and parts[2] in ("movie", "tv"):
+        return "/3/movie/{movie_id}" if parts[2] == "movie" else "/3/tv/{series_id}"
+    return path
+
+
+@pytest.mark.parametrize("auth", ["bearer", "api_key"])
+async def test_the_client_asks_only_the_endpoints_and_parameters_checked_here(
+    monkeypatch: pytest.MonkeyPatch, auth: str
+) -> None:
+    """The client itself, not a list kept by hand: every request it sends on every way it
+    has (a movie by its IMDb id, /find then a series' details, a title by its TMDB id, find
+    detail, no append, both change lists), as the fake saw it, names one of
+    :data:`ENDPOINTS` with exactly the parameters of :data:`SENT` (some may be left out),
+    and the API key only when it authenticates with one, never beside the Bearer token."""
+    from tmdb_async.credentials import Credentials
+    from tmdb_async.tmdb.client import ClientOptions, TmdbClient
+
+    sent: dict[str, set[str]] = {}
+    keys: list[bool] = []
+    get = TmdbClient._get
+
+    async def recording(self: TmdbClient, path: str, url: str) -> Any:
+        parsed = URL(url)
+        keys.append(AUTH_PARAMETER in parsed.query)
+        names = set(parsed.query) - {AUTH_PARAMETER}
+        sent.setdefault(_endpoint(parsed.path), set()).update(names)
+        return await get(self, path, url)
+
+    monkeypatch.setattr(TmdbClient, "_get", recording)
+    credentials = (
+        Credentials(read_access_token=TOKEN) if auth == "bearer" else Credentials(api_key=TOKEN)
+    )
+    movie_imdb, tv_imdb = title_ids(1, "movie")[0], title_ids(1, "tv")[0]
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN, today=DAY)) as fake:
+        options = ClientOptions(
+            base_url=fake.url,
+            credentials=credentials,
+            append_to_response=tuple(APPENDED.split(",")),
+            rate=1000.0,
+        )
+        async with TmdbClient.open(options) as tmdb:
+            movie = await tmdb.lookup(movie_imdb)
+            series = await tmdb.lookup(tv_imdb)
+            assert getattr(movie, "media_type", None) == "movie"
+            assert getattr(series, "media_type", None) == "tv"
+            for way in (
+                tmdb.reshaped(kind="auto", detail="find", language=LANGUAGE, append_to_response=()),
+                tmdb.reshaped(kind="tv", detail="full", language=LANGUAGE, append_to_response=()),
+            ):
+                assert await way.lookup(tv_imdb) is not None
+            for kind in ("movie", "tv"):
+                assert (await tmdb.changes(kind, DAY, DAY, 1))["page"] == 1
+    assert set(sent) == set(ENDPOINTS)
+    for endpoint, names in sent.items():
+        assert names == SENT[endpoint], endpoint
+    assert keys and all(key == (auth == "api_key") for key in keys)
 
 
 @pytest.fixture

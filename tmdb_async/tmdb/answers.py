@@ -4,8 +4,9 @@
 :func:`classify_error` an exception raised while asking; each returns a :class:`Verdict`
 that the client acts on. 429, 5xx, 408 and unreadable bodies are worth another attempt, and
 so is *every* transport error (:data:`TRANSPORT_ERRORS`: aiohttp's ``ClientError`` family,
-malformed HTTP answers, ``OSError``/SSL errors, timeouts); 404 is an answer ("not found"),
-401 stops the run, any other status or error fails the id.
+malformed HTTP answers, ``OSError``/SSL errors, timeouts); 404 with TMDB's error body is an
+answer ("not found"), 401 stops the run, any other status or error (a 404 without TMDB's
+body included: another server's) fails the id.
 
 A lookup ends as :class:`Found`, :class:`NotFound` or :class:`Deleted`, or raises
 :class:`LookupFailed`. Reasons are built by :func:`tmdb_async.redaction.describe_error`:
@@ -72,7 +73,7 @@ class Verdict:
     """What one attempt's answer means.
 
     - ``ok``: ``data`` is the JSON object TMDB sent;
-    - ``not_found``: HTTP 404, an answer, not an error;
+    - ``not_found``: HTTP 404 with TMDB's error body, an answer, not an error;
     - ``retry``: worth another attempt; ``reason`` says why, ``retry_after`` is a positive
       ``Retry-After`` in seconds (or ``None``);
     - ``fail``: another attempt would get the same answer; the id fails with ``reason``;
@@ -86,6 +87,9 @@ class Verdict:
 
 
 _NOT_FOUND: Final = Verdict("not_found", "HTTP 404")
+_NOT_TMDB_404: Final = Verdict(
+    "fail", "HTTP 404 without TMDB's error body: not TMDB's answer (check --tmdb-url)"
+)
 _REJECTED: Final = Verdict("rejected", _REJECTED_MESSAGE)
 _RETRY_STATUSES: Final = frozenset({408, 429})  # besides every 5xx
 
@@ -117,7 +121,10 @@ def classify(status: int, body: bytes, retry_after: str | None = None) -> Verdic
             return Verdict("retry", "JSON body is not an object")
         return Verdict("ok", data=data)
     if status == 404:
-        return _NOT_FOUND
+        # TMDB's 404 carries its error body (status_code 34). A 404 without one comes from
+        # another server (a proxy, a wrong --tmdb-url): not TMDB saying "not found", so it
+        # fails the id, and a failure never replaces an answer.
+        return _NOT_FOUND if _tmdb_error(body) else _NOT_TMDB_404
     if status == 401:
         return _REJECTED
     if status == 429:
@@ -147,6 +154,14 @@ def parse_retry_after(value: str | None) -> float | None:
     except ValueError:
         return None  # HTTP-date forms are not used by TMDB's CDN; fall back to backoff
     return seconds if 0 <= seconds < float("inf") else None
+
+
+def _tmdb_error(body: bytes) -> bool:
+    """Whether ``body`` is TMDB's error body: a JSON object with an integer ``status_code``."""
+    with contextlib.suppress(ValueError, RecursionError):
+        data = json.loads(body)
+        return isinstance(data, dict) and type(data.get("status_code")) is int
+    return False
 
 
 def status_message(body: bytes) -> str:
