@@ -303,6 +303,40 @@ async def test_a_title_tmdb_removed_stays_watched_and_a_restore_is_refreshed(
     assert titles.get(imdb(3)) == Title("movie", 3, profile=ingested_with)
 
 
+async def test_a_refresh_killed_after_marking_titles_deleted_leaves_them_deleted_in_the_map(
+    tmp_path: Path,
+) -> None:
+    """Killed at each storage write in turn, then run again to completion: the id map knows
+    the removed titles as deleted, as ``idmap`` rebuild does (the repair follows the
+    ledgers' latest answer for a title the map holds otherwise, not only for one it lacks),
+    so the next refresh asks each once by its TMDB id and writes nothing new for them."""
+    ids = [imdb(n) for n in range(1, 101)]
+    gone = {imdb(3), imdb(8)}
+    async with FakeTmdb(config()) as fake:
+        await ingest(tmp_path, tmp_path / "lake", fake.url, ids, language="en-US")
+    tomorrow = TODAY + dt.timedelta(days=1)
+    async with FakeTmdb(config(removed_ids=frozenset(gone))) as fake:
+        for budget in range(1, 100):
+            lake = tmp_path / f"lake-{budget}"
+            shutil.copytree(tmp_path / "lake", lake)
+            store = KillingStore(LocalStore(str(lake)), budget)
+            try:
+                await refresh(options(lake, fake.url), store=store)  # type: ignore[arg-type]
+            except Killed:
+                declare_dead(lake)
+                rerun = await refresh(options(lake, fake.url))
+                assert rerun.status in ("ok", "up_to_date"), budget  # killed after its end
+            else:
+                break  # every write was a kill point
+            fake.reset_stats()
+            again = await refresh(options(lake, fake.url, date=tomorrow))
+            sent = fake.stats().path_counts
+            assert not any(sent.get(f"/3/find/{i}") for i in gone), budget
+            assert again.deleted == 0 and again.still_deleted == 2, budget
+            assert not read_local(lake / folder(tomorrow)).outcomes, budget
+        assert budget > 10
+
+
 def view_of(lake: Path, imdb_id: str) -> dict[str, Any]:
     """The record ``imdb_id`` was first ingested with."""
     return read_local(lake / folder(INGESTED)).records[imdb_id][0][1]

@@ -16,6 +16,7 @@ from tests.conftest import TOKEN
 from tests.support.kill import Killed, KillingStore, declare_dead
 from tmdb_async import Credentials, Settings, run
 from tmdb_async.errors import InputError
+from tmdb_async.jobs.summary import Summary
 from tmdb_async.lake import runstate
 from tmdb_async.lake.storage import LocalStore
 from tmdb_devtools.csvgen import title_ids, write_csv
@@ -72,6 +73,50 @@ async def test_a_continued_slice_clears_its_pin_and_the_next_plain_run_starts_af
     )
     assert second.status == "ok"
     assert _pins(lake) == []  # the job is done: nothing pins its date any more
+    job = runstate.job_key(str(csv_path), "x")
+    assert (await runstate.watch(LocalStore(str(lake)), job)).date(0, None, None) == (
+        dt.datetime.now(dt.UTC).date(),
+        False,
+    )
+
+
+async def _stopped_after(answers: int, settings: Settings) -> Summary:
+    """``settings`` run until ``answers`` ids are answered, then its deadline comes."""
+    answered = 0
+
+    def progress(n: int) -> None:
+        nonlocal answered
+        answered += n
+
+    return await run(
+        settings,
+        remaining=lambda: 1000.0 if answered < answers else 0.5,  # a clock driven by progress
+        safety_margin=1.0,
+        progress=progress,
+    )
+
+
+async def test_a_job_stopped_again_and_again_then_continued_to_the_end_pins_nothing(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    """Issue 18 row 6, a chain: a run stopped at its deadline, its continuation stopped too,
+    and so on, each continued as printed until one finishes. The job is done: no pin is
+    left (each stopped continuation clears what it finished from the pins of the runs it
+    continued), so the next plain run starts a new date folder."""
+    csv_path = write_csv(tmp_path / "movies.csv", title_ids(300, "movie"))
+    lake = tmp_path / "lake"
+    changes: dict[str, object] = {"offset": 50, "limit": 200}
+    for _ in range(3):  # stopped three times, each a continuation of the one before
+        stopped = await _stopped_after(40, _settings(csv_path, lake, fake_tmdb.url, **changes))
+        assert stopped.status == "incomplete" and stopped.next_offset is not None
+        changes = {
+            "offset": stopped.next_offset,
+            "limit": stopped.next_limit,
+            "date": dt.date.fromisoformat(stopped.date),
+        }
+    last = await run(_settings(csv_path, lake, fake_tmdb.url, **changes))
+    assert last.status == "ok"
+    assert _pins(lake) == []  # the whole job is done: nothing pins its date any more
     job = runstate.job_key(str(csv_path), "x")
     assert (await runstate.watch(LocalStore(str(lake)), job)).date(0, None, None) == (
         dt.datetime.now(dt.UTC).date(),

@@ -577,7 +577,7 @@ async def _finish(
             if summary.status in ("ok", "failed_ids"):
                 await runstate.finished(store, job, pin, seen)
             else:
-                await runstate.interrupted(store, job, pin, summary.next_offset)
+                await runstate.interrupted(store, job, pin, summary.next_offset, seen)
     except IngestError as exc:
         if error is None:
             raise

@@ -33,7 +33,8 @@ This module is the run's view, :class:`LakeIdMap`, and the map's public names. T
 - :mod:`tmdb_async.lake.idmap_format`: its files (where, their bytes, the packed value);
 - :mod:`tmdb_async.lake.idmap_scan`: the map learnt again from the lake's data files and
   manifests by one rule, :func:`lake_titles`, which :func:`repair` (each refresh, for the
-  titles the map lacks) and :func:`rebuild` (``idmap``) both follow.
+  titles the map lacks or marks deleted otherwise than the ledgers) and :func:`rebuild`
+  (``idmap``) both follow.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def _profiles_by_file(folder: str, manifests: Iterable[Mapping[str, Any]]) -> di
 
 
 async def lake_titles(
-    store: Store, wanted: Callable[[str], bool], *, unledgered: bool = False
+    store: Store, wanted: Callable[[str, bool], bool], *, unledgered: bool = False
 ) -> AsyncIterator[tuple[str, Title]]:
     """What the lake knows of each title ``wanted`` accepts: the one rule of the map.
 
@@ -80,7 +80,8 @@ async def lake_titles(
     of the run whose commit wrote it: the manifest of the same folder whose settings make
     the commit's shape. Titles TMDB files under another IMDb id are left out (see
     :func:`~tmdb_async.lake.idmap_columns.record_title`). Files are read only for the ids
-    ``wanted``, each file once.
+    ``wanted`` (asked with the id and whether its latest answer is ``deleted``), each file
+    once.
 
     ``unledgered``: first the folders written before the ledger (data files only, every
     record, the newer file winning); a ledgered folder's answer wins over them.
@@ -103,15 +104,20 @@ async def lake_titles(
             profile = _profiles_by_file(folder, bodies).get(key)
             for record in await _read_items(store, key):
                 found = record_title(record)
-                if found is not None and wanted(found[0]):
+                if found is not None and wanted(found[0], False):
                     title = _checked(*found, profile, deleted=False)
                     if title is not None:
                         older[found[0]] = title
     latest: dict[str, tuple[str, Home]] = {}
     async for folder, homes in latest_homes(store, RAW_FOLDER):
         for imdb_id, home in homes.items():
-            if home.outcome in _ANSWERS and wanted(imdb_id):
+            if home.outcome not in _ANSWERS:
+                continue
+            if wanted(imdb_id, home.outcome == "deleted"):
                 latest[imdb_id] = (folder, home)
+            else:  # a newer answer than any kept so far, and not wanted
+                latest.pop(imdb_id, None)
+                older.pop(imdb_id, None)
     for imdb_id, title in older.items():
         if imdb_id not in latest:
             yield imdb_id, title
@@ -168,19 +174,33 @@ async def _read_items(store: Store, key: str) -> list[dict[str, Any]]:
 
 
 async def repair(titles: Adopter, store: Store) -> int:
-    """Teach ``titles`` every title of the lake (:func:`lake_titles`) it does not know;
-    return how many it learned.
+    """Teach ``titles`` every title of the lake (:func:`lake_titles`) it does not know, or
+    knows as deleted when the lake's latest answer is not (or the other way round); return
+    how many it learned.
 
     The map is a cache: a run killed before its last segment, a segment that could not be
     written, a damaged base, all leave titles of the lake out of it. A refresh keeps only
     the titles the map knows, so it repairs the map first, by the rule :func:`rebuild`
     follows too. Titles TMDB files under another IMDb id are never learned, so their files
-    are read again each time; they are few."""
+    are read again each time; they are few.
+
+    A title the map holds with the other mark is a commit whose lesson was lost (a refresh
+    killed after committing ``deleted`` entries, before its segment): kept as it was, the
+    map would send the next refresh to ``/find`` and a new ``deleted`` entry for it, or
+    take a restored title for a still deleted one. Only the ledgers are read for that."""
+
+    def wanted(imdb_id: str, deleted: bool) -> bool:
+        known = titles.get(imdb_id)
+        return known is None or known.deleted != deleted
+
     learned = 0
-    async for imdb_id, title in lake_titles(store, lambda i: titles.get(i) is None):
+    async for imdb_id, title in lake_titles(store, wanted):
         learned += titles.adopt(imdb_id, title)
     if learned:
-        log.warning("id map: %d titles of the lake were missing from it, learned again", learned)
+        log.warning(
+            "id map: %d titles of the lake were missing from it or marked otherwise, learned again",
+            learned,
+        )
     return learned
 
 
@@ -209,7 +229,7 @@ async def rebuild(store: Store) -> Rebuilt:
             "destination right?"
         )
     learned = IdMap()
-    async for imdb_id, title in lake_titles(store, lambda _: True, unledgered=True):
+    async for imdb_id, title in lake_titles(store, lambda _, __: True, unledgered=True):
         learned.add(
             imdb_id,
             title.media_type,

@@ -15,7 +15,8 @@ the slice of it that its run still owes. The rule, in one place:
 - **a continuation is the same job**: a later run of the job that finishes a slice clears
   the parts of *interrupted* pins (of any date: that slice of the job is done) that its
   slice covers, and a pin of a run that died on this machine (kill -9) counts as
-  interrupted.
+  interrupted; a run that stops again clears the same way the part it did finish, so a
+  chain of continuations followed to the end leaves nothing.
 - **two runs at once never clear each other**: a pin whose run is still going is its own
   run's to clear. A running run rewrites its pin every :data:`HEARTBEAT` seconds; a
   finishing run counts a pin as a dead run's when it died on this machine, or when the pin
@@ -196,24 +197,38 @@ async def pin(store: Store, job: str, pin: Pin) -> None:
     await _save(store, job, pin)
 
 
-async def interrupted(store: Store, job: str, pin: Pin, next_offset: int | None) -> None:
-    """The run stopped before the end of its slice: it owes ``next_offset`` onwards."""
+async def interrupted(
+    store: Store, job: str, pin: Pin, next_offset: int | None, seen: Watch | None = None
+) -> None:
+    """The run stopped before the end of its slice: it owes ``next_offset`` onwards. What it
+    did finish (``start`` up to ``next_offset``) is done for the runs it continued too, as
+    when it finishes: a chain of stopped continuations followed to the end leaves no pin."""
     start = pin.start if next_offset is None else max(pin.start, next_offset)
     await _save(store, job, replace(pin, start=start, state="interrupted"))
+    if start > pin.start:
+        await _cover(store, job, pin.run, pin.start, start, seen)
 
 
 async def finished(store: Store, job: str, done: Pin, seen: Watch | None = None) -> None:
     """The run finished its slice: its pin goes, and so does what it covered of the job's
     interrupted pins and dead runs' pins (the runs it continued)."""
     await store.delete(_key(job, done.run))
+    await _cover(store, job, done.run, done.start, done.end, seen)
+
+
+async def _cover(
+    store: Store, job: str, run: str, start: int, end: int | None, seen: Watch | None
+) -> None:
+    """Run ``run`` accounted for ``start..end``: take it out of the job's interrupted pins
+    and dead runs' pins; a live run's pin is its own run's to clear."""
     for other, raw in await _read(store, job):
-        if other.run == done.run:
+        if other.run == run:
             continue
         if other.live and not (seen is not None and seen.silent(other, raw)):
             continue
-        if not other.overlaps(done.start, done.end):
+        if not other.overlaps(start, end):
             continue
-        rest = _minus(other, done.start, done.end)
+        rest = _minus(other, start, end)
         if rest is None:
             await store.delete(_key(job, other.run))
         elif rest != other:
