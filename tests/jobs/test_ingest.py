@@ -338,6 +338,43 @@ async def test_a_deadline_wastes_no_request_and_keeps_what_the_run_learned(
     assert_exactly_once(lake, ids)
 
 
+async def test_ids_still_waiting_for_the_rate_at_the_deadline_are_handed_back_not_waited_for(
+    tmp_path: Path,
+) -> None:
+    """At the deadline an id whose first request has not been sent (it waits for the rate's
+    turn) is not in flight: it is handed back at once, so what TMDB answered is committed
+    well before the hard stop. Before, the run waited for every started id: at 10/s with 20
+    connections that is 2 s of queue against the 1.3 s the margin leaves, so the hard stop
+    cut the one open chunk and its answers were asked again (exit 2, "no progress", on the
+    command line). A real clock: the queue is the throttle's."""
+    ids = title_ids(60, "movie", start=7_300_000)
+    csv_path = write_csv(tmp_path / "m.csv", ids)
+    common = {"rate": 10.0, "concurrency": 20, "chunk_size": 100, "kind": "movie"}
+    async with FakeTmdb(FakeTmdbConfig(token=TOKEN, latency=0.01)) as fake:
+        await run(settings(csv_path, tmp_path / "one", fake.url, **{**common, "rate": 1000.0}))
+        one_run = fake.stats().total_requests
+        fake.reset_stats()
+        lake = tmp_path / "lake"
+        deadline = time.monotonic() + 3.5  # 1.5 s of ids, then the 2 s margin
+
+        first = await run(
+            settings(csv_path, lake, fake.url, **common),
+            remaining=lambda: deadline - time.monotonic(),
+            safety_margin=2.0,
+        )
+        assert first.status == "incomplete" and first.next_offset is not None
+        assert first.unique_ids > 0
+        # Every title asked was committed: none waits in the continuation with its answer lost.
+        asked = set(titles_asked(fake.stats().path_counts))
+        assert asked == set(ids[: first.next_offset]) and first.unique_ids == first.next_offset
+        assert fake.stats().cancelled == 0
+        fast = {**common, "rate": 1000.0, "offset": first.next_offset}
+        second = await run(settings(csv_path, lake, fake.url, **fast))
+        assert second.status == "ok"
+        assert fake.stats().total_requests == one_run
+    assert_exactly_once(lake, ids)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

@@ -15,9 +15,11 @@ hold without a home (never ``failed``: nothing was learned about them), the chun
 resolved are committed, and the chunks holding those ids stay open for the next run.
 
 At the deadline (less than ``margin`` seconds left) nothing new is asked: the producer stops
-reading, workers hand back the ids they have not started (the continuation asks them), and
-the requests in flight finish and are committed with their chunks, cut short. So a stop and
-its continuation ask TMDB what one run would, and what the run learned is saved.
+reading, workers hand back the ids they have not started, and those whose first request
+still waits for its turn (the rate, a connection) are handed back at once too, not waited
+for (the continuation asks them all). Only the requests in flight finish, and are committed
+with their chunks, cut short. So a stop and its continuation ask TMDB what one run would,
+and what the run learned is saved.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from tmdb_async.lake.ledger import ANSWERS, Ledger
 from tmdb_async.lake.profile import Profile
 from tmdb_async.settings import Settings
 from tmdb_async.tmdb.answers import Deleted, Found, NotFound
-from tmdb_async.tmdb.client import TmdbClient
+from tmdb_async.tmdb.client import Sends, TmdbClient
 
 log = logging.getLogger(__name__)
 
@@ -240,13 +242,10 @@ class ChunkedRun:
             if self._halted():
                 continue  # left without a home: its chunk stays open for the next run
             if self._out_of_time():  # not started: the continuation asks it
-                chunk.expected -= 1
-                self.handed_back.append(entry.position)
-                if chunk.complete:
-                    self.ready.put_nowait(chunk)
+                self._hand_back(chunk, entry)
                 continue
             try:
-                result = await self.client.lookup(entry.imdb_id)
+                result = await self._lookup(entry.imdb_id)
             except TmdbUnreachable as exc:
                 if self.unreachable is None:
                     self.unreachable = exc
@@ -258,6 +257,9 @@ class ChunkedRun:
                 outcome = {"outcome": "failed", "reason": exc.reason, "attempts": exc.attempts}
                 chunk.sidecar.append((entry.position, {"imdb_id": entry.imdb_id, **outcome}))
             else:
+                if result is None:  # the deadline came before its first request went out
+                    self._hand_back(chunk, entry)
+                    continue
                 if isinstance(result, Found):
                     chunk.records.append((entry.position, result.record))
                 elif isinstance(result, NotFound):
@@ -278,6 +280,41 @@ class ChunkedRun:
             self._resolved()
             if chunk.complete:
                 self.ready.put_nowait(chunk)
+
+    def _hand_back(self, chunk: Chunk, entry: IdEntry) -> None:
+        """``entry`` was not asked: out of its chunk, left for the continuation."""
+        chunk.expected -= 1
+        self.handed_back.append(entry.position)
+        if chunk.complete:
+            self.ready.put_nowait(chunk)
+
+    async def _lookup(self, imdb_id: str) -> Found | NotFound | Deleted | None:
+        """The client's lookup of ``imdb_id``; ``None`` when the deadline came while its first
+        request still waited for its turn: nothing was asked, so it is not waited for (with
+        20 connections at 10/s that wait is 2 s, past the margin's hard stop, which would
+        cut the chunks holding the answers already in). A lookup that has sent a request is
+        in flight: it finishes."""
+        remaining = self.remaining
+        if remaining is None:
+            return await self.client.lookup(imdb_id)
+        sends = Sends()
+        task = asyncio.create_task(self.client.lookup_counting(imdb_id, sends))
+        try:
+            while not task.done() and not self._out_of_time():
+                # Woken at the deadline; the caller's clock decides (it may not be time).
+                await asyncio.wait({task}, timeout=max(0.001, remaining() - self.margin))
+            if not task.done() and sends.count == 0:
+                task.cancel()
+                await asyncio.wait({task})
+                if task.cancelled():
+                    return None
+            return await task
+        finally:
+            if not task.done():  # this worker was cancelled (the hard stop, an error)
+                task.cancel()
+                await asyncio.wait({task})
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: raised above, or of no one's interest now
 
     async def commit_all(self) -> None:
         """Commit resolved chunks, all that are ready as one commit, until ``None`` comes.

@@ -278,6 +278,8 @@ class Engine:
             )
             if store is None:
                 store = S3Store(s3, dest_url) if dest_url else LocalStore(settings.dest)
+                if isinstance(store, LocalStore):  # before the id map's read
+                    await store.check_root()
             if settings.dry_run:  # a refresh's dry run: its steps write nothing out
                 store = DryStore(store)
             idmap = await _id_map(store, run_id, settings, compact, within)

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -306,6 +307,20 @@ class LocalStore(_Derived):
 
     def __init__(self, root: str) -> None:
         self.root = Path(root)
+
+    async def check_root(self) -> None:
+        """The folder is usable: a directory, or nothing yet (made by the first write). A
+        path the OS refuses (a symlink loop, under a file, a name over 255 bytes) is one
+        :class:`StorageError` line naming it, before anything is read: not a warning about
+        the first file tried, then the error of the next."""
+        try:
+            info = await asyncio.to_thread(os.stat, self.root)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError(f"{self.root}: cannot write: {_reason(exc)}") from None
+        if not stat.S_ISDIR(info.st_mode):
+            raise StorageError(f"{self.root}: cannot write: Not a directory")
 
     def url(self, key: str) -> str:
         return str(self.root / key)

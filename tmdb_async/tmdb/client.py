@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import datetime as dt
 import logging
@@ -81,6 +82,7 @@ __all__ = [
     "ClientStats",
     "IdMap",
     "KnownTitle",
+    "Sends",
     "Timeline",
     "TmdbClient",
     "asks_by_map",
@@ -120,6 +122,17 @@ def asks_by_map(known: KnownTitle, kind: str, detail: str) -> bool:
 
 
 _USER_AGENT = f"tmdb-ingest/{__version__} (+aiohttp)"
+
+
+@dataclass(slots=True)
+class Sends:
+    """The requests one :meth:`TmdbClient.lookup_counting` has sent: 0 while its first one
+    still waits for its turn (the rate, a connection), so nothing has been asked yet."""
+
+    count: int = 0
+
+
+_SENDS: contextvars.ContextVar[Sends | None] = contextvars.ContextVar("tmdb_sends", default=None)
 
 
 TIMELINE_SERIES = ("requests", "throttled", "ids")
@@ -456,6 +469,13 @@ class TmdbClient:
             return Deleted(known.media_type, known.tmdb_id)
         return result
 
+    async def lookup_counting(self, imdb_id: str, sends: Sends) -> Found | NotFound | Deleted:
+        """:meth:`lookup`, counting each request it sends into ``sends``, so that its caller
+        can tell an id not yet asked (still waiting for the rate's turn) from one in flight.
+        Run it as a task of its own: the count is set in that task's context."""
+        _SENDS.set(sends)
+        return await self.lookup(imdb_id)
+
     async def _look_up(self, imdb_id: str, safe: str, *, direct: bool = True) -> Found | NotFound:
         """:meth:`lookup` without the id map: direct by IMDb id while the router says so
         (and ``direct``), else ``/find`` then details."""
@@ -546,6 +566,8 @@ class TmdbClient:
             async with self._semaphore:
                 await self._throttle.acquire()
                 breaker.check()  # tripped while this one waited for its turn
+                if (sends := _SENDS.get()) is not None:
+                    sends.count += 1
                 self.stats.requests += 1
                 self.stats.timeline.add("requests")
                 started = breaker.clock()
