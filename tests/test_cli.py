@@ -14,7 +14,8 @@ import pytest
 
 from tests.conftest import ROOT, TOKEN
 from tests.support.lake import read_local
-from tmdb_devtools.csvgen import title_ids, write_csv
+from tmdb_async.lake.idmap_columns import IdMap
+from tmdb_devtools.csvgen import kind_of, title_ids, write_csv
 from tmdb_devtools.fake_tmdb import FakeTmdb, FakeTmdbConfig
 
 
@@ -391,6 +392,35 @@ async def test_idmap_rebuilds_the_map_of_a_lake_ingested_without_one(
     sent = fake_tmdb.stats().path_counts
     assert sum(n for p, n in sent.items() if p.startswith("/3/tv/")) == first["records"]
     assert sum(n for p, n in sent.items() if p.startswith("/3/find/")) == first["not_found"]
+
+
+async def test_idmap_never_leaves_a_damaged_files_titles_out_of_the_map_silently(
+    tmp_path: Path, fake_tmdb: FakeTmdb
+) -> None:
+    """A data file truncated by hand: ``idmap`` learns every other title, then ends with one
+    line naming the file, how many titles it left out and a fix that loses nothing (exit
+    3), not "ok" (a refresh would no longer watch those titles)."""
+    ids_a, ids_b = title_ids(10, "movie", start=4_900_000), title_ids(10, "movie", start=5_000_000)
+    lake = tmp_path / "lake"
+    common = ["--dest", str(lake), "--tmdb-url", fake_tmdb.url, "--date", "2022-05-02"]
+    env = {"TMDB_READ_ACCESS_TOKEN": TOKEN}
+    for name, ids in (("a", ids_a), ("b", ids_b)):
+        path = str(write_csv(tmp_path / f"{name}.csv", ids))
+        code, out, err = await cli("run", path, *common, "--format", "jsonl", "--json", env=env)
+        assert code == 0, err
+    records = {i for i in ids_a + ids_b if kind_of(int(i[2:])) is not None}
+    folder = lake / "Raw/TMDB/JSON/2022/05/02"
+    [damaged] = folder.glob("a-*.jsonl")
+    inside = len(damaged.read_bytes().splitlines())
+    damaged.write_bytes(damaged.read_bytes()[:-30])  # the last record cut short
+
+    code, out, err = await cli("idmap", "--dest", str(lake), "--json")
+    assert code == 3 and json.loads(out)["exit_code"] == 3
+    assert err.startswith(f"error: {damaged}: damaged (") and len(err.strip().splitlines()) == 1
+    assert f"without the {inside} titles it holds" in err and "do not delete it" in err
+    base = lake / "Raw/TMDB/_state/idmap/map.bin"
+    learned, _ = IdMap.decode(base.read_bytes(), str(base))  # written, with every other title
+    assert {i for i in ids_a + ids_b if learned.get(i) is not None} == set(ids_b) & records
 
 
 async def test_idmap_without_a_destination_is_a_usage_error(tmp_path: Path) -> None:

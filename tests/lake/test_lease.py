@@ -143,6 +143,43 @@ async def test_a_write_whose_answer_was_lost_is_recognised_and_every_commit_is_a
     assert {i for i, h in fresh.homes().items() if h.outcome == "record"} == set(view.records)
 
 
+async def test_a_renewal_whose_answer_was_lost_keeps_the_lease_and_its_commit_is_applied(
+    tmp_path: Path,
+) -> None:
+    """The renewal in the middle of a commit lands, its answer is lost, and botocore's retry
+    gets 412 because of it: the writer recognises its own lock (not "lock lost"), applies the
+    commit it decided and releases the lock. The lease renews only because the commit's log
+    write takes half of it (a 3 s lease); the parametrized test above never renews."""
+
+    class SlowLog(MemoryStore):
+        """The first commit-log write takes 1.5 s: the next step renews the lease."""
+
+        slowed = False
+
+        async def write(self, key: str, data: bytes, *args: Any, **kw: Any) -> str:
+            if "/_ledger/log/" in key and not self.slowed:
+                self.slowed = True
+                await asyncio.sleep(1.5)
+            return await super().write(key, data, *args, **kw)
+
+    memory = SlowLog()
+    first_lock_write = iter([True])
+    store = FaultyStore(
+        memory,  # every lock write after the create is a renewal: its answer is lost
+        rule=lambda op, key, n: (
+            "lost" if op == "write" and key == LOCK and not next(first_lock_write, False) else None
+        ),
+    )
+    ledger = await Ledger(store, FOLDER, lease_seconds=3.0).load()
+    done = await asyncio.wait_for(_commit(ledger, rec("tt0000001"), rec("tt0000002")), 20)
+    assert done.data_files
+    assert store.lost.count(LOCK) >= 1  # a renewal landed and its answer was lost
+    memory.dump(tmp_path)
+    view = read_local(tmp_path / FOLDER)
+    assert set(view.records) == {"tt0000001", "tt0000002"} and not view.duplicates()
+    assert not (tmp_path / LOCK).exists()  # released: the next run waits for nothing
+
+
 def test_a_writer_that_gave_up_on_a_call_keeps_the_lock_until_the_call_can_no_longer_land(
     tmp_path: Path,
 ) -> None:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from tmdb_async.errors import Conflict, InputError, StorageError
+from tmdb_async.errors import Conflict, DamagedFile, InputError, StorageError
 from tmdb_async.lake import idmap_format as fmt
 from tmdb_async.lake.codec import decode_file
 from tmdb_async.lake.homes import Home
@@ -68,8 +68,21 @@ def _profiles_by_file(folder: str, manifests: Iterable[Mapping[str, Any]]) -> di
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Damaged:
+    """A data file :func:`lake_titles` could not read: its titles are left out."""
+
+    url: str
+    reason: str
+    titles: int | None  # what the ledger places there (None: a folder without a ledger)
+
+
 async def lake_titles(
-    store: Store, wanted: Callable[[str, bool], bool], *, unledgered: bool = False
+    store: Store,
+    wanted: Callable[[str, bool], bool],
+    *,
+    unledgered: bool = False,
+    damaged: list[Damaged] | None = None,
 ) -> AsyncIterator[tuple[str, Title]]:
     """What the lake knows of each title ``wanted`` accepts: the one rule of the map.
 
@@ -87,6 +100,9 @@ async def lake_titles(
     record, the newer file winning); a ledgered folder's answer wins over them.
     :func:`rebuild` reads them, a refresh's :func:`repair` does not (it would read them all
     at every refresh).
+
+    A file that cannot be read is left out: added to ``damaged`` when given (the caller
+    reports it), logged otherwise.
     """
     listed = await store.list(f"{RAW_FOLDER}/")
     ledgered = set(await date_folders(store, RAW_FOLDER))
@@ -102,7 +118,7 @@ async def lake_titles(
                 continue
             bodies = await read_manifests(store, manifests_of.get(folder, []))
             profile = _profiles_by_file(folder, bodies).get(key)
-            for record in await _read_items(store, key):
+            for record in await _read_items(store, key, damaged, None):
                 found = record_title(record)
                 if found is not None and wanted(found[0], False):
                     title = _checked(*found, profile, deleted=False)
@@ -132,7 +148,7 @@ async def lake_titles(
         if folder not in shapes:
             bodies = await read_manifests(store, manifests_of.get(folder, []))
             shapes = {folder: _profiles_by_shape(bodies)}  # folders come in order
-        for item in await _read_items(store, f"{folder}/{name}"):
+        for item in await _read_items(store, f"{folder}/{name}", damaged, len(ids)):
             shape = ids.pop(str(item.get("imdb_id")), None)
             if shape is None:
                 continue
@@ -161,15 +177,24 @@ def _checked(
     return Title(media_type, tmdb_id, narrow, profile, deleted)  # type: ignore[arg-type]
 
 
-async def _read_items(store: Store, key: str) -> list[dict[str, Any]]:
-    """The records (or sidecar entries) of a file; none when it is gone or unreadable."""
+async def _read_items(
+    store: Store, key: str, damaged: list[Damaged] | None, titles: int | None
+) -> list[dict[str, Any]]:
+    """The records (or sidecar entries) of a file; none when it is gone or unreadable (an
+    unreadable one is added to ``damaged``, or logged when there is no list)."""
     raw = await store.get(key)
     if raw is None:
         return []  # emptied by a commit since the listing: its ids live elsewhere now
     try:
         return [item for item in decode_file(key, raw) if isinstance(item, dict)]
     except ValueError as exc:
-        log.warning("%s: skipped, not a data file (%s)", store.url(key), exc)
+        reason = str(exc).splitlines()[0][:80]
+        if damaged is None:
+            log.warning(
+                "%s: damaged (%s), its titles left out of the id map", store.url(key), reason
+            )
+        else:
+            damaged.append(Damaged(store.url(key), reason, titles))
         return []
 
 
@@ -219,7 +244,9 @@ async def rebuild(store: Store) -> Rebuilt:
     stay, marked deleted, so a refresh still watches them.
 
     Raises :class:`~tmdb_async.errors.InputError` when there is no data file at all (a
-    mistyped destination must not replace a good map with an empty one)."""
+    mistyped destination must not replace a good map with an empty one), and
+    :class:`~tmdb_async.errors.DamagedFile` after writing the map when a data file could not
+    be read: the map then holds every other title, and the line names the file."""
     names = await fmt.segment_names(store)
     found = await store.read(fmt.BASE_KEY)
     keys = [k for k in await store.list(f"{RAW_FOLDER}/") if data_file_date(k) is not None]
@@ -229,7 +256,10 @@ async def rebuild(store: Store) -> Rebuilt:
             "destination right?"
         )
     learned = IdMap()
-    async for imdb_id, title in lake_titles(store, lambda _, __: True, unledgered=True):
+    damaged: list[Damaged] = []
+    async for imdb_id, title in lake_titles(
+        store, lambda _, __: True, unledgered=True, damaged=damaged
+    ):
         learned.add(
             imdb_id,
             title.media_type,
@@ -246,4 +276,15 @@ async def rebuild(store: Store) -> Rebuilt:
         ) from None
     for name in names:
         await store.delete(fmt.SEGMENT_PREFIX + name)
+    if damaged:
+        first = damaged[0]
+        held = "the" if first.titles is None else f"the {first.titles}"
+        why = "" if first.titles is None else ": the folder's ledger places titles there"
+        more = "".join(f"; also damaged: {d.url}" for d in damaged[1:])
+        raise DamagedFile(
+            f"{first.url}: damaged ({first.reason}); the id map was rebuilt without {held} "
+            "titles it holds, so a refresh does not watch them. Repair it (one JSON object "
+            "per record) or restore its last version, then run idmap again; do not delete "
+            f"it{why}{more}"
+        )
     return Rebuilt(len(keys), len(learned))
