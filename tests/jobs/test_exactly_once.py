@@ -34,6 +34,7 @@ import dataclasses
 import datetime as dt
 import json
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,6 +236,8 @@ class FolderMachine(RuleBasedStateMachine):
         fake_tmdb._overview = self._overview
         Ledger.__init__.__kwdefaults__["clock"] = self._clock_default
         time.time = _REAL_TIME
+        if hasattr(self, "dir"):
+            shutil.rmtree(self.dir, ignore_errors=True)
         for fake in (self.fake, self.flaky_fake, self.outage):
             self.loop.run_until_complete(fake.__aexit__(None, None, None))
         self.loop.close()
