@@ -149,8 +149,9 @@ class LeaseLost(Exception):
 
 class Retryable(Exception):
     """An attempt that another attempt may fix: ``reason`` says why, ``retry_after`` is the
-    server's positive ``Retry-After`` in seconds (or ``None``), ``connection`` that no
-    connection was made at all (:data:`~tmdb_async.tmdb.answers.CONNECTION_ERRORS`)."""
+    server's positive ``Retry-After`` in seconds (or ``None``), ``connection`` that the
+    attempt got no answer at all: no connection, or none of an answer's status line and
+    headers (what the breaker counts, see :data:`~tmdb_async.tmdb.answers.CONNECTION_ERRORS`)."""
 
     def __init__(
         self, reason: str, retry_after: float | None = None, *, connection: bool = False

@@ -1,14 +1,18 @@
 """Dead TMDB is found in seconds: the client's breaker (:class:`tmdb_async.tmdb.breaker.Breaker`).
 
-A TMDB that cannot be reached at all (a closed port, a name that does not resolve) stops the
-run with one line naming the cause and the URL, exit code 5, and no id marked failed. A
-connection lost now and then among answers never trips it. Time is virtual: the breaker's
-clock and the waits between attempts are the breaker module's seams ``_now`` and ``_pause``.
+A TMDB that cannot be reached at all (a closed port, a name that does not resolve), or a
+server that takes the connection and never answers HTTP (closes it, sends a TLS alert, lets
+the request time out), stops the run with one line naming the cause and the URL, exit code 5,
+and no id marked failed. A connection lost or garbled now and then among answers, one
+title's malformed answers, or a body cut after the headers never trips it. Time is
+virtual: the breaker's clock and the waits between attempts are the breaker module's seams
+``_now`` and ``_pause``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import re
@@ -418,3 +422,212 @@ async def test_404s_without_tmdbs_error_body_are_no_answer_and_replace_no_record
     view = read_local(dest / FOLDER)
     assert view.records == held.records and view.outcomes == held.outcomes
     assert not view.duplicates()
+
+
+# --- a --tmdb-url that reaches a server which never answers HTTP: no answer, as no connection --
+
+
+TLS_ALERT = b"\x15\x03\x01\x00\x02\x02\x46"  # what a TLS port sends to a plain-HTTP request
+
+
+@asynccontextmanager
+async def never_answering(how: str) -> AsyncIterator[tuple[str, list[int]]]:
+    """A loopback TCP server that takes every connection and never answers HTTP: ``closes``
+    it at once, sends ``not HTTP`` bytes (a TLS alert) then closes, or ``hangs`` (reads the
+    request, answers nothing). Yields its URL and [connections]."""
+    counts = [0]
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        counts[0] += 1
+        if how == "hangs":
+            held.append(writer)
+            with contextlib.suppress(ConnectionError):
+                while await reader.read(65536):
+                    pass
+            return
+        if how == "not HTTP":
+            writer.write(TLS_ALERT)
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", counts
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("how", "cause"),
+    [
+        ("closes", r"no answer: (server disconnected|connection reset)"),
+        ("not HTTP", r"no answer: not HTTP \(Bad status line: b'\\x15\\x03.*use https://\)"),
+        ("hangs", r"no answer: read timeout"),
+    ],
+)
+def test_a_server_that_never_answers_http_ends_the_run_in_seconds_with_one_line_exit_5(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    virtual: VirtualTime,
+    how: str,
+    cause: str,
+) -> None:
+    """A --tmdb-url reaching a server that takes connections but never answers HTTP (closes
+    them, sends a TLS alert, or answers nothing until the request timeout): before, every
+    id was tried 12 times and marked failed, exit 1, nothing on stderr (20 ids: 38 s, or
+    164 s for a server that hangs)."""
+    ids = title_ids(20, "movie")
+    source = write_csv(tmp_path / "movies.csv", ids)
+
+    async def scenario() -> tuple[int, list[int]]:
+        async with never_answering(how) as (url, counts):
+            args = ["run", str(source), "--dest", str(tmp_path / "lake"), "--tmdb-url", url]
+            args += ["--date", "2022-05-02", "--timeout", "0.5"]
+            monkeypatch.setenv("TMDB_READ_ACCESS_TOKEN", TOKEN)
+            # The CLI runs its own event loop: in a thread, so this loop keeps serving.
+            code = await asyncio.to_thread(cli.main, args)
+            return code, counts
+
+    code, counts = asyncio.run(scenario())
+    out, err = capsys.readouterr()
+    assert code == ExitCode.UNREACHABLE == 5
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    url = f"http://127.0.0.1:{lines[0].split('127.0.0.1:')[1].split(':')[0]}"
+    assert re.fullmatch(
+        rf"error: TMDB unreachable at {re.escape(url)}: {cause} "
+        r"\(\d+ attempts without an answer in \d+s\); stopped: no id was marked failed, "
+        "run it again once TMDB answers",
+        lines[0],
+    ), lines[0]
+    assert TOKEN not in err + out
+    assert virtual.now < 10 * TRIP_SECONDS
+    assert TRIP_FAILURES <= counts[0] < 12 * len(ids)  # 240 before: every id's 12 attempts
+    manifest = next((tmp_path / "lake" / FOLDER / "_manifests").glob("movies-*.json"))
+    recorded = json.loads(manifest.read_text())
+    assert recorded["outcome"] == "error"
+    assert recorded["counts"]["failed"] == 0
+    view = read_local(tmp_path / "lake" / FOLDER)
+    assert not view.all_ids()  # no id has a home: none is marked failed
+
+
+@asynccontextmanager
+async def unreliable_proxy(target: str) -> AsyncIterator[tuple[str, list[int]]]:
+    """A loopback TCP proxy to ``target`` that closes 1 connection in 5 without answering and
+    sends bytes that are not HTTP on 1 in 10 others; yields its URL and
+    [connections, dropped, garbled]."""
+    host, port = target.removeprefix("http://").rsplit(":", 1)
+    counts = [0, 0, 0]
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        counts[0] += 1
+        n = counts[0]
+        try:
+            if n % 5 == 0:
+                counts[1] += 1
+                return
+            if n % 10 == 3:
+                counts[2] += 1
+                writer.write(TLS_ALERT)
+                await writer.drain()
+                return
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = [line for line in head.split(b"\r\n") if line]
+            kept = [line for line in lines if not line.lower().startswith(b"connection:")]
+            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+            up_writer.write(b"\r\n".join([*kept, b"Connection: close", b"", b""]))
+            while data := await up_reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+            up_writer.close()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", counts
+    finally:
+        server.close()
+
+
+async def test_dropped_and_garbled_connections_among_answers_never_trip_the_breaker(
+    tmp_path: Path, virtual: VirtualTime
+) -> None:
+    """1 connection in 5 closed unanswered, 1 in 10 answered with bytes that are not HTTP:
+    each is no answer, but answers come between them, so every id is written."""
+    ids = title_ids(200, "movie")
+    source = write_csv(tmp_path / "movies.csv", ids)
+    async with (
+        FakeTmdb(FakeTmdbConfig(token=TOKEN)) as fake,
+        unreliable_proxy(fake.url) as (url, counts),
+    ):
+        summary = await run(_settings(source, tmp_path / "lake", url, chunk_size=50))
+    assert counts[1] >= 40 and counts[2] >= 20  # connections were dropped and garbled...
+    assert summary.status == "ok"  # ... and every id was written
+    assert summary.failed == 0
+    view = read_local(tmp_path / "lake" / FOLDER)
+    assert view.all_ids() == set(ids)
+    assert not view.duplicates()
+
+
+async def test_a_body_cut_short_after_the_headers_is_an_answer_the_breaker_never_counts(
+    virtual: VirtualTime,
+) -> None:
+    """Headers arrived, then the body was cut: a normal retry, the breaker untouched, so a
+    server doing that to every request fails its ids (exit 1) instead of stopping the run."""
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    options = ClientOptions(
+        base_url=f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}",
+        credentials=Credentials(read_access_token=TOKEN),
+        detail="find",
+        rate=1000.0,
+        max_attempts=6,
+    )
+    try:
+        async with TmdbClient.open(options) as tmdb:
+            outcomes = await asyncio.gather(
+                *(tmdb.lookup(f"tt{n:07d}") for n in range(1, 21)), return_exceptions=True
+            )
+            assert tmdb.unreachable is None
+            assert tmdb._breaker.streak == 0
+    finally:
+        server.close()
+    assert all(type(o).__name__ == "LookupFailed" for o in outcomes)
+    assert virtual.now > TRIP_SECONDS  # long enough that a counted streak would have tripped
+
+
+def test_one_titles_answers_that_are_not_http_never_trip_the_breaker(
+    virtual: VirtualTime,
+) -> None:
+    """A server that took the connection and answered no HTTP counts as an outage only on
+    TRIP_URLS different URLs: one title's malformed answers (its IMDb-id path, then /find),
+    the last request left with nobody else answered, fail that title, not the run."""
+    bad = aiohttp.ServerDisconnectedError()
+
+    async def scenario() -> None:
+        breaker = Breaker("https://tmdb.example")
+        for n in range(40):  # a minute of one title's attempts, on its two URLs
+            virtual.now = n * 1.5
+            breaker.failed(0.0, bad, "/3/movie/tt0000007" if n < 20 else "/3/find/tt0000007")
+        assert breaker.tripped is None
+        assert not breaker.holding  # its attempts, once spent, fail that title
+        with pytest.raises(TmdbUnreachable, match=r": no answer: server disconnected \(41 "):
+            breaker.failed(0.0, bad, "/3/find/tt0000008")
+        assert breaker.holding
+
+    asyncio.run(scenario())

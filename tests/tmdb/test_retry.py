@@ -21,7 +21,7 @@ from yarl import URL
 
 from tests.support.virtual_clock import run_virtual
 from tests.tmdb.test_answers import response_error
-from tests.tmdb.test_breaker import VirtualTime
+from tests.tmdb.test_breaker import VirtualTime, _refused
 from tests.tmdb.test_client import (
     ANY,
     BASE,
@@ -427,7 +427,7 @@ def test_connection_failures_while_tmdb_answers_nobody_are_held_in_rounds_for_ho
 
     async def scenario() -> None:
         breaker = Breaker("https://tmdb")
-        breaker.failed(virtual.now, aiohttp.ClientConnectionError())  # a streak: 1, no trip
+        breaker.failed(virtual.now, _refused())  # a streak: 1, no trip: a refusal
         with pytest.raises(GaveUp) as caught:
             await retries(breaker, 2, counted).call(attempt, "/p", "u")
         assert caught.value.attempts == len(made)

@@ -104,9 +104,19 @@ TRANSPORT_ERRORS: Final = (aiohttp.ClientError, HttpProcessingError, OSError)
 #: the name does not resolve (``ClientConnectorDNSError``), the connection is refused or
 #: unroutable, TLS fails (``ClientSSLError`` and the certificate errors are
 #: ``ClientConnectorError`` too), or the connect timeout passes (``ConnectionTimeoutError``,
-#: see :data:`~tmdb_async.tmdb.breaker.CONNECT_SHARE`). What the
-#: :class:`~tmdb_async.tmdb.breaker.Breaker` counts. A reset or a disconnection after
-#: connecting is not one of them: a server was there.
+#: see :data:`~tmdb_async.tmdb.breaker.CONNECT_SHARE`).
+#:
+#: The :class:`~tmdb_async.tmdb.breaker.Breaker` counts *no answer*: these, and every other
+#: transport error (:data:`TRANSPORT_ERRORS`, timeouts) raised after a request was sent and
+#: before its answer's status line and headers arrived: the server disconnected or reset the
+#: connection, sent bytes that are not HTTP (``http://`` to a TLS port), or let the request
+#: time out without a status line. A server that never answers HTTP is not TMDB for this
+#: run's purpose: once that goes on with no answer from anyone, the run stops and loses
+#: nothing (no id is marked failed), and the rerun continues. After connecting, it takes
+#: :data:`~tmdb_async.tmdb.breaker.TRIP_URLS` different URLs: one title whose every answer is
+#: malformed fails that title, not the run. An error after the headers (a
+#: body cut short, bad JSON) is an answer's fault, a normal retry the breaker never sees; and
+#: any answer ends the streak, so a lost connection among answers never trips it.
 CONNECTION_ERRORS: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 

@@ -556,12 +556,15 @@ class TmdbClient:
         """One request: its data, ``None`` for 404; else raises :class:`Retryable`,
         :class:`Refused`, :class:`CredentialsError` or :class:`TmdbUnreachable`. Any other
         exception is classified by :func:`classify_error` here, so nothing raised while
-        asking escapes unclassified."""
+        asking escapes unclassified. A transport error raised after the request was sent
+        and before the answer's status line and headers arrived is *no answer*: the breaker
+        counts it (see :data:`~tmdb_async.tmdb.answers.CONNECTION_ERRORS`)."""
         if self._rejected:
             raise CredentialsError("TMDB rejected the credentials (HTTP 401)")
         breaker = self._breaker
         breaker.check()
         started = 0.0
+        sent = answered = False
         try:
             async with self._semaphore:
                 await self._throttle.acquire()
@@ -571,9 +574,11 @@ class TmdbClient:
                 self.stats.requests += 1
                 self.stats.timeline.add("requests")
                 started = breaker.clock()
+                sent = True
                 async with self._session.get(
                     URL(url, encoded=True), headers=self._headers, timeout=self._timeout
                 ) as response:
+                    answered = True  # the status line and headers arrived
                     breaker.answered()
                     status = response.status
                     stats = self.stats
@@ -585,16 +590,20 @@ class TmdbClient:
             raise
         except Exception as exc:  # not CancelledError: a BaseException, it propagates
             if isinstance(exc, CONNECTION_ERRORS):
-                self._count_error(type(exc).__name__)
-                breaker.failed(started, exc)  # raises TmdbUnreachable once it trips
-                raise Retryable(describe_error(exc, limit=REASON_LIMIT), connection=True) from None
-            outcome = classify_error(exc)
-            key = outcome.reason if outcome.reason == "timeout" else type(exc).__name__
+                reason, key = describe_error(exc, limit=REASON_LIMIT), type(exc).__name__
+            else:
+                outcome = classify_error(exc)
+                reason = outcome.reason
+                key = reason if reason == "timeout" else type(exc).__name__
+                if outcome.kind != "retry":
+                    self._count_error(key)
+                    log.warning("%s on %s: the id fails", reason, path)
+                    raise Refused(reason) from None
             self._count_error(key)
-            if outcome.kind == "retry":
-                raise Retryable(outcome.reason) from None
-            log.warning("%s on %s: the id fails", outcome.reason, path)
-            raise Refused(outcome.reason) from None
+            if sent and not answered:  # no answer: the breaker counts it, the retries hold it
+                breaker.failed(started, exc, url)  # raises TmdbUnreachable once it trips
+                raise Retryable(reason, connection=True) from None
+            raise Retryable(reason) from None
         kind = outcome.kind
         if kind == "ok":
             self._throttle.succeeded()

@@ -9,11 +9,14 @@ retry (``before_sleep``) and sleep through :meth:`~tmdb_async.tmdb.breaker.Break
 a tripped breaker ends every wait at once. The last error is re-raised (``reraise``);
 cancellation is never retried: it propagates as it is.
 
-Around that loop, the hold: attempts spent without ever connecting, while TMDB has answered
-nobody since, do not fail the request. Another round follows, until TMDB answers (this
-request, or another one, which ends the streak) or the breaker trips; bounded by
-:data:`~tmdb_async.tmdb.breaker.HOLD_SECONDS`. So a connection-level failure never marks an
-id failed on its own, whatever ``max_attempts`` and the backoff are.
+Around that loop, the hold: attempts spent without an answer (no connection, or none of an
+answer's status line and headers), while TMDB has answered nobody since and the breaker's
+streak could be an outage (:attr:`~tmdb_async.tmdb.breaker.Breaker.holding`), do not fail
+the request. Another round follows, until TMDB answers (this request, or another one, which
+ends the streak) or the breaker trips; bounded by
+:data:`~tmdb_async.tmdb.breaker.HOLD_SECONDS`. So no answer never marks an id failed on its
+own, whatever ``max_attempts`` and the backoff are, except one title's own malformed or cut
+answers (fewer than :data:`~tmdb_async.tmdb.breaker.TRIP_URLS` URLs), which fail that title.
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ class Retries:
                     attempts += retrying.statistics["attempt_number"]
                     now = self._breaker.clock()
                     held_since = now if held_since is None else held_since
-                    if not (exc.connection and self._breaker.streak):
+                    if not (exc.connection and self._breaker.holding):
                         raise GaveUp(exc, attempts) from None
                     if now - held_since >= HOLD_SECONDS:
                         raise GaveUp(exc, attempts) from None
