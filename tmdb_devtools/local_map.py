@@ -750,12 +750,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
+    rate = report["measured_global_rate"]
+    failed_batches = report["failed_batches"]
     print(
         f"{report['status']}: {report['ids']} distinct ids in {report['batches']} batches, "
         f"{report['invocations']} invocations: {report['records']} records, "
         f"{report['not_found']} not found, {report['invalid']} invalid, {report['failed']} "
         f"failed; {report['requests']} requests ({report['throttled_429']} x 429) in "
-        f"{report['seconds']:.1f}s, {report['measured_global_rate']} requests/s",
+        f"{report['seconds']:.1f}s"
+        + (f", {rate} requests/s" if rate is not None else "")
+        + (
+            f"; {len(failed_batches)} of {report['batches']} batches failed (the counts are "
+            "the other batches'; each failed batch's error is above)"
+            if failed_batches
+            else ""
+        ),
         file=sys.stderr,
     )
     if args.json:
