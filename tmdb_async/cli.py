@@ -9,10 +9,10 @@ to date); 1 some ids failed after retries (a refresh: or a change list TMDB woul
 short for one chunk (refused before any I/O when it is not larger than its safety margin,
 ``DeadlineError`` when the run stopped at it without accounting for any id); 3 source or
 destination storage failure; 4 stopped at ``--time-budget`` having done some ids (continue
-with the printed ``--offset``); 5 TMDB unreachable (DNS, refused, TLS or connect timeout
-for 5 s with no answer: the run stopped starting ids, marked none failed; run it again once
-TMDB answers); 130 interrupted. Any other exit is a bug: its traceback is
-printed with the secret masked.
+with the printed ``--offset``); 5 TMDB unreachable (for 5 s no attempt got an answer: DNS,
+refused, TLS, connect timeout, or a server that never answers HTTP; the run stopped starting
+ids, marked none failed; run it again once TMDB answers); 130 interrupted. Any other exit is
+a bug: its traceback is printed with the secret masked.
 
 Every error text (stderr and the ``--json`` line) goes through
 :func:`~tmdb_async.errors.error_line`, the one redaction point.

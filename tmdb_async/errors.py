@@ -51,8 +51,9 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2
     STORAGE = 3  #: the source or destination could not be read or written
     INCOMPLETE = 4  #: stopped at the time budget having done some ids; continue where it says
-    #: TMDB could not be reached at all (DNS, refused, TLS, connect timeout): the run stopped
-    #: starting ids; the ids it did not finish are not marked failed (:class:`TmdbUnreachable`)
+    #: TMDB gave no answer at all for a while (no connection, or a server that never answers
+    #: HTTP): the run stopped starting ids; the ids it did not finish are not marked failed
+    #: (:class:`TmdbUnreachable`)
     UNREACHABLE = 5
     INTERRUPTED = 130  #: stopped by Ctrl-C / SIGTERM
 
@@ -112,9 +113,10 @@ class TmdbUnavailable(IngestError):
 
 
 class TmdbUnreachable(IngestError):
-    """No connection to TMDB could be made for a while, whatever the id: a DNS failure, a
-    refused connection, a TLS failure or a connect timeout, with no answer in between (the
-    client's breaker, :class:`tmdb_async.tmdb.breaker.Breaker`). The run stops starting ids,
+    """No attempt got an answer from TMDB for a while, whatever the id: a DNS failure, a
+    refused connection, a TLS failure or a connect timeout, or a server that took the
+    connection and never answered HTTP on several requests (the client's breaker,
+    :class:`tmdb_async.tmdb.breaker.Breaker`). The run stops starting ids,
     commits what it has and raises this; the ids it did not finish keep what they had (none
     is marked failed), so running it again once TMDB answers continues it. A class of its own
     so that Step Functions tells "TMDB is down" from "this batch failed" (exit code 5)."""
