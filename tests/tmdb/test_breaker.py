@@ -17,10 +17,11 @@ import datetime as dt
 import json
 import re
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import pytest
@@ -188,21 +189,31 @@ async def test_a_tmdb_unreachable_midway_keeps_what_was_fetched_and_the_rerun_do
     assert not view.duplicates()
 
 
+TLS_ALERT = b"\x15\x03\x01\x00\x02\x02\x46"  # what a TLS port sends to a plain-HTTP request
+Fault = Callable[[int], Literal["drop", "garble"] | None]
+"""The n-th connection (from 1) -> closed unanswered, answered with bytes that are not HTTP,
+or forwarded."""
+
+
 @asynccontextmanager
-async def dropping_proxy(target: str, every: int = 20) -> AsyncIterator[tuple[str, list[int]]]:
-    """A loopback TCP proxy to ``target`` that closes every ``every``-th connection at
-    accept (a lost connection now and then); yields its URL and [connections, dropped]."""
+async def faulty_proxy(target: str, fault: Fault) -> AsyncIterator[tuple[str, Counter[str]]]:
+    """A loopback TCP proxy to ``target`` that does to each connection what ``fault`` says;
+    yields its URL and the counts of connections and of each fault."""
     host, port = target.removeprefix("http://").rsplit(":", 1)
-    counts = [0, 0]
+    counts: Counter[str] = Counter()
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        counts[0] += 1
+        counts["connections"] += 1
+        what = fault(counts["connections"])
         try:
-            if counts[0] % every == 0:
-                counts[1] += 1
+            if what is not None:
+                counts[what] += 1
+                if what == "garble":
+                    writer.write(TLS_ALERT)
+                    await writer.drain()
                 return
             # One request per connection (Connection: close), so connections come and go
-            # as requests do and the drops hit every part of the run.
+            # as requests do and the faults hit every part of the run.
             head = await reader.readuntil(b"\r\n\r\n")
             lines = [line for line in head.split(b"\r\n") if line]
             kept = [line for line in lines if not line.lower().startswith(b"connection:")]
@@ -222,23 +233,6 @@ async def dropping_proxy(target: str, every: int = 20) -> AsyncIterator[tuple[st
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", counts
     finally:
         server.close()
-
-
-async def test_one_connection_lost_in_20_never_trips_the_breaker_and_every_id_is_written(
-    tmp_path: Path, virtual: VirtualTime
-) -> None:
-    ids = title_ids(200, "movie")
-    source = write_csv(tmp_path / "movies.csv", ids)
-    async with (
-        FakeTmdb(FakeTmdbConfig(token=TOKEN)) as fake,
-        dropping_proxy(fake.url) as (url, counts),
-    ):
-        summary = await run(_settings(source, tmp_path / "lake", url, chunk_size=50))
-    assert counts[1] >= 10  # connections were lost...
-    assert summary.status == "ok"  # ... and every id was written
-    assert summary.failed == 0
-    view = read_local(tmp_path / "lake" / FOLDER)
-    assert view.all_ids() == set(ids)
 
 
 def _refused() -> aiohttp.ClientConnectorError:
@@ -427,9 +421,6 @@ async def test_404s_without_tmdbs_error_body_are_no_answer_and_replace_no_record
 # --- a --tmdb-url that reaches a server which never answers HTTP: no answer, as no connection --
 
 
-TLS_ALERT = b"\x15\x03\x01\x00\x02\x02\x46"  # what a TLS port sends to a plain-HTTP request
-
-
 @asynccontextmanager
 async def never_answering(how: str) -> AsyncIterator[tuple[str, list[int]]]:
     """A loopback TCP server that takes every connection and never answers HTTP: ``closes``
@@ -516,60 +507,32 @@ def test_a_server_that_never_answers_http_ends_the_run_in_seconds_with_one_line_
     assert not view.all_ids()  # no id has a home: none is marked failed
 
 
-@asynccontextmanager
-async def unreliable_proxy(target: str) -> AsyncIterator[tuple[str, list[int]]]:
-    """A loopback TCP proxy to ``target`` that closes 1 connection in 5 without answering and
-    sends bytes that are not HTTP on 1 in 10 others; yields its URL and
-    [connections, dropped, garbled]."""
-    host, port = target.removeprefix("http://").rsplit(":", 1)
-    counts = [0, 0, 0]
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        counts[0] += 1
-        n = counts[0]
-        try:
-            if n % 5 == 0:
-                counts[1] += 1
-                return
-            if n % 10 == 3:
-                counts[2] += 1
-                writer.write(TLS_ALERT)
-                await writer.drain()
-                return
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = [line for line in head.split(b"\r\n") if line]
-            kept = [line for line in lines if not line.lower().startswith(b"connection:")]
-            up_reader, up_writer = await asyncio.open_connection(host, int(port))
-            up_writer.write(b"\r\n".join([*kept, b"Connection: close", b"", b""]))
-            while data := await up_reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-            up_writer.close()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", counts
-    finally:
-        server.close()
+def _one_in_20_dropped(n: int) -> Literal["drop", "garble"] | None:
+    return "drop" if n % 20 == 0 else None
 
 
+def _dropped_and_garbled(n: int) -> Literal["drop", "garble"] | None:
+    return "drop" if n % 5 == 0 else "garble" if n % 10 == 3 else None
+
+
+@pytest.mark.parametrize(
+    ("fault", "least"),
+    [(_one_in_20_dropped, {"drop": 10}), (_dropped_and_garbled, {"drop": 40, "garble": 20})],
+    ids=["1 in 20 dropped", "1 in 5 dropped, 1 in 10 not HTTP"],
+)
 async def test_dropped_and_garbled_connections_among_answers_never_trip_the_breaker(
-    tmp_path: Path, virtual: VirtualTime
+    tmp_path: Path, virtual: VirtualTime, fault: Fault, least: dict[str, int]
 ) -> None:
-    """1 connection in 5 closed unanswered, 1 in 10 answered with bytes that are not HTTP:
-    each is no answer, but answers come between them, so every id is written."""
+    """Connections closed unanswered, or answered with bytes that are not HTTP: each is no
+    answer, but answers come between them, so every id is written."""
     ids = title_ids(200, "movie")
     source = write_csv(tmp_path / "movies.csv", ids)
     async with (
         FakeTmdb(FakeTmdbConfig(token=TOKEN)) as fake,
-        unreliable_proxy(fake.url) as (url, counts),
+        faulty_proxy(fake.url, fault) as (url, counts),
     ):
         summary = await run(_settings(source, tmp_path / "lake", url, chunk_size=50))
-    assert counts[1] >= 40 and counts[2] >= 20  # connections were dropped and garbled...
+    assert all(counts[k] >= n for k, n in least.items()), counts  # the faults happened...
     assert summary.status == "ok"  # ... and every id was written
     assert summary.failed == 0
     view = read_local(tmp_path / "lake" / FOLDER)
