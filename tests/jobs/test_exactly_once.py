@@ -451,7 +451,11 @@ class FolderMachine(RuleBasedStateMachine):
     ) -> None:
         """Two writers on two hosts whose clocks disagree; with ``stall``, some of the second
         one's writes stall past the lease's bound (a 0.6 s lease) and land moments after it
-        gave up on them. A writer may lose its lease three times and stop (exit 3)."""
+        gave up on them, and a writer may lose its lease three times and stop (exit 3).
+        No decision of the engine compares clocks today (the lease measures durations on
+        each writer's own monotonic clock): the skew keeps it so. A lease judged on wall
+        clocks took over live locks here 29 times in one run, and the folder still held,
+        fenced by its create-only log entries and conditional data writes."""
         # One format: two runs of different formats at once can each find the folder in
         # its own format and mix them (the format guard looks when a run starts).
         b = dataclasses.replace(b, fmt=a.fmt)
@@ -469,7 +473,11 @@ class FolderMachine(RuleBasedStateMachine):
             _SKEW.set(skew)
             try:
                 await run(self._settings(r), store=store)
-            except StorageError:
+            except StorageError as exc:
+                # Only a 0.6 s lease on a loaded machine may be lost three times (exit 3);
+                # any other storage error is a failure of the test.
+                if not (stall and "lost the folder lock 3 times" in str(exc)):
+                    raise
                 return False
             return True
 

@@ -343,24 +343,25 @@ async def test_ids_still_waiting_for_the_rate_at_the_deadline_are_handed_back_no
 ) -> None:
     """At the deadline an id whose first request has not been sent (it waits for the rate's
     turn) is not in flight: it is handed back at once, so what TMDB answered is committed
-    well before the hard stop. Before, the run waited for every started id: at 10/s with 20
-    connections that is 2 s of queue against the 1.3 s the margin leaves, so the hard stop
+    well before the hard stop. Before, the run waited for every started id: at 5/s with 20
+    connections that is 4 s of queue against the 2.7 s a 4 s margin leaves, so the hard stop
     cut the one open chunk and its answers were asked again (exit 2, "no progress", on the
-    command line). A real clock: the queue is the throttle's."""
+    command line). A real clock: the queue is the throttle's; the answers (10 ms) have 2.7 s
+    to come, so a loaded machine does not reach the hard stop."""
     ids = title_ids(60, "movie", start=7_300_000)
     csv_path = write_csv(tmp_path / "m.csv", ids)
-    common = {"rate": 10.0, "concurrency": 20, "chunk_size": 100, "kind": "movie"}
+    common = {"rate": 5.0, "concurrency": 20, "chunk_size": 100, "kind": "movie"}
     async with FakeTmdb(FakeTmdbConfig(token=TOKEN, latency=0.01)) as fake:
         await run(settings(csv_path, tmp_path / "one", fake.url, **{**common, "rate": 1000.0}))
         one_run = fake.stats().total_requests
         fake.reset_stats()
         lake = tmp_path / "lake"
-        deadline = time.monotonic() + 3.5  # 1.5 s of ids, then the 2 s margin
+        deadline = time.monotonic() + 5.5  # 1.5 s of ids, then the 4 s margin
 
         first = await run(
             settings(csv_path, lake, fake.url, **common),
             remaining=lambda: deadline - time.monotonic(),
-            safety_margin=2.0,
+            safety_margin=4.0,
         )
         assert first.status == "incomplete" and first.next_offset is not None
         assert first.unique_ids > 0

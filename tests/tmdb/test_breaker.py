@@ -297,6 +297,28 @@ def test_the_breaker_trips_on_a_long_streak_of_failures_only(virtual: VirtualTim
     asyncio.run(scenario())
 
 
+def test_silence_is_measured_from_the_last_answer_not_from_when_a_timed_out_request_left(
+    virtual: VirtualTime,
+) -> None:
+    """Requests sent at 0 s time out at 10 s, just after TMDB answered another one: TMDB was
+    not silent for 10 s, so that first wave does not trip the breaker; silence that goes on
+    does."""
+
+    async def scenario() -> None:
+        breaker = Breaker("https://tmdb.example")
+        virtual.now = 9.99
+        breaker.answered()
+        virtual.now = 10.0
+        for n in range(20):  # the whole first wave, on as many URLs
+            breaker.failed(0.0, TimeoutError(), f"/3/movie/tt{n}")
+        assert breaker.tripped is None
+        virtual.now = 20.5  # their retries time out too, and nobody was answered since
+        with pytest.raises(TmdbUnreachable, match="no answer: read timeout"):
+            breaker.failed(10.5, TimeoutError(), "/3/movie/tt0")
+
+    asyncio.run(scenario())
+
+
 def test_lambda_and_step_functions_tell_an_unreachable_tmdb_by_its_error_type() -> None:
     assert exit_code_of("TmdbUnreachable", ExitCode.FAILED_IDS) == ExitCode.UNREACHABLE
 

@@ -114,7 +114,16 @@ class Breaker:
     stays tripped: every attempt of the run raises :class:`TmdbUnreachable`.
     """
 
-    __slots__ = ("_base", "_count", "_since", "_trip", "_unconnected", "_urls", "tripped")
+    __slots__ = (
+        "_answered_at",
+        "_base",
+        "_count",
+        "_since",
+        "_trip",
+        "_unconnected",
+        "_urls",
+        "tripped",
+    )
 
     def __init__(self, base_url: str) -> None:
         self._base = safe_url(base_url)
@@ -122,6 +131,7 @@ class Breaker:
         self._unconnected = False  # the streak holds an attempt that made no connection
         self._urls: set[str] = set()  # the URLs that got no answer after connecting
         self._since: float | None = None  # start of the streak's first failed attempt
+        self._answered_at = float("-inf")  # when TMDB last answered anyone
         self._trip = asyncio.Event()  # set when it trips: wakes the waits between attempts
         self.tripped: str | None = None  # the one-line message, once tripped
 
@@ -147,6 +157,7 @@ class Breaker:
 
     def answered(self) -> None:
         """TMDB answered (any status): the streak, if any, is over."""
+        self._answered_at = _now()
         self._count = 0
         self._since = None
         self._unconnected = False
@@ -163,8 +174,12 @@ class Breaker:
                 self._unconnected = True
             else:
                 self._urls.add(url)
-            if self._since is None or started < self._since:
-                self._since = started
+            # Measured from the attempt's start, but never from before TMDB last answered
+            # anyone: a request sent before that answer and timing out after it (10 s
+            # later) has not seen TMDB silent for 10 s.
+            begun = max(started, self._answered_at)
+            if self._since is None or begun < self._since:
+                self._since = begun
             lasted = _now() - self._since
             if self._count < TRIP_FAILURES or lasted < TRIP_SECONDS:
                 return

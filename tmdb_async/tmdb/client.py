@@ -21,8 +21,9 @@ The client holds the session and the lookup strategy; the rest is its neighbours
 
 Any unexpected error while asking fails that id (:class:`LookupFailed`), never the run. 401
 raises :class:`~tmdb_async.errors.CredentialsError` at once: the run must stop. Cancellation
-propagates untouched. 404 or an empty /find is "not found" (:class:`NotFound`), never an
-error.
+propagates untouched. A 404 with TMDB's error body or an empty /find is "not found"
+(:class:`NotFound`), never an error; a 404 without that body is another server's, and fails
+the id.
 
 Failure reasons are built by :func:`tmdb_async.redaction.describe_error` and
 :func:`~tmdb_async.redaction.redact`: class name and a short message, never a ``repr``,
@@ -482,12 +483,12 @@ class TmdbClient:
         opts = self._options
         direct_missed = False
         if direct and opts.detail == "full" and self._router.direct_first():
-            self.stats.direct += 1
             details = await self._shortcut(
                 f"/3/movie/{imdb_id}",
                 self._details_url.format("movie", safe),
                 outage_falls_back=True,
             )
+            self.stats.direct += 1  # not before: a lookup handed back at a deadline asked nothing
             if details is not None:
                 self._router.saw("movie")
                 self._router.direct(hit=True)
