@@ -10,14 +10,9 @@ MD5 ETags, conditional writes and deletes that raise :class:`Conflict`, sorted l
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-from tmdb_async.lake.storage import Conflict
-
-
-def _etag(data: bytes) -> str:
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+from tmdb_async.lake.storage import Conflict, md5_hex
 
 
 class MemoryStore:
@@ -44,21 +39,21 @@ class MemoryStore:
         current = self.objects.get(key)
         if if_none_match and current is not None:
             raise Conflict(key)
-        if if_match is not None and (current is None or _etag(current) != if_match):
+        if if_match is not None and (current is None or md5_hex(current) != if_match):
             raise Conflict(key)
         self.objects[key] = bytes(data)
-        return _etag(data)
+        return md5_hex(data)
 
     async def get(self, key: str) -> bytes | None:
         return self.objects.get(key)
 
     async def read(self, key: str) -> tuple[bytes, str] | None:
         data = self.objects.get(key)
-        return None if data is None else (data, _etag(data))
+        return None if data is None else (data, md5_hex(data))
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
         current = self.objects.get(key)
-        if if_match is not None and (current is None or _etag(current) != if_match):
+        if if_match is not None and (current is None or md5_hex(current) != if_match):
             raise Conflict(key)
         self.objects.pop(key, None)
 

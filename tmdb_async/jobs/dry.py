@@ -9,10 +9,8 @@ only if absent, replace only a known version), and the destination is left as it
 
 from __future__ import annotations
 
-import hashlib
-
 from tmdb_async.errors import Conflict
-from tmdb_async.lake.storage import Store
+from tmdb_async.lake.storage import Store, md5_hex
 
 __all__ = ["DryStore"]
 
@@ -38,7 +36,7 @@ class DryStore:
             return None
         if key in self._written:
             data = self._written[key]
-            return data, hashlib.md5(data, usedforsecurity=False).hexdigest()
+            return data, md5_hex(data)
         return await self._inner.read(key)
 
     async def get(self, key: str) -> bytes | None:
@@ -63,7 +61,7 @@ class DryStore:
                 raise Conflict(self.url(key))
         self._written[key] = data
         self._deleted.discard(key)
-        return hashlib.md5(data, usedforsecurity=False).hexdigest()
+        return md5_hex(data)
 
     async def put(self, key: str, data: bytes, content_type: str) -> str:
         await self.write(key, data, content_type)

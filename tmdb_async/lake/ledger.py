@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import json
 import logging
@@ -71,7 +70,7 @@ from tmdb_async.lake.ledger_pages import (
     page_key,
     touched,
 )
-from tmdb_async.lake.storage import Store, delete_once, write_once
+from tmdb_async.lake.storage import Store, delete_once, md5_hex, write_once
 
 log = logging.getLogger(__name__)
 
@@ -532,7 +531,7 @@ class Ledger:
             raise ValueError(f"commit {version}: an id is named twice")  # a caller's bug
         for spec, body in zip(files, bodies, strict=True):
             spec["size"] = len(body)
-            spec["md5"] = _md5(body)
+            spec["md5"] = md5_hex(body)
             spec["staged"] = f"{LEDGER_FOLDER}/staged/{version:010d}/{self._holder[:16]}/" + (
                 f"{spec['key']}{STAGED_SUFFIX}"
             )
@@ -681,7 +680,7 @@ class Ledger:
                 f"{self.store.url(self._key(spec['key']))}: a decided commit's file is missing "
                 f"and its staged copy {spec['staged']} is gone"
             )
-        if len(found[0]) != int(spec["size"]) or _md5(found[0]) != spec["md5"]:
+        if len(found[0]) != int(spec["size"]) or md5_hex(found[0]) != spec["md5"]:
             raise LeaseLost(f"{spec['key']}: changed by a later commit")
 
     def _homes_of(
@@ -924,10 +923,6 @@ def _fold(state: _State, header: Mapping[str, Any]) -> None:
                 home = shared[key, outcome] = Home(key, outcome, shape)
             state.homes.set(imdb_id, home)
             state.note(imdb_id, home)
-
-
-def _md5(data: bytes) -> str:
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 def _staged(header: Mapping[str, Any]) -> bool:

@@ -272,7 +272,9 @@ async def read_range(store: Store, key: str, start: int, end: int) -> tuple[byte
     return None if whole is None else (whole[0][start:end], whole[1])
 
 
-def _etag(data: bytes) -> str:
+def md5_hex(data: bytes) -> str:
+    """The MD5 of ``data`` in hex: S3's ETag of a single-part upload, so the ETag of a
+    folder's file and of every store that imitates S3; what a commit records of a new file."""
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
@@ -383,7 +385,7 @@ class LocalStore(_Derived):
                 raise
         except OSError as exc:
             raise StorageError(f"{path}: cannot write: {exc.strerror or exc}") from None
-        return _etag(data)
+        return md5_hex(data)
 
     async def read(self, key: str) -> tuple[bytes, str] | None:
         return await asyncio.to_thread(self._read, key)
@@ -414,7 +416,7 @@ class LocalStore(_Derived):
             return None
         except OSError as exc:
             raise StorageError(f"{path}: cannot read: {exc.strerror or exc}") from None
-        return data, _etag(data)
+        return data, md5_hex(data)
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
         if if_match is None:
