@@ -70,6 +70,7 @@ from tmdb_async.tmdb.answers import (
     Deleted,
     Found,
     NotFound,
+    Verdict,
     classify,
     classify_error,
 )
@@ -591,16 +592,14 @@ class TmdbClient:
             raise
         except Exception as exc:  # not CancelledError: a BaseException, it propagates
             if isinstance(exc, CONNECTION_ERRORS):
-                reason, key = describe_error(exc, limit=REASON_LIMIT), type(exc).__name__
+                outcome = Verdict("retry", describe_error(exc, limit=REASON_LIMIT))
             else:
                 outcome = classify_error(exc)
-                reason = outcome.reason
-                key = reason if reason == "timeout" else type(exc).__name__
-                if outcome.kind != "retry":
-                    self._count_error(key)
-                    log.warning("%s on %s: the id fails", reason, path)
-                    raise Refused(reason) from None
-            self._count_error(key)
+            reason = outcome.reason
+            self._count_error(reason if reason == "timeout" else type(exc).__name__)
+            if outcome.kind != "retry":
+                log.warning("%s on %s: the id fails", reason, path)
+                raise Refused(reason) from None
             if sent and not answered:  # no answer: the breaker counts it, the retries hold it
                 breaker.failed(started, exc, url)  # raises TmdbUnreachable once it trips
                 raise Retryable(reason, connection=True) from None
