@@ -551,29 +551,22 @@ class S3Store(_Derived):
         return str(response.get("ETag", "")).strip('"')
 
     async def read(self, key: str) -> tuple[bytes, str] | None:
-        try:
-            response = await self._s3.get_object(Bucket=self.bucket, Key=self._key(key))
-            async with response["Body"] as body:
-                data: bytes = await body.read()
-        except Exception as exc:
-            if s3_error_code(exc) in ("NoSuchKey", "404"):
-                return None
-            raise self._fail("read", key, exc) from None
-        return data, str(response.get("ETag", "")).strip('"')
+        return await self._get(key)
 
     async def read_part(self, key: str, start: int, end: int) -> tuple[bytes, str] | None:
         """See :func:`read_range`: a ranged GET; the tag is the object's ETag."""
+        return await self._get(key, Range=f"bytes={start}-{end - 1}")
+
+    async def _get(self, key: str, **ranged: str) -> tuple[bytes, str] | None:
         try:
-            response = await self._s3.get_object(
-                Bucket=self.bucket, Key=self._key(key), Range=f"bytes={start}-{end - 1}"
-            )
+            response = await self._s3.get_object(Bucket=self.bucket, Key=self._key(key), **ranged)
             async with response["Body"] as body:
                 data: bytes = await body.read()
         except Exception as exc:
             code = s3_error_code(exc)
             if code in ("NoSuchKey", "404"):
                 return None
-            if code == "InvalidRange":  # start at or past the end
+            if ranged and code == "InvalidRange":  # start at or past the end
                 return b"", ""
             raise self._fail("read", key, exc) from None
         return data, str(response.get("ETag", "")).strip('"')
